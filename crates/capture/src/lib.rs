@@ -1,0 +1,1 @@
+//! Capture inputs and outputs: pcap/pcapng files, the UDP listener and sender.

@@ -1,0 +1,161 @@
+//! The contract between the reassembler and whatever consumes the streams (the HTTP layer).
+
+use std::net::IpAddr;
+
+/// Which way bytes travel on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the client (the SYN sender, or the side guessed/learnt to be the client).
+    ClientToServer,
+    /// From the server.
+    ServerToClient,
+}
+
+impl Direction {
+    /// The other direction.
+    pub fn flip(self) -> Self {
+        match self {
+            Direction::ClientToServer => Direction::ServerToClient,
+            Direction::ServerToClient => Direction::ClientToServer,
+        }
+    }
+}
+
+/// One side of a TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// IP address.
+    pub ip: IpAddr,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// Connection facts handed to the stream consumer with every callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnMeta {
+    /// Unique id of this connection within one flow table (monotonic; stable across replays of
+    /// the same input).
+    pub conn_id: u64,
+    /// Stable hash of (client, server, client ISN or first seen seq): the same connection seen
+    /// twice (both ENIs mirrored) or replayed again gets the same value.
+    pub stable_id: u64,
+    /// The client side.
+    pub client: Endpoint,
+    /// The server side.
+    pub server: Endpoint,
+    /// VNI of the first segment seen, if encapsulated.
+    pub vni: Option<u32>,
+    /// Mirror source (outer IP) of the first segment seen, if encapsulated.
+    pub mirror_source: Option<IpAddr>,
+    /// No SYN was seen: the capture picked the connection up mid-stream.
+    pub midstream: bool,
+    /// Timestamp (ns) of the first segment of the connection.
+    pub first_ts_ns: u64,
+}
+
+/// Why a connection's streams ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// Both directions sent FIN (or one FIN and the connection then went idle).
+    Fin,
+    /// A RST was seen.
+    Rst,
+    /// No packet within the idle timeout.
+    IdleTimeout,
+    /// Evicted to stay under the flow-count cap or the memory budget.
+    Evicted,
+    /// End of input (file replay finished, or shutdown drained the table).
+    EndOfInput,
+    /// A new SYN reused the 5-tuple of a closed-but-not-forgotten connection.
+    PortReuse,
+}
+
+impl CloseReason {
+    /// Stable snake_case label for metrics and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Fin => "fin",
+            CloseReason::Rst => "rst",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Evicted => "evicted",
+            CloseReason::EndOfInput => "end_of_input",
+            CloseReason::PortReuse => "port_reuse",
+        }
+    }
+}
+
+/// Why bytes were skipped rather than delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GapReason {
+    /// The mirror (or snaplen) cut the frame: bytes announced by the IP header never arrived.
+    TruncatedCapture,
+    /// A hole that was never filled (lost segment), skipped once a bound was hit.
+    Lost,
+    /// Buffered data dropped because a memory cap bit.
+    MemoryCap,
+}
+
+impl GapReason {
+    /// Stable snake_case label for metrics and flags.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::TruncatedCapture => "truncated_capture",
+            GapReason::Lost => "lost",
+            GapReason::MemoryCap => "memory_cap",
+        }
+    }
+}
+
+/// What the consumer wants the reassembler to do after a callback.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep delivering.
+    #[default]
+    Continue,
+    /// The consumer learnt that client and server are the other way round (e.g. it saw a request
+    /// line in what was thought to be the server's stream). The reassembler swaps the roles in
+    /// `ConnMeta` for every later callback; data already delivered is not re-delivered.
+    SwapRoles,
+    /// Stop delivering payload for this connection (e.g. after a protocol upgrade); the
+    /// reassembler still tracks the connection and counts the bytes, and still reports the close.
+    StopDelivery,
+}
+
+/// The consumer of reassembled streams. One value per flow table (per worker); it keeps per-
+/// connection state in `Conn`, which the flow table stores beside its own state so that no
+/// second lookup is needed.
+pub trait StreamHandler {
+    /// Per-connection state of the consumer.
+    type Conn;
+
+    /// A new connection was created (first segment seen).
+    fn on_open(&mut self, meta: &ConnMeta) -> Self::Conn;
+
+    /// In-order bytes in `dir`; `ts_ns` is the capture time of the segment that carried the
+    /// first of these bytes.
+    fn on_data(
+        &mut self,
+        conn: &mut Self::Conn,
+        meta: &ConnMeta,
+        dir: Direction,
+        ts_ns: u64,
+        data: &[u8],
+    ) -> Verdict;
+
+    /// `len` bytes in `dir` will never be delivered; the stream continues after them.
+    fn on_gap(
+        &mut self,
+        conn: &mut Self::Conn,
+        meta: &ConnMeta,
+        dir: Direction,
+        ts_ns: u64,
+        len: u64,
+        reason: GapReason,
+    ) -> Verdict;
+
+    /// The peer in `dir` sent FIN (all its bytes before it have been delivered or gapped).
+    fn on_fin(&mut self, conn: &mut Self::Conn, meta: &ConnMeta, dir: Direction, ts_ns: u64);
+
+    /// The connection is gone; the consumer must finish it (emit pending exchanges).
+    fn on_close(&mut self, conn: Self::Conn, meta: &ConnMeta, ts_ns: u64, reason: CloseReason);
+}

@@ -1,0 +1,1 @@
+//! Transforms between the HTTP layer and the outputs (redaction, filters) and the sinks.

@@ -1,0 +1,1 @@
+//! The vxtap appliance: CLI commands, pipeline wiring, threads and metrics.

@@ -1,0 +1,110 @@
+//! Zero-copy packet views and decapsulation of mirrored traffic into inner TCP segments.
+//!
+//! Contract (smoltcp's rule): once a view's `new_checked` succeeds, none of its accessors
+//! panics, whatever the bytes. Nothing here allocates per packet or does I/O.
+
+use std::net::IpAddr;
+
+/// TCP header flag bits as they appear in byte 13 of the header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// No more data from sender.
+    pub const FIN: u8 = 0x01;
+    /// Synchronize sequence numbers.
+    pub const SYN: u8 = 0x02;
+    /// Reset the connection.
+    pub const RST: u8 = 0x04;
+    /// Push function.
+    pub const PSH: u8 = 0x08;
+    /// Acknowledgment field is significant.
+    pub const ACK: u8 = 0x10;
+
+    /// True when FIN is set.
+    pub fn fin(self) -> bool {
+        self.0 & Self::FIN != 0
+    }
+    /// True when SYN is set.
+    pub fn syn(self) -> bool {
+        self.0 & Self::SYN != 0
+    }
+    /// True when RST is set.
+    pub fn rst(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+    /// True when ACK is set.
+    pub fn ack(self) -> bool {
+        self.0 & Self::ACK != 0
+    }
+}
+
+/// One decoded inner TCP segment, borrowing its payload from the captured frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment<'a> {
+    /// Capture timestamp, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// VXLAN VNI / Geneve VNI of the innermost tunnel, if the frame was encapsulated.
+    pub vni: Option<u32>,
+    /// Outer IP source of the innermost tunnel (the mirror source), if encapsulated.
+    pub mirror_source: Option<IpAddr>,
+    /// Inner IP source address.
+    pub src_ip: IpAddr,
+    /// Inner IP destination address.
+    pub dst_ip: IpAddr,
+    /// Inner TCP source port.
+    pub src_port: u16,
+    /// Inner TCP destination port.
+    pub dst_port: u16,
+    /// TCP sequence number.
+    pub seq: u32,
+    /// TCP acknowledgment number (meaningful only when `flags.ack()`).
+    pub ack: u32,
+    /// TCP flags.
+    pub flags: TcpFlags,
+    /// TCP receive window (unscaled).
+    pub window: u16,
+    /// The TCP payload bytes that were captured.
+    pub payload: &'a [u8],
+    /// TCP payload length announced by the inner IP header. Larger than `payload.len()` when the
+    /// mirror session (or the capture snaplen) cut the frame: the difference is missing bytes.
+    pub wire_payload_len: u32,
+}
+
+impl Segment<'_> {
+    /// A hash of the inner 5-tuple that is the same for both directions of a connection, used to
+    /// pick a worker shard.
+    pub fn symmetric_hash(&self) -> u64 {
+        symmetric_hash(self.src_ip, self.src_port, self.dst_ip, self.dst_port)
+    }
+
+    /// Bytes of payload the mirror did not deliver.
+    pub fn missing_len(&self) -> u32 {
+        self.wire_payload_len.saturating_sub(self.payload.len() as u32)
+    }
+}
+
+/// Direction-independent hash of a TCP 5-tuple (FNV-1a over the ordered endpoints).
+pub fn symmetric_hash(a_ip: IpAddr, a_port: u16, b_ip: IpAddr, b_port: u16) -> u64 {
+    let (lo, hi) = if (a_ip, a_port) <= (b_ip, b_port) {
+        ((a_ip, a_port), (b_ip, b_port))
+    } else {
+        ((b_ip, b_port), (a_ip, a_port))
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (ip, port) in [lo, hi] {
+        match ip {
+            IpAddr::V4(v4) => eat(&v4.octets()),
+            IpAddr::V6(v6) => eat(&v6.octets()),
+        }
+        eat(&port.to_be_bytes());
+    }
+    eat(&[6]);
+    h
+}
