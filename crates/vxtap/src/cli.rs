@@ -1,0 +1,291 @@
+//! Command-line interface (clap derive). Every subcommand shares the same decode, pipeline and
+//! privacy option groups so that `replay` and `listen` run exactly the same pipeline.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::size::{parse_duration, parse_size};
+
+/// vxtap turns mirrored packets (AWS VPC Traffic Mirroring VXLAN, Geneve, or plain captures)
+/// into HTTP exchanges: one JSON object per request/response pair.
+#[derive(Debug, Parser)]
+#[command(name = "vxtap", version, propagate_version = true)]
+#[command(after_help = "EXAMPLES:
+  vxtap replay pcaps/vxlan/http-mixed.pcap              exchanges as JSON lines on stdout
+  vxtap replay --threads 2 -o out.jsonl big.pcap        two flow-sharded workers
+  vxtap stats capture.pcapng --json                     per-VNI, per-tunnel, per-protocol counts
+  vxtap encap plain.pcap mirrored.pcap --vni 101        wrap a capture as AWS mirroring would
+  vxtap decap mirrored.pcap inner.pcapng                inner frames for Wireshark, VNI in comments
+  vxtap listen --bind 0.0.0.0:4789 --admin-bind 0.0.0.0:9090 -o /var/lib/vxtap/x.jsonl
+  vxtap send mirrored.pcap --to 127.0.0.1:4789 --pps 100000")]
+pub struct Cli {
+    /// Log format for diagnostics on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay pcap/pcapng files (optionally .gz) and write exchanges as JSON lines.
+    Replay(ReplayArgs),
+    /// Receive mirrored VXLAN on UDP (the appliance) and write exchanges as JSON lines.
+    Listen(Box<ListenArgs>),
+    /// Wrap a plain capture in VXLAN exactly as AWS VPC Traffic Mirroring would.
+    Encap(EncapArgs),
+    /// Write the inner frames of a mirrored capture as a pcapng (VNI in comments) or pcap.
+    Decap(DecapArgs),
+    /// Count packets and bytes per VNI, tunnel kind and inner protocol; rejections by reason.
+    Stats(StatsArgs),
+    /// Send a capture's packets as VXLAN datagrams to a vxtap listener (load generator).
+    Send(SendArgs),
+}
+
+/// How packets are decapsulated.
+#[derive(Debug, Clone, Args)]
+pub struct DecodeOpts {
+    /// UDP destination ports carrying VXLAN (repeatable).
+    #[arg(long = "vxlan-port", value_name = "PORT", default_values_t = [4789u16])]
+    pub vxlan_ports: Vec<u16>,
+    /// UDP destination ports carrying Geneve (repeatable).
+    #[arg(long = "geneve-port", value_name = "PORT", default_values_t = [6081u16])]
+    pub geneve_ports: Vec<u16>,
+    /// Maximum number of nested tunnels to peel.
+    #[arg(long, default_value_t = 4)]
+    pub max_tunnel_depth: u8,
+    /// Count inner IPv4/TCP checksum errors (off by default: AWS offload makes them wrong).
+    #[arg(long)]
+    pub validate_checksums: bool,
+}
+
+/// Flow-table key: the inner 5-tuple only, or with the mirror session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlowKeyArg {
+    /// Inner 5-tuple: a connection mirrored from both ENIs is seen once.
+    FiveTuple,
+    /// Inner 5-tuple plus (VNI, outer source): for overlapping VPC address spaces.
+    Session,
+}
+
+/// Reassembly, HTTP and resource limits shared by `replay` and `listen`.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineOpts {
+    /// Flow-sharded worker threads (replay: 1 runs inline on the reading thread).
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    /// What identifies a connection.
+    #[arg(long, value_enum)]
+    pub flow_key: Option<FlowKeyArg>,
+    /// Memory budget for reassembly buffers and flow state, across all workers.
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+    /// Maximum concurrent connections tracked, across all workers.
+    #[arg(long)]
+    pub max_flows: Option<usize>,
+    /// Idle time after which a connection is closed (flag `timeout`).
+    #[arg(long, value_parser = parse_duration)]
+    pub idle_timeout: Option<std::time::Duration>,
+    /// Bytes of each body kept in the record (0 = none).
+    #[arg(long)]
+    pub max_body_bytes: Option<usize>,
+    /// Inflate gzip/deflate/br/zstd bodies into the record (bounded).
+    #[arg(long)]
+    pub decode_content: bool,
+}
+
+/// Privacy and cost controls (redaction, sampling, filters).
+#[derive(Debug, Clone, Args)]
+pub struct PrivacyOpts {
+    /// Turn redaction of secrets off (it is on by default).
+    #[arg(long)]
+    pub no_redact: bool,
+    /// Environment variable holding the HMAC key for redacted values.
+    #[arg(long, value_name = "VAR")]
+    pub redact_key_env: Option<String>,
+    /// Keep this share of connections (0 < rate <= 1), decided per connection.
+    #[arg(long, value_name = "RATE")]
+    pub sample: Option<f64>,
+    /// Seed of the sampling hash: the same on every instance of a fleet.
+    #[arg(long)]
+    pub sample_seed: Option<u64>,
+    /// Keep only packets with an inner address in this CIDR (repeatable).
+    #[arg(long = "cidr", value_name = "CIDR")]
+    pub cidrs: Vec<String>,
+    /// Keep only packets with this inner TCP port on either side (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Keep only these VNIs (repeatable).
+    #[arg(long = "vni-allow", value_name = "VNI")]
+    pub vni_allow: Vec<u32>,
+    /// Drop these VNIs (repeatable).
+    #[arg(long = "vni-deny", value_name = "VNI")]
+    pub vni_deny: Vec<u32>,
+    /// Keep only exchanges for this Host (exact, or `*.example.com`; repeatable).
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Keep only exchanges whose path starts with this prefix (repeatable).
+    #[arg(long = "path-prefix", value_name = "PREFIX")]
+    pub path_prefixes: Vec<String>,
+    /// Keep only exchanges with this method (repeatable).
+    #[arg(long = "method", value_name = "METHOD")]
+    pub methods: Vec<String>,
+    /// Keep only exchanges with this status (`404`, `5xx`; repeatable).
+    #[arg(long = "status", value_name = "STATUS")]
+    pub statuses: Vec<String>,
+}
+
+/// Arguments of `vxtap replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Capture files (pcap, pcapng, optionally gzip-compressed; `-` for stdin).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write JSON lines here instead of stdout.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Optional TOML config file (same keys as `listen`).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print no summary on stderr at the end.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub decode: DecodeOpts,
+    #[command(flatten)]
+    pub pipeline: PipelineOpts,
+    #[command(flatten)]
+    pub privacy: PrivacyOpts,
+}
+
+/// Arguments of `vxtap listen`.
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// TOML config file; flags given on the command line override it.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// UDP address to receive mirrored VXLAN on.
+    #[arg(long)]
+    pub bind: Option<SocketAddr>,
+    /// Admin HTTP address (/metrics, /healthz, /readyz).
+    #[arg(long)]
+    pub admin_bind: Option<SocketAddr>,
+    /// Write JSON lines here instead of stdout.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Rotate the output file when it reaches this size.
+    #[arg(long, value_parser = parse_size)]
+    pub rotate_size: Option<u64>,
+    /// Rotate the output file at this interval.
+    #[arg(long, value_parser = parse_duration)]
+    pub rotate_interval: Option<std::time::Duration>,
+    /// Receive threads (each with its own SO_REUSEPORT socket).
+    #[arg(long)]
+    pub recv_threads: Option<usize>,
+    /// Requested socket receive buffer.
+    #[arg(long, value_parser = parse_size)]
+    pub recv_buffer: Option<u64>,
+    /// Accept datagrams only from these source CIDRs (repeatable; default: any).
+    #[arg(long = "allow-source", value_name = "CIDR")]
+    pub allow_source: Vec<String>,
+    /// Exit after this long (for tests and benchmarks).
+    #[arg(long, value_parser = parse_duration, hide = true)]
+    pub run_for: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub decode: DecodeOpts,
+    #[command(flatten)]
+    pub pipeline: PipelineOpts,
+    #[command(flatten)]
+    pub privacy: PrivacyOpts,
+}
+
+/// Arguments of `vxtap encap`.
+#[derive(Debug, Args)]
+pub struct EncapArgs {
+    /// Plain capture to wrap.
+    pub input: PathBuf,
+    /// Output pcap of VXLAN datagrams.
+    pub output: PathBuf,
+    /// The mirror session's virtual network id (24 bits).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..(1 << 24)))]
+    pub vni: u32,
+    /// Cut each inner frame to this many bytes, as a mirror session's packet length does.
+    #[arg(long, value_name = "BYTES")]
+    pub truncate: Option<usize>,
+    /// Outer IP source (the mirror source ENI).
+    #[arg(long, default_value = "10.0.1.10")]
+    pub outer_src: IpAddr,
+    /// Outer IP destination (the mirror target).
+    #[arg(long, default_value = "10.0.2.20")]
+    pub outer_dst: IpAddr,
+}
+
+/// Arguments of `vxtap decap`.
+#[derive(Debug, Args)]
+pub struct DecapArgs {
+    /// Mirrored capture.
+    pub input: PathBuf,
+    /// Output file: pcapng with the VNI in each packet's comment, or with --per-vni a
+    /// directory-less prefix for one plain pcap per VNI (`OUT.vni-N.pcap`).
+    pub output: PathBuf,
+    /// Write one plain pcap per VNI instead of one pcapng.
+    #[arg(long)]
+    pub per_vni: bool,
+    #[command(flatten)]
+    pub decode: DecodeOpts,
+}
+
+/// Arguments of `vxtap stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Capture files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub decode: DecodeOpts,
+}
+
+/// Arguments of `vxtap send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Capture to send: VXLAN datagrams are sent as they are, other frames wrapped AWS-style.
+    pub file: PathBuf,
+    /// Destination (a vxtap listener or the NLB).
+    #[arg(long)]
+    pub to: SocketAddr,
+    /// Packets per second (default: as fast as possible).
+    #[arg(long, conflicts_with = "speed")]
+    pub pps: Option<u64>,
+    /// Replay at this multiple of the capture's own timing (1 = real time).
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Send the file this many times.
+    #[arg(long = "loop", default_value_t = 1)]
+    pub loops: u64,
+    /// VNI for frames that are wrapped.
+    #[arg(long, default_value_t = 1)]
+    pub vni: u32,
+    /// Datagrams per sendmmsg call.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
