@@ -1,1 +1,78 @@
 //! Transforms between the HTTP layer and the outputs (redaction, filters) and the sinks.
+//!
+//! The shape follows vector's sources → transforms → sinks: [`filter::PacketFilter`] runs on
+//! segments before reassembly (so dropped traffic costs almost nothing), then after parsing
+//! [`filter::ExchangeFilter`] and [`redact::Redactor`] run on each [`Exchange`], and a
+//! [`pipeline::Sink`] such as [`jsonl::JsonLinesWriter`] writes what is left.
+
+pub mod filter;
+pub mod jsonl;
+pub mod pipeline;
+pub mod redact;
+
+pub use filter::{
+    Decision, ExchangeDecision, ExchangeFilter, ExchangeFilterConfig, ExchangeFilterReason,
+    ExchangeFilterStats, FilterReason, FilterStats, PacketFilter, PacketFilterConfig,
+};
+pub use jsonl::{JsonLinesConfig, JsonLinesWriter, WriterStats};
+pub use pipeline::{ExchangePipeline, Sink, Transform};
+
+pub use redact::{RedactConfig, RedactMode, Redactor};
+
+use std::path::PathBuf;
+pub use vxtap_http::Exchange;
+
+/// Everything that can go wrong in this crate: bad configuration or a failing output.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A redaction pattern from the configuration is not a valid regular expression.
+    #[error("invalid redaction pattern {pattern:?}: {source}")]
+    InvalidPattern {
+        /// The pattern as configured.
+        pattern: String,
+        /// Why the regex crate rejected it.
+        source: Box<regex::Error>,
+    },
+    /// A JSON path from the configuration is not of the supported `$.a.b[*].c` form.
+    #[error("invalid JSON path {path:?}: {why}")]
+    InvalidJsonPath {
+        /// The path as configured.
+        path: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The environment variable named by `redact.key_env` is unset or empty.
+    #[error("redaction key variable {0} is unset or empty")]
+    MissingKeyEnv(String),
+    /// The redaction key was rejected by HMAC (cannot happen for HMAC-SHA256; kept typed).
+    #[error("invalid redaction key")]
+    InvalidKey,
+    /// No random redaction key could be drawn from the operating system.
+    #[error("cannot draw a random redaction key: {0}")]
+    Random(String),
+    /// A CIDR (or bare IP address) from the configuration does not parse.
+    #[error("invalid CIDR or IP address {0:?}")]
+    InvalidCidr(String),
+    /// A status selector is not a code (`404`), a class (`5xx`) or a range (`500-504`).
+    #[error("invalid status selector {0:?} (expected 404, 5xx or 500-504)")]
+    InvalidStatus(String),
+    /// A host pattern is empty or malformed.
+    #[error("invalid host pattern {0:?} (expected example.com or *.example.com)")]
+    InvalidHost(String),
+    /// The sample rate is not in (0, 1].
+    #[error("invalid sample rate {0} (expected 0 < rate <= 1)")]
+    InvalidSampleRate(f64),
+    /// An output file operation failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`open`, `write`, `flush`, `rename`).
+        op: &'static str,
+        /// The file concerned (`-` for stdout).
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// An exchange could not be serialized to JSON.
+    #[error("cannot serialize exchange: {0}")]
+    Serialize(#[from] serde_json::Error),
+}

@@ -1,0 +1,347 @@
+//! The JSON-lines sink: one compact JSON object per exchange, newline-terminated, to stdout or
+//! a file with size/time rotation and `reopen()` for SIGHUP.
+//!
+//! Rotation renames `out.jsonl` to `out.jsonl.<YYYYMMDDTHHMMSS.ffffff>Z` (UTC, so names sort in
+//! time order; `.N` is appended on the rare collision) and opens a fresh `out.jsonl`. Lines are
+//! only ever written whole into the buffer and the buffer is flushed before a rename, so each
+//! file ends on a line boundary unless the disk itself fails mid-write.
+
+use crate::SinkError;
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vxtap_http::Exchange;
+
+/// Output options for [`JsonLinesWriter`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonLinesConfig {
+    /// File to append to; `None` writes to stdout (no rotation).
+    pub path: Option<PathBuf>,
+    /// Rotate before a line would take the file past this many bytes; `None`: never.
+    pub rotate_bytes: Option<u64>,
+    /// Rotate when the file has been open this long; `None`: never.
+    pub rotate_interval: Option<Duration>,
+    /// Added as a top-level `"sample_rate"` field on every record when sampling is on.
+    pub sample_rate: Option<f64>,
+    /// Size of the write buffer. Default 64 KiB.
+    pub buffer_bytes: usize,
+}
+
+impl Default for JsonLinesConfig {
+    fn default() -> Self {
+        JsonLinesConfig {
+            path: None,
+            rotate_bytes: None,
+            rotate_interval: None,
+            sample_rate: None,
+            buffer_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Counters of the writer, for metrics and readiness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Records written (to the buffer).
+    pub records: u64,
+    /// Bytes written (to the buffer), newlines included.
+    pub bytes: u64,
+    /// Rotations done.
+    pub rotations: u64,
+    /// Reopens done (SIGHUP).
+    pub reopens: u64,
+    /// Operations that returned an error (serialize, write, flush, rename, open).
+    pub errors: u64,
+}
+
+enum Out {
+    Stdout(BufWriter<io::Stdout>),
+    File(BufWriter<File>),
+}
+
+impl Out {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Out::Stdout(w) => w,
+            Out::File(w) => w,
+        }
+    }
+}
+
+/// Writes exchanges as JSON lines. Single-threaded: the binary's output thread owns it.
+pub struct JsonLinesWriter {
+    cfg: JsonLinesConfig,
+    out: Out,
+    /// Reused for every record so serialization does not grow a String from zero each time.
+    line: Vec<u8>,
+    /// Bytes in the current file, counting what is still buffered.
+    file_bytes: u64,
+    opened_at: SystemTime,
+    /// Pre-rendered `,"sample_rate":R}` tail.
+    sample_tail: Option<Vec<u8>>,
+    stats: WriterStats,
+}
+
+impl std::fmt::Debug for JsonLinesWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonLinesWriter")
+            .field("cfg", &self.cfg)
+            .field("file_bytes", &self.file_bytes)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_err(op: &'static str, path: Option<&Path>, source: io::Error) -> SinkError {
+    SinkError::Io {
+        op,
+        path: path.map_or_else(|| PathBuf::from("-"), Path::to_path_buf),
+        source,
+    }
+}
+
+fn open_append(path: &Path, capacity: usize) -> Result<(BufWriter<File>, u64), SinkError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| io_err("open", Some(path), e))?;
+    // Appending to an existing file (restart) counts its size towards the rotation limit.
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    Ok((BufWriter::with_capacity(capacity, f), len))
+}
+
+/// `YYYYMMDDTHHMMSS.ffffffZ` for a UTC time (Howard Hinnant's civil-from-days).
+pub fn utc_stamp(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, sod) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}.{:06}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60,
+        d.subsec_micros()
+    )
+}
+
+impl JsonLinesWriter {
+    /// Opens the output (appending to an existing file).
+    pub fn new(cfg: JsonLinesConfig) -> Result<Self, SinkError> {
+        Self::new_at(cfg, SystemTime::now())
+    }
+
+    /// Like [`JsonLinesWriter::new`] with an explicit clock reading (for tests and replay).
+    pub fn new_at(cfg: JsonLinesConfig, now: SystemTime) -> Result<Self, SinkError> {
+        let cap = cfg.buffer_bytes.max(4096);
+        let (out, file_bytes) = match &cfg.path {
+            Some(p) => {
+                let (w, len) = open_append(p, cap)?;
+                (Out::File(w), len)
+            }
+            None => (Out::Stdout(BufWriter::with_capacity(cap, io::stdout())), 0),
+        };
+        let sample_tail = match cfg.sample_rate {
+            Some(r) => {
+                let mut tail = b",\"sample_rate\":".to_vec();
+                serde_json::to_writer(&mut tail, &r)?;
+                tail.push(b'}');
+                Some(tail)
+            }
+            None => None,
+        };
+        Ok(JsonLinesWriter {
+            cfg,
+            out,
+            line: Vec::with_capacity(4096),
+            file_bytes,
+            opened_at: now,
+            sample_tail,
+            stats: WriterStats::default(),
+        })
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// The output file, `None` for stdout.
+    pub fn path(&self) -> Option<&Path> {
+        self.cfg.path.as_deref()
+    }
+
+    /// Writes one exchange as a line (buffered), rotating first when due.
+    pub fn write(&mut self, ex: &Exchange) -> Result<(), SinkError> {
+        self.write_at(ex, SystemTime::now())
+    }
+
+    /// Like [`JsonLinesWriter::write`] with an explicit clock reading.
+    pub fn write_at(&mut self, ex: &Exchange, now: SystemTime) -> Result<(), SinkError> {
+        self.write_record_at(ex, now)
+    }
+
+    /// Writes any serializable object as a line (the `sample_rate` field is added to objects).
+    pub fn write_record_at<T: Serialize + ?Sized>(
+        &mut self,
+        rec: &T,
+        now: SystemTime,
+    ) -> Result<(), SinkError> {
+        let r = self.write_inner(rec, now);
+        if r.is_err() {
+            self.stats.errors += 1;
+        }
+        r
+    }
+
+    fn write_inner<T: Serialize + ?Sized>(
+        &mut self,
+        rec: &T,
+        now: SystemTime,
+    ) -> Result<(), SinkError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, rec)?;
+        if let Some(tail) = &self.sample_tail {
+            // Splicing the field into the closing brace avoids `#[serde(flatten)]`, which
+            // buffers the whole record into an intermediate tree first.
+            if self.line.len() >= 2 && self.line.last() == Some(&b'}') {
+                self.line.pop();
+                if self.line.last() != Some(&b'{') {
+                    self.line.extend_from_slice(tail);
+                } else {
+                    self.line.extend_from_slice(&tail[1..]);
+                }
+            }
+        }
+        self.line.push(b'\n');
+        let len = self.line.len() as u64;
+        if self.rotation_due(len, now) {
+            self.rotate_at(now)?;
+        }
+        let path = self.cfg.path.as_deref();
+        self.out
+            .writer()
+            .write_all(&self.line)
+            .map_err(|e| io_err("write", path, e))?;
+        self.file_bytes += len;
+        self.stats.records += 1;
+        self.stats.bytes += len;
+        Ok(())
+    }
+
+    fn rotation_due(&self, next_len: u64, now: SystemTime) -> bool {
+        if self.cfg.path.is_none() || self.file_bytes == 0 {
+            return false;
+        }
+        let by_size = self
+            .cfg
+            .rotate_bytes
+            .is_some_and(|max| self.file_bytes + next_len > max);
+        let by_time = self.cfg.rotate_interval.is_some_and(|iv| {
+            now.duration_since(self.opened_at)
+                .is_ok_and(|age| age >= iv)
+        });
+        by_size || by_time
+    }
+
+    /// Rotates now if the time limit has passed (call from an idle tick so a quiet output still
+    /// rotates on schedule).
+    pub fn tick(&mut self, now: SystemTime) -> Result<(), SinkError> {
+        if self.rotation_due(0, now) {
+            self.rotate_at(now)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes, renames the file to `<path>.<UTC stamp>` and opens a fresh one; returns the
+    /// rotated file's path (`None` for stdout).
+    pub fn rotate_at(&mut self, now: SystemTime) -> Result<Option<PathBuf>, SinkError> {
+        let r = self.rotate_inner(now);
+        if r.is_err() {
+            self.stats.errors += 1;
+        }
+        r
+    }
+
+    fn rotate_inner(&mut self, now: SystemTime) -> Result<Option<PathBuf>, SinkError> {
+        let Some(path) = self.cfg.path.clone() else {
+            return Ok(None);
+        };
+        self.flush_inner()?;
+        let base = format!("{}.{}", path.display(), utc_stamp(now));
+        let mut target = PathBuf::from(&base);
+        let mut n = 1u32;
+        while target.exists() {
+            target = PathBuf::from(format!("{base}.{n}"));
+            n += 1;
+        }
+        std::fs::rename(&path, &target).map_err(|e| io_err("rename", Some(&path), e))?;
+        self.open_fresh(&path, now)?;
+        self.stats.rotations += 1;
+        Ok(Some(target))
+    }
+
+    fn open_fresh(&mut self, path: &Path, now: SystemTime) -> Result<(), SinkError> {
+        let (w, len) = open_append(path, self.cfg.buffer_bytes.max(4096))?;
+        self.out = Out::File(w);
+        self.file_bytes = len;
+        self.opened_at = now;
+        Ok(())
+    }
+
+    /// Flushes and reopens the file by name (SIGHUP after logrotate moved it). A no-op on
+    /// stdout.
+    pub fn reopen(&mut self) -> Result<(), SinkError> {
+        let r = self.reopen_inner();
+        if r.is_err() {
+            self.stats.errors += 1;
+        }
+        r
+    }
+
+    fn reopen_inner(&mut self) -> Result<(), SinkError> {
+        // Flush first: buffered lines belong to the file they were written for (the moved one).
+        self.flush_inner()?;
+        if let Some(path) = self.cfg.path.clone() {
+            self.open_fresh(&path, SystemTime::now())?;
+            self.stats.reopens += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes buffered lines out to the file or stdout.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        let r = self.flush_inner();
+        if r.is_err() {
+            self.stats.errors += 1;
+        }
+        r
+    }
+
+    fn flush_inner(&mut self) -> Result<(), SinkError> {
+        let path = self.cfg.path.as_deref();
+        self.out
+            .writer()
+            .flush()
+            .map_err(|e| io_err("flush", path, e))
+    }
+}
+
+impl Drop for JsonLinesWriter {
+    fn drop(&mut self) {
+        // Best effort: BufWriter would also flush on drop, but stdout's needs an explicit call
+        // to get past its own line buffer, and an error here has nowhere to go.
+        let _ = self.flush_inner();
+    }
+}

@@ -1,0 +1,847 @@
+//! Redaction of secrets and personal data in exchanges and log lines.
+//!
+//! Values are replaced either by a keyed hash (`hmac-sha256:<16 hex>`, the first 64 bits of
+//! HMAC-SHA256 under the configured key) so that equal values can still be correlated across
+//! records, or by `[REDACTED]`. When no key is configured a random key is drawn per process:
+//! equal values still correlate within one run, but not across runs or instances.
+//!
+//! What is redacted:
+//! - denylisted headers (whole value; `Authorization` keeps its scheme, `Cookie` and
+//!   `Set-Cookie` keep cookie names and attributes);
+//! - query parameters in the request target and fields of `x-www-form-urlencoded` bodies whose
+//!   name is in the parameter list;
+//! - JSON body fields whose name is in the parameter list (at any depth) or whose path is
+//!   configured (`$.user.ssn`);
+//! - in all remaining text (bodies that are not valid JSON, other header values, the URI, log
+//!   lines): `name=value` and `"name": "value"` pairs for listed names, e-mail addresses, card
+//!   numbers that pass the Luhn check, and configured extra patterns.
+
+use crate::SinkError;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use regex::{Captures, Regex};
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::Sha256;
+use std::borrow::Cow;
+use vxtap_http::exchange::{BodyEncoding, Message};
+use vxtap_http::Exchange;
+
+/// Headers whose values are secrets by default (compared case-insensitively).
+pub const DEFAULT_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-csrf-token",
+    "x-xsrf-token",
+    "x-amz-security-token",
+    "x-goog-api-key",
+    "x-vault-token",
+];
+
+/// Query parameter, form field and JSON field names whose values are secrets by default.
+///
+/// Compared case-insensitively, with `-` and `_` treated as the same character.
+pub const DEFAULT_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "client_secret",
+    "api_key",
+    "apikey",
+    "key",
+    "signature",
+    "sig",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "code",
+    "ssn",
+    "cvv",
+    "cvc",
+];
+
+/// The replacement text of [`RedactMode::Mask`].
+pub const MASK: &str = "[REDACTED]";
+/// The prefix of every hashed value in [`RedactMode::Hmac`].
+pub const HMAC_PREFIX: &str = "hmac-sha256:";
+/// The flag pushed on an exchange when redaction changed anything.
+pub const FLAG_REDACTED: &str = "redacted";
+
+/// How a secret value is replaced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedactMode {
+    /// `hmac-sha256:<first 16 hex digits of HMAC-SHA256(key, value)>`: correlatable.
+    #[default]
+    #[serde(alias = "hash")]
+    Hmac,
+    /// The literal `[REDACTED]`.
+    #[serde(alias = "redacted")]
+    Mask,
+}
+
+/// The `[redact]` table of the configuration file.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Redaction on or off (`--no-redact` sets false). Default true.
+    pub enabled: bool,
+    /// Replacement style. Default `hmac`.
+    pub mode: RedactMode,
+    /// HMAC key (its UTF-8 bytes). Prefer `key_env` so the key is not in the file.
+    pub key: Option<String>,
+    /// Name of an environment variable holding the HMAC key; must be set and non-empty when
+    /// given. Takes precedence over `key`.
+    pub key_env: Option<String>,
+    /// Headers redacted in addition to [`DEFAULT_HEADERS`].
+    pub headers: Vec<String>,
+    /// Headers removed from [`DEFAULT_HEADERS`].
+    pub keep_headers: Vec<String>,
+    /// Parameter/field names redacted in addition to [`DEFAULT_PARAMS`].
+    pub params: Vec<String>,
+    /// Parameter/field names removed from [`DEFAULT_PARAMS`].
+    pub keep_params: Vec<String>,
+    /// JSON paths whose values are redacted: `$.user.ssn`, `$.items[*].card`, `$.a[0].b`, `$.*.x`.
+    pub json_paths: Vec<String>,
+    /// Redact e-mail addresses in text. Default true.
+    pub emails: bool,
+    /// Redact card numbers (13-19 digits, Luhn-valid) in text. Default true.
+    pub card_numbers: bool,
+    /// Extra regular expressions whose whole matches are redacted in text.
+    pub patterns: Vec<String>,
+}
+
+impl Default for RedactConfig {
+    fn default() -> Self {
+        RedactConfig {
+            enabled: true,
+            mode: RedactMode::Hmac,
+            key: None,
+            key_env: None,
+            headers: Vec::new(),
+            keep_headers: Vec::new(),
+            params: Vec::new(),
+            keep_params: Vec::new(),
+            json_paths: Vec::new(),
+            emails: true,
+            card_numbers: true,
+            patterns: Vec::new(),
+        }
+    }
+}
+
+/// One step of a configured JSON path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PathSeg {
+    Key(String),
+    Index(usize),
+    /// `[*]` or `.*`: every element or member.
+    Any,
+}
+
+/// Applies a [`RedactConfig`] to exchanges and strings. Immutable once built, so one instance
+/// can be shared (e.g. in an `Arc`) by every worker.
+#[derive(Clone)]
+pub struct Redactor {
+    enabled: bool,
+    mode: RedactMode,
+    /// None only for [`Redactor::disabled`], which never masks anything.
+    mac: Option<Hmac<Sha256>>,
+    ephemeral_key: bool,
+    headers: Vec<String>,
+    params: Vec<String>,
+    json_paths: Vec<Vec<PathSeg>>,
+    /// `"name": "value"` for listed names: catches fields in truncated or invalid JSON.
+    json_kv: Option<Regex>,
+    /// `name=value` for listed names: catches parameters in free text and log lines.
+    kv: Option<Regex>,
+    email: Option<Regex>,
+    card: Option<Regex>,
+    extra: Vec<Regex>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key must never reach a log line, so the MAC state is not printed.
+        f.debug_struct("Redactor")
+            .field("enabled", &self.enabled)
+            .field("mode", &self.mode)
+            .field("ephemeral_key", &self.ephemeral_key)
+            .field("headers", &self.headers)
+            .field("params", &self.params)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lowercases and maps `_` to `-` so `api_key`, `API-Key` and `api-key` compare equal.
+fn norm(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+/// Compares a raw name with a name already passed through [`norm`], without allocating.
+fn norm_eq(raw: &str, normed: &str) -> bool {
+    raw.len() == normed.len()
+        && raw.bytes().zip(normed.bytes()).all(|(a, b)| {
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
+            a == b
+        })
+}
+
+/// Builds `(?:a|b|c)` matching the names with `-`/`_` interchangeable.
+fn names_alternation(names: &[String]) -> String {
+    let mut out = String::from("(?:");
+    for (i, n) in names.iter().enumerate() {
+        if i > 0 {
+            out.push('|');
+        }
+        for c in n.chars() {
+            if c == '-' || c == '_' {
+                out.push_str("[-_]");
+            } else {
+                out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+            }
+        }
+    }
+    out.push(')');
+    out
+}
+
+fn compile(pattern: &str) -> Result<Regex, SinkError> {
+    Regex::new(pattern).map_err(|e| SinkError::InvalidPattern {
+        pattern: pattern.to_string(),
+        source: Box::new(e),
+    })
+}
+
+fn merge_names(defaults: &[&str], add: &[String], remove: &[String]) -> Vec<String> {
+    let remove: Vec<String> = remove.iter().map(|s| norm(s)).collect();
+    let mut out: Vec<String> = Vec::new();
+    for n in defaults
+        .iter()
+        .map(|s| norm(s))
+        .chain(add.iter().map(|s| norm(s)))
+    {
+        if !n.is_empty() && !remove.contains(&n) && !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+fn parse_json_path(path: &str) -> Result<Vec<PathSeg>, SinkError> {
+    let err = |why| SinkError::InvalidJsonPath {
+        path: path.to_string(),
+        why,
+    };
+    let rest = path
+        .strip_prefix('$')
+        .ok_or_else(|| err("must start with $"))?;
+    let mut segs = Vec::new();
+    let mut rest = rest;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let name = &r[..end];
+            if name.is_empty() {
+                return Err(err("empty member name"));
+            }
+            segs.push(if name == "*" {
+                PathSeg::Any
+            } else {
+                PathSeg::Key(name.to_string())
+            });
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']').ok_or_else(|| err("unclosed ["))?;
+            let inner = &r[..end];
+            segs.push(if inner == "*" {
+                PathSeg::Any
+            } else if let Some(q) = inner
+                .strip_prefix('\'')
+                .and_then(|s| s.strip_suffix('\''))
+                .or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+            {
+                PathSeg::Key(q.to_string())
+            } else {
+                PathSeg::Index(inner.parse().map_err(|_| err("bad index"))?)
+            });
+            rest = &r[end + 1..];
+        } else {
+            return Err(err("expected . or ["));
+        }
+    }
+    if segs.is_empty() {
+        return Err(err("path selects the whole body"));
+    }
+    Ok(segs)
+}
+
+/// Luhn check over ASCII digits (separators already removed).
+fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(d - b'0');
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+/// True for 13-19 digits, Luhn-valid, starting with a card industry digit (2-6).
+///
+/// The first-digit rule keeps millisecond timestamps (`17…`) and most numeric ids out.
+fn is_card_digits(digits: &[u8]) -> bool {
+    (13..=19).contains(&digits.len())
+        && (b'2'..=b'6').contains(&digits[0])
+        && digits.iter().all(u8::is_ascii_digit)
+        && luhn(digits)
+}
+
+/// Decodes `%XX` escapes and `+` for name comparison; invalid escapes are kept verbatim.
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Replaces `cur` by the result of `f` when `f` changed it.
+fn chain<'a>(cur: Cow<'a, str>, f: impl FnOnce(&str) -> Cow<'_, str>) -> Cow<'a, str> {
+    match f(&cur) {
+        Cow::Borrowed(_) => cur,
+        Cow::Owned(s) => Cow::Owned(s),
+    }
+}
+
+impl Redactor {
+    /// Builds a redactor; fails on a bad pattern or JSON path, or an unset `key_env` variable.
+    pub fn new(cfg: &RedactConfig) -> Result<Self, SinkError> {
+        let (key, ephemeral_key) = if let Some(var) = &cfg.key_env {
+            match std::env::var(var) {
+                Ok(v) if !v.is_empty() => (v.into_bytes(), false),
+                _ => return Err(SinkError::MissingKeyEnv(var.clone())),
+            }
+        } else if let Some(k) = cfg.key.as_ref().filter(|k| !k.is_empty()) {
+            (k.clone().into_bytes(), false)
+        } else {
+            let mut k = vec![0u8; 32];
+            getrandom::fill(&mut k).map_err(|e| SinkError::Random(e.to_string()))?;
+            (k, true)
+        };
+        Self::build(cfg, &key, ephemeral_key)
+    }
+
+    /// Builds a redactor with an explicit key, ignoring `key` and `key_env` in `cfg`.
+    pub fn with_key(cfg: &RedactConfig, key: &[u8]) -> Result<Self, SinkError> {
+        Self::build(cfg, key, false)
+    }
+
+    /// A redactor that changes nothing (`--no-redact`).
+    pub fn disabled() -> Self {
+        // Built by hand rather than through `build` so that this constructor cannot fail.
+        Redactor {
+            enabled: false,
+            mode: RedactMode::Mask,
+            mac: None,
+            ephemeral_key: false,
+            headers: Vec::new(),
+            params: Vec::new(),
+            json_paths: Vec::new(),
+            json_kv: None,
+            kv: None,
+            email: None,
+            card: None,
+            extra: Vec::new(),
+        }
+    }
+
+    fn build(cfg: &RedactConfig, key: &[u8], ephemeral_key: bool) -> Result<Self, SinkError> {
+        let headers = merge_names(DEFAULT_HEADERS, &cfg.headers, &cfg.keep_headers);
+        let params = merge_names(DEFAULT_PARAMS, &cfg.params, &cfg.keep_params);
+        let json_paths = cfg
+            .json_paths
+            .iter()
+            .map(|p| parse_json_path(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (json_kv, kv) = if params.is_empty() {
+            (None, None)
+        } else {
+            let alt = names_alternation(&params);
+            (
+                Some(compile(&format!(
+                    r#"(?i)"({alt})"(\s*:\s*)"((?:[^"\\]|\\.)*)"#
+                ))?),
+                Some(compile(&format!(r#"(?i)\b({alt})=([^&\s;,"'#<>]+)"#))?),
+            )
+        };
+        let email = if cfg.emails {
+            Some(compile(
+                r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
+            )?)
+        } else {
+            None
+        };
+        let card = if cfg.card_numbers {
+            Some(compile(r"\b[2-6](?:[ \-]?[0-9]){12,18}\b")?)
+        } else {
+            None
+        };
+        let extra = cfg
+            .patterns
+            .iter()
+            .map(|p| compile(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Redactor {
+            enabled: cfg.enabled,
+            mode: cfg.mode,
+            mac: Some(
+                <Hmac<Sha256> as Mac>::new_from_slice(key).map_err(|_| SinkError::InvalidKey)?,
+            ),
+            ephemeral_key,
+            headers,
+            params,
+            json_paths,
+            json_kv,
+            kv,
+            email,
+            card,
+            extra,
+        })
+    }
+
+    /// True when redaction is on.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// True when the key was drawn at random for this process (hashes do not correlate across
+    /// runs or instances); the binary should say so in its startup log.
+    pub fn key_is_ephemeral(&self) -> bool {
+        self.ephemeral_key
+    }
+
+    /// The replacement for one secret value (`hmac-sha256:…` or `[REDACTED]`).
+    pub fn mask(&self, value: &str) -> String {
+        match self.mode {
+            RedactMode::Hmac if self.mac.is_some() => {
+                let Some(mut mac) = self.mac.clone() else {
+                    return MASK.to_string();
+                };
+                mac.update(value.as_bytes());
+                let tag = mac.finalize().into_bytes();
+                let mut out = String::with_capacity(HMAC_PREFIX.len() + 16);
+                out.push_str(HMAC_PREFIX);
+                for b in &tag[..8] {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.push(HEX[usize::from(b >> 4)] as char);
+                    out.push(HEX[usize::from(b & 15)] as char);
+                }
+                out
+            }
+            _ => MASK.to_string(),
+        }
+    }
+
+    fn is_secret_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|h| norm_eq(name, h))
+    }
+
+    /// True when a parameter/field of this name has its value redacted.
+    pub fn is_secret_param(&self, name: &str) -> bool {
+        let name = percent_decode(name);
+        self.params.iter().any(|p| norm_eq(&name, p))
+    }
+
+    /// Redacts free text (a log line, a non-JSON body, a header value): listed `name=value`
+    /// and `"name": "value"` pairs, e-mail addresses, Luhn-valid card numbers, extra patterns.
+    /// Borrowed when nothing changed.
+    pub fn redact_str<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        if !self.enabled {
+            return Cow::Borrowed(s);
+        }
+        let mut cur = Cow::Borrowed(s);
+        if let Some(re) = &self.json_kv {
+            cur = chain(cur, |t| {
+                re.replace_all(t, |c: &Captures| {
+                    format!("\"{}\"{}\"{}", &c[1], &c[2], self.mask(&c[3]))
+                })
+            });
+        }
+        if let Some(re) = &self.kv {
+            cur = chain(cur, |t| {
+                re.replace_all(t, |c: &Captures| format!("{}={}", &c[1], self.mask(&c[2])))
+            });
+        }
+        cur = self.redact_patterns(cur);
+        cur
+    }
+
+    /// Redacts e-mails, cards and extra patterns only (not `name=value` pairs), for pieces of
+    /// text whose parameter structure was already handled.
+    fn redact_patterns<'a>(&self, mut cur: Cow<'a, str>) -> Cow<'a, str> {
+        if let Some(re) = &self.email {
+            cur = chain(cur, |t| re.replace_all(t, |c: &Captures| self.mask(&c[0])));
+        }
+        if let Some(re) = &self.card {
+            cur = chain(cur, |t| {
+                re.replace_all(t, |c: &Captures| {
+                    let digits: Vec<u8> = c[0].bytes().filter(u8::is_ascii_digit).collect();
+                    if is_card_digits(&digits) {
+                        // Hash the digits alone so differently formatted copies correlate.
+                        self.mask(std::str::from_utf8(&digits).unwrap_or_default())
+                    } else {
+                        c[0].to_string()
+                    }
+                })
+            });
+        }
+        for re in &self.extra {
+            cur = chain(cur, |t| re.replace_all(t, |c: &Captures| self.mask(&c[0])));
+        }
+        cur
+    }
+
+    /// Redacts a `a=1&b=2` string (query or form body): listed names get their value masked,
+    /// other values get pattern redaction. Structure and order are kept.
+    fn redact_query<'a>(&self, q: &'a str) -> Cow<'a, str> {
+        let mut out = String::new();
+        let mut changed = false;
+        for (i, pair) in q.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            let (name, value) = match pair.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (pair, None),
+            };
+            out.push_str(name);
+            let Some(value) = value else { continue };
+            out.push('=');
+            if !value.is_empty() && self.is_secret_param(name) {
+                out.push_str(&self.mask(&percent_decode(value)));
+                changed = true;
+            } else {
+                let r = self.redact_str(value);
+                changed |= matches!(r, Cow::Owned(_));
+                out.push_str(&r);
+            }
+        }
+        if changed {
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(q)
+        }
+    }
+
+    /// Redacts a request target: the path gets pattern redaction, the query (and fragment)
+    /// get parameter redaction.
+    pub fn redact_uri<'a>(&self, uri: &'a str) -> Cow<'a, str> {
+        if !self.enabled {
+            return Cow::Borrowed(uri);
+        }
+        let (before_frag, frag) = match uri.split_once('#') {
+            Some((a, f)) => (a, Some(f)),
+            None => (uri, None),
+        };
+        let (path, query) = match before_frag.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (before_frag, None),
+        };
+        let p = self.redact_patterns(Cow::Borrowed(path));
+        let q = query.map(|q| self.redact_query(q));
+        let f = frag.map(|f| self.redact_query(f));
+        let changed = matches!(p, Cow::Owned(_))
+            || matches!(q, Some(Cow::Owned(_)))
+            || matches!(f, Some(Cow::Owned(_)));
+        if !changed {
+            return Cow::Borrowed(uri);
+        }
+        let mut out = String::with_capacity(uri.len() + 32);
+        out.push_str(&p);
+        if let Some(q) = q {
+            out.push('?');
+            out.push_str(&q);
+        }
+        if let Some(f) = f {
+            out.push('#');
+            out.push_str(&f);
+        }
+        Cow::Owned(out)
+    }
+
+    /// Redacts one header value given its name (denylisted: masked, keeping the parts that are
+    /// not secret; otherwise: text redaction).
+    pub fn redact_header<'a>(&self, name: &str, value: &'a str) -> Cow<'a, str> {
+        if !self.enabled || value.is_empty() {
+            return Cow::Borrowed(value);
+        }
+        if !self.is_secret_header(name) {
+            return self.redact_str(value);
+        }
+        if name.eq_ignore_ascii_case("authorization")
+            || name.eq_ignore_ascii_case("proxy-authorization")
+        {
+            // The scheme (Bearer, Basic, AWS4-HMAC-SHA256) tells what kind of auth was used
+            // without revealing anything.
+            if let Some((scheme, cred)) = value.split_once(' ') {
+                if !scheme.is_empty()
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Cow::Owned(format!("{scheme} {}", self.mask(cred.trim_start())));
+                }
+            }
+            return Cow::Owned(self.mask(value));
+        }
+        if name.eq_ignore_ascii_case("cookie") {
+            return Cow::Owned(self.redact_cookie_pairs(value, usize::MAX));
+        }
+        if name.eq_ignore_ascii_case("set-cookie") {
+            // Only the first pair is the cookie; the rest are attributes (Path, Expires, ...).
+            return Cow::Owned(self.redact_cookie_pairs(value, 1));
+        }
+        Cow::Owned(self.mask(value))
+    }
+
+    fn redact_cookie_pairs(&self, value: &str, max: usize) -> String {
+        let mut out = String::with_capacity(value.len() + 16);
+        for (i, part) in value.split(';').enumerate() {
+            if i > 0 {
+                out.push(';');
+            }
+            if i >= max {
+                out.push_str(part);
+                continue;
+            }
+            let lead = &part[..part.len() - part.trim_start().len()];
+            let p = part.trim_start();
+            out.push_str(lead);
+            match p.split_once('=') {
+                Some((n, v)) => {
+                    out.push_str(n);
+                    out.push('=');
+                    if !v.is_empty() {
+                        out.push_str(&self.mask(v));
+                    }
+                }
+                None if !p.is_empty() => out.push_str(&self.mask(p)),
+                None => {}
+            }
+        }
+        out
+    }
+
+    fn mask_json(&self, v: &mut Value) -> bool {
+        let text = match v {
+            Value::Null | Value::Bool(_) => return false,
+            Value::String(s) if s.is_empty() => return false,
+            Value::String(s) => std::mem::take(s),
+            Value::Number(n) => n.to_string(),
+            Value::Array(_) | Value::Object(_) => v.to_string(),
+        };
+        *v = Value::String(self.mask(&text));
+        true
+    }
+
+    fn apply_path(&self, v: &mut Value, segs: &[PathSeg]) -> bool {
+        let Some((first, rest)) = segs.split_first() else {
+            return self.mask_json(v);
+        };
+        match (first, v) {
+            (PathSeg::Key(k), Value::Object(m)) => m
+                .get_mut(k.as_str())
+                .is_some_and(|c| self.apply_path(c, rest)),
+            (PathSeg::Index(i), Value::Array(a)) => {
+                a.get_mut(*i).is_some_and(|c| self.apply_path(c, rest))
+            }
+            (PathSeg::Any, Value::Array(a)) => a
+                .iter_mut()
+                .fold(false, |acc, c| self.apply_path(c, rest) | acc),
+            (PathSeg::Any, Value::Object(m)) => m
+                .values_mut()
+                .fold(false, |acc, c| self.apply_path(c, rest) | acc),
+            _ => false,
+        }
+    }
+
+    fn walk_json(&self, v: &mut Value) -> bool {
+        match v {
+            Value::Object(m) => {
+                let mut changed = false;
+                for (k, c) in m.iter_mut() {
+                    changed |= if self.is_secret_param(k) {
+                        self.mask_json(c)
+                    } else {
+                        self.walk_json(c)
+                    };
+                }
+                changed
+            }
+            Value::Array(a) => a.iter_mut().fold(false, |acc, c| self.walk_json(c) | acc),
+            Value::String(s) => match self.redact_str(s) {
+                Cow::Owned(r) => {
+                    *s = r;
+                    true
+                }
+                Cow::Borrowed(_) => false,
+            },
+            Value::Number(n) if self.card.is_some() => {
+                let text = n.to_string();
+                if is_card_digits(text.as_bytes()) {
+                    *v = Value::String(self.mask(&text));
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Redacts a text body given the message's content type; `None` when unchanged.
+    fn redact_body_text(&self, body: &str, content_type: &str) -> Option<String> {
+        let ct = content_type.to_ascii_lowercase();
+        if ct.contains("application/x-www-form-urlencoded") {
+            return match self.redact_query(body) {
+                Cow::Owned(s) => Some(s),
+                Cow::Borrowed(_) => None,
+            };
+        }
+        let trimmed = body.trim_start();
+        // Content types lie or are missing often enough that anything shaped like JSON is
+        // tried as JSON; a failed parse costs little.
+        if ct.contains("json") || trimmed.starts_with('{') || trimmed.starts_with('[') {
+            if let Ok(mut v) = serde_json::from_str::<Value>(body) {
+                let mut changed = false;
+                for p in &self.json_paths {
+                    changed |= self.apply_path(&mut v, p);
+                }
+                changed |= self.walk_json(&mut v);
+                return if changed { Some(v.to_string()) } else { None };
+            }
+        }
+        match self.redact_str(body) {
+            Cow::Owned(s) => Some(s),
+            Cow::Borrowed(_) => None,
+        }
+    }
+
+    /// Redacts one message in place; true when anything changed.
+    pub fn redact_message(&self, m: &mut Message) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let mut changed = false;
+        if let Some(uri) = &m.uri {
+            if let Cow::Owned(r) = self.redact_uri(uri) {
+                m.uri = Some(r);
+                changed = true;
+            }
+        }
+        let mut content_type = String::new();
+        for (name, value) in m.headers.iter_mut() {
+            if name.eq_ignore_ascii_case("content-type") {
+                content_type.clone_from(value);
+            }
+            if let Cow::Owned(r) = self.redact_header(name, value) {
+                *value = r;
+                changed = true;
+            }
+        }
+        if let Some(body) = &m.body {
+            let new = match m.body_encoding {
+                Some(BodyEncoding::Base64) => {
+                    let engine = base64::engine::general_purpose::STANDARD;
+                    // Binary bodies are left alone: regexes over arbitrary bytes find nothing
+                    // meaningful and would corrupt them.
+                    engine
+                        .decode(body)
+                        .ok()
+                        .and_then(|raw| String::from_utf8(raw).ok())
+                        .and_then(|text| self.redact_body_text(&text, &content_type))
+                        .map(|r| engine.encode(r))
+                }
+                _ => self.redact_body_text(body, &content_type),
+            };
+            if let Some(new) = new {
+                m.body = Some(new);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Redacts an exchange in place and flags it `redacted` when anything changed; returns
+    /// whether it did.
+    pub fn redact(&self, ex: &mut Exchange) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let mut changed = false;
+        if let Some(m) = ex.request.as_mut() {
+            changed |= self.redact_message(m);
+        }
+        if let Some(m) = ex.response.as_mut() {
+            changed |= self.redact_message(m);
+        }
+        for m in ex.interim.iter_mut() {
+            changed |= self.redact_message(m);
+        }
+        if changed {
+            // Flags are kept sorted and unique (the record's contract).
+            if let Err(pos) = ex.flags.binary_search(&FLAG_REDACTED) {
+                ex.flags.insert(pos, FLAG_REDACTED);
+            }
+        }
+        changed
+    }
+}
