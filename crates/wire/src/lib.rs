@@ -5,6 +5,35 @@
 
 use std::net::IpAddr;
 
+mod bytes;
+mod labels;
+
+pub mod checksum;
+pub mod decap;
+pub mod encap;
+pub mod error;
+pub mod ethernet;
+pub mod frag;
+pub mod geneve;
+pub mod ipv4;
+pub mod ipv6;
+pub mod link;
+pub mod tcp;
+pub mod udp;
+pub mod vxlan;
+
+pub use decap::{
+    DecapConfig, DecapStats, Decapsulator, Decoded, Inner, InnerProto, TunnelKind, GENEVE_PORT,
+    VXLAN_PORT,
+};
+pub use encap::{wrap_vxlan, EncapError, OuterParams};
+pub use error::Error;
+pub use frag::{FragConfig, FragFailure, FragStats};
+pub use link::LinkType;
+
+/// Why a frame was rejected: the crate error, one labelled variant per defect.
+pub type RejectReason = Error;
+
 /// TCP header flag bits as they appear in byte 13 of the header.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct TcpFlags(pub u8);
@@ -80,7 +109,8 @@ impl Segment<'_> {
 
     /// Bytes of payload the mirror did not deliver.
     pub fn missing_len(&self) -> u32 {
-        self.wire_payload_len.saturating_sub(self.payload.len() as u32)
+        self.wire_payload_len
+            .saturating_sub(self.payload.len() as u32)
     }
 }
 

@@ -1,0 +1,216 @@
+//! Building VXLAN frames exactly as AWS VPC Traffic Mirroring sends them (for `vxtap encap`,
+//! `vxtap send` and tests). Pure bytes: no I/O.
+//!
+//! What AWS does, as seen in a real mirror capture: outer IPv4 with ID 0, no DF, TTL 255; UDP
+//! to 4789 from a source port derived from the inner flow (the same for both directions of a
+//! connection), checksum 0; VXLAN flags 0x08 and the session's VNI; the inner frame cut to the
+//! session's packet length with the inner IP total length untouched.
+
+use crate::bytes::u8_at;
+use crate::ethernet::{ethertype, strip_vlans, EthernetFrame};
+use crate::ipv4::Ipv4Packet;
+use crate::ipv6::Ipv6Packet;
+use crate::link::{sll_source_mac, strip_link, LinkType, NetStart};
+use crate::{checksum, symmetric_hash, Error};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Outer headers to put around a mirrored frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OuterParams {
+    /// Outer Ethernet source (the mirror source ENI).
+    pub src_mac: [u8; 6],
+    /// Outer Ethernet destination (the mirror target).
+    pub dst_mac: [u8; 6],
+    /// Outer IP source (the mirror source); must be the same family as `dst_ip`.
+    pub src_ip: IpAddr,
+    /// Outer IP destination (the mirror target).
+    pub dst_ip: IpAddr,
+    /// Outer TTL / hop limit (AWS sends 255).
+    pub ttl: u8,
+    /// Outer UDP destination port (AWS: 4789).
+    pub dst_port: u16,
+}
+
+impl Default for OuterParams {
+    fn default() -> Self {
+        Self {
+            // Locally administered MACs of the shape AWS ENIs use.
+            src_mac: [0x06, 0x1d, 0x3c, 0x34, 0xd0, 0x77],
+            dst_mac: [0x06, 0xe2, 0x43, 0x9c, 0xff, 0x5e],
+            src_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            dst_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            ttl: 255,
+            dst_port: crate::VXLAN_PORT,
+        }
+    }
+}
+
+/// Why a frame could not be wrapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EncapError {
+    /// Outer source and destination are of different IP families.
+    #[error("outer source and destination must both be IPv4 or both IPv6")]
+    MixedFamilies,
+    /// The outer datagram would not fit in an IP packet.
+    #[error("frame of {0} bytes too large to encapsulate")]
+    TooLarge(usize),
+    /// The inner packet could not be turned into an Ethernet frame.
+    #[error("cannot convert inner packet: {0}")]
+    Inner(#[from] Error),
+}
+
+/// Outer header bytes before the inner frame (Ethernet + IPv4 + UDP + VXLAN).
+pub const OVERHEAD_V4: usize = 14 + 20 + 8 + 8;
+/// Outer header bytes before the inner frame with an IPv6 underlay.
+pub const OVERHEAD_V6: usize = 14 + 40 + 8 + 8;
+
+/// The outer UDP source port AWS-style: a symmetric hash of the inner 5-tuple mapped into the
+/// IANA ephemeral range 49152-65535 (both AWS samples we have fall there), so both directions
+/// of a connection share a port and the underlay keeps them on one path.
+pub fn source_port(inner_frame: &[u8]) -> u16 {
+    let h = inner_flow_hash(inner_frame);
+    49152 + (h % 16384) as u16
+}
+
+/// Symmetric hash of the inner Ethernet frame's 5-tuple (0 when it carries no IP).
+fn inner_flow_hash(frame: &[u8]) -> u64 {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return 0;
+    };
+    let Ok(l2) = strip_vlans(
+        eth.ethertype(),
+        eth.payload(),
+        crate::ethernet::MAX_VLAN_TAGS,
+    ) else {
+        return 0;
+    };
+    let (src, dst, proto, l4) = match l2.ethertype {
+        ethertype::IPV4 => match Ipv4Packet::new_checked(l2.payload) {
+            Ok(p) if !p.is_fragment() => (
+                IpAddr::V4(p.src()),
+                IpAddr::V4(p.dst()),
+                p.protocol(),
+                p.payload(),
+            ),
+            Ok(p) => (
+                IpAddr::V4(p.src()),
+                IpAddr::V4(p.dst()),
+                p.protocol(),
+                &[][..],
+            ),
+            Err(_) => return 0,
+        },
+        ethertype::IPV6 => match Ipv6Packet::new_checked(l2.payload) {
+            Ok(p) => match p.upper_layer(crate::ipv6::MAX_EXT_HEADERS) {
+                Ok(u) if u.fragment.is_none() => (
+                    IpAddr::V6(p.src()),
+                    IpAddr::V6(p.dst()),
+                    u.protocol,
+                    u.payload,
+                ),
+                _ => (
+                    IpAddr::V6(p.src()),
+                    IpAddr::V6(p.dst()),
+                    p.next_header(),
+                    &[][..],
+                ),
+            },
+            Err(_) => return 0,
+        },
+        _ => return u64::from(l2.ethertype),
+    };
+    let (sp, dp) = match proto {
+        6 | 17 | 132 if l4.len() >= 4 => (
+            u16::from_be_bytes([u8_at(l4, 0), u8_at(l4, 1)]),
+            u16::from_be_bytes([u8_at(l4, 2), u8_at(l4, 3)]),
+        ),
+        _ => (0, 0),
+    };
+    symmetric_hash(src, sp, dst, dp) ^ u64::from(proto).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
+/// Clears `out` and writes `inner_frame` (an Ethernet frame) wrapped in outer Ethernet / IP /
+/// UDP / VXLAN as AWS would. With `truncate`, the inner frame is cut to that many bytes and its
+/// IP total length is left as it was, like a mirror session's packet length.
+pub fn wrap_vxlan(
+    inner_frame: &[u8],
+    vni: u32,
+    outer: &OuterParams,
+    truncate: Option<usize>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncapError> {
+    let sport = source_port(inner_frame);
+    let inner = match truncate {
+        Some(n) if n < inner_frame.len() => inner_frame.get(..n).unwrap_or(inner_frame),
+        _ => inner_frame,
+    };
+    let udp_len = 8 + 8 + inner.len();
+    out.clear();
+    out.extend_from_slice(&outer.dst_mac);
+    out.extend_from_slice(&outer.src_mac);
+    match (outer.src_ip, outer.dst_ip) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let total = 20 + udp_len;
+            let total16 = u16::try_from(total).map_err(|_| EncapError::TooLarge(inner.len()))?;
+            out.extend_from_slice(&ethertype::IPV4.to_be_bytes());
+            let start = out.len();
+            out.extend_from_slice(&[0x45, 0]);
+            out.extend_from_slice(&total16.to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, outer.ttl, 17, 0, 0]);
+            out.extend_from_slice(&s.octets());
+            out.extend_from_slice(&d.octets());
+            let sum = checksum::checksum(out.get(start..).unwrap_or(&[]));
+            if let Some(c) = out.get_mut(start + 10..start + 12) {
+                c.copy_from_slice(&sum.to_be_bytes());
+            }
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let plen = u16::try_from(udp_len).map_err(|_| EncapError::TooLarge(inner.len()))?;
+            out.extend_from_slice(&ethertype::IPV6.to_be_bytes());
+            out.extend_from_slice(&[0x60, 0, 0, 0]);
+            out.extend_from_slice(&plen.to_be_bytes());
+            out.extend_from_slice(&[17, outer.ttl]);
+            out.extend_from_slice(&s.octets());
+            out.extend_from_slice(&d.octets());
+        }
+        _ => return Err(EncapError::MixedFamilies),
+    }
+    out.extend_from_slice(&sport.to_be_bytes());
+    out.extend_from_slice(&outer.dst_port.to_be_bytes());
+    // udp_len fits: it is at most the IP length checked above.
+    out.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&[0x08, 0, 0, 0]);
+    out.extend_from_slice(&((vni & 0x00ff_ffff) << 8).to_be_bytes());
+    out.extend_from_slice(inner);
+    Ok(())
+}
+
+/// Source MAC given to frames synthesized from link types without one.
+pub const SYNTH_SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// Destination MAC given to frames synthesized from link types without one.
+pub const SYNTH_DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+
+/// Clears `out` and writes `packet` (captured with `link`) as an Ethernet frame, so captures
+/// of any link type can be wrapped. Ethernet frames are copied unchanged.
+pub fn to_ethernet(link: LinkType, packet: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    out.clear();
+    let (t, body) = match strip_link(link, packet)? {
+        NetStart::Ethernet(b) => {
+            out.extend_from_slice(b);
+            return Ok(());
+        }
+        NetStart::EtherType(t, b) => (t, b),
+        NetStart::Ip(b) => match b.first().map(|v| v >> 4) {
+            None => return Err(Error::ShortIp),
+            Some(4) => (ethertype::IPV4, b),
+            Some(6) => (ethertype::IPV6, b),
+            Some(_) => return Err(Error::BadIpVersion),
+        },
+    };
+    out.extend_from_slice(&SYNTH_DST_MAC);
+    out.extend_from_slice(&sll_source_mac(link, packet).unwrap_or(SYNTH_SRC_MAC));
+    out.extend_from_slice(&t.to_be_bytes());
+    out.extend_from_slice(body);
+    Ok(())
+}
