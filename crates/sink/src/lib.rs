@@ -76,3 +76,71 @@ pub enum SinkError {
     #[error("cannot serialize exchange: {0}")]
     Serialize(#[from] serde_json::Error),
 }
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use vxtap_http::exchange::{Message, Peer, Timing};
+    use vxtap_http::Exchange;
+
+    /// A request message with the given method, target, headers and body.
+    pub fn request(
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Message {
+        Message {
+            method: Some(method.to_string()),
+            uri: Some(uri.to_string()),
+            version: "HTTP/1.1".to_string(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body_len: body.map_or(0, |b| b.len() as u64),
+            body: body.map(str::to_string),
+            body_encoding: body.map(|_| vxtap_http::exchange::BodyEncoding::Utf8),
+            ..Message::default()
+        }
+    }
+
+    /// A response message with the given status, headers and body.
+    pub fn response(status: u16, headers: &[(&str, &str)], body: Option<&str>) -> Message {
+        Message {
+            status: Some(status),
+            reason: Some("X".to_string()),
+            version: "HTTP/1.1".to_string(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body_len: body.map_or(0, |b| b.len() as u64),
+            body: body.map(str::to_string),
+            body_encoding: body.map(|_| vxtap_http::exchange::BodyEncoding::Utf8),
+            ..Message::default()
+        }
+    }
+
+    /// An exchange between fixed endpoints.
+    pub fn exchange(req: Option<Message>, resp: Option<Message>) -> Exchange {
+        Exchange {
+            ts: "2026-01-01T00:00:00.000000Z".to_string(),
+            id: "0123456789abcdef".to_string(),
+            vni: Some(7),
+            mirror_source: None,
+            client: Peer {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 40000,
+            },
+            server: Peer {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 80,
+            },
+            request: req,
+            response: resp,
+            interim: Vec::new(),
+            timing: Timing::default(),
+            flags: Vec::new(),
+        }
+    }
+}

@@ -845,3 +845,412 @@ impl Redactor {
         changed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{exchange, request, response};
+
+    const KEY: &[u8] = b"test-key";
+
+    fn redactor(cfg: &RedactConfig) -> Redactor {
+        Redactor::with_key(cfg, KEY).unwrap()
+    }
+
+    /// Every secret value planted in [`secret_exchange`]; none may survive redaction.
+    const SECRETS: &[&str] = &[
+        "SECRETBEARER",
+        "SECRETPROXY",
+        "SECRETSESSION",
+        "darkmode",
+        "SECRETAPIKEY",
+        "SECRETTOKEN1",
+        "SECRETSIGNATURE",
+        "SECRETPASS",
+        "alice@example.com",
+        "4111 1111 1111 1111",
+        "4111111111111111",
+        "SECRETSID",
+        "SECRETFORM",
+        "SECRETCLIENT",
+        "bob@example.org",
+        "SECRETREFERER",
+    ];
+
+    fn secret_exchange() -> Exchange {
+        let body = r#"{"user":{"password":"SECRETPASS","email":"alice@example.com","name":"Al"},"note":"pay with 4111 1111 1111 1111 please","order":"4111111111111112","items":[{"api_key":"SECRETCLIENT"}]}"#;
+        let req = request(
+            "POST",
+            "/login?token=SECRETTOKEN1&a=1&X-Amz-Signature=SECRETSIGNATURE&mail=bob%40example.org",
+            &[
+                ("Host", "api.example.com"),
+                ("Authorization", "Bearer SECRETBEARER"),
+                ("proxy-authorization", "Basic SECRETPROXY"),
+                ("Cookie", "session=SECRETSESSION; theme=darkmode"),
+                ("X-API-Key", "SECRETAPIKEY"),
+                ("Referer", "https://x.example/?access_token=SECRETREFERER"),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body),
+        );
+        let resp = response(
+            200,
+            &[
+                ("Set-Cookie", "sid=SECRETSID; Path=/; HttpOnly"),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            Some("password=SECRETFORM&user=bob&contact=bob@example.org"),
+        );
+        exchange(Some(req), Some(resp))
+    }
+
+    #[test]
+    fn no_secret_survives_anywhere() {
+        let r = redactor(&RedactConfig::default());
+        let mut ex = secret_exchange();
+        assert!(r.redact(&mut ex));
+        let out = serde_json::to_string(&ex).unwrap();
+        for s in SECRETS {
+            assert!(!out.contains(s), "{s} survived in {out}");
+        }
+        // Structure that is not secret is kept.
+        for keep in [
+            "Bearer hmac-sha256:",
+            "Basic hmac-sha256:",
+            "session=hmac-sha256:",
+            "; theme=hmac-sha256:",
+            "sid=hmac-sha256:",
+            "; Path=/; HttpOnly",
+            "/login?token=hmac-sha256:",
+            "&a=1&",
+            "password=hmac-sha256:",
+            "&user=bob&",
+            "4111111111111112",
+            r#"\"name\":\"Al\""#,
+            "api.example.com",
+        ] {
+            assert!(out.contains(keep), "{keep} missing from {out}");
+        }
+        assert_eq!(ex.flags, vec!["redacted"]);
+        // Redacting twice does not add the flag twice.
+        let mut again = ex.clone();
+        r.redact(&mut again);
+        assert_eq!(again.flags, vec!["redacted"]);
+    }
+
+    #[test]
+    fn flag_is_inserted_in_sorted_position() {
+        let r = redactor(&RedactConfig::default());
+        let mut ex = secret_exchange();
+        ex.flags = vec!["gap", "truncated_capture"];
+        r.redact(&mut ex);
+        assert_eq!(ex.flags, vec!["gap", "redacted", "truncated_capture"]);
+    }
+
+    #[test]
+    fn hashes_are_stable_and_keyed() {
+        let cfg = RedactConfig::default();
+        let a = redactor(&cfg);
+        let b = redactor(&cfg);
+        let other = Redactor::with_key(&cfg, b"other-key").unwrap();
+        assert_eq!(a.mask("v1"), b.mask("v1"));
+        assert_ne!(a.mask("v1"), a.mask("v2"));
+        assert_ne!(a.mask("v1"), other.mask("v1"));
+        let m = a.mask("v1");
+        assert!(m.starts_with(HMAC_PREFIX));
+        assert_eq!(m.len(), HMAC_PREFIX.len() + 16);
+        assert!(m[HMAC_PREFIX.len()..]
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit()));
+        // The same token in a header and in a query correlates.
+        let h = a.redact_header("Authorization", "Bearer tok123");
+        let q = a.redact_uri("/x?access_token=tok123");
+        let tag = a.mask("tok123");
+        assert_eq!(h, format!("Bearer {tag}"));
+        assert_eq!(q, format!("/x?access_token={tag}"));
+        // Two whole exchanges redact identically.
+        let (mut x, mut y) = (secret_exchange(), secret_exchange());
+        a.redact(&mut x);
+        b.redact(&mut y);
+        assert_eq!(x, y);
+    }
+
+    #[test]
+    fn random_key_is_per_instance() {
+        let cfg = RedactConfig::default();
+        let a = Redactor::new(&cfg).unwrap();
+        let b = Redactor::new(&cfg).unwrap();
+        assert!(a.key_is_ephemeral());
+        assert_eq!(a.mask("v"), a.mask("v"));
+        assert_ne!(a.mask("v"), b.mask("v"));
+    }
+
+    #[test]
+    fn key_from_config_and_environment() {
+        let lit = RedactConfig {
+            key: Some("k1".into()),
+            ..RedactConfig::default()
+        };
+        let a = Redactor::new(&lit).unwrap();
+        assert!(!a.key_is_ephemeral());
+        assert_eq!(
+            a.mask("v"),
+            Redactor::with_key(&lit, b"k1").unwrap().mask("v")
+        );
+
+        std::env::set_var("VXTAP_SINK_TEST_KEY", "k2");
+        let env = RedactConfig {
+            key: Some("k1".into()),
+            key_env: Some("VXTAP_SINK_TEST_KEY".into()),
+            ..RedactConfig::default()
+        };
+        let b = Redactor::new(&env).unwrap();
+        assert_eq!(
+            b.mask("v"),
+            Redactor::with_key(&lit, b"k2").unwrap().mask("v")
+        );
+
+        let missing = RedactConfig {
+            key_env: Some("VXTAP_SINK_TEST_KEY_UNSET".into()),
+            ..RedactConfig::default()
+        };
+        assert!(matches!(
+            Redactor::new(&missing),
+            Err(SinkError::MissingKeyEnv(v)) if v == "VXTAP_SINK_TEST_KEY_UNSET"
+        ));
+    }
+
+    #[test]
+    fn mask_mode() {
+        let r = redactor(&RedactConfig {
+            mode: RedactMode::Mask,
+            ..RedactConfig::default()
+        });
+        let mut ex = secret_exchange();
+        r.redact(&mut ex);
+        let out = serde_json::to_string(&ex).unwrap();
+        for s in SECRETS {
+            assert!(!out.contains(s), "{s} survived");
+        }
+        assert!(!out.contains(HMAC_PREFIX));
+        assert!(out.contains("Bearer [REDACTED]"));
+        assert!(out.contains("session=[REDACTED]; theme=[REDACTED]"));
+    }
+
+    #[test]
+    fn disabled_changes_nothing() {
+        for r in [
+            Redactor::disabled(),
+            redactor(&RedactConfig {
+                enabled: false,
+                ..RedactConfig::default()
+            }),
+        ] {
+            let mut ex = secret_exchange();
+            assert!(!r.redact(&mut ex));
+            assert_eq!(ex, secret_exchange());
+            assert_eq!(r.redact_str("a@b.com token=x"), "a@b.com token=x");
+        }
+    }
+
+    #[test]
+    fn cards_need_luhn_and_shape() {
+        let r = redactor(&RedactConfig::default());
+        for card in [
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "4111111111111111",
+            "5500 0000 0000 0004",
+            "378282246310005",
+        ] {
+            let text = format!("card: {card}.");
+            let out = r.redact_str(&text);
+            assert!(!out.contains(card), "{card} survived: {out}");
+            assert!(out.starts_with("card: hmac-sha256:") && out.ends_with('.'));
+        }
+        // Differently formatted copies of one number correlate.
+        assert_eq!(
+            r.redact_str("4111 1111 1111 1111"),
+            r.redact_str("4111-1111-1111-1111")
+        );
+        for keep in [
+            "4111111111111112",     // Luhn fails
+            "1700000000000",        // millisecond timestamp
+            "41111111111",          // too short
+            "41111111111111111111", // 20 digits
+            "order 12345",
+        ] {
+            assert_eq!(r.redact_str(keep), keep);
+        }
+        let off = redactor(&RedactConfig {
+            card_numbers: false,
+            ..RedactConfig::default()
+        });
+        assert_eq!(off.redact_str("4111111111111111"), "4111111111111111");
+    }
+
+    #[test]
+    fn log_lines() {
+        let r = redactor(&RedactConfig::default());
+        let line = "login failed for alice@example.com url=/cb?code=SECRETCODE&state=ok";
+        let out = r.redact_str(line);
+        assert!(!out.contains("alice@example.com") && !out.contains("SECRETCODE"));
+        assert!(out.contains("state=ok"));
+        assert!(matches!(r.redact_str("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn json_paths_numbers_and_nesting() {
+        let r = redactor(&RedactConfig {
+            json_paths: vec!["$.profile.dob".into(), "$.rows[*].ssn_like".into()],
+            params: vec!["pin".into()],
+            ..RedactConfig::default()
+        });
+        let body = r#"{"profile":{"dob":"1990-01-01","dobx":"keep"},"rows":[{"ssn_like":"111-22-3333"},{"ssn_like":123}],"pin":1234,"secret":{"a":"SECRETOBJ"},"card":4111111111111111,"n":17}"#;
+        let mut m = request("POST", "/", &[], Some(body));
+        assert!(r.redact_message(&mut m));
+        let out = m.body.unwrap();
+        for s in [
+            "1990-01-01",
+            "111-22-3333",
+            "1234",
+            "SECRETOBJ",
+            "4111111111111111",
+        ] {
+            assert!(!out.contains(s), "{s} survived in {out}");
+        }
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["profile"]["dobx"], "keep");
+        assert_eq!(v["n"], 17);
+        assert!(v["rows"][1]["ssn_like"]
+            .as_str()
+            .unwrap()
+            .starts_with(HMAC_PREFIX));
+        // Key order survives re-serialization.
+        assert!(out.starts_with(r#"{"profile":{"dob":"#));
+    }
+
+    #[test]
+    fn unchanged_json_body_is_not_reformatted() {
+        let r = redactor(&RedactConfig::default());
+        let body = "{ \"a\" : 1,\n \"b\": [true, null] }";
+        let mut m = request(
+            "POST",
+            "/",
+            &[("Content-Type", "application/json")],
+            Some(body),
+        );
+        assert!(!r.redact_message(&mut m));
+        assert_eq!(m.body.as_deref(), Some(body));
+    }
+
+    #[test]
+    fn truncated_json_falls_back_to_patterns() {
+        let r = redactor(&RedactConfig::default());
+        let body =
+            r#"{"user":"al","password" : "SECRET\"TRUNC","mail":"a@b.com","token":"SECRETCUT"#;
+        let mut m = request(
+            "POST",
+            "/",
+            &[("Content-Type", "application/json")],
+            Some(body),
+        );
+        m.body_truncated = true;
+        assert!(r.redact_message(&mut m));
+        let out = m.body.unwrap();
+        for s in ["SECRET\\\"TRUNC", "TRUNC", "a@b.com", "SECRETCUT"] {
+            assert!(!out.contains(s), "{s} survived in {out}");
+        }
+        assert!(out.starts_with(r#"{"user":"al","password" : "hmac-sha256:"#));
+    }
+
+    #[test]
+    fn configurable_lists_and_patterns() {
+        let r = redactor(&RedactConfig {
+            headers: vec!["X-Custom-Secret".into()],
+            keep_headers: vec!["cookie".into()],
+            params: vec!["session_id".into()],
+            keep_params: vec!["code".into()],
+            patterns: vec![r"EMP-\d{6}".into()],
+            emails: false,
+            ..RedactConfig::default()
+        });
+        assert!(r
+            .redact_header("x-custom-secret", "v")
+            .starts_with(HMAC_PREFIX));
+        assert_eq!(r.redact_header("Cookie", "a=b"), "a=b");
+        assert_eq!(r.redact_uri("/?code=123"), "/?code=123");
+        assert!(r
+            .redact_uri("/?Session-Id=1")
+            .starts_with("/?Session-Id=hmac"));
+        assert_eq!(r.redact_str("a@b.com"), "a@b.com");
+        assert!(!r.redact_str("employee EMP-123456").contains("123456"));
+        let bad = Redactor::with_key(
+            &RedactConfig {
+                patterns: vec!["(".into()],
+                ..RedactConfig::default()
+            },
+            KEY,
+        );
+        assert!(matches!(bad, Err(SinkError::InvalidPattern { .. })));
+        let bad = Redactor::with_key(
+            &RedactConfig {
+                json_paths: vec!["user.ssn".into()],
+                ..RedactConfig::default()
+            },
+            KEY,
+        );
+        assert!(matches!(bad, Err(SinkError::InvalidJsonPath { .. })));
+    }
+
+    #[test]
+    fn base64_bodies() {
+        let r = redactor(&RedactConfig::default());
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut m = request("POST", "/", &[], None);
+        m.body = Some(b64.encode("token=SECRETB64&x=1"));
+        m.body_encoding = Some(BodyEncoding::Base64);
+        m.headers = vec![(
+            "Content-Type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )];
+        assert!(r.redact_message(&mut m));
+        let text = String::from_utf8(b64.decode(m.body.unwrap()).unwrap()).unwrap();
+        assert!(!text.contains("SECRETB64") && text.ends_with("&x=1"));
+        // Binary is left alone.
+        let bin = b64.encode([0xff_u8, 0xfe, 0x00, b't', b'o', b'k']);
+        let mut m = request("POST", "/", &[], None);
+        m.body = Some(bin.clone());
+        m.body_encoding = Some(BodyEncoding::Base64);
+        assert!(!r.redact_message(&mut m));
+        assert_eq!(m.body, Some(bin));
+    }
+
+    #[test]
+    fn toml_shape() {
+        #[derive(Deserialize)]
+        struct File {
+            redact: RedactConfig,
+        }
+        let f: File = toml::from_str(
+            r#"
+            [redact]
+            mode = "mask"
+            key_env = "VXTAP_REDACT_KEY"
+            headers = ["X-Custom"]
+            keep_headers = ["Cookie"]
+            params = ["pin"]
+            json_paths = ["$.user.ssn"]
+            card_numbers = false
+            patterns = ['EMP-\d+']
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.redact.mode, RedactMode::Mask);
+        assert!(f.redact.enabled && f.redact.emails && !f.redact.card_numbers);
+        assert_eq!(f.redact.key_env.as_deref(), Some("VXTAP_REDACT_KEY"));
+        let empty: File = toml::from_str("[redact]\n").unwrap();
+        assert_eq!(empty.redact, RedactConfig::default());
+        assert!(toml::from_str::<File>("[redact]\nbogus = 1\n").is_err());
+    }
+}
