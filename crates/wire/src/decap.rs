@@ -567,3 +567,553 @@ fn check_sums(
         stats.bad_tcp_checksums += 1;
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::encap::{to_ethernet, wrap_vxlan, OuterParams};
+    use etherparse::PacketBuilder;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        let s: Vec<u8> = s.bytes().filter(|b| b.is_ascii_hexdigit()).collect();
+        s.chunks(2)
+            .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    // Real AWS VPC Traffic Mirroring frames (suricata-verify vxlan-decoder-03), VNI 5569041.
+    // #0: NTP request (inner UDP 123).
+    const AWS_NTP: &str = "06e2439cff5e061d3c34d07708004500007e00000000ff115086ac1f00eeac1f11bcffa512b5006a00000800000054fa110002292374c77d028569c2ab0208004500004c09514000ff1119edac1f00ee4e2e5d27ecd7007b00380192230009200000000000000000000000000000000000000000000000000000000000000000000000006e7c1f1daa4d542f";
+    // #5: SSH banner from 18.196.145.224:37180 to 172.31.0.238:22 (33 payload bytes).
+    const AWS_SSH: &str = "06e2439cff5e061d3c34d07708004500008700000000ff11507dac1f00eeac1f11bcffc212b5007300000800000054fa1100028569c2ab0202292374c77d080045000055de1240003f060bdf12c491e0ac1f00ee913c0016e7d8ab466eafc496801801f6543200000101080ab341f4dc328705ac5353482d322e302d4f70656e5353485f372e397031205562756e74752d31300d0a";
+    // tcpdump geneve.pcap #2: Geneve VNI 11, inner TCP SYN 30.0.0.2:51225 -> 30.0.0.1:22.
+    const GENEVE_SYN: &str = "001b213cab64001b213cac3008004500006e8806400040118a761400000214000001a9b317c1005a00000000655800000b00b69ed2495148fe71d883724f08004500003c5a1140004006a4a81e0000021e000001c819001617b30caf00000000a0023908e4370000020405b40402080aab6d56be0000000001030307";
+    // zeek geneve-vxlan-dns-truncated.pcap #0 (first 176 bytes of 182): Geneve(IPv4) -> VXLAN
+    // VNI 4242 -> Ethernet -> IPv4 -> UDP 53.
+    const GENEVE_VXLAN_DNS: &str = "0c552183136e0c552183136d0800450000a80000000020119c437f0000017f0000012e1b17c100941f5b0000080000109200450000840000000020119c677f0000017f000001670f12b500701f63080000000010920074acb93fd27d48f17fa3b6ff080045000052f30000004011cdbfac100bc90101010190080035003ec791fa480120000100000000000109636f72656c6967687403636f6d0000010001000029100000000000000c000a00088731";
+
+    pub(crate) fn tcp_frame(payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb])
+            .ipv4([192, 168, 1, 10], [10, 1, 2, 3], 64)
+            .tcp(51000, 80, 1000, 65535)
+            .ack(77)
+            .psh()
+            .write(&mut v, payload)
+            .unwrap();
+        v
+    }
+
+    fn seg<'a>(d: &Decoded<'a>) -> (Segment<'a>, Inner<'a>) {
+        match *d {
+            Decoded::Segment { segment, inner } => (segment, inner),
+            ref o => panic!("expected a segment, got {o:?}"),
+        }
+    }
+
+    #[test]
+    fn aws_mirror_frames() {
+        let mut d = Decapsulator::default();
+        let f = hex(AWS_SSH);
+        let r = d.decode(LinkType::Ethernet, 7, &f);
+        let (s, inner) = seg(&r);
+        assert_eq!(s.vni, Some(5_569_041));
+        assert_eq!(
+            s.mirror_source,
+            Some(IpAddr::V4(Ipv4Addr::new(172, 31, 0, 238)))
+        );
+        assert_eq!(s.src_ip, IpAddr::V4(Ipv4Addr::new(18, 196, 145, 224)));
+        assert_eq!(s.dst_ip, IpAddr::V4(Ipv4Addr::new(172, 31, 0, 238)));
+        assert_eq!((s.src_port, s.dst_port), (37180, 22));
+        assert_eq!(s.payload, b"SSH-2.0-OpenSSH_7.9p1 Ubuntu-10\r\n");
+        assert_eq!(s.wire_payload_len, 33);
+        assert_eq!(s.ts_ns, 7);
+        assert!(s.flags.ack() && !s.flags.syn());
+        assert_eq!(inner.tunnel, TunnelKind::Vxlan);
+        assert_eq!(inner.link, LinkType::Ethernet);
+        assert_eq!(inner.frame, &f[50..]);
+
+        let f = hex(AWS_NTP);
+        match d.decode(LinkType::Ethernet, 8, &f) {
+            Decoded::Other { vni, proto, inner } => {
+                assert_eq!(
+                    (vni, proto, inner.depth),
+                    (Some(5_569_041), InnerProto::Udp, 1)
+                );
+            }
+            o => panic!("{o:?}"),
+        }
+        let st = d.stats();
+        assert_eq!(st.packets, 2);
+        assert_eq!(st.segments[TunnelKind::Vxlan.index()], 1);
+        assert_eq!(st.inner_protos[InnerProto::Udp.index()], 1);
+        assert_eq!(st.inner_protos[InnerProto::Tcp.index()], 1);
+        assert_eq!(st.rejected_total(), 0);
+    }
+
+    #[test]
+    fn geneve_and_nested_geneve_vxlan() {
+        let mut d = Decapsulator::default();
+        let f = hex(GENEVE_SYN);
+        let r = d.decode(LinkType::Ethernet, 0, &f);
+        let (s, inner) = seg(&r);
+        assert_eq!(
+            (s.vni, inner.tunnel, inner.depth),
+            (Some(11), TunnelKind::Geneve, 1)
+        );
+        assert!(s.flags.syn());
+        assert_eq!((s.src_port, s.dst_port, s.wire_payload_len), (51225, 22, 0));
+        assert_eq!(
+            s.mirror_source,
+            Some(IpAddr::V4(Ipv4Addr::new(20, 0, 0, 2)))
+        );
+
+        let f = hex(GENEVE_VXLAN_DNS);
+        match d.decode(LinkType::Ethernet, 0, &f) {
+            Decoded::Other { vni, proto, inner } => {
+                assert_eq!((vni, proto), (Some(4242), InnerProto::Udp));
+                assert_eq!((inner.tunnel, inner.depth), (TunnelKind::Vxlan, 2));
+            }
+            o => panic!("{o:?}"),
+        }
+        assert_eq!(
+            d.stats().truncated,
+            1,
+            "the capture cut 6 bytes of the DNS query"
+        );
+        assert_eq!(d.stats().truncated_bytes, 6);
+    }
+
+    #[test]
+    fn plain_capture_and_padding() {
+        let mut d = Decapsulator::default();
+        let mut f = tcp_frame(b"GET");
+        f.resize(60, 0xee);
+        let r = d.decode(LinkType::Ethernet, 1, &f);
+        let (s, inner) = seg(&r);
+        assert_eq!(s.payload, b"GET", "padding must not become payload");
+        assert_eq!(s.wire_payload_len, 3);
+        assert_eq!((s.vni, s.mirror_source), (None, None));
+        assert_eq!(
+            (inner.tunnel, inner.depth, inner.frame.len()),
+            (TunnelKind::None, 0, 60)
+        );
+        assert_eq!((s.seq, s.ack, s.window), (1000, 77, 65535));
+        assert_eq!(d.stats().segments[TunnelKind::None.index()], 1);
+    }
+
+    #[test]
+    fn encap_roundtrip_with_truncation() {
+        let body = vec![b'x'; 1448];
+        let inner = tcp_frame(&body);
+        let outer = OuterParams::default();
+        let mut d = Decapsulator::default();
+        let mut buf = Vec::new();
+        for cut in [None, Some(100), Some(54), Some(14 + 20 + 20 + 1)] {
+            wrap_vxlan(&inner, 0xabcdef, &outer, cut, &mut buf).unwrap();
+            let r = d.decode(LinkType::Ethernet, 5, &buf);
+            let (s, i) = seg(&r);
+            let plain = tcp_frame(&body);
+            let mut d2 = Decapsulator::default();
+            let r2 = d2.decode(LinkType::Ethernet, 5, &plain);
+            let (p, _) = seg(&r2);
+            assert_eq!(s.vni, Some(0xabcdef));
+            assert_eq!(s.mirror_source, Some(outer.src_ip));
+            assert_eq!(
+                (s.src_ip, s.dst_ip, s.src_port, s.dst_port),
+                (p.src_ip, p.dst_ip, p.src_port, p.dst_port)
+            );
+            assert_eq!(
+                (s.seq, s.ack, s.flags, s.window),
+                (p.seq, p.ack, p.flags, p.window)
+            );
+            assert_eq!(s.wire_payload_len, 1448);
+            let kept = cut.map_or(1448, |c| c - 54);
+            assert_eq!(s.payload, &body[..kept]);
+            assert_eq!(s.missing_len() as usize, 1448 - kept);
+            assert_eq!(i.frame.len(), cut.unwrap_or(inner.len()));
+        }
+        assert_eq!(d.stats().truncated, 3);
+        assert_eq!(
+            d.stats().truncated_bytes,
+            (1448 - 46 + 1448 + 1448 - 1) as u64
+        );
+    }
+
+    #[test]
+    fn ipv6_inner_and_outer() {
+        let mut inner = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv6([0x20; 16], [0x30; 16], 64)
+            .tcp(443, 50000, 9, 100)
+            .write(&mut inner, b"hello")
+            .unwrap();
+        let outer = OuterParams {
+            src_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            dst_ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            ..OuterParams::default()
+        };
+        let mut buf = Vec::new();
+        wrap_vxlan(&inner, 9, &outer, None, &mut buf).unwrap();
+        let mut d = Decapsulator::default();
+        let r = d.decode(LinkType::Ethernet, 0, &buf);
+        let (s, _) = seg(&r);
+        assert_eq!(s.payload, b"hello");
+        assert_eq!(s.src_ip, IpAddr::V6(Ipv6Addr::from([0x20; 16])));
+        assert_eq!(s.mirror_source, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    }
+
+    #[test]
+    fn depth_limit() {
+        let inner = tcp_frame(b"abc");
+        let mut cur = inner.clone();
+        let mut buf = Vec::new();
+        let mut d = Decapsulator::default();
+        for depth in 1..=5u32 {
+            wrap_vxlan(&cur, depth, &OuterParams::default(), None, &mut buf).unwrap();
+            cur = buf.clone();
+            let r = d.decode(LinkType::Ethernet, 0, &cur);
+            if depth <= 4 {
+                let (s, i) = seg(&r);
+                assert_eq!(
+                    (s.vni, i.depth),
+                    (Some(1), depth as u8),
+                    "innermost VNI wins"
+                );
+                assert_eq!(s.payload, b"abc");
+            } else {
+                assert_eq!(r, Decoded::Rejected(Error::TunnelDepthExceeded));
+            }
+        }
+        assert_eq!(d.stats().rejected_for(Error::TunnelDepthExceeded), 1);
+    }
+
+    #[test]
+    fn vlan_outer_other_ports_and_rejections() {
+        let inner = tcp_frame(b"q");
+        let mut buf = Vec::new();
+        wrap_vxlan(&inner, 5, &OuterParams::default(), None, &mut buf).unwrap();
+        // Insert an 802.1ad + 802.1Q pair in the outer frame.
+        let mut tagged = buf[..12].to_vec();
+        tagged.extend_from_slice(&[0x88, 0xa8, 0, 100, 0x81, 0, 0, 5]);
+        tagged.extend_from_slice(&buf[12..]);
+        let mut d = Decapsulator::default();
+        assert_eq!(
+            seg(&d.decode(LinkType::Ethernet, 0, &tagged)).0.vni,
+            Some(5)
+        );
+
+        // VXLAN on 8472 is plain UDP unless configured.
+        let mut p8472 = buf.clone();
+        p8472[36..38].copy_from_slice(&8472u16.to_be_bytes());
+        assert!(matches!(
+            d.decode(LinkType::Ethernet, 0, &p8472),
+            Decoded::Other {
+                proto: InnerProto::Udp,
+                vni: None,
+                ..
+            }
+        ));
+        let mut d8472 = Decapsulator::new(DecapConfig {
+            vxlan_ports: vec![4789, 8472],
+            ..DecapConfig::default()
+        });
+        assert_eq!(
+            seg(&d8472.decode(LinkType::Ethernet, 0, &p8472)).0.vni,
+            Some(5)
+        );
+
+        let mut bad = buf.clone();
+        bad[42] = 0x00;
+        assert_eq!(
+            d.decode(LinkType::Ethernet, 0, &bad),
+            Decoded::Rejected(Error::BadVxlanFlags)
+        );
+        bad[42] = 0x88;
+        assert!(matches!(
+            d.decode(LinkType::Ethernet, 0, &bad),
+            Decoded::Segment { .. }
+        ));
+        assert_eq!(d.stats().vxlan_reserved_bits, 1);
+
+        let mut unknown = inner.clone();
+        unknown[12..14].copy_from_slice(&[0x88, 0xcc]);
+        assert_eq!(
+            d.decode(LinkType::Ethernet, 0, &unknown),
+            Decoded::Rejected(Error::UnknownEthertype)
+        );
+        unknown[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(matches!(
+            d.decode(LinkType::Ethernet, 0, &unknown),
+            Decoded::Other {
+                proto: InnerProto::Arp,
+                ..
+            }
+        ));
+        let mut badver = inner.clone();
+        badver[14] = 0x55;
+        assert_eq!(
+            d.decode(LinkType::Ethernet, 0, &badver),
+            Decoded::Rejected(Error::BadIpVersion)
+        );
+        let mut badhl = inner.clone();
+        badhl[14] = 0x43;
+        assert_eq!(
+            d.decode(LinkType::Ethernet, 0, &badhl),
+            Decoded::Rejected(Error::BadIpv4HeaderLen)
+        );
+        let mut badoff = inner.clone();
+        badoff[14 + 20 + 12] = 0x30;
+        assert_eq!(
+            d.decode(LinkType::Ethernet, 0, &badoff),
+            Decoded::Rejected(Error::BadTcpOffset)
+        );
+        let mut icmp = inner.clone();
+        icmp[14 + 9] = 1;
+        assert!(matches!(
+            d.decode(LinkType::Ethernet, 0, &icmp),
+            Decoded::Other {
+                proto: InnerProto::Icmp,
+                ..
+            }
+        ));
+        let st = d.stats();
+        for e in [
+            Error::BadVxlanFlags,
+            Error::UnknownEthertype,
+            Error::BadIpVersion,
+            Error::BadIpv4HeaderLen,
+            Error::BadTcpOffset,
+        ] {
+            assert_eq!(st.rejected_for(e), 1, "{}", e.as_str());
+        }
+    }
+
+    #[test]
+    fn inner_fragment_rejected() {
+        let mut inner = tcp_frame(b"0123456789abcdef");
+        inner[14 + 6] = 0x20; // MF
+        let mut buf = Vec::new();
+        wrap_vxlan(&inner, 5, &OuterParams::default(), None, &mut buf).unwrap();
+        let mut d = Decapsulator::default();
+        assert_eq!(
+            d.decode(LinkType::Ethernet, 0, &buf),
+            Decoded::Rejected(Error::IpFragment)
+        );
+    }
+
+    /// Splits the outer IPv4 packet of an Ethernet frame into fragments of `chunk` bytes.
+    fn fragment(frame: &[u8], chunk: usize, ident: u16) -> Vec<Vec<u8>> {
+        let ip = &frame[14..];
+        let payload = &ip[20..];
+        payload
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                let off = i * chunk;
+                let more = off + part.len() < payload.len();
+                let mut h = ip[..20].to_vec();
+                h[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+                h[4..6].copy_from_slice(&ident.to_be_bytes());
+                let fo = (off / 8) as u16 | if more { 0x2000 } else { 0 };
+                h[6..8].copy_from_slice(&fo.to_be_bytes());
+                h[10..12].copy_from_slice(&[0, 0]);
+                let c = checksum::checksum(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                let mut f = frame[..14].to_vec();
+                f.extend_from_slice(&h);
+                f.extend_from_slice(part);
+                f
+            })
+            .collect()
+    }
+
+    #[test]
+    fn outer_fragments_reassembled() {
+        let body: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let inner = tcp_frame(&body);
+        let mut buf = Vec::new();
+        wrap_vxlan(&inner, 77, &OuterParams::default(), None, &mut buf).unwrap();
+        let mut frags = fragment(&buf, 1480, 0x4242);
+        assert_eq!(frags.len(), 3);
+        frags.reverse();
+        let mut d = Decapsulator::default();
+        for f in &frags[..2] {
+            assert_eq!(d.decode(LinkType::Ethernet, 1, f), Decoded::FragmentHeld);
+        }
+        let r = d.decode(LinkType::Ethernet, 2, &frags[2]);
+        let (s, _) = seg(&r);
+        assert_eq!(
+            (s.vni, s.payload, s.wire_payload_len),
+            (Some(77), &body[..], 3000)
+        );
+        let st = d.stats().fragments.clone();
+        assert_eq!((st.held, st.reassembled), (2, 1));
+
+        // A lost middle fragment times out when later fragments arrive.
+        let frags = fragment(&buf, 1480, 0x1111);
+        let later = fragment(&buf, 1480, 0x2222);
+        assert_eq!(
+            d.decode(LinkType::Ethernet, 0, &frags[0]),
+            Decoded::FragmentHeld
+        );
+        let t = DecapConfig::default().frag.timeout_ns + 1;
+        assert_eq!(
+            d.decode(LinkType::Ethernet, t, &later[0]),
+            Decoded::FragmentHeld
+        );
+        assert_eq!(
+            d.stats().fragments.failed[crate::FragFailure::Timeout.index()],
+            1
+        );
+
+        // A truncated fragment can never complete.
+        let cut = &later[1][..100];
+        assert_eq!(
+            d.decode(LinkType::Ethernet, t, cut),
+            Decoded::Rejected(Error::FragmentDropped)
+        );
+
+        // Disabled reassembly rejects outer fragments.
+        let mut off = Decapsulator::new(DecapConfig {
+            frag: crate::FragConfig {
+                max_datagrams: 0,
+                ..Default::default()
+            },
+            ..DecapConfig::default()
+        });
+        assert_eq!(
+            off.decode(LinkType::Ethernet, 0, &frags[1]),
+            Decoded::Rejected(Error::IpFragment)
+        );
+    }
+
+    #[test]
+    fn checksums_counted_only_when_asked() {
+        let f = tcp_frame(b"payload!");
+        let mut bad = f.clone();
+        bad[14 + 20 + 16] ^= 0xff; // TCP checksum
+        bad[14 + 10] ^= 0xff; // IPv4 header checksum
+        let mut off = Decapsulator::default();
+        let mut on = Decapsulator::new(DecapConfig {
+            validate_checksums: true,
+            ..DecapConfig::default()
+        });
+        for d in [&mut off, &mut on] {
+            assert!(matches!(
+                d.decode(LinkType::Ethernet, 0, &f),
+                Decoded::Segment { .. }
+            ));
+            assert!(matches!(
+                d.decode(LinkType::Ethernet, 0, &bad),
+                Decoded::Segment { .. }
+            ));
+        }
+        assert_eq!(
+            (
+                off.stats().bad_ipv4_checksums,
+                off.stats().bad_tcp_checksums
+            ),
+            (0, 0)
+        );
+        assert_eq!(
+            (on.stats().bad_ipv4_checksums, on.stats().bad_tcp_checksums),
+            (1, 1)
+        );
+        // Real AWS frame: its checksums are right.
+        let aws = hex(AWS_SSH);
+        on.decode(LinkType::Ethernet, 0, &aws);
+        assert_eq!(
+            (on.stats().bad_ipv4_checksums, on.stats().bad_tcp_checksums),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn other_link_types() {
+        let eth = tcp_frame(b"hi");
+        let ip = &eth[14..];
+        let mut d = Decapsulator::default();
+        let mut frames: Vec<(LinkType, Vec<u8>)> = vec![
+            (LinkType::Raw, ip.to_vec()),
+            (LinkType::Ipv4, ip.to_vec()),
+            (LinkType::Null, [&[2, 0, 0, 0][..], ip].concat()),
+            (LinkType::Loop, [&[0, 0, 0, 2][..], ip].concat()),
+        ];
+        let mut sll = vec![0, 0, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00];
+        sll.extend_from_slice(ip);
+        frames.push((LinkType::LinuxSll, sll));
+        let mut sll2 = vec![
+            0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0,
+        ];
+        sll2.extend_from_slice(ip);
+        frames.push((LinkType::LinuxSll2, sll2));
+        let mut conv = Vec::new();
+        for (link, f) in &frames {
+            let r = d.decode(*link, 0, f);
+            let (s, i) = seg(&r);
+            assert_eq!(s.payload, b"hi", "{link:?}");
+            assert_eq!(i.link, *link);
+            to_ethernet(*link, f, &mut conv).unwrap();
+            let mut fresh = Decapsulator::default();
+            let r = fresh.decode(LinkType::Ethernet, 0, &conv);
+            assert!(matches!(r, Decoded::Segment { .. }), "{link:?} -> ethernet");
+            assert_eq!(&conv[14..], ip);
+        }
+        to_ethernet(LinkType::Ethernet, &eth, &mut conv).unwrap();
+        assert_eq!(conv, eth);
+        assert_eq!(
+            d.decode(LinkType::Raw, 0, &[]),
+            Decoded::Rejected(Error::ShortIp)
+        );
+        assert_eq!(
+            d.decode(LinkType::Raw, 0, &[0x70]),
+            Decoded::Rejected(Error::BadIpVersion)
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_a_vxlan_frame_is_clean() {
+        let inner = tcp_frame(b"GET / HTTP/1.1\r\n\r\n");
+        let mut buf = Vec::new();
+        wrap_vxlan(&inner, 3, &OuterParams::default(), None, &mut buf).unwrap();
+        let mut d = Decapsulator::default();
+        for n in 0..=buf.len() {
+            match d.decode(LinkType::Ethernet, 0, &buf[..n]) {
+                Decoded::Segment { segment, .. } => {
+                    // Only cuts inside the TCP payload still give a segment, with exact
+                    // accounting of what is missing.
+                    assert!(n >= 50 + 54, "len {n}");
+                    assert_eq!(segment.payload.len(), n - 50 - 54);
+                    assert_eq!(segment.wire_payload_len, 18);
+                }
+                Decoded::Rejected(e) => assert!(n < 50 + 54, "len {n}: {e}"),
+                o => panic!("len {n}: {o:?}"),
+            }
+        }
+        let st = d.stats();
+        assert_eq!(st.rejected_for(Error::ShortEthernet), 14 + 14);
+        assert_eq!(st.rejected_for(Error::ShortIpv4), 20 + 20);
+        assert_eq!(st.rejected_for(Error::ShortUdp), 8);
+        assert_eq!(st.rejected_for(Error::ShortVxlan), 8);
+        assert_eq!(st.rejected_for(Error::ShortTcp), 20);
+    }
+
+    #[test]
+    fn stats_merge_and_labels() {
+        let mut a = DecapStats::default();
+        let mut b = DecapStats::default();
+        b.packets = 3;
+        b.rejected[Error::ShortTcp.index()] = 2;
+        b.fragments.failed[crate::FragFailure::Overlap.index()] = 1;
+        a.merge(&b);
+        a.merge(&b);
+        assert_eq!(a.packets, 6);
+        assert_eq!(a.rejected_for(Error::ShortTcp), 4);
+        assert_eq!(a.fragments.failed[crate::FragFailure::Overlap.index()], 2);
+        let labels: Vec<_> = TunnelKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(labels, ["none", "vxlan", "geneve"]);
+        assert_eq!(InnerProto::ALL.len(), InnerProto::COUNT);
+    }
+}
