@@ -616,3 +616,471 @@ impl ExchangeFilter {
         d
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{exchange, request, response};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use vxtap_wire::TcpFlags;
+
+    fn seg(src: &str, sport: u16, dst: &str, dport: u16) -> Segment<'static> {
+        Segment {
+            ts_ns: 0,
+            vni: Some(100),
+            mirror_source: Some("192.0.2.10".parse().unwrap()),
+            src_ip: src.parse().unwrap(),
+            dst_ip: dst.parse().unwrap(),
+            src_port: sport,
+            dst_port: dport,
+            seq: 1,
+            ack: 0,
+            flags: TcpFlags(TcpFlags::ACK),
+            window: 0,
+            payload: b"",
+            wire_payload_len: 0,
+        }
+    }
+
+    fn filter(cfg: PacketFilterConfig) -> PacketFilter {
+        PacketFilter::new(&cfg).unwrap()
+    }
+
+    /// xorshift64*: a fixed, dependency-free source of test tuples.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn tuple(&mut self) -> (IpAddr, u16, IpAddr, u16) {
+            let r = self.next();
+            let (a, b) = if r & 7 == 0 {
+                let x = u128::from(self.next()) << 64 | u128::from(self.next());
+                (
+                    IpAddr::V6(Ipv6Addr::from(x)),
+                    IpAddr::V6(Ipv6Addr::from(x ^ u128::from(self.next()))),
+                )
+            } else {
+                // Realistic: a private client range talking to a handful of servers.
+                (
+                    IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (r >> 8) as u32 & 0xffff)),
+                    IpAddr::V4(Ipv4Addr::from(0x0a01_0000 | (r >> 40) as u32 & 0xf)),
+                )
+            };
+            let sport = 1024 + (self.next() % 60000) as u16;
+            let dport = [80, 443, 8080][(self.next() % 3) as usize];
+            (a, sport, b, dport)
+        }
+    }
+
+    #[test]
+    fn sampling_rate_symmetry_and_seed() {
+        let cfg = |seed| PacketFilterConfig {
+            sample: Some(0.05),
+            sample_seed: seed,
+            ..PacketFilterConfig::default()
+        };
+        let f = filter(cfg(42));
+        let same = filter(cfg(42));
+        let other = filter(cfg(43));
+        assert_eq!(f.sample_rate(), Some(0.05));
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let n = 200_000;
+        let (mut kept, mut disagree) = (0u32, 0u32);
+        for _ in 0..n {
+            let (a, ap, b, bp) = rng.tuple();
+            let k = f.sampled(a, ap, b, bp);
+            assert_eq!(k, f.sampled(b, bp, a, ap), "directions disagree");
+            assert_eq!(k, same.sampled(a, ap, b, bp), "same seed disagrees");
+            kept += u32::from(k);
+            disagree += u32::from(k != other.sampled(a, ap, b, bp));
+        }
+        let share = f64::from(kept) / f64::from(n);
+        assert!((share - 0.05).abs() < 0.005, "kept share {share}");
+        // Independent 5% samples disagree on about 2 * 0.05 * 0.95 = 9.5% of tuples.
+        let d = f64::from(disagree) / f64::from(n);
+        assert!(d > 0.07, "seeds barely differ: {d}");
+    }
+
+    #[test]
+    fn sampling_is_per_connection_through_decide() {
+        let f = filter(PacketFilterConfig {
+            sample: Some(0.5),
+            ..PacketFilterConfig::default()
+        });
+        let mut stats = FilterStats::default();
+        for port in 1000..3000u16 {
+            let fwd = seg("10.0.0.1", port, "10.0.0.2", 80);
+            let mut rev = seg("10.0.0.2", 80, "10.0.0.1", port);
+            // Neither the tunnel nor the VNI may influence the decision.
+            rev.vni = Some(999);
+            rev.mirror_source = Some("192.0.2.99".parse().unwrap());
+            let d = f.check(&fwd, &mut stats);
+            assert_eq!(d, f.check(&rev, &mut stats));
+            assert!(matches!(
+                d,
+                Decision::Keep | Decision::Drop(FilterReason::SampledOut)
+            ));
+        }
+        assert_eq!(stats.kept + stats.sampled_out, 4000);
+        assert!(stats.kept > 1600 && stats.kept < 2400, "{stats:?}");
+        assert_eq!(stats.dropped(), stats.sampled_out);
+    }
+
+    #[test]
+    fn sample_rate_bounds() {
+        for bad in [0.0, -0.1, 1.5, f64::NAN] {
+            let r = PacketFilter::new(&PacketFilterConfig {
+                sample: Some(bad),
+                ..PacketFilterConfig::default()
+            });
+            assert!(matches!(r, Err(SinkError::InvalidSampleRate(_))));
+        }
+        let all = filter(PacketFilterConfig {
+            sample: Some(1.0),
+            ..PacketFilterConfig::default()
+        });
+        assert!(all.is_pass_all());
+        assert_eq!(all.sample_rate(), None);
+    }
+
+    #[test]
+    fn flow_hash_is_fixed() {
+        // A fleet-wide contract: changing these values changes which connections every
+        // instance keeps, so a change here must be deliberate.
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let h = flow_hash(1, a, 1234, b, 80);
+        assert_eq!(h, flow_hash(1, b, 80, a, 1234));
+        assert_ne!(h, flow_hash(2, a, 1234, b, 80));
+        assert_ne!(h, flow_hash(1, a, 1235, b, 80));
+        assert_eq!(h, FLOW_HASH_GOLDEN, "flow_hash changed: {h:#x}");
+    }
+
+    const FLOW_HASH_GOLDEN: u64 = 0xa50b_b75d_1db7_3a65;
+
+    #[test]
+    fn cidr_port_vni_source() {
+        let mut stats = FilterStats::default();
+        let f = filter(PacketFilterConfig {
+            cidrs: vec!["10.1.0.0/16".into(), "2001:db8::1".into()],
+            ..PacketFilterConfig::default()
+        });
+        assert!(f
+            .check(&seg("10.1.2.3", 5, "8.8.8.8", 80), &mut stats)
+            .is_keep());
+        assert!(f
+            .check(&seg("8.8.8.8", 80, "10.1.2.3", 5), &mut stats)
+            .is_keep());
+        assert!(f
+            .check(&seg("2001:db8::1", 80, "2001:db8::2", 5), &mut stats)
+            .is_keep());
+        assert_eq!(
+            f.check(&seg("10.2.0.1", 5, "8.8.8.8", 80), &mut stats),
+            Decision::Drop(FilterReason::Cidr)
+        );
+
+        let f = filter(PacketFilterConfig {
+            ports: vec![80, 8080],
+            ..PacketFilterConfig::default()
+        });
+        assert!(f
+            .check(&seg("1.1.1.1", 80, "2.2.2.2", 5000), &mut stats)
+            .is_keep());
+        assert!(f
+            .check(&seg("1.1.1.1", 5000, "2.2.2.2", 8080), &mut stats)
+            .is_keep());
+        assert_eq!(
+            f.check(&seg("1.1.1.1", 5000, "2.2.2.2", 443), &mut stats),
+            Decision::Drop(FilterReason::Port)
+        );
+
+        let f = filter(PacketFilterConfig {
+            vni_allow: vec![100, 101],
+            vni_deny: vec![101],
+            ..PacketFilterConfig::default()
+        });
+        let mut s = seg("1.1.1.1", 1, "2.2.2.2", 2);
+        assert!(f.check(&s, &mut stats).is_keep());
+        s.vni = Some(101);
+        assert_eq!(
+            f.check(&s, &mut stats),
+            Decision::Drop(FilterReason::VniDenied)
+        );
+        s.vni = Some(102);
+        assert_eq!(
+            f.check(&s, &mut stats),
+            Decision::Drop(FilterReason::VniNotAllowed)
+        );
+        s.vni = None;
+        assert_eq!(
+            f.check(&s, &mut stats),
+            Decision::Drop(FilterReason::VniNotAllowed)
+        );
+
+        let f = filter(PacketFilterConfig {
+            allow_source: vec!["192.0.2.0/28".into()],
+            ..PacketFilterConfig::default()
+        });
+        let mut s = seg("1.1.1.1", 1, "2.2.2.2", 2);
+        assert!(f.check(&s, &mut stats).is_keep());
+        assert!(f.allows_source("192.0.2.1".parse().unwrap()));
+        assert!(!f.allows_source("192.0.2.16".parse().unwrap()));
+        s.mirror_source = Some("192.0.2.16".parse().unwrap());
+        assert_eq!(
+            f.check(&s, &mut stats),
+            Decision::Drop(FilterReason::SourceNotAllowed)
+        );
+        s.mirror_source = None;
+        assert_eq!(
+            f.check(&s, &mut stats),
+            Decision::Drop(FilterReason::SourceNotAllowed)
+        );
+
+        assert_eq!(
+            stats,
+            FilterStats {
+                kept: 7,
+                sampled_out: 0,
+                cidr: 1,
+                port: 1,
+                vni_denied: 1,
+                vni_not_allowed: 2,
+                source_not_allowed: 2,
+            }
+        );
+        let mut total = stats;
+        total.merge(&stats);
+        assert_eq!(total.kept, 14);
+        assert_eq!(total.dropped(), 14);
+        let labels: Vec<_> = total.iter().collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("sampled_out", 0),
+                ("cidr", 2),
+                ("port", 2),
+                ("vni_denied", 2),
+                ("vni_not_allowed", 4),
+                ("source_not_allowed", 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn kinds_combine_with_and() {
+        let f = filter(PacketFilterConfig {
+            cidrs: vec!["10.0.0.0/8".into()],
+            ports: vec![80],
+            vni_allow: vec![100],
+            ..PacketFilterConfig::default()
+        });
+        assert!(f.decide(&seg("10.0.0.1", 5, "1.1.1.1", 80)).is_keep());
+        assert_eq!(
+            f.decide(&seg("10.0.0.1", 5, "1.1.1.1", 81)),
+            Decision::Drop(FilterReason::Port)
+        );
+        assert_eq!(
+            f.decide(&seg("11.0.0.1", 5, "1.1.1.1", 80)),
+            Decision::Drop(FilterReason::Cidr)
+        );
+    }
+
+    #[test]
+    fn bad_cidr() {
+        assert!(matches!(
+            PacketFilter::new(&PacketFilterConfig {
+                cidrs: vec!["10.0.0.0/33".into()],
+                ..PacketFilterConfig::default()
+            }),
+            Err(SinkError::InvalidCidr(_))
+        ));
+        assert!(parse_cidr(" 10.0.0.1 ").is_ok());
+    }
+
+    #[test]
+    fn packet_filter_toml_shape() {
+        #[derive(Deserialize)]
+        struct File {
+            filter: PacketFilterConfig,
+        }
+        let f: File = toml::from_str(
+            r#"
+            [filter]
+            cidrs = ["10.0.0.0/8"]
+            ports = [80, 443]
+            vni_allow = [1]
+            vni_deny = [2]
+            allow_source = ["192.0.2.0/24"]
+            sample = 0.05
+            sample_seed = 7
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.filter.sample, Some(0.05));
+        assert!(PacketFilter::new(&f.filter).is_ok());
+    }
+
+    fn ex(method: &str, uri: &str, host: Option<&str>, status: Option<u16>) -> Exchange {
+        let headers: Vec<(&str, &str)> = host.map(|h| ("Host", h)).into_iter().collect();
+        exchange(
+            Some(request(method, uri, &headers, None)),
+            status.map(|s| response(s, &[], None)),
+        )
+    }
+
+    #[test]
+    fn exchange_filter_each_kind() {
+        use ExchangeFilterReason as R;
+        let f = |cfg: ExchangeFilterConfig| ExchangeFilter::new(&cfg).unwrap();
+        let hosts = f(ExchangeFilterConfig {
+            hosts: vec!["api.example.com".into(), "*.internal".into()],
+            ..Default::default()
+        });
+        let d = |f: &ExchangeFilter, e: &Exchange| f.decide(e);
+        assert_eq!(
+            d(&hosts, &ex("GET", "/", Some("API.example.com:8080"), None)),
+            ExchangeDecision::Keep
+        );
+        assert_eq!(
+            d(&hosts, &ex("GET", "/", Some("a.b.internal"), None)),
+            ExchangeDecision::Keep
+        );
+        assert_eq!(
+            d(&hosts, &ex("GET", "http://x.internal/p", None, None)),
+            ExchangeDecision::Keep
+        );
+        assert_eq!(
+            d(&hosts, &ex("GET", "/", Some("internal"), None)),
+            ExchangeDecision::Drop(R::Host)
+        );
+        assert_eq!(
+            d(&hosts, &ex("GET", "/", Some("example.com"), None)),
+            ExchangeDecision::Drop(R::Host)
+        );
+        assert_eq!(
+            d(&hosts, &ex("GET", "/", None, None)),
+            ExchangeDecision::Drop(R::Host)
+        );
+        assert_eq!(
+            d(&hosts, &exchange(None, Some(response(200, &[], None)))),
+            ExchangeDecision::Drop(R::Host)
+        );
+
+        let paths = f(ExchangeFilterConfig {
+            path_prefixes: vec!["/api/".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            d(&paths, &ex("GET", "/api/v1?x=1", None, None)),
+            ExchangeDecision::Keep
+        );
+        assert_eq!(
+            d(&paths, &ex("GET", "http://h/api/v1", None, None)),
+            ExchangeDecision::Keep
+        );
+        assert_eq!(
+            d(&paths, &ex("GET", "/apix", None, None)),
+            ExchangeDecision::Drop(R::Path)
+        );
+        assert_eq!(
+            d(&paths, &ex("GET", "/x?/api/", None, None)),
+            ExchangeDecision::Drop(R::Path)
+        );
+
+        let methods = f(ExchangeFilterConfig {
+            methods: vec!["post".into(), "PUT".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            d(&methods, &ex("POST", "/", None, None)),
+            ExchangeDecision::Keep
+        );
+        assert_eq!(
+            d(&methods, &ex("PUT", "/", None, None)),
+            ExchangeDecision::Keep
+        );
+        assert_eq!(
+            d(&methods, &ex("GET", "/", None, None)),
+            ExchangeDecision::Drop(R::Method)
+        );
+
+        let statuses = f(ExchangeFilterConfig {
+            statuses: vec!["5xx".into(), "404".into(), "301-302".into()],
+            ..Default::default()
+        });
+        for s in [500, 503, 599, 404, 301, 302] {
+            assert_eq!(
+                d(&statuses, &ex("GET", "/", None, Some(s))),
+                ExchangeDecision::Keep,
+                "{s}"
+            );
+        }
+        for s in [200, 303, 403, 600] {
+            assert_eq!(
+                d(&statuses, &ex("GET", "/", None, Some(s))),
+                ExchangeDecision::Drop(R::Status),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            d(&statuses, &ex("GET", "/", None, None)),
+            ExchangeDecision::Drop(R::Status)
+        );
+    }
+
+    #[test]
+    fn exchange_filter_combined_and_counted() {
+        let f = ExchangeFilter::new(&ExchangeFilterConfig {
+            hosts: vec!["*.example.com".into()],
+            methods: vec!["GET".into()],
+            statuses: vec!["2xx".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let mut stats = ExchangeFilterStats::default();
+        let cases = [
+            (ex("GET", "/", Some("a.example.com"), Some(200)), true),
+            (ex("POST", "/", Some("a.example.com"), Some(200)), false),
+            (ex("GET", "/", Some("a.example.org"), Some(200)), false),
+            (ex("GET", "/", Some("a.example.com"), Some(500)), false),
+        ];
+        for (e, keep) in &cases {
+            assert_eq!(f.check(e, &mut stats) == ExchangeDecision::Keep, *keep);
+        }
+        assert_eq!(
+            stats,
+            ExchangeFilterStats {
+                kept: 1,
+                host: 1,
+                path: 0,
+                method: 1,
+                status: 1
+            }
+        );
+        assert_eq!(stats.dropped(), 3);
+        assert!(ExchangeFilter::default().is_pass_all());
+        for bad in ["5x", "abc", "600-500", "0xx"] {
+            assert!(
+                matches!(
+                    ExchangeFilter::new(&ExchangeFilterConfig {
+                        statuses: vec![bad.into()],
+                        ..Default::default()
+                    }),
+                    Err(SinkError::InvalidStatus(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            ExchangeFilter::new(&ExchangeFilterConfig {
+                hosts: vec!["a.*.com".into()],
+                ..Default::default()
+            }),
+            Err(SinkError::InvalidHost(_))
+        ));
+    }
+}
