@@ -345,3 +345,225 @@ impl Drop for JsonLinesWriter {
         let _ = self.flush_inner();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{exchange, request, response};
+
+    /// A fresh, empty directory under the system temp dir, unique to this process and test.
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vxtap-sink-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn ex(i: usize) -> Exchange {
+        exchange(
+            Some(request(
+                "GET",
+                &format!("/item/{i}"),
+                &[("Host", "h")],
+                None,
+            )),
+            Some(response(200, &[], Some(&"x".repeat(i % 50)))),
+        )
+    }
+
+    fn t(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_790_000_000 + secs)
+    }
+
+    /// The files of `dir` in write order: rotated ones by their (time-ordered) names, then the
+    /// live file.
+    fn files_in_order(dir: &Path, live: &str) -> Vec<PathBuf> {
+        let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap() != live)
+            .collect();
+        rotated.sort();
+        rotated.push(dir.join(live));
+        rotated
+    }
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000.000000Z");
+        let t = UNIX_EPOCH + Duration::new(951_782_400 + 3_723, 5_000);
+        assert_eq!(utc_stamp(t), "20000229T010203.000005Z");
+        assert_eq!(
+            utc_stamp(UNIX_EPOCH + Duration::from_secs(4_102_444_799)),
+            "20991231T235959.000000Z"
+        );
+    }
+
+    #[test]
+    fn size_rotation_keeps_whole_lines() {
+        let dir = temp_dir("size");
+        let path = dir.join("out.jsonl");
+        let mut w = JsonLinesWriter::new_at(
+            JsonLinesConfig {
+                path: Some(path.clone()),
+                rotate_bytes: Some(2000),
+                buffer_bytes: 4096,
+                ..JsonLinesConfig::default()
+            },
+            t(0),
+        )
+        .unwrap();
+        let mut expected = String::new();
+        for i in 0..200 {
+            let e = ex(i);
+            expected.push_str(&serde_json::to_string(&e).unwrap());
+            expected.push('\n');
+            w.write_at(&e, t(i as u64)).unwrap();
+        }
+        w.flush().unwrap();
+        let stats = w.stats();
+        assert_eq!(stats.records, 200);
+        assert_eq!(stats.bytes, expected.len() as u64);
+        assert_eq!(stats.errors, 0);
+        let files = files_in_order(&dir, "out.jsonl");
+        assert!(files.len() > 5, "only {} files", files.len());
+        assert_eq!(stats.rotations as usize, files.len() - 1);
+        let mut joined = String::new();
+        for f in &files {
+            let text = std::fs::read_to_string(f).unwrap();
+            assert!(text.ends_with('\n'), "{} ends mid-line", f.display());
+            assert!(text.len() <= 2000, "{} too big", f.display());
+            for line in text.lines() {
+                serde_json::from_str::<serde_json::Value>(line).unwrap();
+            }
+            joined.push_str(&text);
+        }
+        assert_eq!(joined, expected);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn time_rotation_and_collisions() {
+        let dir = temp_dir("time");
+        let path = dir.join("out.jsonl");
+        let mut w = JsonLinesWriter::new_at(
+            JsonLinesConfig {
+                path: Some(path.clone()),
+                rotate_interval: Some(Duration::from_secs(60)),
+                ..JsonLinesConfig::default()
+            },
+            t(0),
+        )
+        .unwrap();
+        w.write_at(&ex(1), t(1)).unwrap();
+        w.write_at(&ex(2), t(59)).unwrap();
+        assert_eq!(w.stats().rotations, 0);
+        w.write_at(&ex(3), t(61)).unwrap();
+        assert_eq!(w.stats().rotations, 1);
+        w.tick(t(100)).unwrap();
+        assert_eq!(w.stats().rotations, 1);
+        w.tick(t(121)).unwrap();
+        assert_eq!(w.stats().rotations, 2);
+        // An empty file is not rotated by time.
+        w.tick(t(1000)).unwrap();
+        assert_eq!(w.stats().rotations, 2);
+        // Two rotations stamped with the same instant do not overwrite each other.
+        w.write_at(&ex(4), t(1001)).unwrap();
+        let a = w.rotate_at(t(2000)).unwrap().unwrap();
+        w.write_at(&ex(5), t(2000)).unwrap();
+        let b = w.rotate_at(t(2000)).unwrap().unwrap();
+        assert_ne!(a, b);
+        assert!(a.exists() && b.exists());
+        w.flush().unwrap();
+        let names: Vec<String> = files_in_order(&dir, "out.jsonl")
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 5, "{names:?}");
+        assert_eq!(names[0], format!("out.jsonl.{}", utc_stamp(t(61))));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn reopen_after_rename_writes_to_new_file() {
+        let dir = temp_dir("reopen");
+        let path = dir.join("out.jsonl");
+        let mut w = JsonLinesWriter::new(JsonLinesConfig {
+            path: Some(path.clone()),
+            ..JsonLinesConfig::default()
+        })
+        .unwrap();
+        w.write(&ex(1)).unwrap();
+        // logrotate moves the file; lines still buffered belong to it.
+        let moved = dir.join("out.jsonl.1");
+        std::fs::rename(&path, &moved).unwrap();
+        w.write(&ex(2)).unwrap();
+        w.reopen().unwrap();
+        w.write(&ex(3)).unwrap();
+        w.flush().unwrap();
+        let old = std::fs::read_to_string(&moved).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(old.lines().count(), 2);
+        assert_eq!(new.lines().count(), 1);
+        assert!(new.contains("/item/3"));
+        assert_eq!(w.stats().reopens, 1);
+        drop(w);
+        // A new writer appends rather than truncating.
+        let mut w = JsonLinesWriter::new(JsonLinesConfig {
+            path: Some(path.clone()),
+            ..JsonLinesConfig::default()
+        })
+        .unwrap();
+        w.write(&ex(4)).unwrap();
+        drop(w);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sample_rate_field() {
+        let dir = temp_dir("rate");
+        let path = dir.join("out.jsonl");
+        let mut w = JsonLinesWriter::new(JsonLinesConfig {
+            path: Some(path.clone()),
+            sample_rate: Some(0.05),
+            ..JsonLinesConfig::default()
+        })
+        .unwrap();
+        w.write(&ex(1)).unwrap();
+        w.write_record_at(&serde_json::json!({}), SystemTime::now())
+            .unwrap();
+        w.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines();
+        let v: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+        assert_eq!(v["sample_rate"], 0.05);
+        assert_eq!(v["request"]["uri"], "/item/1");
+        assert_eq!(lines.next(), Some(r#"{"sample_rate":0.05}"#));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn errors_are_typed_and_counted() {
+        let dir = temp_dir("err");
+        let r = JsonLinesWriter::new(JsonLinesConfig {
+            path: Some(dir.join("missing/out.jsonl")),
+            ..JsonLinesConfig::default()
+        });
+        assert!(matches!(r, Err(SinkError::Io { op: "open", .. })));
+        let _ = std::fs::remove_dir_all(&dir);
+        // /dev/full accepts the open and fails every write with ENOSPC.
+        if Path::new("/dev/full").exists() {
+            let mut w = JsonLinesWriter::new(JsonLinesConfig {
+                path: Some(PathBuf::from("/dev/full")),
+                ..JsonLinesConfig::default()
+            })
+            .unwrap();
+            w.write(&ex(1)).unwrap();
+            let e = w.flush().unwrap_err();
+            assert!(matches!(e, SinkError::Io { op: "flush", .. }), "{e}");
+            assert_eq!(w.stats().errors, 1);
+        }
+    }
+}

@@ -93,3 +93,42 @@ impl<S: Sink> ExchangePipeline<S> {
         self.sink.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::ExchangeFilterConfig;
+    use crate::redact::RedactConfig;
+    use crate::testutil::{exchange, request, response};
+
+    #[test]
+    fn filters_then_redacts_then_writes() {
+        let filter = ExchangeFilter::new(&ExchangeFilterConfig {
+            path_prefixes: vec!["/api".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let redactor = Redactor::with_key(&RedactConfig::default(), b"k").unwrap();
+        let mut p = ExchangePipeline::new(filter, redactor, Vec::new());
+        let mk = |uri: &str| {
+            exchange(
+                Some(request(
+                    "GET",
+                    uri,
+                    &[("Authorization", "Bearer SECRET")],
+                    None,
+                )),
+                Some(response(200, &[], None)),
+            )
+        };
+        p.handle(mk("/api/x")).unwrap();
+        p.handle(mk("/other")).unwrap();
+        p.flush().unwrap();
+        assert_eq!(p.sink.len(), 1);
+        assert_eq!(p.filter_stats.path, 1);
+        assert_eq!(p.filter_stats.kept, 1);
+        assert_eq!(p.redacted, 1);
+        let out = serde_json::to_string(&p.sink).unwrap();
+        assert!(!out.contains("SECRET") && out.contains("\"redacted\""));
+    }
+}
