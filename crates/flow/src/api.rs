@@ -12,6 +12,17 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Every direction, in a fixed order (for metric label sets).
+    pub const ALL: [Direction; 2] = [Direction::ClientToServer, Direction::ServerToClient];
+
+    /// Stable snake_case label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::ClientToServer => "client_to_server",
+            Direction::ServerToClient => "server_to_client",
+        }
+    }
+
     /// The other direction.
     pub fn flip(self) -> Self {
         match self {
@@ -71,6 +82,16 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, in a fixed order (for metric label sets).
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::Fin,
+        CloseReason::Rst,
+        CloseReason::IdleTimeout,
+        CloseReason::Evicted,
+        CloseReason::EndOfInput,
+        CloseReason::PortReuse,
+    ];
+
     /// Stable snake_case label for metrics and flags.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -96,6 +117,13 @@ pub enum GapReason {
 }
 
 impl GapReason {
+    /// Every reason, in a fixed order (for metric label sets).
+    pub const ALL: [GapReason; 3] = [
+        GapReason::TruncatedCapture,
+        GapReason::Lost,
+        GapReason::MemoryCap,
+    ];
+
     /// Stable snake_case label for metrics and flags.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,1136 @@
+//! The flow table: one per worker, no locks, no threads. Segments in, stream events out.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+use vxtap_wire::Segment;
+
+use crate::api::{CloseReason, ConnMeta, Direction, Endpoint, GapReason, StreamHandler, Verdict};
+use crate::config::{ConfigError, FlowConfig, FlowKeyMode};
+use crate::half::Half;
+use crate::hash::{FxBuildHasher, FxHasher};
+use crate::stats::{EvictReason, FlowStats, SkipTrigger};
+
+const NIL: u32 = u32::MAX;
+
+/// The LRU position is refreshed at most once per this much packet time, so a busy connection
+/// does not relink (two random cache lines) on every packet; idle expiry is this coarse.
+const TOUCH_GRANULARITY_NS: u64 = 1_000_000_000;
+
+/// A SYN this far (or less) before a mid-stream pickup's first byte is the connection's own
+/// handshake arriving late (mirror reordering), not a new connection.
+const LATE_SYN_WINDOW: i64 = 1 << 20;
+
+/// Ports that are servers whatever the other side is; then < 1024; then registered; ephemeral
+/// last. Used only when no SYN says who the client is.
+const SERVER_PORTS: [u16; 14] = [
+    80, 443, 8080, 8000, 3000, 5000, 8443, 9090, 8081, 8888, 9000, 9200, 5601, 15672,
+];
+
+fn server_rank(port: u16) -> u8 {
+    if SERVER_PORTS.contains(&port) {
+        0
+    } else if port < 1024 {
+        1
+    } else if port < 32768 {
+        2
+    } else {
+        3
+    }
+}
+
+/// Direction-independent flow key: the endpoint that sorts lower comes first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FlowKey {
+    lo: (IpAddr, u16),
+    hi: (IpAddr, u16),
+    /// (VNI, mirror source) in `Session` mode, `None` otherwise.
+    session: Option<(u32, Option<IpAddr>)>,
+}
+
+impl Hash for FlowKey {
+    fn hash<S: Hasher>(&self, state: &mut S) {
+        // Hand-written so the hot path hashes a few words, not std's enum/slice encoding.
+        for (ip, port) in [self.lo, self.hi] {
+            match ip {
+                IpAddr::V4(v4) => state.write_u64(u32::from(v4) as u64 | (port as u64) << 32),
+                IpAddr::V6(v6) => {
+                    let b = u128::from(v6);
+                    state.write_u64(b as u64);
+                    state.write_u64((b >> 64) as u64 ^ (port as u64));
+                }
+            }
+        }
+        if let Some((vni, src)) = self.session {
+            state.write_u32(vni);
+            if let Some(ip) = src {
+                match ip {
+                    IpAddr::V4(v4) => state.write_u32(u32::from(v4)),
+                    IpAddr::V6(v6) => state.write_u64(u128::from(v6) as u64),
+                }
+            }
+        }
+    }
+}
+
+impl FlowKey {
+    /// The key of `seg` and whether its source is the `lo` endpoint.
+    fn of(seg: &Segment<'_>, mode: FlowKeyMode) -> (FlowKey, bool) {
+        let src = (seg.src_ip, seg.src_port);
+        let dst = (seg.dst_ip, seg.dst_port);
+        let session = match mode {
+            FlowKeyMode::FiveTuple => None,
+            FlowKeyMode::Session => Some((seg.vni.unwrap_or(0), seg.mirror_source)),
+        };
+        if src <= dst {
+            (FlowKey { lo: src, hi: dst, session }, true)
+        } else {
+            (FlowKey { lo: dst, hi: src, session }, false)
+        }
+    }
+
+    /// Rebuilds the key from what a connection remembers (its first segment's tunnel fields).
+    fn of_meta(m: &ConnMeta, mode: FlowKeyMode) -> FlowKey {
+        let a = (m.client.ip, m.client.port);
+        let b = (m.server.ip, m.server.port);
+        let session = match mode {
+            FlowKeyMode::FiveTuple => None,
+            FlowKeyMode::Session => Some((m.vni.unwrap_or(0), m.mirror_source)),
+        };
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        FlowKey { lo, hi, session }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Links {
+    prev: u32,
+    next: u32,
+}
+
+impl Links {
+    const NONE: Links = Links {
+        prev: NIL,
+        next: NIL,
+    };
+}
+
+#[derive(Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
+}
+
+/// Which intrusive list a link operation is about.
+#[derive(Clone, Copy)]
+enum Which {
+    /// Age order: the open list or the lingering (closed) list; a connection is in one of them.
+    Age,
+    /// Connections with something waiting on a hole.
+    Pending,
+}
+
+/// Per-connection state (without the consumer's `U`, which sits beside it).
+struct ConnCore {
+    meta: ConnMeta,
+    /// `halves[0]` carries bytes from the `lo` endpoint, `halves[1]` from `hi`.
+    halves: [Half; 2],
+    last_ts: u64,
+    touch_ts: u64,
+    age: Links,
+    pend: Links,
+    client_is_lo: bool,
+    closed: bool,
+    stopped: bool,
+    in_pending: bool,
+    /// A SYN or SYN-ACK was seen: acks may start the other direction.
+    handshake: bool,
+}
+
+struct Conn<U> {
+    core: ConnCore,
+    user: Option<U>,
+}
+
+impl<U> Conn<U> {
+    fn links(&mut self, w: Which) -> &mut Links {
+        match w {
+            Which::Age => &mut self.core.age,
+            Which::Pending => &mut self.core.pend,
+        }
+    }
+}
+
+/// Size of the table's own per-connection state, excluding the consumer's `Conn` (for the
+/// memory target in the issue: at most 512 bytes).
+pub const CONN_CORE_SIZE: usize = std::mem::size_of::<ConnCore>();
+
+/// Result of feeding one segment to an existing connection.
+enum Outcome {
+    Open,
+    /// The connection closed (FIN both ways, RST): it now lingers.
+    Closed,
+    /// A new SYN started another connection on this 5-tuple; the old one is already closed.
+    Reuse,
+    /// A late segment for a lingering connection, absorbed.
+    Absorbed,
+}
+
+/// What the table needs beside the connections while it works on one of them.
+struct Env {
+    cfg: FlowConfig,
+    stats: FlowStats,
+    /// Cost of all out-of-order chunks in the table.
+    buffered: usize,
+}
+
+fn dir_of(client_is_lo: bool, side: usize) -> Direction {
+    if (side == 0) == client_is_lo {
+        Direction::ClientToServer
+    } else {
+        Direction::ServerToClient
+    }
+}
+
+fn apply_verdict(c: &mut ConnCore, v: Verdict, env: &mut Env) {
+    match v {
+        Verdict::Continue => {}
+        Verdict::SwapRoles => {
+            c.client_is_lo = !c.client_is_lo;
+            std::mem::swap(&mut c.meta.client, &mut c.meta.server);
+            env.stats.role_swaps += 1;
+        }
+        Verdict::StopDelivery => c.stopped = true,
+    }
+}
+
+fn emit_data<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    ts: u64,
+    data: &[u8],
+    env: &mut Env,
+    h: &mut H,
+) {
+    if data.is_empty() {
+        return;
+    }
+    match c.user.as_mut() {
+        Some(u) if !c.core.stopped => {
+            env.stats.bytes_delivered += data.len() as u64;
+            env.stats.data_chunks += 1;
+            let dir = dir_of(c.core.client_is_lo, side);
+            let v = h.on_data(u, &c.core.meta, dir, ts, data);
+            apply_verdict(&mut c.core, v, env);
+        }
+        _ => env.stats.bytes_after_stop += data.len() as u64,
+    }
+}
+
+fn emit_gap<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    ts: u64,
+    len: u64,
+    reason: GapReason,
+    env: &mut Env,
+    h: &mut H,
+) {
+    if len == 0 {
+        return;
+    }
+    env.stats.add_gap(reason, len);
+    if let Some(u) = c.user.as_mut() {
+        if !c.core.stopped {
+            let dir = dir_of(c.core.client_is_lo, side);
+            let v = h.on_gap(u, &c.core.meta, dir, ts, len, reason);
+            apply_verdict(&mut c.core, v, env);
+        }
+    }
+}
+
+/// Reports the FIN once everything before it is delivered or gapped.
+fn maybe_fin<H: StreamHandler>(c: &mut Conn<H::Conn>, side: usize, ts: u64, h: &mut H) {
+    let hf = &mut c.core.halves[side];
+    if hf.fin_seen() && !hf.fin_done() && hf.next_off >= hf.fin_off {
+        hf.set_fin_done();
+        if let Some(u) = c.user.as_mut() {
+            h.on_fin(u, &c.core.meta, dir_of(c.core.client_is_lo, side), ts);
+        }
+    }
+}
+
+/// Delivers every buffered chunk that is now contiguous with the stream.
+fn flush<H: StreamHandler>(c: &mut Conn<H::Conn>, side: usize, env: &mut Env, h: &mut H) {
+    if c.core.halves[side].chunks.first().map(|ch| ch.off) > Some(c.core.halves[side].next_off) {
+        return;
+    }
+    // Taken out so the handler can borrow the connection while we read the chunks.
+    let mut chunks = std::mem::take(&mut c.core.halves[side].chunks);
+    let mut n = 0;
+    let mut freed = 0;
+    let mut last_ts = 0;
+    for ch in chunks.iter() {
+        let next = c.core.halves[side].next_off;
+        if ch.off > next {
+            break;
+        }
+        n += 1;
+        freed += ch.cost();
+        last_ts = ch.ts_ns;
+        let end = ch.end();
+        if end <= next {
+            continue;
+        }
+        let data_end = ch.off + ch.data.len() as u64;
+        if data_end > next {
+            emit_data(c, side, ch.ts_ns, &ch.data[(next - ch.off) as usize..], env, h);
+        }
+        let miss_from = data_end.max(next);
+        c.core.halves[side].next_off = end;
+        emit_gap(c, side, ch.ts_ns, end - miss_from, GapReason::TruncatedCapture, env, h);
+    }
+    chunks.drain(..n);
+    let hf = &mut c.core.halves[side];
+    hf.chunks = chunks;
+    hf.buffered -= freed;
+    env.buffered -= freed;
+    if hf.chunks.is_empty() && hf.chunks.capacity() > 8 {
+        // A burst of reordering should not pin its peak allocation for the connection's life.
+        hf.chunks = Vec::new();
+    }
+    if let Some(t) = hf.oldest_chunk_ts() {
+        hf.hole_since_ns = t;
+    }
+    maybe_fin(c, side, last_ts, h);
+}
+
+/// Skips holes (as gaps) until `limit` is reached or nothing is left before it.
+fn skip_to<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    limit: u64,
+    trigger: SkipTrigger,
+    ts: u64,
+    env: &mut Env,
+    h: &mut H,
+) {
+    loop {
+        let hf = &c.core.halves[side];
+        let next = hf.next_off;
+        let end = hf.hole_end().min(limit);
+        if end <= next {
+            break;
+        }
+        c.core.halves[side].next_off = end;
+        env.stats.add_skip(trigger);
+        emit_gap(c, side, ts, end - next, trigger.gap_reason(), env, h);
+        flush(c, side, env, h);
+    }
+    maybe_fin(c, side, ts, h);
+}
+
+/// Skips the first hole of `side` and delivers what follows it.
+fn skip_first_hole<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    trigger: SkipTrigger,
+    ts: u64,
+    env: &mut Env,
+    h: &mut H,
+) {
+    let end = c.core.halves[side].hole_end();
+    if end != u64::MAX {
+        skip_to(c, side, end, trigger, ts, env, h);
+    }
+}
+
+/// Skips every hole of `side`: buffered data and a pending FIN all come out.
+fn drain_side<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    trigger: SkipTrigger,
+    ts: u64,
+    env: &mut Env,
+    h: &mut H,
+) {
+    let end = c.core.halves[side].known_end();
+    skip_to(c, side, end, trigger, ts, env, h);
+}
+
+/// Ends a connection: flush what is buffered (holes become gaps), tell the consumer.
+fn close_conn<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    ts: u64,
+    reason: CloseReason,
+    trigger: SkipTrigger,
+    env: &mut Env,
+    h: &mut H,
+) {
+    for side in 0..2 {
+        drain_side(c, side, trigger, ts, env, h);
+        env.buffered -= c.core.halves[side].clear();
+    }
+    if let Some(u) = c.user.take() {
+        env.stats.add_close(reason);
+        h.on_close(u, &c.core.meta, ts, reason);
+    }
+    // `closed` (which list the connection is on) is set by the table when it moves it.
+}
+
+/// The peer of `side` acknowledged up to `ack`: bytes before it reached the receiver.
+fn peer_ack<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    ack: u32,
+    ts: u64,
+    env: &mut Env,
+    h: &mut H,
+) {
+    let hf = &mut c.core.halves[side];
+    if !hf.started() {
+        // Handshake seen but not this side's SYN: the ack is exactly where its data begins.
+        if c.core.handshake {
+            hf.start(ack);
+        }
+        return;
+    }
+    let rel = hf.rel(ack);
+    if rel <= 0 || rel > env.cfg.max_seq_ahead as i64 {
+        return;
+    }
+    let mut limit = hf.next_off + rel as u64;
+    if hf.fin_seen() {
+        // An ack of the FIN is one past the last byte.
+        limit = limit.min(hf.fin_off);
+    }
+    if limit > hf.next_off {
+        skip_to(c, side, limit, SkipTrigger::PeerAck, ts, env, h);
+    }
+}
+
+enum SynAction {
+    Continue,
+    Ignore,
+    Reuse,
+}
+
+fn on_syn(c: &mut ConnCore, side: usize, seg: &Segment<'_>, env: &mut Env) -> SynAction {
+    let is_synack = seg.flags.ack();
+    let closing = c.halves.iter().any(|h| h.fin_seen());
+    let hf = &mut c.halves[side];
+    if hf.syn_seen() {
+        if seg.seq == hf.isn {
+            return SynAction::Continue;
+        }
+        if !is_synack || closing {
+            return SynAction::Reuse;
+        }
+        env.stats.odd_syn_ignored += 1;
+        return SynAction::Ignore;
+    }
+    if !hf.started() {
+        hf.set_syn(seg.seq);
+        hf.start(seg.seq.wrapping_add(1));
+        c.handshake = true;
+        return SynAction::Continue;
+    }
+    // The stream started before its SYN showed up: a late handshake (reordering) if the SYN
+    // sits just before the first byte, otherwise a different connection.
+    let rel = seg.seq.wrapping_add(1).wrapping_sub(hf.base_seq) as i32 as i64;
+    if rel <= 0 && rel > -LATE_SYN_WINDOW {
+        hf.set_syn(seg.seq);
+        c.handshake = true;
+        SynAction::Continue
+    } else if !is_synack {
+        SynAction::Reuse
+    } else {
+        env.stats.odd_syn_ignored += 1;
+        SynAction::Ignore
+    }
+}
+
+/// Payload (and FIN) of a segment into the stream of `side`.
+fn on_payload<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    seg: &Segment<'_>,
+    env: &mut Env,
+    h: &mut H,
+) {
+    let fin = seg.flags.fin();
+    let captured = seg.payload;
+    let total = (seg.wire_payload_len as u64).max(captured.len() as u64);
+    if total == 0 && !fin {
+        return;
+    }
+    let data_seq = seg.seq.wrapping_add(seg.flags.syn() as u32);
+    let ts = seg.ts_ns;
+    let hf = &mut c.core.halves[side];
+    if !hf.started() {
+        hf.start(data_seq);
+    }
+    let rel = hf.rel(data_seq);
+    if rel > env.cfg.max_seq_ahead as i64 {
+        env.stats.out_of_window += 1;
+        return;
+    }
+    let next = hf.next_off;
+    let off = next as i64 + rel;
+    let end = off + total as i64;
+    if fin {
+        hf.set_fin(end.max(0) as u64);
+    }
+    if end <= next as i64 {
+        if total > 0 {
+            env.stats.retransmitted_segments += 1;
+            env.stats.retransmitted_bytes += total;
+            if off < 0 {
+                env.stats.pre_start_segments += 1;
+            }
+        }
+        maybe_fin(c, side, ts, h);
+        return;
+    }
+    // Trim what was already delivered (a partial retransmission).
+    let skip = (next as i64 - off).max(0) as u64;
+    env.stats.retransmitted_bytes += skip;
+    let cap = &captured[(skip as usize).min(captured.len())..];
+    let total = total - skip;
+    let off = off.max(next as i64) as u64;
+    if off == next && hf.chunks.is_empty() {
+        // The hot path: in order, nothing buffered, deliver straight from the frame.
+        let cl = cap.len() as u64;
+        hf.next_off = next + cl;
+        emit_data(c, side, ts, cap, env, h);
+        if total > cl {
+            c.core.halves[side].next_off += total - cl;
+            emit_gap(c, side, ts, total - cl, GapReason::TruncatedCapture, env, h);
+        }
+        maybe_fin(c, side, ts, h);
+        return;
+    }
+    let was_pending = hf.pending();
+    let r = hf.insert(off, ts, cap, total);
+    if !was_pending && hf.pending() {
+        hf.hole_since_ns = ts;
+    }
+    env.buffered += r.cost;
+    if r.new_bytes == 0 {
+        env.stats.retransmitted_segments += 1;
+    } else {
+        env.stats.ooo_segments += 1;
+        env.stats.ooo_bytes += r.copied;
+    }
+    env.stats.retransmitted_bytes += r.dup_bytes;
+    if r.conflict_bytes > 0 {
+        env.stats.overlap_conflict_segments += 1;
+        env.stats.overlap_conflict_bytes += r.conflict_bytes;
+    }
+    flush(c, side, env, h);
+    enforce_bounds(c, side, ts, env, h);
+}
+
+/// Per-direction cap and hole age, checked whenever the direction moves.
+fn enforce_bounds<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    now: u64,
+    env: &mut Env,
+    h: &mut H,
+) {
+    while c.core.halves[side].buffered > env.cfg.max_buffer_per_direction {
+        skip_first_hole(c, side, SkipTrigger::FlowCap, now, env, h);
+    }
+    while c.core.halves[side].pending()
+        && now.saturating_sub(c.core.halves[side].hole_since_ns) >= env.cfg.hole_timeout_ns
+    {
+        let before = c.core.halves[side].next_off;
+        skip_first_hole(c, side, SkipTrigger::HoleTimeout, now, env, h);
+        if c.core.halves[side].next_off == before {
+            break;
+        }
+        if c.core.halves[side].chunks.is_empty() {
+            c.core.halves[side].hole_since_ns = now;
+        }
+    }
+}
+
+/// One segment on an open connection.
+fn conn_segment<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    seg: &Segment<'_>,
+    env: &mut Env,
+    h: &mut H,
+) -> Outcome {
+    let ts = seg.ts_ns;
+    if ts > c.core.last_ts {
+        c.core.last_ts = ts;
+    }
+    if seg.flags.rst() {
+        env.stats.rst_payload_bytes += seg.payload.len() as u64;
+        close_conn(c, ts, CloseReason::Rst, SkipTrigger::Close, env, h);
+        return Outcome::Closed;
+    }
+    if seg.flags.syn() {
+        match on_syn(&mut c.core, side, seg, env) {
+            SynAction::Continue => {}
+            SynAction::Ignore => return Outcome::Open,
+            SynAction::Reuse => {
+                close_conn(c, ts, CloseReason::PortReuse, SkipTrigger::Close, env, h);
+                return Outcome::Reuse;
+            }
+        }
+    }
+    if seg.flags.ack() {
+        peer_ack(c, side ^ 1, seg.ack, ts, env, h);
+    }
+    on_payload(c, side, seg, env, h);
+    if c.core.halves[1 - side].pending() {
+        // The other direction's hole may have aged while only this one talked.
+        enforce_bounds(c, 1 - side, ts, env, h);
+    }
+    if c.core.halves.iter().all(|hf| hf.fin_done()) {
+        close_conn(c, ts, CloseReason::Fin, SkipTrigger::Close, env, h);
+        return Outcome::Closed;
+    }
+    Outcome::Open
+}
+
+/// Stable id: same for the same connection mirrored twice or replayed, never random.
+fn stable_id(meta: &ConnMeta, isn: Option<u32>, first_seq: u32, first_from_client: bool) -> u64 {
+    let mut s = FxHasher::default();
+    match isn {
+        Some(isn) => {
+            s.write_ip(meta.client.ip);
+            s.write_u16(meta.client.port);
+            s.write_ip(meta.server.ip);
+            s.write_u16(meta.server.port);
+            s.write_u32(isn);
+        }
+        None => {
+            // Roles are a guess here (and may be swapped later): hash in a role-free order.
+            let a = (meta.client.ip, meta.client.port);
+            let b = (meta.server.ip, meta.server.port);
+            let from_lo = if a <= b {
+                first_from_client
+            } else {
+                !first_from_client
+            };
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            s.write_ip(lo.0);
+            s.write_u16(lo.1);
+            s.write_ip(hi.0);
+            s.write_u16(hi.1);
+            s.write_u32(first_seq);
+            s.write_u8(from_lo as u8 | 0x80);
+        }
+    }
+    s.finish()
+}
+
+/// TCP reassembly for one worker: a flow table of connections, each with two ordered streams.
+///
+/// Sans-I/O: the caller feeds segments and time; events go to the handler passed in.
+pub struct FlowTable<H: StreamHandler> {
+    map: HashMap<FlowKey, u32, FxBuildHasher>,
+    slots: Vec<Option<Conn<H::Conn>>>,
+    free: Vec<u32>,
+    open: List,
+    lingering: List,
+    pending: List,
+    env: Env,
+    next_conn_id: u64,
+    now: u64,
+    per_flow_cost: usize,
+}
+
+impl<H: StreamHandler> FlowTable<H> {
+    /// A table with the given limits.
+    pub fn new(cfg: FlowConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let per_flow_cost = std::mem::size_of::<Option<Conn<H::Conn>>>()
+            + std::mem::size_of::<(FlowKey, u32)>()
+            + 1
+            + std::mem::size_of::<u32>();
+        Ok(FlowTable {
+            map: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            open: List::EMPTY,
+            lingering: List::EMPTY,
+            pending: List::EMPTY,
+            env: Env {
+                cfg,
+                stats: FlowStats::default(),
+                buffered: 0,
+            },
+            next_conn_id: 0,
+            now: 0,
+            per_flow_cost,
+        })
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &FlowConfig {
+        &self.env.cfg
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &FlowStats {
+        &self.env.stats
+    }
+
+    /// Open connections (not counting closed ones that linger to absorb late packets).
+    pub fn active_flows(&self) -> usize {
+        self.open.len
+    }
+
+    /// Connections tracked, lingering closed ones included (what `max_flows` bounds).
+    pub fn tracked_flows(&self) -> usize {
+        self.open.len + self.lingering.len
+    }
+
+    /// Bytes held: out-of-order buffers plus per-connection state (what `max_memory` bounds).
+    pub fn memory_in_use(&self) -> usize {
+        self.tracked_flows() * self.per_flow_cost + self.env.buffered
+    }
+
+    /// Bytes charged per tracked connection (state, consumer state, map entry).
+    pub fn per_flow_cost(&self) -> usize {
+        self.per_flow_cost
+    }
+
+    /// Feeds one decoded segment.
+    pub fn process(&mut self, seg: &Segment<'_>, handler: &mut H) {
+        self.env.stats.segments += 1;
+        if seg.ts_ns > self.now {
+            self.now = seg.ts_ns;
+        }
+        let (key, src_is_lo) = FlowKey::of(seg, self.env.cfg.key_mode);
+        let side = if src_is_lo { 0 } else { 1 };
+        let mut idx = match self.map.get(&key) {
+            Some(&i) => i,
+            None => match self.create(key, src_is_lo, seg, handler) {
+                Some(i) => i,
+                None => return,
+            },
+        };
+        let mut outcome = self.feed(idx, side, seg, handler);
+        if let Outcome::Reuse = outcome {
+            self.env.stats.port_reuse += 1;
+            self.remove(idx);
+            match self.create(key, src_is_lo, seg, handler) {
+                Some(i) => idx = i,
+                None => return,
+            }
+            outcome = self.feed(idx, side, seg, handler);
+        }
+        match outcome {
+            Outcome::Open => {
+                let Some(c) = self.slot(idx) else { return };
+                if seg.ts_ns >= c.core.touch_ts.saturating_add(TOUCH_GRANULARITY_NS) {
+                    c.core.touch_ts = seg.ts_ns;
+                    self.unlink(Which::Age, idx);
+                    self.push_back(Which::Age, idx);
+                }
+                self.sync_pending(idx);
+            }
+            Outcome::Closed => self.to_lingering(idx),
+            // A second Reuse cannot happen: the new connection has just taken this SYN.
+            Outcome::Reuse | Outcome::Absorbed => {}
+        }
+        while self.memory_in_use() > self.env.cfg.max_memory {
+            if !self.relieve_one(handler) {
+                break;
+            }
+        }
+    }
+
+    /// Runs timers up to `now_ns`: idle connections close, lingering ones are forgotten, old
+    /// holes are skipped. Cheap when nothing is due; call it every few thousand packets or when
+    /// time moved by more than a second.
+    pub fn advance_time(&mut self, now_ns: u64, handler: &mut H) {
+        if now_ns > self.now {
+            self.now = now_ns;
+        }
+        let now = self.now;
+        // Lingering: ordered by close time.
+        while self.lingering.head != NIL {
+            let i = self.lingering.head;
+            let due = match self.slot(i) {
+                Some(c) => c.core.last_ts.saturating_add(self.env.cfg.linger_ns) <= now,
+                None => true,
+            };
+            if !due {
+                break;
+            }
+            self.remove(i);
+        }
+        // Open: ordered by coarse last activity.
+        while self.open.head != NIL {
+            let i = self.open.head;
+            let Some(c) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) else {
+                break;
+            };
+            if c.core.last_ts.saturating_add(self.env.cfg.idle_timeout_ns) > now {
+                break;
+            }
+            let reason = if c.core.halves.iter().any(|hf| hf.fin_done()) {
+                CloseReason::Fin
+            } else {
+                CloseReason::IdleTimeout
+            };
+            let ts = c.core.last_ts;
+            close_conn(c, ts, reason, SkipTrigger::Close, &mut self.env, handler);
+            self.remove(i);
+        }
+        // Holes: walk each pending connection once.
+        let mut i = self.pending.head;
+        let mut budget = self.pending.len;
+        while i != NIL && budget > 0 {
+            budget -= 1;
+            let Some(c) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) else {
+                break;
+            };
+            let next = c.core.pend.next;
+            for side in 0..2 {
+                if c.core.halves[side].pending() {
+                    enforce_bounds(c, side, now, &mut self.env, handler);
+                }
+            }
+            let still = c.core.halves.iter().any(|hf| hf.pending());
+            let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
+            if fin_both {
+                let ts = c.core.last_ts;
+                close_conn(c, ts, CloseReason::Fin, SkipTrigger::Close, &mut self.env, handler);
+                self.to_lingering(i);
+            } else if !still {
+                self.sync_pending(i);
+            }
+            i = next;
+        }
+    }
+
+    /// End of input: closes every connection with `EndOfInput`, delivering what is buffered
+    /// (holes become gaps), and forgets everything.
+    pub fn finish(&mut self, handler: &mut H) {
+        while self.open.head != NIL {
+            let i = self.open.head;
+            if let Some(c) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) {
+                let ts = c.core.last_ts;
+                close_conn(
+                    c,
+                    ts,
+                    CloseReason::EndOfInput,
+                    SkipTrigger::Close,
+                    &mut self.env,
+                    handler,
+                );
+            }
+            self.remove(i);
+        }
+        while self.lingering.head != NIL {
+            let i = self.lingering.head;
+            self.remove(i);
+        }
+        self.map = HashMap::default();
+        self.slots = Vec::new();
+        self.free = Vec::new();
+    }
+
+    fn slot(&mut self, i: u32) -> Option<&mut Conn<H::Conn>> {
+        self.slots.get_mut(i as usize).and_then(|s| s.as_mut())
+    }
+
+    fn feed(&mut self, idx: u32, side: usize, seg: &Segment<'_>, h: &mut H) -> Outcome {
+        let Some(c) = self.slots.get_mut(idx as usize).and_then(|s| s.as_mut()) else {
+            return Outcome::Open;
+        };
+        if !c.core.closed {
+            return conn_segment(c, side, seg, &mut self.env, h);
+        }
+        // Lingering after close: absorb late copies, unless a new SYN starts a new connection.
+        if seg.flags.syn() && !seg.flags.rst() {
+            let hf = &c.core.halves[side];
+            if !(hf.syn_seen() && hf.isn == seg.seq) {
+                return Outcome::Reuse;
+            }
+        }
+        self.env.stats.late_after_close += 1;
+        Outcome::Absorbed
+    }
+
+    /// Opens a connection for `seg`, making room first.
+    fn create(&mut self, key: FlowKey, src_is_lo: bool, seg: &Segment<'_>, h: &mut H) -> Option<u32> {
+        if seg.flags.rst() {
+            self.env.stats.segments_without_flow += 1;
+            return None;
+        }
+        while self.tracked_flows() >= self.env.cfg.max_flows {
+            if !self.evict_one(EvictReason::MaxFlows, h) {
+                break;
+            }
+        }
+        while self.memory_in_use() + self.per_flow_cost > self.env.cfg.max_memory {
+            if !self.relieve_one(h) {
+                break;
+            }
+        }
+        let src = Endpoint {
+            ip: seg.src_ip,
+            port: seg.src_port,
+        };
+        let dst = Endpoint {
+            ip: seg.dst_ip,
+            port: seg.dst_port,
+        };
+        let (src_is_client, midstream, isn) = if seg.flags.syn() && !seg.flags.ack() {
+            (true, false, Some(seg.seq))
+        } else if seg.flags.syn() {
+            (false, false, Some(seg.ack.wrapping_sub(1)))
+        } else {
+            let (rs, rd) = (server_rank(seg.src_port), server_rank(seg.dst_port));
+            let src_server = rs < rd || (rs == rd && seg.src_port < seg.dst_port);
+            (!src_server, true, None)
+        };
+        let (client, server) = if src_is_client {
+            (src, dst)
+        } else {
+            (dst, src)
+        };
+        let mut meta = ConnMeta {
+            conn_id: self.next_conn_id,
+            stable_id: 0,
+            client,
+            server,
+            vni: seg.vni,
+            mirror_source: seg.mirror_source,
+            midstream,
+            first_ts_ns: seg.ts_ns,
+        };
+        meta.stable_id = stable_id(&meta, isn, seg.seq, src_is_client);
+        self.next_conn_id += 1;
+        let user = h.on_open(&meta);
+        let core = ConnCore {
+            meta,
+            halves: [Half::default(), Half::default()],
+            last_ts: seg.ts_ns,
+            touch_ts: seg.ts_ns,
+            age: Links::NONE,
+            pend: Links::NONE,
+            client_is_lo: src_is_client == src_is_lo,
+            closed: false,
+            stopped: false,
+            in_pending: false,
+            handshake: false,
+        };
+        let conn = Conn {
+            core,
+            user: Some(user),
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(conn);
+                i
+            }
+            None => {
+                self.slots.push(Some(conn));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.map.insert(key, idx);
+        self.push_back(Which::Age, idx);
+        self.env.stats.flows_created += 1;
+        if midstream {
+            self.env.stats.flows_midstream += 1;
+        }
+        Some(idx)
+    }
+
+    /// Frees a slot (the connection must already be closed or be closed by the caller).
+    fn remove(&mut self, idx: u32) {
+        let Some(c) = self.slots.get(idx as usize).and_then(|s| s.as_ref()) else {
+            return;
+        };
+        let key = FlowKey::of_meta(&c.core.meta, self.env.cfg.key_mode);
+        let in_pending = c.core.in_pending;
+        self.unlink(Which::Age, idx);
+        if in_pending {
+            self.unlink(Which::Pending, idx);
+        }
+        if self.map.get(&key) == Some(&idx) {
+            self.map.remove(&key);
+        }
+        if let Some(mut c) = self.slots[idx as usize].take() {
+            for hf in c.core.halves.iter_mut() {
+                self.env.buffered -= hf.clear();
+            }
+        }
+        self.free.push(idx);
+    }
+
+    /// Moves a just-closed connection from the open list to the lingering list.
+    fn to_lingering(&mut self, idx: u32) {
+        let Some(c) = self.slot(idx) else { return };
+        let in_pending = c.core.in_pending;
+        self.unlink(Which::Age, idx);
+        if in_pending {
+            self.unlink(Which::Pending, idx);
+        }
+        if let Some(c) = self.slot(idx) {
+            c.core.closed = true;
+            c.core.in_pending = false;
+        }
+        self.push_back(Which::Age, idx);
+    }
+
+    /// Keeps the pending list in step with whether the connection waits on a hole.
+    fn sync_pending(&mut self, idx: u32) {
+        let Some(c) = self.slot(idx) else { return };
+        let p = c.core.halves.iter().any(|hf| hf.pending());
+        if p != c.core.in_pending {
+            c.core.in_pending = p;
+            if p {
+                self.push_back(Which::Pending, idx);
+            } else {
+                self.unlink(Which::Pending, idx);
+            }
+        }
+    }
+
+    /// Evicts one connection to make room: a lingering one first (free), else the oldest idle.
+    fn evict_one(&mut self, why: EvictReason, h: &mut H) -> bool {
+        if self.lingering.head != NIL {
+            let i = self.lingering.head;
+            self.env.stats.lingering_dropped += 1;
+            self.remove(i);
+            return true;
+        }
+        if self.open.head == NIL {
+            return false;
+        }
+        let i = self.open.head;
+        let trigger = match why {
+            EvictReason::MaxFlows => {
+                self.env.stats.evicted_max_flows += 1;
+                SkipTrigger::Close
+            }
+            EvictReason::Memory => {
+                self.env.stats.evicted_memory += 1;
+                SkipTrigger::Memory
+            }
+        };
+        if let Some(c) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) {
+            let ts = c.core.last_ts;
+            close_conn(c, ts, CloseReason::Evicted, trigger, &mut self.env, h);
+        }
+        self.remove(i);
+        true
+    }
+
+    /// One step towards the memory budget: flush the oldest buffering connection's holes as
+    /// `MemoryCap` gaps (its buffered bytes are delivered, not lost), else evict.
+    fn relieve_one(&mut self, h: &mut H) -> bool {
+        let mut i = self.pending.head;
+        while i != NIL {
+            let Some(c) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) else {
+                break;
+            };
+            let next = c.core.pend.next;
+            if c.core.halves.iter().any(|hf| !hf.chunks.is_empty()) {
+                let ts = self.now;
+                for side in 0..2 {
+                    drain_side(c, side, SkipTrigger::Memory, ts, &mut self.env, h);
+                }
+                let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
+                if fin_both {
+                    close_conn(c, ts, CloseReason::Fin, SkipTrigger::Close, &mut self.env, h);
+                    self.to_lingering(i);
+                } else {
+                    self.sync_pending(i);
+                }
+                return true;
+            }
+            i = next;
+        }
+        self.evict_one(EvictReason::Memory, h)
+    }
+
+    fn list(&mut self, w: Which, idx: u32) -> &mut List {
+        match w {
+            Which::Pending => &mut self.pending,
+            Which::Age => {
+                let closed = self
+                    .slots
+                    .get(idx as usize)
+                    .and_then(|s| s.as_ref())
+                    .is_some_and(|c| c.core.closed);
+                if closed {
+                    &mut self.lingering
+                } else {
+                    &mut self.open
+                }
+            }
+        }
+    }
+
+    fn push_back(&mut self, w: Which, idx: u32) {
+        let tail = self.list(w, idx).tail;
+        if let Some(c) = self.slot(idx) {
+            *c.links(w) = Links {
+                prev: tail,
+                next: NIL,
+            };
+        } else {
+            return;
+        }
+        if let Some(t) = self.slot(tail) {
+            t.links(w).next = idx;
+        }
+        let l = self.list(w, idx);
+        if l.head == NIL {
+            l.head = idx;
+        }
+        l.tail = idx;
+        l.len += 1;
+    }
+
+    fn unlink(&mut self, w: Which, idx: u32) {
+        let Some(c) = self.slot(idx) else { return };
+        let Links { prev, next } = *c.links(w);
+        *c.links(w) = Links::NONE;
+        let in_list = {
+            let l = self.list(w, idx);
+            prev != NIL || next != NIL || l.head == idx
+        };
+        if !in_list {
+            return;
+        }
+        if let Some(p) = self.slot(prev) {
+            p.links(w).next = next;
+        }
+        if let Some(n) = self.slot(next) {
+            n.links(w).prev = prev;
+        }
+        let l = self.list(w, idx);
+        if l.head == idx {
+            l.head = next;
+        }
+        if l.tail == idx {
+            l.tail = prev;
+        }
+        l.len = l.len.saturating_sub(1);
+    }
+}
