@@ -1103,8 +1103,10 @@ pub(crate) mod tests {
     #[test]
     fn stats_merge_and_labels() {
         let mut a = DecapStats::default();
-        let mut b = DecapStats::default();
-        b.packets = 3;
+        let mut b = DecapStats {
+            packets: 3,
+            ..DecapStats::default()
+        };
         b.rejected[Error::ShortTcp.index()] = 2;
         b.fragments.failed[crate::FragFailure::Overlap.index()] = 1;
         a.merge(&b);
@@ -1115,5 +1117,196 @@ pub(crate) mod tests {
         let labels: Vec<_> = TunnelKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(labels, ["none", "vxlan", "geneve"]);
         assert_eq!(InnerProto::ALL.len(), InnerProto::COUNT);
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    use super::tests::tcp_frame;
+    use super::*;
+    use crate::encap::{wrap_vxlan, OuterParams};
+    use proptest::prelude::*;
+
+    const LINKS: [LinkType; 8] = [
+        LinkType::Ethernet,
+        LinkType::Raw,
+        LinkType::Ipv4,
+        LinkType::Ipv6,
+        LinkType::LinuxSll,
+        LinkType::LinuxSll2,
+        LinkType::Null,
+        LinkType::Loop,
+    ];
+
+    fn vxlan_frame(payload_len: usize, cut: Option<usize>) -> Vec<u8> {
+        let inner = tcp_frame(&vec![b'z'; payload_len]);
+        let mut out = Vec::new();
+        wrap_vxlan(&inner, 42, &OuterParams::default(), cut, &mut out).unwrap();
+        out
+    }
+
+    fn check_invariants(frame: &[u8], d: Decoded<'_>) {
+        if let Decoded::Segment { segment, inner } = d {
+            // Payload and inner frame are sub-slices of the input (no reassembly here).
+            let range = frame.as_ptr_range();
+            assert!(range.contains(&segment.payload.as_ptr()) || segment.payload.is_empty());
+            assert!(inner.frame.len() <= frame.len());
+            let _ = segment.missing_len();
+        }
+    }
+
+    /// Exercises every accessor of every view on arbitrary bytes.
+    fn poke_views(b: &[u8]) {
+        if let Ok(v) = crate::ethernet::EthernetFrame::new_checked(b) {
+            let _ = (
+                v.dst(),
+                v.src(),
+                v.ethertype(),
+                v.payload(),
+                v.l2_payload(8),
+            );
+        }
+        if let Ok(v) = crate::ipv4::Ipv4Packet::new_checked(b) {
+            let _ = (
+                v.tos(),
+                v.total_len(),
+                v.ident(),
+                v.frag_offset(),
+                v.ttl(),
+                v.checksum(),
+            );
+            let _ = (v.src(), v.dst(), v.options(), v.payload(), v.is_truncated());
+            let _ = (v.verify_checksum(), v.pseudo_header_sum(usize::MAX));
+        }
+        if let Ok(v) = crate::ipv6::Ipv6Packet::new_checked(b) {
+            let _ = (
+                v.traffic_class(),
+                v.flow_label(),
+                v.hop_limit(),
+                v.src(),
+                v.dst(),
+            );
+            let _ = (v.payload(), v.is_truncated(), v.upper_layer(u8::MAX));
+            let _ = v.pseudo_header_sum(6, usize::MAX);
+        }
+        if let Ok(v) = crate::udp::UdpDatagram::new_checked(b) {
+            let _ = (
+                v.src_port(),
+                v.dst_port(),
+                v.length(),
+                v.checksum(),
+                v.payload(),
+            );
+        }
+        if let Ok(v) = crate::tcp::TcpSegment::new_checked(b) {
+            let _ = (
+                v.seq(),
+                v.ack(),
+                v.flags(),
+                v.window(),
+                v.urgent(),
+                v.options(),
+                v.payload(),
+            );
+        }
+        if let Ok(v) = crate::vxlan::VxlanHeader::new_checked(b) {
+            let _ = (v.vni(), v.reserved_bits_set(), v.next(), v.payload());
+        }
+        if let Ok(v) = crate::geneve::GeneveHeader::new_checked(b) {
+            let _ = (
+                v.oam(),
+                v.critical(),
+                v.vni(),
+                v.next(),
+                v.options(),
+                v.payload(),
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let mut d = Decapsulator::new(DecapConfig { validate_checksums: true, ..DecapConfig::default() });
+            for link in LINKS {
+                let r = d.decode(link, 0, &bytes);
+                check_invariants(&bytes, r);
+            }
+            poke_views(&bytes);
+            let mut out = Vec::new();
+            for link in LINKS {
+                let _ = crate::encap::to_ethernet(link, &bytes, &mut out);
+            }
+            let _ = wrap_vxlan(&bytes, 1, &OuterParams::default(), None, &mut out);
+        }
+
+        #[test]
+        fn mutated_vxlan_never_panics(
+            payload_len in 0usize..1500,
+            cut in proptest::option::of(0usize..1600),
+            truncate_to in proptest::option::of(0usize..1700),
+            edits in proptest::collection::vec((0usize..1700, any::<u8>()), 0..6),
+        ) {
+            let mut f = vxlan_frame(payload_len, cut);
+            for (at, v) in edits {
+                let len = f.len();
+                if len > 0 {
+                    f[at % len] = v;
+                }
+            }
+            if let Some(n) = truncate_to {
+                f.truncate(n);
+            }
+            let mut d = Decapsulator::new(DecapConfig { validate_checksums: true, ..DecapConfig::default() });
+            let r = d.decode(LinkType::Ethernet, 0, &f);
+            check_invariants(&f, r);
+            prop_assert_eq!(d.stats().packets, 1);
+            poke_views(&f);
+        }
+
+        #[test]
+        fn unmutated_truncations_account_exactly(payload_len in 0usize..1500, cut in 0usize..1600) {
+            let f = vxlan_frame(payload_len, Some(cut));
+            let mut d = Decapsulator::default();
+            match d.decode(LinkType::Ethernet, 0, &f) {
+                Decoded::Segment { segment, .. } => {
+                    prop_assert_eq!(segment.wire_payload_len as usize, payload_len);
+                    prop_assert_eq!(segment.payload.len(), payload_len.min(cut - 54));
+                }
+                Decoded::Rejected(_) => prop_assert!(cut < 54),
+                o => prop_assert!(false, "{:?}", o),
+            }
+        }
+
+        #[test]
+        fn fragment_soup_never_panics(
+            pieces in proptest::collection::vec(
+                (0u16..4, 0u16..200, any::<bool>(), proptest::collection::vec(any::<u8>(), 0..64)),
+                0..40,
+            ),
+        ) {
+            let mut d = Decapsulator::new(DecapConfig {
+                frag: crate::FragConfig { max_datagrams: 2, max_bytes: 4096, timeout_ns: 5, max_fragments: 4 },
+                ..DecapConfig::default()
+            });
+            for (i, (ident, off, more, data)) in pieces.into_iter().enumerate() {
+                let mut f = vec![0u8; 14];
+                f[12] = 0x08;
+                let total = (20 + data.len()) as u16;
+                let fo = off | if more { 0x2000 } else { 0 };
+                f.extend_from_slice(&[0x45, 0]);
+                f.extend_from_slice(&total.to_be_bytes());
+                f.extend_from_slice(&ident.to_be_bytes());
+                f.extend_from_slice(&fo.to_be_bytes());
+                f.extend_from_slice(&[64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+                f.extend_from_slice(&data);
+                let r = d.decode(LinkType::Ethernet, i as u64, &f);
+                if let Decoded::Segment { segment, .. } = r {
+                    prop_assert!(segment.payload.len() <= 65_535);
+                }
+            }
+        }
     }
 }

@@ -214,3 +214,124 @@ pub fn to_ethernet(link: LinkType, packet: &[u8], out: &mut Vec<u8>) -> Result<(
     out.extend_from_slice(body);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decap::tests::{hex, tcp_frame};
+    use std::net::Ipv6Addr;
+
+    const AWS_SSH: &str = "06e2439cff5e061d3c34d07708004500008700000000ff11507dac1f00eeac1f11bcffc212b5007300000800000054fa1100028569c2ab0202292374c77d080045000055de1240003f060bdf12c491e0ac1f00ee913c0016e7d8ab466eafc496801801f6543200000101080ab341f4dc328705ac5353482d322e302d4f70656e5353485f372e397031205562756e74752d31300d0a";
+
+    #[test]
+    fn reproduces_aws_outer_headers() {
+        let aws = hex(AWS_SSH);
+        let outer = OuterParams {
+            src_mac: aws[6..12].try_into().unwrap(),
+            dst_mac: aws[0..6].try_into().unwrap(),
+            src_ip: IpAddr::V4(Ipv4Addr::new(172, 31, 0, 238)),
+            dst_ip: IpAddr::V4(Ipv4Addr::new(172, 31, 17, 188)),
+            ..OuterParams::default()
+        };
+        let mut out = Vec::new();
+        wrap_vxlan(&aws[50..], 5_569_041, &outer, None, &mut out).unwrap();
+        // Byte for byte what AWS sent, IPv4 checksum included, except the source port, whose
+        // hash function AWS does not publish.
+        assert_eq!(out.len(), aws.len());
+        assert_eq!(out[..34], aws[..34]);
+        assert_eq!(out[36..], aws[36..]);
+        let port = u16::from_be_bytes([out[34], out[35]]);
+        assert!(port >= 49152);
+    }
+
+    #[test]
+    fn outer_fields_per_etherparse() {
+        let inner = tcp_frame(b"abc");
+        let mut out = Vec::new();
+        wrap_vxlan(&inner, 0x123456, &OuterParams::default(), None, &mut out).unwrap();
+        let p = etherparse::SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+            panic!()
+        };
+        let h = ip.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        assert_eq!(
+            (h.time_to_live, h.identification, h.dont_fragment),
+            (255, 0, false)
+        );
+        assert_eq!(usize::from(h.total_len), out.len() - 14);
+        let Some(etherparse::TransportSlice::Udp(udp)) = p.transport else {
+            panic!()
+        };
+        assert_eq!((udp.destination_port(), udp.checksum()), (4789, 0));
+        assert_eq!(usize::from(udp.length()), out.len() - 34);
+        assert_eq!(udp.payload()[..8], [0x08, 0, 0, 0, 0x12, 0x34, 0x56, 0]);
+        assert_eq!(&udp.payload()[8..], &inner[..]);
+    }
+
+    #[test]
+    fn source_port_is_symmetric_and_flow_dependent() {
+        let mut a = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1, 1)
+            .write(&mut a, b"x")
+            .unwrap();
+        let mut b = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [1; 6])
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .tcp(80, 40000, 1, 1)
+            .write(&mut b, b"")
+            .unwrap();
+        let mut c = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40001, 80, 1, 1)
+            .write(&mut c, b"x")
+            .unwrap();
+        assert_eq!(source_port(&a), source_port(&b));
+        assert_ne!(source_port(&a), source_port(&c));
+        // Truncation does not change the port: it is hashed from the whole inner frame.
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        wrap_vxlan(&a, 1, &OuterParams::default(), None, &mut x).unwrap();
+        wrap_vxlan(&a, 1, &OuterParams::default(), Some(20), &mut y).unwrap();
+        assert_eq!(x[34..36], y[34..36]);
+        assert_eq!(y.len(), OVERHEAD_V4 + 20);
+        assert!(source_port(&[]) >= 49152);
+    }
+
+    #[test]
+    fn ipv6_outer_and_errors() {
+        let inner = tcp_frame(b"abc");
+        let mut out = Vec::new();
+        let v6 = OuterParams {
+            src_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            dst_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ..OuterParams::default()
+        };
+        wrap_vxlan(&inner, 1, &v6, None, &mut out).unwrap();
+        assert_eq!(out.len(), OVERHEAD_V6 + inner.len());
+        let p = etherparse::SlicedPacket::from_ethernet(&out).unwrap();
+        assert!(matches!(
+            p.transport,
+            Some(etherparse::TransportSlice::Udp(_))
+        ));
+        let mixed = OuterParams {
+            src_ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ..OuterParams::default()
+        };
+        assert_eq!(
+            wrap_vxlan(&inner, 1, &mixed, None, &mut out),
+            Err(EncapError::MixedFamilies)
+        );
+        let huge = vec![0u8; 70_000];
+        assert!(matches!(
+            wrap_vxlan(&huge, 1, &OuterParams::default(), None, &mut out),
+            Err(EncapError::TooLarge(_))
+        ));
+        // Truncating makes it fit, like a mirror session with a packet length.
+        wrap_vxlan(&huge, 1, &OuterParams::default(), Some(8500), &mut out).unwrap();
+        assert_eq!(out.len(), OVERHEAD_V4 + 8500);
+    }
+}

@@ -171,7 +171,7 @@ impl FragTable {
         let end = f.offset.saturating_add(f.data.len());
         let reason = if f.truncated {
             Some(FragFailure::Truncated)
-        } else if f.more && f.data.len() % 8 != 0 {
+        } else if f.more && f.data.len() & 7 != 0 {
             Some(FragFailure::Malformed)
         } else if end > MAX_PAYLOAD {
             Some(FragFailure::TooBig)

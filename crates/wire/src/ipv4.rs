@@ -148,8 +148,8 @@ impl<'a> Ipv4Packet<'a> {
     /// One's-complement sum of the TCP/UDP pseudo-header for a payload of `len` bytes.
     pub fn pseudo_header_sum(&self, len: usize) -> u64 {
         let mut acc = checksum::sum(clamp(self.data, 12, 20), 0);
-        acc += u64::from(self.protocol());
-        acc + len as u64
+        acc = acc.wrapping_add(u64::from(self.protocol()));
+        acc.wrapping_add(len as u64)
     }
 }
 

@@ -212,7 +212,7 @@ impl<'a> Ipv6Packet<'a> {
     /// One's-complement sum of the TCP/UDP pseudo-header for `proto` and `len` bytes.
     pub fn pseudo_header_sum(&self, proto: u8, len: usize) -> u64 {
         let acc = checksum::sum(clamp(self.data, 8, 40), 0);
-        acc + u64::from(proto) + len as u64
+        acc.wrapping_add(u64::from(proto)).wrapping_add(len as u64)
     }
 }
 
