@@ -81,6 +81,9 @@ pub struct Message {
     pub body_encoding: Option<BodyEncoding>,
     /// True when the captured body is shorter than `body_len` (cap, gap or decode bound).
     pub body_truncated: bool,
+    /// Body bytes that never arrived (gaps inside a body of known length); counted in
+    /// `body_len`, absent from `body`.
+    pub gap_bytes: u64,
 }
 
 /// Timings of an exchange, all from packet timestamps.

@@ -1,0 +1,165 @@
+//! Flags attached to exchanges: short snake_case words, documented one per variant.
+//!
+//! The README copies this list; the order of `Flag::ALL` is alphabetical so that iterating a
+//! [`FlagSet`] yields the sorted, unique list the record promises.
+
+/// One fact worth knowing about an exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Flag {
+    /// A captured body is shorter than `body_len` (capture cap, gap or decode bound).
+    BodyTruncated,
+    /// `--decode-content` failed to decode the body; the raw capture is emitted instead.
+    DecodeError,
+    /// Content decoding stopped at the decoded-size bound (large body or decompression bomb).
+    DecodeTruncated,
+    /// The connection was evicted from the flow table while this exchange was pending.
+    Evicted,
+    /// Bytes of this exchange never arrived (see `gap_bytes` on the messages).
+    Gap,
+    /// A head exceeded the head-size cap; it was skipped and the stream resynchronised.
+    HeadTooLarge,
+    /// A message was cut by the end of the connection (or its framing was lost).
+    Incomplete,
+    /// The connection was picked up without its handshake and this exchange precedes the first
+    /// cleanly paired one.
+    Midstream,
+    /// The response's request was not seen (mid-stream start, or lost to a gap or parse error).
+    NoRequest,
+    /// The request got no response (connection closed, timed out, or the response was lost).
+    NoResponse,
+    /// A head could not be parsed; the stream was resynchronised at the next start line.
+    ParseError,
+    /// More requests were outstanding than the pipelining cap; the oldest was given up.
+    PipelineOverflow,
+    /// Ambiguous framing a request-smuggling attack relies on (TE+CL, conflicting CL,
+    /// obfuscated Transfer-Encoding, chunk-size overflow, bare LF, space before colon).
+    SmugglingSuspect,
+    /// The connection timed out (idle) while this exchange was pending.
+    Timeout,
+    /// A head had more header fields than the cap; it was skipped and the stream resynchronised.
+    TooManyHeaders,
+    /// Bytes were missing because the capture truncated frames (snaplen or mirror cut).
+    TruncatedCapture,
+    /// The exchange switched protocols (101 Upgrade or CONNECT 2xx); later bytes are not HTTP/1.
+    Upgrade,
+}
+
+impl Flag {
+    /// Every flag, in alphabetical (output) order.
+    pub const ALL: [Flag; 17] = [
+        Flag::BodyTruncated,
+        Flag::DecodeError,
+        Flag::DecodeTruncated,
+        Flag::Evicted,
+        Flag::Gap,
+        Flag::HeadTooLarge,
+        Flag::Incomplete,
+        Flag::Midstream,
+        Flag::NoRequest,
+        Flag::NoResponse,
+        Flag::ParseError,
+        Flag::PipelineOverflow,
+        Flag::SmugglingSuspect,
+        Flag::Timeout,
+        Flag::TooManyHeaders,
+        Flag::TruncatedCapture,
+        Flag::Upgrade,
+    ];
+
+    /// The snake_case label used in records and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::BodyTruncated => "body_truncated",
+            Flag::DecodeError => "decode_error",
+            Flag::DecodeTruncated => "decode_truncated",
+            Flag::Evicted => "evicted",
+            Flag::Gap => "gap",
+            Flag::HeadTooLarge => "head_too_large",
+            Flag::Incomplete => "incomplete",
+            Flag::Midstream => "midstream",
+            Flag::NoRequest => "no_request",
+            Flag::NoResponse => "no_response",
+            Flag::ParseError => "parse_error",
+            Flag::PipelineOverflow => "pipeline_overflow",
+            Flag::SmugglingSuspect => "smuggling_suspect",
+            Flag::Timeout => "timeout",
+            Flag::TooManyHeaders => "too_many_headers",
+            Flag::TruncatedCapture => "truncated_capture",
+            Flag::Upgrade => "upgrade",
+        }
+    }
+}
+
+/// A small set of flags (a bit mask; cheap to copy and merge).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlagSet(u32);
+
+impl FlagSet {
+    /// The empty set.
+    pub const EMPTY: FlagSet = FlagSet(0);
+
+    /// Adds a flag.
+    pub fn insert(&mut self, f: Flag) {
+        self.0 |= 1 << (f as u8);
+    }
+
+    /// True when the flag is in the set.
+    pub fn contains(self, f: Flag) -> bool {
+        self.0 & (1 << (f as u8)) != 0
+    }
+
+    /// Adds every flag of `other`.
+    pub fn merge(&mut self, other: FlagSet) {
+        self.0 |= other.0;
+    }
+
+    /// True when no flag is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The flags in output (alphabetical) order.
+    pub fn iter(self) -> impl Iterator<Item = Flag> {
+        Flag::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+
+    /// The labels in output order, as the record carries them.
+    pub fn labels(self) -> Vec<&'static str> {
+        self.iter().map(Flag::as_str).collect()
+    }
+}
+
+impl From<Flag> for FlagSet {
+    fn from(f: Flag) -> Self {
+        let mut s = FlagSet::EMPTY;
+        s.insert(f);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_sorted_and_complete() {
+        let labels: Vec<_> = Flag::ALL.iter().map(|f| f.as_str()).collect();
+        let mut sorted = labels.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(labels, sorted);
+        for (i, f) in Flag::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i, "discriminants follow ALL");
+        }
+    }
+
+    #[test]
+    fn set_yields_sorted_labels() {
+        let mut s = FlagSet::EMPTY;
+        s.insert(Flag::Upgrade);
+        s.insert(Flag::Gap);
+        s.insert(Flag::Gap);
+        assert_eq!(s.labels(), vec!["gap", "upgrade"]);
+    }
+}

@@ -1,0 +1,297 @@
+//! Message framing from header fields (RFC 9112 section 6), and start-line plausibility checks
+//! used to resynchronise a stream after a gap or a parse error.
+
+use crate::decode::{trim, Coding};
+use crate::stats::ParseError;
+
+/// What the header fields say about framing and connection handling.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeadInfo {
+    /// Content-Length (all values agreed).
+    pub content_length: Option<u64>,
+    /// A Content-Length field was present (valid or not).
+    pub cl_present: bool,
+    /// A Transfer-Encoding field was present.
+    pub te_present: bool,
+    /// The final transfer coding is chunked (and chunked appears once).
+    pub te_chunked: bool,
+    /// Something about the framing fields is ambiguous or obfuscated.
+    pub suspect: bool,
+    /// Framing the strict recipient rejects outright.
+    pub error: Option<ParseError>,
+    /// Content-Encoding we can decode.
+    pub coding: Option<Coding>,
+    /// An Upgrade field is present.
+    pub upgrade: bool,
+}
+
+const KNOWN_CODINGS: [&[u8]; 9] = [
+    b"chunked",
+    b"gzip",
+    b"x-gzip",
+    b"deflate",
+    b"compress",
+    b"x-compress",
+    b"identity",
+    b"br",
+    b"zstd",
+];
+
+/// Reads framing-relevant fields; `is_request` selects the request rules for a bad TE.
+pub(crate) fn analyze(headers: &[httparse::Header<'_>], is_request: bool) -> HeadInfo {
+    let mut info = HeadInfo::default();
+    let mut te_tokens = 0u32;
+    let mut chunked_count = 0u32;
+    let mut last_chunked = false;
+    for h in headers {
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            info.cl_present = true;
+            for part in h.value.split(|b| *b == b',') {
+                let part = trim(part);
+                match parse_decimal(part) {
+                    Some(n) => match info.content_length {
+                        Some(prev) if prev != n => {
+                            info.error.get_or_insert(ParseError::ConflictingContentLength);
+                            info.suspect = true;
+                        }
+                        _ => info.content_length = Some(n),
+                    },
+                    None => {
+                        info.error.get_or_insert(ParseError::BadContentLength);
+                        info.suspect = true;
+                    }
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            info.te_present = true;
+            for part in h.value.split(|b| *b == b',') {
+                let tok = trim(part);
+                if tok.is_empty() {
+                    continue;
+                }
+                // Coding parameters (";q=...") are not allowed on transfer codings we know.
+                te_tokens += 1;
+                let is_chunked = tok.eq_ignore_ascii_case(b"chunked");
+                if is_chunked {
+                    chunked_count += 1;
+                } else if !KNOWN_CODINGS.iter().any(|k| tok.eq_ignore_ascii_case(k)) {
+                    info.suspect = true;
+                }
+                last_chunked = is_chunked;
+            }
+        } else if name.eq_ignore_ascii_case(b"content-encoding") {
+            info.coding = Coding::from_header(h.value);
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            info.upgrade = true;
+        }
+    }
+    if info.te_present {
+        info.te_chunked = last_chunked && chunked_count == 1;
+        if chunked_count > 1 || (chunked_count == 1 && !last_chunked) || te_tokens == 0 {
+            info.suspect = true;
+        }
+        if info.cl_present {
+            // RFC 9112 6.1: TE overrides CL, but the pair is the classic smuggling vector.
+            info.suspect = true;
+            if info.te_chunked {
+                info.error = None;
+            }
+        }
+        if is_request && !info.te_chunked {
+            info.suspect = true;
+            info.error = Some(ParseError::BadTransferEncoding);
+        }
+    }
+    info
+}
+
+fn parse_decimal(v: &[u8]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// Finds the end of a head (just past the empty line), scanning LFs at or after `from`.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let from = from.min(buf.len());
+    for p in memchr::memchr_iter(b'\n', &buf[from..]) {
+        let p = p + from;
+        if p >= 1 && buf[p - 1] == b'\n' {
+            return Some(p + 1);
+        }
+        if p >= 2 && buf[p - 1] == b'\r' && buf[p - 2] == b'\n' {
+            return Some(p + 1);
+        }
+    }
+    None
+}
+
+/// True when some line of the head ends with LF alone.
+pub(crate) fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|p| p == 0 || head[p - 1] != b'\r')
+}
+
+/// What a candidate line looks like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// `METHOD SP target SP HTTP/1.x` line end.
+    Request,
+    /// `HTTP/1.x SP NNN`.
+    Response,
+    /// Neither.
+    No,
+    /// Not enough bytes to tell.
+    More,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+const VERSION_PREFIX: &[u8] = b"HTTP/1.";
+
+/// Classifies bytes that start at a line start; `max_line` bounds how far a request line may go.
+pub(crate) fn classify(b: &[u8], max_line: usize) -> Class {
+    let n = b.len().min(VERSION_PREFIX.len());
+    if b[..n] == VERSION_PREFIX[..n] {
+        if b.len() < 13 {
+            return Class::More;
+        }
+        let ok = b[7].is_ascii_digit()
+            && b[8] == b' '
+            && b[9..12].iter().all(u8::is_ascii_digit)
+            && matches!(b[12], b' ' | b'\r' | b'\n');
+        return if ok { Class::Response } else { Class::No };
+    }
+    classify_request(b, max_line)
+}
+
+fn classify_request(b: &[u8], max_line: usize) -> Class {
+    let lim = b.len().min(max_line);
+    let mut i = 0;
+    while i < lim && is_tchar(b[i]) {
+        i += 1;
+        if i > 32 {
+            return Class::No;
+        }
+    }
+    if i == lim {
+        return if lim == b.len() { Class::More } else { Class::No };
+    }
+    if i == 0 || b[i] != b' ' {
+        return Class::No;
+    }
+    i += 1;
+    let t0 = i;
+    match memchr::memchr(b' ', &b[i..lim]) {
+        Some(p) => {
+            if p == 0 || b[i..i + p].iter().any(|c| *c < 0x21 || *c == 0x7f) {
+                return Class::No;
+            }
+            i += p + 1;
+        }
+        None => {
+            if b[t0..lim].iter().any(|c| *c < 0x21 || *c == 0x7f) {
+                return Class::No;
+            }
+            return if lim == b.len() { Class::More } else { Class::No };
+        }
+    }
+    let tail = &b[i..];
+    let want: &[u8] = b"HTTP/1.";
+    let k = tail.len().min(want.len());
+    if tail[..k] != want[..k] {
+        return Class::No;
+    }
+    if tail.len() < 8 {
+        return Class::More;
+    }
+    if !tail[7].is_ascii_digit() {
+        return Class::No;
+    }
+    match tail.get(8) {
+        None => Class::More,
+        Some(b'\n') => Class::Request,
+        Some(b'\r') => match tail.get(9) {
+            None => Class::More,
+            Some(b'\n') => Class::Request,
+            Some(_) => Class::No,
+        },
+        Some(_) => Class::No,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdrs<'a>(list: &[(&'a str, &'a [u8])]) -> Vec<httparse::Header<'a>> {
+        list.iter()
+            .map(|(n, v)| httparse::Header { name: n, value: v })
+            .collect()
+    }
+
+    #[test]
+    fn framing_rules() {
+        let i = analyze(&hdrs(&[("Content-Length", b"12")]), true);
+        assert_eq!(i.content_length, Some(12));
+        assert!(!i.suspect && i.error.is_none());
+        let i = analyze(&hdrs(&[("content-length", b"5, 5")]), true);
+        assert_eq!((i.content_length, i.error), (Some(5), None));
+        let i = analyze(
+            &hdrs(&[("Content-Length", b"5"), ("Content-Length", b"6")]),
+            true,
+        );
+        assert_eq!(i.error, Some(ParseError::ConflictingContentLength));
+        let i = analyze(&hdrs(&[("Content-Length", b"+5")]), true);
+        assert_eq!(i.error, Some(ParseError::BadContentLength));
+        let i = analyze(
+            &hdrs(&[("Transfer-Encoding", b"chunked"), ("Content-Length", b"5")]),
+            true,
+        );
+        assert!(i.te_chunked && i.suspect && i.error.is_none());
+        let i = analyze(&hdrs(&[("Transfer-Encoding", b"chunked, identity")]), true);
+        assert_eq!(i.error, Some(ParseError::BadTransferEncoding));
+        let i = analyze(&hdrs(&[("Transfer-Encoding", b"xchunked")]), true);
+        assert!(i.suspect && i.error.is_some());
+        let i = analyze(&hdrs(&[("Transfer-Encoding", b"gzip, chunked")]), true);
+        assert!(i.te_chunked && !i.suspect);
+        let i = analyze(&hdrs(&[("Transfer-Encoding", b"gzip")]), false);
+        assert!(!i.te_chunked && i.error.is_none());
+        let i = analyze(&hdrs(&[("Transfer-Encoding", b"chunked\x0b")]), false);
+        assert!(i.suspect);
+    }
+
+    #[test]
+    fn head_end_and_bare_lf() {
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\nX", 0), Some(18));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\n\nX", 0), Some(16));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
+        assert!(has_bare_lf(b"GET / HTTP/1.1\nA: b\r\n\r\n"));
+        assert!(!has_bare_lf(b"GET / HTTP/1.1\r\nA: b\r\n\r\n"));
+    }
+
+    #[test]
+    fn classify_lines() {
+        assert_eq!(classify(b"GET /x HTTP/1.1\r\n", 8192), Class::Request);
+        assert_eq!(classify(b"M-SEARCH * HTTP/1.1\n", 8192), Class::Request);
+        assert_eq!(classify(b"GET /x HTTP/1.", 8192), Class::More);
+        assert_eq!(classify(b"GET", 8192), Class::More);
+        assert_eq!(classify(b"GET /x HTTP/2.0\r\n", 8192), Class::No);
+        assert_eq!(classify(b"hello world\r\n", 8192), Class::No);
+        assert_eq!(classify(b"HTTP/1.1 200 OK\r\n", 8192), Class::Response);
+        assert_eq!(classify(b"HTTP/1.1 20", 8192), Class::More);
+        assert_eq!(classify(b"HTTP/1.1 2x0 OK", 8192), Class::No);
+        assert_eq!(classify(b"{\"a\": 1}", 8192), Class::No);
+        assert_eq!(classify(b"GET /aaaaaaaaaaaaaaaa", 10), Class::No);
+    }
+}

@@ -1,0 +1,1391 @@
+//! The per-worker HTTP/1 stream handler: two incremental parsers per connection, FIFO pairing of
+//! requests and responses, and the exchange queue the caller drains.
+//!
+//! Pairing never guesses. After anything that can hide whole messages (a gap outside a body of
+//! known length, a parse error, an oversized head) the connection is "uncertain": responses are
+//! paired only once a synchronisation point proves which request they answer (see
+//! [`Conn`]); until then they are emitted with `request: null`, and the requests they might have
+//! answered with `response: null`.
+
+use std::collections::VecDeque;
+use std::mem::MaybeUninit;
+
+use base64::Engine as _;
+use vxtap_flow::{CloseReason, ConnMeta, Direction, GapReason, StreamHandler, Verdict};
+
+use crate::chunked::ChunkDecoder;
+use crate::decode::{Coding, DecodeEnd, Decoder};
+use crate::exchange::{BodyEncoding, Exchange, Message, Peer, Timing};
+use crate::flags::{Flag, FlagSet};
+use crate::framing::{analyze, classify, find_head_end, has_bare_lf, Class};
+use crate::stats::{HttpStats, Outcome, ParseError};
+use crate::time::rfc3339_us;
+
+/// Upper bound on `max_headers` (the header array lives on the stack).
+pub const HEADERS_LIMIT: usize = 512;
+/// Interim responses kept per exchange; more are counted and dropped.
+const MAX_INTERIM: usize = 8;
+const REQ: usize = 0;
+const RESP: usize = 1;
+
+/// Limits and options of the HTTP layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Largest message head (start line + fields) accepted; default 64 KiB.
+    pub max_head_bytes: usize,
+    /// Most header fields per head (capped at [`HEADERS_LIMIT`]); default 128.
+    pub max_headers: usize,
+    /// Body bytes captured per message; 0 captures none; default 4096.
+    pub max_body_bytes: usize,
+    /// Inflate gzip, deflate, br and zstd bodies into the emitted body; default false.
+    pub decode_content: bool,
+    /// Bound on decoded bytes per message when decoding; default 64 KiB.
+    pub max_decoded_bytes: usize,
+    /// Requests awaiting a response per connection before the oldest is given up; default 64.
+    pub max_pipelined: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_head_bytes: 64 * 1024,
+            max_headers: 128,
+            max_body_bytes: 4096,
+            decode_content: false,
+            max_decoded_bytes: 64 * 1024,
+            max_pipelined: 64,
+        }
+    }
+}
+
+/// A message being read: head already parsed, body in progress.
+#[derive(Debug)]
+struct MsgBuild {
+    msg: Message,
+    raw: Vec<u8>,
+    decoder: Option<Box<Decoder>>,
+    start_ts: u64,
+    end_ts: u64,
+    flags: FlagSet,
+    /// The body was cut (gap past its framing, FIN or close before its end).
+    cut: bool,
+}
+
+#[derive(Debug)]
+enum Body {
+    Length(u64),
+    Chunked(ChunkDecoder),
+    UntilClose,
+}
+
+#[derive(Debug)]
+enum State {
+    /// At a message boundary, or inside a head (bytes in `head_buf`).
+    Start,
+    /// Inside a body.
+    Body(Body),
+    /// Looking for the next plausible start line.
+    Resync,
+    /// A CONNECT request awaits its response: bytes are counted, not parsed.
+    ConnectWait,
+    /// After an upgrade: bytes are counted only.
+    Tunnel,
+}
+
+/// One direction's parser.
+#[derive(Debug)]
+struct Half {
+    is_request: bool,
+    state: State,
+    head_buf: Vec<u8>,
+    head_ts: u64,
+    /// In Resync: the next byte starts a line.
+    at_line_start: bool,
+    cur: Option<MsgBuild>,
+    /// Queue sequence number of the exchange the current message belongs to.
+    target: Option<u64>,
+    /// The current response is interim (1xx).
+    interim: bool,
+    /// Flags to put on an unpaired current response.
+    unpaired_flags: FlagSet,
+}
+
+impl Half {
+    fn new(is_request: bool, midstream: bool) -> Half {
+        Half {
+            is_request,
+            state: if midstream { State::Resync } else { State::Start },
+            head_buf: Vec::new(),
+            head_ts: 0,
+            at_line_start: true,
+            cur: None,
+            target: None,
+            interim: false,
+            unpaired_flags: FlagSet::EMPTY,
+        }
+    }
+
+    /// Between messages (nothing partially read).
+    fn idle(&self) -> bool {
+        matches!(self.state, State::Start | State::Resync) && self.head_buf.is_empty()
+    }
+}
+
+/// An exchange awaiting completion.
+#[derive(Debug)]
+struct Pending {
+    req: Option<MsgBuild>,
+    resp: Option<MsgBuild>,
+    interim: Vec<Message>,
+    /// Queued while pairing was uncertain.
+    uncertain: bool,
+    /// Its response will never be paired (lost, overflowed, or ambiguous).
+    gave_up: bool,
+    is_head: bool,
+    is_connect: bool,
+    flags: FlagSet,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// A request whose head was seen.
+    Real(Box<Pending>),
+    /// Stands for requests lost to a gap or parse error (an unknown number, at least one).
+    Lost(FlagSet),
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u64,
+    kind: Kind,
+}
+
+/// Per-connection state (stored by the flow table beside its own).
+///
+/// Synchronisation: an uncertain connection becomes certain again when a request head completes
+/// while the response direction is between messages and, if the client has been seen pipelining,
+/// no other request is awaiting a response. A client that waits for each response before
+/// sending the next request has by then received every response it will get for the lost
+/// requests, so later responses can only answer later requests.
+#[derive(Debug)]
+pub struct Conn {
+    meta: ConnMeta,
+    halves: [Half; 2],
+    queue: VecDeque<Entry>,
+    next_seq: u64,
+    next_resp_seq: u64,
+    skip_responses: u32,
+    uncertain: bool,
+    desync_flags: FlagSet,
+    pipelined: bool,
+    roles_fixed: bool,
+    stopped: bool,
+    midstream_unsynced: bool,
+    next_index: u64,
+}
+
+/// The HTTP/1 consumer of reassembled streams; one per worker.
+#[derive(Debug, Default)]
+pub struct HttpHandler {
+    cfg: HttpConfig,
+    stats: HttpStats,
+    out: Vec<Exchange>,
+}
+
+enum Ev {
+    None,
+    Swap,
+    Stop,
+}
+
+impl HttpHandler {
+    /// A handler with the given limits.
+    pub fn new(cfg: HttpConfig) -> HttpHandler {
+        let mut cfg = cfg;
+        cfg.max_headers = cfg.max_headers.clamp(1, HEADERS_LIMIT);
+        cfg.max_head_bytes = cfg.max_head_bytes.max(64);
+        cfg.max_pipelined = cfg.max_pipelined.max(1);
+        HttpHandler {
+            cfg,
+            stats: HttpStats::default(),
+            out: Vec::new(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HttpConfig {
+        &self.cfg
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &HttpStats {
+        &self.stats
+    }
+
+    /// Returns the counters and resets them (for periodic merging into a registry).
+    pub fn take_stats(&mut self) -> HttpStats {
+        std::mem::take(&mut self.stats)
+    }
+
+    /// Moves every finished exchange, in emission order, to the end of `out`.
+    pub fn drain_into(&mut self, out: &mut Vec<Exchange>) {
+        out.append(&mut self.out);
+    }
+
+    /// Number of finished exchanges waiting to be drained.
+    pub fn ready(&self) -> usize {
+        self.out.len()
+    }
+
+    // ----- data path -------------------------------------------------------------------------
+
+    fn feed(&mut self, c: &mut Conn, dir: Direction, ts: u64, data: &[u8]) -> Verdict {
+        let mut role = role_of(dir);
+        let mut verdict = Verdict::Continue;
+        let mut pos = 0;
+        while pos < data.len() {
+            let rest = &data[pos..];
+            let (used, ev) = match c.halves[role].state {
+                State::Start => self.feed_head(c, role, ts, rest),
+                State::Body(_) => (self.feed_body(c, role, ts, rest), Ev::None),
+                State::Resync => self.feed_resync(c, role, ts, rest),
+                State::ConnectWait | State::Tunnel => {
+                    self.stats.upgrade_skipped_bytes += rest.len() as u64;
+                    (rest.len(), Ev::None)
+                }
+            };
+            pos += used;
+            match ev {
+                Ev::None => {}
+                Ev::Swap => {
+                    role = 1 - role;
+                    verdict = Verdict::SwapRoles;
+                }
+                Ev::Stop => {
+                    self.stats.upgrade_skipped_bytes += (data.len() - pos) as u64;
+                    return Verdict::StopDelivery;
+                }
+            }
+        }
+        verdict
+    }
+
+    fn feed_head(&mut self, c: &mut Conn, r: usize, ts: u64, rest: &[u8]) -> (usize, Ev) {
+        let max = self.cfg.max_head_bytes;
+        let h = &mut c.halves[r];
+        if h.head_buf.is_empty() {
+            // RFC 9112 2.2: empty lines before a request line are ignored.
+            let skip = rest
+                .iter()
+                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .count();
+            if skip > 0 {
+                return (skip, Ev::None);
+            }
+            h.head_ts = ts;
+            let window = &rest[..rest.len().min(max)];
+            match find_head_end(window, 0) {
+                Some(end) => {
+                    let ev = self.on_head(c, r, ts, &rest[..end]);
+                    (end, ev)
+                }
+                None if rest.len() >= max => {
+                    self.head_error(c, r, ParseError::HeadTooLarge, Flag::HeadTooLarge.into());
+                    (0, Ev::None)
+                }
+                None => {
+                    h.head_buf.extend_from_slice(rest);
+                    (rest.len(), Ev::None)
+                }
+            }
+        } else {
+            let old = h.head_buf.len();
+            let take = rest.len().min(max.saturating_sub(old));
+            h.head_buf.extend_from_slice(&rest[..take]);
+            match find_head_end(&h.head_buf, old) {
+                Some(end) => {
+                    h.head_buf.truncate(end);
+                    let buf = std::mem::take(&mut h.head_buf);
+                    let ev = self.on_head(c, r, ts, &buf);
+                    let h = &mut c.halves[r];
+                    if h.head_buf.is_empty() {
+                        h.head_buf = buf;
+                        h.head_buf.clear();
+                    }
+                    (end - old, ev)
+                }
+                None if h.head_buf.len() >= max => {
+                    self.head_error(c, r, ParseError::HeadTooLarge, Flag::HeadTooLarge.into());
+                    (take, Ev::None)
+                }
+                None => (take, Ev::None),
+            }
+        }
+    }
+
+    fn feed_resync(&mut self, c: &mut Conn, r: usize, ts: u64, rest: &[u8]) -> (usize, Ev) {
+        let max = self.cfg.max_head_bytes;
+        let swap_ok = c.meta.midstream && !c.roles_fixed && !c.stopped;
+        let h = &mut c.halves[r];
+        let want = if h.is_request { Class::Request } else { Class::Response };
+        let other = if h.is_request { Class::Response } else { Class::Request };
+        if !h.head_buf.is_empty() {
+            // A candidate line started in an earlier segment: extend it to its line end.
+            let old = h.head_buf.len();
+            let line_end = memchr::memchr(b'\n', rest).map_or(rest.len(), |p| p + 1);
+            let take = line_end.min(max.saturating_sub(old));
+            h.head_buf.extend_from_slice(&rest[..take]);
+            let class = classify(&h.head_buf, max);
+            return match class {
+                Class::More if take == line_end && h.head_buf.len() < max => (take, Ev::None),
+                c2 if c2 == want || (c2 == other && swap_ok) => {
+                    // Hand the candidate back to the head parser, which copies it again.
+                    let buf = std::mem::take(&mut h.head_buf);
+                    let head_ts = h.head_ts;
+                    h.state = State::Start;
+                    h.head_buf = Vec::with_capacity(buf.len());
+                    h.head_buf.extend_from_slice(&buf[..old]);
+                    h.head_ts = head_ts;
+                    let ev = if c2 == other { self.swap(c, r) } else { Ev::None };
+                    (0, ev)
+                }
+                _ => {
+                    self.stats.resync_skipped_bytes += old as u64;
+                    h.head_buf.clear();
+                    // The rejected line may itself end here; the next byte may start a line.
+                    h.at_line_start = false;
+                    (0, Ev::None)
+                }
+            };
+        }
+        let mut i = 0;
+        loop {
+            if !h.at_line_start {
+                match memchr::memchr(b'\n', &rest[i..]) {
+                    Some(p) => {
+                        i += p + 1;
+                        h.at_line_start = true;
+                    }
+                    None => {
+                        self.stats.resync_skipped_bytes += rest.len() as u64;
+                        return (rest.len(), Ev::None);
+                    }
+                }
+            }
+            if i >= rest.len() {
+                self.stats.resync_skipped_bytes += i as u64;
+                return (i, Ev::None);
+            }
+            let cand = &rest[i..];
+            match classify(cand, max) {
+                Class::More => {
+                    self.stats.resync_skipped_bytes += i as u64;
+                    h.head_buf.extend_from_slice(cand);
+                    h.head_ts = ts;
+                    return (rest.len(), Ev::None);
+                }
+                c2 if c2 == want || (c2 == other && swap_ok) => {
+                    self.stats.resync_skipped_bytes += i as u64;
+                    h.state = State::Start;
+                    let ev = if c2 == other { self.swap(c, r) } else { Ev::None };
+                    return (i, ev);
+                }
+                _ => {
+                    h.at_line_start = false;
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// The bytes of `r`'s direction carry the other role's messages: swap the parsers.
+    fn swap(&mut self, c: &mut Conn, r: usize) -> Ev {
+        let _ = r;
+        c.halves.swap(REQ, RESP);
+        for h in &mut c.halves {
+            h.is_request = !h.is_request;
+        }
+        std::mem::swap(&mut c.meta.client, &mut c.meta.server);
+        c.roles_fixed = true;
+        self.stats.role_swaps += 1;
+        Ev::Swap
+    }
+
+    fn feed_body(&mut self, c: &mut Conn, r: usize, ts: u64, rest: &[u8]) -> usize {
+        let h = &mut c.halves[r];
+        let State::Body(body) = &mut h.state else {
+            return 0;
+        };
+        match body {
+            Body::Length(remaining) => {
+                let n = (*remaining).min(rest.len() as u64) as usize;
+                *remaining -= n as u64;
+                let done = *remaining == 0;
+                self.add_body(c, r, ts, &rest[..n]);
+                if done {
+                    self.finish_msg(c, r, ts, FlagSet::EMPTY, false);
+                }
+                n
+            }
+            Body::UntilClose => {
+                self.add_body(c, r, ts, rest);
+                rest.len()
+            }
+            Body::Chunked(dec) => match dec.step(rest) {
+                Ok(step) => {
+                    let done = step.done;
+                    let bare_lf = dec.bare_lf;
+                    if let Some((a, b)) = step.data {
+                        self.add_body(c, r, ts, &rest[a..b]);
+                    }
+                    if done {
+                        let mut f = FlagSet::EMPTY;
+                        if bare_lf {
+                            f.insert(Flag::SmugglingSuspect);
+                        }
+                        self.finish_msg(c, r, ts, f, false);
+                    }
+                    step.consumed
+                }
+                Err(e) => {
+                    self.stats.parse_errors[e as usize] += 1;
+                    let mut f = FlagSet::from(Flag::ParseError);
+                    if e == ParseError::ChunkSizeOverflow {
+                        f.insert(Flag::SmugglingSuspect);
+                    }
+                    f.insert(Flag::Incomplete);
+                    self.finish_msg(c, r, ts, f, true);
+                    self.desync(c, r, f, false);
+                    0
+                }
+            },
+        }
+    }
+
+    fn add_body(&mut self, c: &mut Conn, r: usize, ts: u64, bytes: &[u8]) {
+        let cap = self.cfg.max_body_bytes;
+        self.stats.body_bytes += bytes.len() as u64;
+        if let Some(m) = c.halves[r].cur.as_mut() {
+            m.msg.body_len += bytes.len() as u64;
+            m.end_ts = ts;
+            if m.raw.len() < cap {
+                let n = (cap - m.raw.len()).min(bytes.len());
+                m.raw.extend_from_slice(&bytes[..n]);
+            }
+            if let Some(d) = m.decoder.as_mut() {
+                d.write(bytes);
+            }
+        }
+    }
+
+    // ----- heads -----------------------------------------------------------------------------
+
+    fn on_head(&mut self, c: &mut Conn, r: usize, ts: u64, head: &[u8]) -> Ev {
+        let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS_LIMIT];
+        let slots = &mut storage[..self.cfg.max_headers];
+        let mut flags = FlagSet::EMPTY;
+        if has_bare_lf(head) {
+            flags.insert(Flag::SmugglingSuspect);
+        }
+        if c.halves[r].is_request {
+            let mut req = httparse::Request::new(&mut []);
+            match req.parse_with_uninit_headers(head, slots) {
+                Ok(httparse::Status::Complete(_)) => {
+                    let msg = Message {
+                        method: req.method.map(str::to_owned),
+                        uri: req.path.map(str::to_owned),
+                        version: version_str(req.version),
+                        headers: copy_headers(req.headers),
+                        ..Message::default()
+                    };
+                    let info = analyze(req.headers, true);
+                    self.on_request(c, r, ts, msg, info, flags)
+                }
+                Ok(httparse::Status::Partial) => {
+                    self.head_error(c, r, ParseError::BadStartLine, flags);
+                    Ev::None
+                }
+                Err(e) => {
+                    let (kind, f) = classify_httparse(e);
+                    flags.merge(f);
+                    self.head_error(c, r, kind, flags);
+                    Ev::None
+                }
+            }
+        } else {
+            let mut resp = httparse::Response::new(&mut []);
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut resp, head, slots,
+            ) {
+                Ok(httparse::Status::Complete(_)) => {
+                    let msg = Message {
+                        status: resp.code,
+                        reason: resp.reason.map(str::to_owned),
+                        version: version_str(resp.version),
+                        headers: copy_headers(resp.headers),
+                        ..Message::default()
+                    };
+                    let info = analyze(resp.headers, false);
+                    self.on_response(c, r, ts, msg, info, flags)
+                }
+                Ok(httparse::Status::Partial) => {
+                    self.head_error(c, r, ParseError::BadStartLine, flags);
+                    Ev::None
+                }
+                Err(e) => {
+                    let (kind, f) = classify_httparse(e);
+                    flags.merge(f);
+                    self.head_error(c, r, kind, flags);
+                    Ev::None
+                }
+            }
+        }
+    }
+
+    fn new_build(&self, msg: Message, start_ts: u64, end_ts: u64, flags: FlagSet, coding: Option<Coding>) -> MsgBuild {
+        let decoder = match coding {
+            Some(cd) if self.cfg.decode_content && self.cfg.max_body_bytes > 0 => {
+                Decoder::new(cd, self.cfg.max_decoded_bytes).map(Box::new)
+            }
+            _ => None,
+        };
+        MsgBuild {
+            msg,
+            raw: Vec::new(),
+            decoder,
+            start_ts,
+            end_ts,
+            flags,
+            cut: false,
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        c: &mut Conn,
+        r: usize,
+        ts: u64,
+        msg: Message,
+        info: crate::framing::HeadInfo,
+        mut flags: FlagSet,
+    ) -> Ev {
+        self.stats.requests += 1;
+        c.roles_fixed = true;
+        if info.suspect {
+            flags.insert(Flag::SmugglingSuspect);
+        }
+        let method = msg.method.as_deref().unwrap_or("");
+        let is_head = method.eq_ignore_ascii_case("HEAD");
+        let is_connect = method.eq_ignore_ascii_case("CONNECT");
+        let head_ts = c.halves[r].head_ts;
+        let build = self.new_build(msg, head_ts, ts, flags, info.coding);
+        let seq = self.push_request(c, is_head, is_connect);
+        let h = &mut c.halves[r];
+        h.cur = Some(build);
+        h.target = Some(seq);
+        if let Some(err) = info.error {
+            // A strict server rejects this framing; the bytes after the head are not a body we
+            // can delimit, so look for the next request line (possibly one smuggled inside).
+            self.stats.parse_errors[err as usize] += 1;
+            let f = FlagSet::from(Flag::ParseError);
+            self.finish_msg(c, r, ts, f, false);
+            self.desync(c, r, f, true);
+            return Ev::None;
+        }
+        let body = if info.te_chunked {
+            Some(Body::Chunked(ChunkDecoder::new()))
+        } else {
+            match info.content_length {
+                Some(n) if n > 0 => Some(Body::Length(n)),
+                _ => None,
+            }
+        };
+        match body {
+            Some(b) => c.halves[r].state = State::Body(b),
+            None => self.finish_msg(c, r, ts, FlagSet::EMPTY, false),
+        }
+        if is_connect && matches!(c.halves[r].state, State::Start) {
+            c.halves[r].state = State::ConnectWait;
+        }
+        Ev::None
+    }
+
+    fn on_response(
+        &mut self,
+        c: &mut Conn,
+        r: usize,
+        ts: u64,
+        msg: Message,
+        info: crate::framing::HeadInfo,
+        mut flags: FlagSet,
+    ) -> Ev {
+        c.roles_fixed = true;
+        let status = msg.status.unwrap_or(0);
+        let interim = (100..200).contains(&status) && status != 101;
+        if info.suspect {
+            flags.insert(Flag::SmugglingSuspect);
+        }
+        let (target, unpaired_flags) = if interim {
+            self.stats.interim_responses += 1;
+            (self.interim_target(c), FlagSet::EMPTY)
+        } else {
+            self.stats.responses += 1;
+            self.pair_response(c)
+        };
+        let (is_head, is_connect) = target
+            .and_then(|s| c.entry_mut(s))
+            .and_then(|e| match &e.kind {
+                Kind::Real(p) => Some((p.is_head, p.is_connect)),
+                Kind::Lost(_) => None,
+            })
+            .unwrap_or((false, false));
+        let head_ts = c.halves[r].head_ts;
+        let upgrade = status == 101 || (is_connect && (200..300).contains(&status));
+        if upgrade {
+            flags.insert(Flag::Upgrade);
+        }
+        let build = self.new_build(msg, head_ts, ts, flags, info.coding);
+        let h = &mut c.halves[r];
+        h.cur = Some(build);
+        h.target = target;
+        h.interim = interim;
+        h.unpaired_flags = unpaired_flags;
+        if upgrade {
+            self.stats.upgrades += 1;
+            self.finish_msg(c, r, ts, FlagSet::EMPTY, false);
+            // Whatever the client was sending is now the upgraded protocol.
+            if let Some(seq) = target {
+                let rq = &mut c.halves[REQ];
+                if rq.target == Some(seq) && rq.cur.is_some() {
+                    self.finish_msg(c, REQ, ts, FlagSet::EMPTY, false);
+                }
+            }
+            self.flush_all(c, FlagSet::EMPTY);
+            for h in &mut c.halves {
+                h.state = State::Tunnel;
+                h.head_buf = Vec::new();
+            }
+            c.stopped = true;
+            return Ev::Stop;
+        }
+        if is_connect && matches!(c.halves[REQ].state, State::ConnectWait) {
+            // The tunnel was refused: the client may go on with plain HTTP.
+            c.halves[REQ].state = State::Start;
+        }
+        let no_body = interim || status == 204 || status == 304 || is_head;
+        let body = if no_body {
+            None
+        } else if info.te_present {
+            if info.te_chunked {
+                Some(Body::Chunked(ChunkDecoder::new()))
+            } else {
+                // RFC 9112 6.3 rule 4: a response whose final coding is not chunked is
+                // delimited by the close.
+                Some(Body::UntilClose)
+            }
+        } else if let Some(err) = info.error {
+            self.stats.parse_errors[err as usize] += 1;
+            let f = FlagSet::from(Flag::ParseError);
+            self.finish_msg(c, r, ts, f, true);
+            self.desync(c, r, f, true);
+            return Ev::None;
+        } else {
+            match info.content_length {
+                Some(0) => None,
+                Some(n) => Some(Body::Length(n)),
+                None => Some(Body::UntilClose),
+            }
+        };
+        match body {
+            Some(b) => c.halves[r].state = State::Body(b),
+            None => self.finish_msg(c, r, ts, FlagSet::EMPTY, false),
+        }
+        Ev::None
+    }
+
+    /// A head could not be used: count it, flag what it belonged to, and resync.
+    fn head_error(&mut self, c: &mut Conn, r: usize, kind: ParseError, mut flags: FlagSet) {
+        self.stats.parse_errors[kind as usize] += 1;
+        match kind {
+            ParseError::HeadTooLarge => flags.insert(Flag::HeadTooLarge),
+            ParseError::TooManyHeaders => flags.insert(Flag::TooManyHeaders),
+            _ => flags.insert(Flag::ParseError),
+        }
+        // Other errors consumed the whole head, so the next byte starts a line.
+        self.desync(c, r, flags, kind != ParseError::HeadTooLarge);
+    }
+
+    // ----- pairing ---------------------------------------------------------------------------
+
+    fn push_request(&mut self, c: &mut Conn, is_head: bool, is_connect: bool) -> u64 {
+        c.fix_resp_cursor();
+        let unanswered_real = c
+            .queue
+            .iter()
+            .filter(|e| e.seq >= c.next_resp_seq && matches!(e.kind, Kind::Real(_)))
+            .count();
+        if c.uncertain && c.halves[RESP].idle() && (!c.pipelined || unanswered_real == 0) {
+            self.sync(c);
+        } else if !c.uncertain && unanswered_real > 0 {
+            c.pipelined = true;
+        }
+        // Give up the oldest unanswered requests beyond the cap; their responses, when they
+        // come, are skipped so that later ones still pair correctly.
+        while c.next_seq - c.next_resp_seq >= self.cfg.max_pipelined as u64 {
+            let seq = c.next_resp_seq;
+            c.next_resp_seq += 1;
+            if let Some(Entry {
+                kind: Kind::Real(p),
+                ..
+            }) = c.entry_mut(seq)
+            {
+                p.gave_up = true;
+                p.flags.insert(Flag::PipelineOverflow);
+                c.skip_responses += 1;
+            }
+        }
+        let seq = c.next_seq;
+        c.next_seq += 1;
+        c.queue.push_back(Entry {
+            seq,
+            kind: Kind::Real(Box::new(Pending {
+                req: None,
+                resp: None,
+                interim: Vec::new(),
+                uncertain: c.uncertain,
+                gave_up: false,
+                is_head,
+                is_connect,
+                flags: FlagSet::EMPTY,
+            })),
+        });
+        self.try_emit(c);
+        // Bound the queue even when an endless response holds its head.
+        while c.queue.len() > 2 * self.cfg.max_pipelined + 2 {
+            let Some(e) = c.queue.pop_front() else { break };
+            if e.seq >= c.next_resp_seq {
+                c.next_resp_seq = e.seq + 1;
+            }
+            self.emit_entry(c, e, Flag::PipelineOverflow.into());
+        }
+        seq
+    }
+
+    /// Pairing is certain again: give up everything still waiting before the new request.
+    fn sync(&mut self, c: &mut Conn) {
+        let flags = c.desync_flags;
+        for e in c.queue.iter_mut() {
+            if e.seq < c.next_resp_seq {
+                continue;
+            }
+            match &mut e.kind {
+                Kind::Real(p) => {
+                    p.gave_up = true;
+                    p.flags.merge(flags);
+                }
+                Kind::Lost(_) => self.stats.lost_requests += 1,
+            }
+        }
+        c.next_resp_seq = c.next_seq;
+        c.uncertain = false;
+        c.desync_flags = FlagSet::EMPTY;
+        self.try_emit(c);
+    }
+
+    fn interim_target(&mut self, c: &mut Conn) -> Option<u64> {
+        c.fix_resp_cursor();
+        if c.skip_responses > 0 {
+            return None;
+        }
+        let seq = c.next_resp_seq;
+        match c.entry_mut(seq) {
+            Some(Entry {
+                kind: Kind::Real(p),
+                ..
+            }) if !p.uncertain => Some(seq),
+            _ => None,
+        }
+    }
+
+    /// Picks the exchange a final response belongs to, or None (with flags) when unknown.
+    fn pair_response(&mut self, c: &mut Conn) -> (Option<u64>, FlagSet) {
+        c.fix_resp_cursor();
+        if c.skip_responses > 0 {
+            c.skip_responses -= 1;
+            return (None, Flag::PipelineOverflow.into());
+        }
+        let seq = c.next_resp_seq;
+        let pipelined = c.pipelined;
+        let desync = c.desync_flags;
+        match c.entry_mut(seq) {
+            None => (None, desync),
+            Some(Entry {
+                kind: Kind::Lost(f),
+                ..
+            }) => {
+                let f = *f;
+                if pipelined {
+                    // Each placeholder stands for one request when requests are pipelined.
+                    c.next_resp_seq += 1;
+                    self.try_emit(c);
+                }
+                (None, f)
+            }
+            Some(Entry {
+                kind: Kind::Real(p),
+                ..
+            }) => {
+                let uncertain = p.uncertain;
+                if uncertain {
+                    p.gave_up = true;
+                    p.flags.merge(desync);
+                }
+                c.next_resp_seq += 1;
+                if uncertain {
+                    self.try_emit(c);
+                    (None, desync)
+                } else {
+                    (Some(seq), FlagSet::EMPTY)
+                }
+            }
+        }
+    }
+
+    /// Emits finished exchanges from the front of the queue, in request order.
+    fn try_emit(&mut self, c: &mut Conn) {
+        while let Some(front) = c.queue.front() {
+            let ready = match &front.kind {
+                Kind::Lost(_) => front.seq < c.next_resp_seq,
+                Kind::Real(p) => {
+                    p.req.is_some()
+                        && (p.resp.is_some() || (p.gave_up && front.seq < c.next_resp_seq))
+                        && c.halves[RESP].target != Some(front.seq)
+                }
+            };
+            if !ready {
+                break;
+            }
+            let Some(e) = c.queue.pop_front() else { break };
+            match e.kind {
+                Kind::Lost(_) => {}
+                Kind::Real(_) => self.emit_entry(c, e, FlagSet::EMPTY),
+            }
+        }
+    }
+
+    fn emit_entry(&mut self, c: &mut Conn, e: Entry, extra: FlagSet) {
+        if let Kind::Real(p) = e.kind {
+            let p = *p;
+            let mut flags = p.flags;
+            flags.merge(extra);
+            self.emit(c, p.req, p.resp, p.interim, flags);
+        } else {
+            self.stats.lost_requests += 1;
+        }
+    }
+
+    /// Emits every queued exchange (connection end or upgrade).
+    fn flush_all(&mut self, c: &mut Conn, extra: FlagSet) {
+        while let Some(e) = c.queue.pop_front() {
+            if let Kind::Real(p) = &e.kind {
+                if p.req.is_none() && p.resp.is_none() {
+                    continue;
+                }
+            }
+            self.emit_entry(c, e, extra);
+        }
+        c.next_resp_seq = c.next_seq;
+    }
+
+    // ----- message completion ----------------------------------------------------------------
+
+    /// The current message of `r` ended (`cut`: before its framing said so).
+    fn finish_msg(&mut self, c: &mut Conn, r: usize, ts: u64, flags: FlagSet, cut: bool) {
+        let h = &mut c.halves[r];
+        if matches!(h.state, State::Body(_)) {
+            h.state = State::Start;
+        }
+        let Some(mut m) = h.cur.take() else { return };
+        let target = h.target.take();
+        m.flags.merge(flags);
+        m.cut |= cut;
+        if m.end_ts < m.start_ts {
+            m.end_ts = m.start_ts;
+        }
+        let _ = ts;
+        if h.is_request {
+            match target.and_then(|s| c.entry_mut(s)) {
+                Some(Entry {
+                    kind: Kind::Real(p),
+                    ..
+                }) => {
+                    p.req = Some(m);
+                    self.try_emit(c);
+                }
+                _ => self.emit(c, Some(m), None, Vec::new(), FlagSet::EMPTY),
+            }
+        } else if std::mem::take(&mut h.interim) {
+            match target.and_then(|s| c.entry_mut(s)) {
+                Some(Entry {
+                    kind: Kind::Real(p),
+                    ..
+                }) if p.interim.len() < MAX_INTERIM => {
+                    p.interim.push(self.finish_message(m).0);
+                }
+                _ => self.stats.interim_dropped += 1,
+            }
+        } else {
+            let uf = std::mem::take(&mut h.unpaired_flags);
+            match target.and_then(|s| c.entry_mut(s)) {
+                Some(Entry {
+                    kind: Kind::Real(p),
+                    ..
+                }) => {
+                    p.resp = Some(m);
+                    self.try_emit(c);
+                }
+                _ => {
+                    let mut f = uf;
+                    f.insert(Flag::NoRequest);
+                    self.emit(c, None, Some(m), Vec::new(), f);
+                }
+            }
+        }
+    }
+
+    /// Turns a finished build into the record's message, with body capture and decoding.
+    fn finish_message(&mut self, m: MsgBuild) -> (Message, FlagSet) {
+        let mut flags = m.flags;
+        let mut msg = m.msg;
+        let cut = m.cut || msg.gap_bytes > 0;
+        let mut body = m.raw;
+        let mut truncated = (body.len() as u64) < msg.body_len;
+        if let Some(d) = m.decoder {
+            self.stats.decodes += 1;
+            let (out, end) = d.finish(!cut);
+            match end {
+                DecodeEnd::Ok => {
+                    body = out;
+                    truncated = false;
+                }
+                DecodeEnd::Truncated => {
+                    body = out;
+                    truncated = true;
+                    flags.insert(Flag::DecodeTruncated);
+                }
+                DecodeEnd::InputCut => {
+                    if !out.is_empty() {
+                        body = out;
+                    }
+                    truncated = true;
+                }
+                DecodeEnd::Error => flags.insert(Flag::DecodeError),
+            }
+        }
+        if cut {
+            truncated = true;
+        }
+        if self.cfg.max_body_bytes == 0 || (body.is_empty() && msg.body_len == 0) {
+            msg.body = None;
+            msg.body_encoding = None;
+            msg.body_truncated = msg.body_len > 0;
+        } else {
+            match String::from_utf8(body) {
+                Ok(s) => {
+                    msg.body = Some(s);
+                    msg.body_encoding = Some(BodyEncoding::Utf8);
+                }
+                Err(e) => {
+                    msg.body = Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()));
+                    msg.body_encoding = Some(BodyEncoding::Base64);
+                }
+            }
+            msg.body_truncated = truncated;
+        }
+        if msg.body_truncated {
+            flags.insert(Flag::BodyTruncated);
+        }
+        (msg, flags)
+    }
+
+    fn emit(
+        &mut self,
+        c: &mut Conn,
+        req: Option<MsgBuild>,
+        resp: Option<MsgBuild>,
+        interim: Vec<Message>,
+        mut flags: FlagSet,
+    ) {
+        let mut timing = Timing::default();
+        let (req_times, resp_times) = (
+            req.as_ref().map(|m| (m.start_ts, m.end_ts)),
+            resp.as_ref().map(|m| (m.start_ts, m.end_ts)),
+        );
+        if let Some((s, e)) = req_times {
+            timing.request_start = Some(rfc3339_us(s));
+            timing.request_end = Some(rfc3339_us(e));
+        }
+        if let Some((s, e)) = resp_times {
+            timing.response_start = Some(rfc3339_us(s));
+            timing.response_end = Some(rfc3339_us(e));
+        }
+        if let (Some((rs, re)), Some((ps, pe))) = (req_times, resp_times) {
+            timing.ttfb_us = Some(ps.saturating_sub(re) / 1000);
+            timing.duration_us = Some(pe.saturating_sub(rs) / 1000);
+        }
+        let ts_ns = req_times.or(resp_times).map_or(c.meta.first_ts_ns, |t| t.0);
+        let request = req.map(|m| {
+            let (msg, f) = self.finish_message(m);
+            flags.merge(f);
+            msg
+        });
+        let response = resp.map(|m| {
+            let (msg, f) = self.finish_message(m);
+            flags.merge(f);
+            msg
+        });
+        if request.is_none() {
+            flags.insert(Flag::NoRequest);
+        }
+        if response.is_none() {
+            flags.insert(Flag::NoResponse);
+        }
+        if request.iter().chain(response.iter()).any(|m| m.gap_bytes > 0) {
+            flags.insert(Flag::Gap);
+        }
+        if c.midstream_unsynced {
+            if request.is_some() && response.is_some() && !flags.contains(Flag::Gap) {
+                c.midstream_unsynced = false;
+            } else {
+                flags.insert(Flag::Midstream);
+            }
+        }
+        let outcome = match (&request, &response) {
+            (Some(_), Some(_)) => Outcome::Complete,
+            (Some(_), None) => Outcome::NoResponse,
+            _ => Outcome::NoRequest,
+        };
+        self.stats.exchanges[outcome as usize] += 1;
+        for f in flags.iter() {
+            self.stats.flags[f as usize] += 1;
+        }
+        let index = c.next_index;
+        c.next_index += 1;
+        let meta = &c.meta;
+        self.out.push(Exchange {
+            ts: rfc3339_us(ts_ns),
+            id: format!("{:016x}", exchange_id(meta.stable_id, index)),
+            vni: meta.vni,
+            mirror_source: meta.mirror_source,
+            client: Peer {
+                ip: meta.client.ip,
+                port: meta.client.port,
+            },
+            server: Peer {
+                ip: meta.server.ip,
+                port: meta.server.port,
+            },
+            request,
+            response,
+            interim,
+            timing,
+            flags: flags.labels(),
+        });
+    }
+
+    // ----- losses ----------------------------------------------------------------------------
+
+    /// Direction `r` lost its framing: drop its partial head, remember what may be lost, resync.
+    fn desync(&mut self, c: &mut Conn, r: usize, flags: FlagSet, at_line_start: bool) {
+        self.stats.resyncs += 1;
+        let h = &mut c.halves[r];
+        h.state = State::Resync;
+        self.stats.resync_skipped_bytes += h.head_buf.len() as u64;
+        h.head_buf.clear();
+        h.at_line_start = at_line_start;
+        c.uncertain = true;
+        c.desync_flags.merge(flags);
+        if c.halves[r].is_request {
+            match c.queue.back_mut() {
+                Some(Entry {
+                    kind: Kind::Lost(f),
+                    seq,
+                }) if *seq >= c.next_resp_seq => f.merge(flags),
+                _ => {
+                    let seq = c.next_seq;
+                    c.next_seq += 1;
+                    c.queue.push_back(Entry {
+                        seq,
+                        kind: Kind::Lost(flags),
+                    });
+                }
+            }
+        } else {
+            let from = c.next_resp_seq;
+            for e in c.queue.iter_mut() {
+                if let (true, Kind::Real(p)) = (e.seq >= from, &mut e.kind) {
+                    p.uncertain = true;
+                }
+            }
+        }
+    }
+
+    fn gap(&mut self, c: &mut Conn, r: usize, ts: u64, len: u64, reason: GapReason) {
+        self.stats.gap_bytes += len;
+        let mut flags = FlagSet::from(Flag::Gap);
+        if reason == GapReason::TruncatedCapture {
+            flags.insert(Flag::TruncatedCapture);
+        }
+        let h = &mut c.halves[r];
+        let in_body = match &mut h.state {
+            State::ConnectWait | State::Tunnel => {
+                self.stats.upgrade_skipped_bytes += len;
+                return;
+            }
+            State::Resync => {
+                self.stats.resync_skipped_bytes += len + h.head_buf.len() as u64;
+                h.head_buf.clear();
+                h.at_line_start = true;
+                c.desync_flags.merge(flags);
+                return;
+            }
+            State::Start => 0,
+            State::Body(Body::UntilClose) => len,
+            State::Body(Body::Length(rem)) => {
+                let n = len.min(*rem);
+                *rem -= n;
+                n
+            }
+            State::Body(Body::Chunked(d)) => {
+                if d.gap(len) {
+                    len
+                } else {
+                    0
+                }
+            }
+        };
+        if in_body > 0 {
+            if let Some(m) = h.cur.as_mut() {
+                m.msg.body_len += in_body;
+                m.msg.gap_bytes += in_body;
+                m.flags.merge(flags);
+                m.end_ts = ts;
+                if let Some(d) = m.decoder.as_mut() {
+                    // Decoding cannot continue across missing bytes; keep what we have.
+                    let _ = d;
+                    m.cut = true;
+                }
+            }
+        }
+        let finished_len = matches!(h.state, State::Body(Body::Length(0)));
+        if in_body == len {
+            if finished_len {
+                self.finish_msg(c, r, ts, FlagSet::EMPTY, false);
+            }
+            return;
+        }
+        // The gap reaches past the current message's framing.
+        if c.halves[r].cur.is_some() {
+            if in_body > 0 {
+                // Length body: complete but the gap also swallowed what followed it.
+                self.finish_msg(c, r, ts, FlagSet::EMPTY, false);
+            } else {
+                let mut f = flags;
+                f.insert(Flag::Incomplete);
+                self.finish_msg(c, r, ts, f, true);
+            }
+        }
+        self.desync(c, r, flags, true);
+    }
+
+    /// Ends direction `r` (FIN or close): close-delimited bodies end, anything else is cut.
+    fn end_half(&mut self, c: &mut Conn, r: usize, ts: u64, cut_flags: FlagSet, clean_close: bool) {
+        let h = &mut c.halves[r];
+        match &h.state {
+            State::Body(Body::UntilClose) => {
+                let f = if clean_close {
+                    FlagSet::EMPTY
+                } else {
+                    let mut f = cut_flags;
+                    f.insert(Flag::Incomplete);
+                    f
+                };
+                self.finish_msg(c, r, ts, f, !clean_close);
+            }
+            State::Body(_) => {
+                let mut f = cut_flags;
+                f.insert(Flag::Incomplete);
+                self.finish_msg(c, r, ts, f, true);
+            }
+            State::Start | State::Resync => {
+                if !h.head_buf.is_empty() {
+                    self.stats.resync_skipped_bytes += h.head_buf.len() as u64;
+                    h.head_buf.clear();
+                }
+            }
+            State::ConnectWait | State::Tunnel => {}
+        }
+    }
+}
+
+impl Conn {
+    fn entry_mut(&mut self, seq: u64) -> Option<&mut Entry> {
+        let front = self.queue.front()?.seq;
+        let idx = seq.checked_sub(front)?;
+        self.queue.get_mut(usize::try_from(idx).ok()?)
+    }
+
+    fn fix_resp_cursor(&mut self) {
+        if let Some(f) = self.queue.front() {
+            if self.next_resp_seq < f.seq {
+                self.next_resp_seq = f.seq;
+            }
+        } else if self.next_resp_seq < self.next_seq {
+            self.next_resp_seq = self.next_seq;
+        }
+    }
+}
+
+fn role_of(dir: Direction) -> usize {
+    match dir {
+        Direction::ClientToServer => REQ,
+        Direction::ServerToClient => RESP,
+    }
+}
+
+fn version_str(v: Option<u8>) -> String {
+    match v {
+        Some(0) => "HTTP/1.0".to_owned(),
+        _ => "HTTP/1.1".to_owned(),
+    }
+}
+
+fn copy_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
+    h.iter()
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn classify_httparse(e: httparse::Error) -> (ParseError, FlagSet) {
+    match e {
+        httparse::Error::TooManyHeaders => (ParseError::TooManyHeaders, FlagSet::EMPTY),
+        // Whitespace between a field name and its colon is the classic smuggling trick.
+        httparse::Error::HeaderName => (ParseError::BadHeader, Flag::SmugglingSuspect.into()),
+        httparse::Error::HeaderValue | httparse::Error::NewLine => {
+            (ParseError::BadHeader, FlagSet::EMPTY)
+        }
+        _ => (ParseError::BadStartLine, FlagSet::EMPTY),
+    }
+}
+
+/// Stable exchange id: a 64-bit mix (splitmix64 finaliser) of the connection's stable id and
+/// the exchange index, so that the same exchange seen twice gets the same id.
+pub fn exchange_id(stable_id: u64, index: u64) -> u64 {
+    let mut z = stable_id ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl StreamHandler for HttpHandler {
+    type Conn = Conn;
+
+    fn on_open(&mut self, meta: &ConnMeta) -> Conn {
+        self.stats.conns_opened += 1;
+        Conn {
+            meta: *meta,
+            halves: [Half::new(true, meta.midstream), Half::new(false, meta.midstream)],
+            queue: VecDeque::new(),
+            next_seq: 0,
+            next_resp_seq: 0,
+            skip_responses: 0,
+            uncertain: meta.midstream,
+            desync_flags: FlagSet::EMPTY,
+            pipelined: false,
+            roles_fixed: !meta.midstream,
+            stopped: false,
+            midstream_unsynced: meta.midstream,
+            next_index: 0,
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        conn: &mut Conn,
+        meta: &ConnMeta,
+        dir: Direction,
+        ts_ns: u64,
+        data: &[u8],
+    ) -> Verdict {
+        conn.meta = *meta;
+        if conn.stopped {
+            self.stats.upgrade_skipped_bytes += data.len() as u64;
+            return Verdict::StopDelivery;
+        }
+        self.feed(conn, dir, ts_ns, data)
+    }
+
+    fn on_gap(
+        &mut self,
+        conn: &mut Conn,
+        meta: &ConnMeta,
+        dir: Direction,
+        ts_ns: u64,
+        len: u64,
+        reason: GapReason,
+    ) -> Verdict {
+        conn.meta = *meta;
+        if conn.stopped {
+            self.stats.upgrade_skipped_bytes += len;
+            return Verdict::StopDelivery;
+        }
+        if len > 0 {
+            self.gap(conn, role_of(dir), ts_ns, len, reason);
+        }
+        Verdict::Continue
+    }
+
+    fn on_fin(&mut self, conn: &mut Conn, meta: &ConnMeta, dir: Direction, ts_ns: u64) {
+        conn.meta = *meta;
+        self.end_half(conn, role_of(dir), ts_ns, FlagSet::EMPTY, true);
+    }
+
+    fn on_close(&mut self, mut conn: Conn, meta: &ConnMeta, ts_ns: u64, reason: CloseReason) {
+        conn.meta = *meta;
+        self.stats.conns_closed += 1;
+        let mut close_flags = FlagSet::EMPTY;
+        match reason {
+            CloseReason::Evicted => close_flags.insert(Flag::Evicted),
+            CloseReason::IdleTimeout => close_flags.insert(Flag::Timeout),
+            _ => {}
+        }
+        let clean = matches!(reason, CloseReason::Fin | CloseReason::Rst);
+        // Requests first so that a response cut here still finds its request done.
+        self.end_half(&mut conn, REQ, ts_ns, close_flags, clean);
+        self.end_half(&mut conn, RESP, ts_ns, close_flags, clean);
+        let c = &mut conn;
+        let mut rest = FlagSet::EMPTY;
+        rest.merge(close_flags);
+        // Unanswered requests at close: no_response plus why the connection ended.
+        while let Some(e) = c.queue.pop_front() {
+            match e.kind {
+                Kind::Real(p) => {
+                    let p = *p;
+                    let mut f = p.flags;
+                    if p.resp.is_none() {
+                        f.merge(rest);
+                    }
+                    if p.req.is_some() || p.resp.is_some() {
+                        self.emit(c, p.req, p.resp, p.interim, f);
+                    }
+                }
+                Kind::Lost(_) => self.stats.lost_requests += 1,
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Counters of the HTTP layer: plain integers, merged across workers by the caller.
+
+use crate::flags::Flag;
+
+/// Why a head or a body's framing was rejected (each has a counter and drives a resync).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[repr(u8)]
+pub enum ParseError {
+    /// The head did not end within the head-size cap.
+    #[error("message head larger than the configured cap")]
+    HeadTooLarge,
+    /// The head had more header fields than the cap.
+    #[error("more header fields than the configured cap")]
+    TooManyHeaders,
+    /// The request or status line was malformed.
+    #[error("malformed request or status line")]
+    BadStartLine,
+    /// A header field was malformed (including whitespace before the colon).
+    #[error("malformed header field")]
+    BadHeader,
+    /// A Content-Length value was not a plain decimal number.
+    #[error("invalid Content-Length")]
+    BadContentLength,
+    /// Several Content-Length values disagree.
+    #[error("conflicting Content-Length values")]
+    ConflictingContentLength,
+    /// A request's Transfer-Encoding does not end in chunked.
+    #[error("request Transfer-Encoding without final chunked")]
+    BadTransferEncoding,
+    /// A chunk size does not fit in 64 bits.
+    #[error("chunk size overflows 64 bits")]
+    ChunkSizeOverflow,
+    /// Chunked framing was malformed.
+    #[error("malformed chunked framing")]
+    BadChunk,
+}
+
+impl ParseError {
+    /// Every reason, in label order of declaration.
+    pub const ALL: [ParseError; 9] = [
+        ParseError::HeadTooLarge,
+        ParseError::TooManyHeaders,
+        ParseError::BadStartLine,
+        ParseError::BadHeader,
+        ParseError::BadContentLength,
+        ParseError::ConflictingContentLength,
+        ParseError::BadTransferEncoding,
+        ParseError::ChunkSizeOverflow,
+        ParseError::BadChunk,
+    ];
+
+    /// Stable snake_case label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParseError::HeadTooLarge => "head_too_large",
+            ParseError::TooManyHeaders => "too_many_headers",
+            ParseError::BadStartLine => "bad_start_line",
+            ParseError::BadHeader => "bad_header",
+            ParseError::BadContentLength => "bad_content_length",
+            ParseError::ConflictingContentLength => "conflicting_content_length",
+            ParseError::BadTransferEncoding => "bad_transfer_encoding",
+            ParseError::ChunkSizeOverflow => "chunk_size_overflow",
+            ParseError::BadChunk => "bad_chunk",
+        }
+    }
+}
+
+/// How an emitted exchange ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Outcome {
+    /// Request and response both present.
+    Complete,
+    /// Request without response.
+    NoResponse,
+    /// Response without request.
+    NoRequest,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 3] = [Outcome::Complete, Outcome::NoResponse, Outcome::NoRequest];
+
+    /// Stable snake_case label for metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::NoResponse => "no_response",
+            Outcome::NoRequest => "no_request",
+        }
+    }
+}
+
+/// Counters of one [`crate::HttpHandler`]; `merge` adds another worker's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// Exchanges emitted, indexed by `Outcome as usize`.
+    pub exchanges: [u64; Outcome::ALL.len()],
+    /// Exchanges carrying each flag, indexed by `Flag as usize`.
+    pub flags: [u64; Flag::ALL.len()],
+    /// Parse errors, indexed by `ParseError as usize`.
+    pub parse_errors: [u64; ParseError::ALL.len()],
+    /// Request heads parsed.
+    pub requests: u64,
+    /// Final response heads parsed.
+    pub responses: u64,
+    /// Interim (1xx other than 101) response heads parsed.
+    pub interim_responses: u64,
+    /// Body bytes seen (after chunked framing is removed).
+    pub body_bytes: u64,
+    /// Bytes announced missing by the reassembler.
+    pub gap_bytes: u64,
+    /// Times a direction lost its framing and started looking for the next start line.
+    pub resyncs: u64,
+    /// Bytes discarded while looking for a start line.
+    pub resync_skipped_bytes: u64,
+    /// Bytes after a 101 Upgrade or CONNECT 2xx that were counted, not parsed.
+    pub upgrade_skipped_bytes: u64,
+    /// Connections upgraded (101 or CONNECT 2xx).
+    pub upgrades: u64,
+    /// Connections whose client/server roles were swapped on evidence from the bytes.
+    pub role_swaps: u64,
+    /// Placeholders for lost requests dropped without a response to absorb.
+    pub lost_requests: u64,
+    /// Interim responses not kept because an exchange already held the maximum.
+    pub interim_dropped: u64,
+    /// Content decodings attempted.
+    pub decodes: u64,
+    /// Connections opened / closed.
+    pub conns_opened: u64,
+    /// Connections closed.
+    pub conns_closed: u64,
+}
+
+impl HttpStats {
+    /// Adds every counter of `other` to `self`.
+    pub fn merge(&mut self, other: &HttpStats) {
+        fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        add(&mut self.exchanges, &other.exchanges);
+        add(&mut self.flags, &other.flags);
+        add(&mut self.parse_errors, &other.parse_errors);
+        self.requests += other.requests;
+        self.responses += other.responses;
+        self.interim_responses += other.interim_responses;
+        self.body_bytes += other.body_bytes;
+        self.gap_bytes += other.gap_bytes;
+        self.resyncs += other.resyncs;
+        self.resync_skipped_bytes += other.resync_skipped_bytes;
+        self.upgrade_skipped_bytes += other.upgrade_skipped_bytes;
+        self.upgrades += other.upgrades;
+        self.role_swaps += other.role_swaps;
+        self.lost_requests += other.lost_requests;
+        self.interim_dropped += other.interim_dropped;
+        self.decodes += other.decodes;
+        self.conns_opened += other.conns_opened;
+        self.conns_closed += other.conns_closed;
+    }
+
+    /// Exchanges emitted with `outcome`.
+    pub fn exchanges_by(&self, outcome: Outcome) -> u64 {
+        self.exchanges[outcome as usize]
+    }
+
+    /// Exchanges emitted carrying `flag`.
+    pub fn flag_count(&self, flag: Flag) -> u64 {
+        self.flags[flag as usize]
+    }
+
+    /// Parse errors of `kind`.
+    pub fn parse_error_count(&self, kind: ParseError) -> u64 {
+        self.parse_errors[kind as usize]
+    }
+
+    /// Total exchanges emitted.
+    pub fn exchanges_total(&self) -> u64 {
+        self.exchanges.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds() {
+        let mut a = HttpStats::default();
+        a.exchanges[0] = 2;
+        a.resyncs = 1;
+        let mut b = a.clone();
+        b.flags[3] = 4;
+        a.merge(&b);
+        assert_eq!(a.exchanges[0], 4);
+        assert_eq!(a.resyncs, 2);
+        assert_eq!(a.flags[3], 4);
+        for (i, e) in ParseError::ALL.iter().enumerate() {
+            assert_eq!(*e as usize, i);
+        }
+    }
+}
