@@ -125,7 +125,8 @@ impl Half {
 
     /// Something is waiting for a hole to close: buffered chunks, or a FIN beyond a hole.
     pub fn pending(&self) -> bool {
-        !self.chunks.is_empty() || (self.fin_seen() && !self.fin_done() && self.next_off < self.fin_off)
+        !self.chunks.is_empty()
+            || (self.fin_seen() && !self.fin_done() && self.next_off < self.fin_off)
     }
 
     /// Where the first hole ends: the first chunk, else the FIN, else `u64::MAX`.

@@ -84,9 +84,23 @@ impl FlowKey {
             FlowKeyMode::Session => Some((seg.vni.unwrap_or(0), seg.mirror_source)),
         };
         if src <= dst {
-            (FlowKey { lo: src, hi: dst, session }, true)
+            (
+                FlowKey {
+                    lo: src,
+                    hi: dst,
+                    session,
+                },
+                true,
+            )
         } else {
-            (FlowKey { lo: dst, hi: src, session }, false)
+            (
+                FlowKey {
+                    lo: dst,
+                    hi: src,
+                    session,
+                },
+                false,
+            )
         }
     }
 
@@ -294,11 +308,26 @@ fn flush<H: StreamHandler>(c: &mut Conn<H::Conn>, side: usize, env: &mut Env, h:
         }
         let data_end = ch.off + ch.data.len() as u64;
         if data_end > next {
-            emit_data(c, side, ch.ts_ns, &ch.data[(next - ch.off) as usize..], env, h);
+            emit_data(
+                c,
+                side,
+                ch.ts_ns,
+                &ch.data[(next - ch.off) as usize..],
+                env,
+                h,
+            );
         }
         let miss_from = data_end.max(next);
         c.core.halves[side].next_off = end;
-        emit_gap(c, side, ch.ts_ns, end - miss_from, GapReason::TruncatedCapture, env, h);
+        emit_gap(
+            c,
+            side,
+            ch.ts_ns,
+            end - miss_from,
+            GapReason::TruncatedCapture,
+            env,
+            h,
+        );
     }
     chunks.drain(..n);
     let hf = &mut c.core.halves[side];
@@ -508,18 +537,33 @@ fn on_payload<H: StreamHandler>(
     let cap = &captured[(skip as usize).min(captured.len())..];
     let total = total - skip;
     let off = off.max(next as i64) as u64;
-    if off == next && hf.chunks.is_empty() {
-        // The hot path: in order, nothing buffered, deliver straight from the frame.
-        let cl = cap.len() as u64;
-        hf.next_off = next + cl;
-        emit_data(c, side, ts, cap, env, h);
-        if total > cl {
-            c.core.halves[side].next_off += total - cl;
-            emit_gap(c, side, ts, total - cl, GapReason::TruncatedCapture, env, h);
+    let (mut cap, mut total, mut off) = (cap, total, off);
+    if off == next {
+        // In order: deliver straight from the frame up to the first buffered chunk (with
+        // nothing buffered, the whole segment: the hot path, no copy, no allocation).
+        let upto = hf
+            .chunks
+            .first()
+            .map_or(total, |ch| total.min(ch.off.saturating_sub(next)));
+        let cl = (cap.len() as u64).min(upto);
+        hf.next_off = next + upto;
+        emit_data(c, side, ts, &cap[..cl as usize], env, h);
+        if upto > cl {
+            emit_gap(c, side, ts, upto - cl, GapReason::TruncatedCapture, env, h);
         }
-        maybe_fin(c, side, ts, h);
-        return;
+        if upto == total {
+            if c.core.halves[side].chunks.is_empty() {
+                maybe_fin(c, side, ts, h);
+            } else {
+                flush(c, side, env, h);
+            }
+            return;
+        }
+        cap = &cap[cl as usize..];
+        total -= upto;
+        off += upto;
     }
+    let hf = &mut c.core.halves[side];
     let was_pending = hf.pending();
     let r = hf.insert(off, ts, cap, total);
     if !was_pending && hf.pending() {
@@ -814,7 +858,14 @@ impl<H: StreamHandler> FlowTable<H> {
             let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
             if fin_both {
                 let ts = c.core.last_ts;
-                close_conn(c, ts, CloseReason::Fin, SkipTrigger::Close, &mut self.env, handler);
+                close_conn(
+                    c,
+                    ts,
+                    CloseReason::Fin,
+                    SkipTrigger::Close,
+                    &mut self.env,
+                    handler,
+                );
                 self.to_lingering(i);
             } else if !still {
                 self.sync_pending(i);
@@ -873,7 +924,13 @@ impl<H: StreamHandler> FlowTable<H> {
     }
 
     /// Opens a connection for `seg`, making room first.
-    fn create(&mut self, key: FlowKey, src_is_lo: bool, seg: &Segment<'_>, h: &mut H) -> Option<u32> {
+    fn create(
+        &mut self,
+        key: FlowKey,
+        src_is_lo: bool,
+        seg: &Segment<'_>,
+        h: &mut H,
+    ) -> Option<u32> {
         if seg.flags.rst() {
             self.env.stats.segments_without_flow += 1;
             return None;
@@ -1056,7 +1113,14 @@ impl<H: StreamHandler> FlowTable<H> {
                 }
                 let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
                 if fin_both {
-                    close_conn(c, ts, CloseReason::Fin, SkipTrigger::Close, &mut self.env, h);
+                    close_conn(
+                        c,
+                        ts,
+                        CloseReason::Fin,
+                        SkipTrigger::Close,
+                        &mut self.env,
+                        h,
+                    );
                     self.to_lingering(i);
                 } else {
                     self.sync_pending(i);
