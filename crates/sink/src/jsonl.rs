@@ -193,6 +193,9 @@ impl JsonLinesWriter {
     }
 
     /// Writes any serializable object as a line (the `sample_rate` field is added to objects).
+    ///
+    /// An `Io` error with op `rename` or `open` means the rotation failed but the record was
+    /// still written (to the current file); any other error means it was not.
     pub fn write_record_at<T: Serialize + ?Sized>(
         &mut self,
         rec: &T,
@@ -226,8 +229,16 @@ impl JsonLinesWriter {
         }
         self.line.push(b'\n');
         let len = self.line.len() as u64;
+        let mut rotate_err = None;
         if self.rotation_due(len, now) {
-            self.rotate_at(now)?;
+            if let Err(e) = self.rotate_inner(now) {
+                // A failed rotation must not lose the record: it goes to the current file, and
+                // the next attempt waits for another full size or interval instead of failing
+                // on every line.
+                self.file_bytes = 0;
+                self.opened_at = now;
+                rotate_err = Some(e);
+            }
         }
         let path = self.cfg.path.as_deref();
         self.out
@@ -237,7 +248,7 @@ impl JsonLinesWriter {
         self.file_bytes += len;
         self.stats.records += 1;
         self.stats.bytes += len;
-        Ok(())
+        rotate_err.map_or(Ok(()), Err)
     }
 
     fn rotation_due(&self, next_len: u64, now: SystemTime) -> bool {
@@ -259,13 +270,17 @@ impl JsonLinesWriter {
     /// rotates on schedule).
     pub fn tick(&mut self, now: SystemTime) -> Result<(), SinkError> {
         if self.rotation_due(0, now) {
-            self.rotate_at(now)?;
+            if let Err(e) = self.rotate_at(now) {
+                // Retry after another interval rather than on every tick.
+                self.opened_at = now;
+                return Err(e);
+            }
         }
         Ok(())
     }
 
     /// Flushes, renames the file to `<path>.<UTC stamp>` and opens a fresh one; returns the
-    /// rotated file's path (`None` for stdout).
+    /// rotated file's path (`None` for stdout, or when the file had vanished).
     pub fn rotate_at(&mut self, now: SystemTime) -> Result<Option<PathBuf>, SinkError> {
         let r = self.rotate_inner(now);
         if r.is_err() {
@@ -286,7 +301,17 @@ impl JsonLinesWriter {
             target = PathBuf::from(format!("{base}.{n}"));
             n += 1;
         }
-        std::fs::rename(&path, &target).map_err(|e| io_err("rename", Some(&path), e))?;
+        match std::fs::rename(&path, &target) {
+            Ok(()) => {}
+            // Someone else moved or deleted the file: there is nothing to rename, and a fresh
+            // file is exactly what rotation wants.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.open_fresh(&path, now)?;
+                self.stats.rotations += 1;
+                return Ok(None);
+            }
+            Err(e) => return Err(io_err("rename", Some(&path), e)),
+        }
         self.open_fresh(&path, now)?;
         self.stats.rotations += 1;
         Ok(Some(target))
@@ -518,6 +543,30 @@ mod tests {
         w.write(&ex(4)).unwrap();
         drop(w);
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn rotation_of_a_vanished_file_keeps_records() {
+        let dir = temp_dir("vanish");
+        let path = dir.join("out.jsonl");
+        let mut w = JsonLinesWriter::new_at(
+            JsonLinesConfig {
+                path: Some(path.clone()),
+                rotate_bytes: Some(10),
+                ..JsonLinesConfig::default()
+            },
+            t(0),
+        )
+        .unwrap();
+        w.write_at(&ex(1), t(1)).unwrap();
+        w.flush().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        w.write_at(&ex(2), t(2)).unwrap();
+        w.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("/item/2") && text.lines().count() == 1);
+        assert_eq!(w.stats().errors, 0);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
