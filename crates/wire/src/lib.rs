@@ -3,6 +3,8 @@
 //! Contract (smoltcp's rule): once a view's `new_checked` succeeds, none of its accessors
 //! panics, whatever the bytes. Nothing here allocates per packet or does I/O.
 
+#![warn(missing_docs)]
+
 use std::net::IpAddr;
 
 mod bytes;
