@@ -210,6 +210,92 @@ impl DecapStats {
     }
 }
 
+/// One exported counter: Prometheus-style metric name, optional label, value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counter {
+    /// Metric name, `vxtap_decap_<what>_total`.
+    pub name: &'static str,
+    /// Label key and value from a fixed set (never addresses or ports).
+    pub label: Option<(&'static str, &'static str)>,
+    /// Counter value.
+    pub value: u64,
+}
+
+impl DecapStats {
+    /// Every counter with its metric name and label, zeros included so that every series
+    /// exists from the start. Allocates: meant for the export path, not per packet.
+    pub fn counters(&self) -> Vec<Counter> {
+        let c = |name, label, value| Counter { name, label, value };
+        let mut v = vec![
+            c("vxtap_decap_packets_total", None, self.packets),
+            c("vxtap_decap_bytes_total", None, self.bytes),
+            c("vxtap_decap_truncated_total", None, self.truncated),
+            c(
+                "vxtap_decap_truncated_bytes_total",
+                None,
+                self.truncated_bytes,
+            ),
+            c(
+                "vxtap_decap_fragments_held_total",
+                None,
+                self.fragments.held,
+            ),
+            c(
+                "vxtap_decap_fragments_reassembled_total",
+                None,
+                self.fragments.reassembled,
+            ),
+            c(
+                "vxtap_decap_bad_checksums_total",
+                Some(("kind", "ipv4")),
+                self.bad_ipv4_checksums,
+            ),
+            c(
+                "vxtap_decap_bad_checksums_total",
+                Some(("kind", "tcp")),
+                self.bad_tcp_checksums,
+            ),
+            c(
+                "vxtap_decap_vxlan_reserved_bits_total",
+                None,
+                self.vxlan_reserved_bits,
+            ),
+        ];
+        for (e, n) in Error::ALL.iter().zip(self.rejected.iter()) {
+            v.push(c(
+                "vxtap_decap_rejected_total",
+                Some(("reason", e.as_str())),
+                *n,
+            ));
+        }
+        for (k, n) in TunnelKind::ALL.iter().zip(self.segments.iter()) {
+            v.push(c(
+                "vxtap_decap_segments_total",
+                Some(("tunnel", k.as_str())),
+                *n,
+            ));
+        }
+        for (p, n) in InnerProto::ALL.iter().zip(self.inner_protos.iter()) {
+            v.push(c(
+                "vxtap_decap_inner_packets_total",
+                Some(("proto", p.as_str())),
+                *n,
+            ));
+        }
+        for (f, n) in crate::FragFailure::ALL
+            .iter()
+            .zip(self.fragments.failed.iter())
+        {
+            v.push(c(
+                "vxtap_decap_fragments_failed_total",
+                Some(("reason", f.as_str())),
+                *n,
+            ));
+        }
+        v
+    }
+}
+
 /// Decodes captured frames into inner segments; one per worker.
 #[derive(Debug)]
 pub struct Decapsulator {
@@ -1114,6 +1200,18 @@ pub(crate) mod tests {
         assert_eq!(a.packets, 6);
         assert_eq!(a.rejected_for(Error::ShortTcp), 4);
         assert_eq!(a.fragments.failed[crate::FragFailure::Overlap.index()], 2);
+        let counters = a.counters();
+        assert!(counters.contains(&Counter {
+            name: "vxtap_decap_rejected_total",
+            label: Some(("reason", "short_tcp")),
+            value: 4
+        }));
+        assert_eq!(
+            counters.len(),
+            9 + Error::COUNT + TunnelKind::COUNT + InnerProto::COUNT + crate::FragFailure::COUNT
+        );
+        fn assert_send<T: Send>() {}
+        assert_send::<Decapsulator>();
         let labels: Vec<_> = TunnelKind::ALL.iter().map(|k| k.as_str()).collect();
         assert_eq!(labels, ["none", "vxlan", "geneve"]);
         assert_eq!(InnerProto::ALL.len(), InnerProto::COUNT);

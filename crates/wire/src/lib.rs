@@ -2,6 +2,23 @@
 //!
 //! Contract (smoltcp's rule): once a view's `new_checked` succeeds, none of its accessors
 //! panics, whatever the bytes. Nothing here allocates per packet or does I/O.
+//!
+//! The entry point is [`Decapsulator::decode`]: one decapsulator per worker, fed every frame
+//! with its capture link type and timestamp; its [`DecapStats`] hold every counter.
+//!
+//! ```
+//! use vxtap_wire::{Decapsulator, Decoded, LinkType};
+//!
+//! let mut decap = Decapsulator::default();
+//! let frame = [0u8; 10]; // too short for Ethernet
+//! match decap.decode(LinkType::Ethernet, 0, &frame) {
+//!     Decoded::Segment { segment, inner } => println!("{:?} via {:?}", segment, inner.tunnel),
+//!     Decoded::Other { vni, proto, .. } => println!("{} in {vni:?}", proto.as_str()),
+//!     Decoded::Rejected(reason) => assert_eq!(reason.as_str(), "short_ethernet"),
+//!     Decoded::FragmentHeld => {}
+//! }
+//! assert_eq!(decap.stats().rejected_total(), 1);
+//! ```
 
 #![warn(missing_docs)]
 
@@ -25,8 +42,8 @@ pub mod udp;
 pub mod vxlan;
 
 pub use decap::{
-    DecapConfig, DecapStats, Decapsulator, Decoded, Inner, InnerProto, TunnelKind, GENEVE_PORT,
-    VXLAN_PORT,
+    Counter, DecapConfig, DecapStats, Decapsulator, Decoded, Inner, InnerProto, TunnelKind,
+    GENEVE_PORT, VXLAN_PORT,
 };
 pub use encap::{wrap_vxlan, EncapError, OuterParams};
 pub use error::Error;
