@@ -791,7 +791,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 }
                 self.sync_pending(idx);
             }
-            Outcome::Closed => self.to_lingering(idx),
+            Outcome::Closed => self.move_to_lingering(idx),
             // A second Reuse cannot happen: the new connection has just taken this SYN.
             Outcome::Reuse | Outcome::Absorbed => {}
         }
@@ -866,7 +866,7 @@ impl<H: StreamHandler> FlowTable<H> {
                     &mut self.env,
                     handler,
                 );
-                self.to_lingering(i);
+                self.move_to_lingering(i);
             } else if !still {
                 self.sync_pending(i);
             }
@@ -1039,7 +1039,7 @@ impl<H: StreamHandler> FlowTable<H> {
     }
 
     /// Moves a just-closed connection from the open list to the lingering list.
-    fn to_lingering(&mut self, idx: u32) {
+    fn move_to_lingering(&mut self, idx: u32) {
         let Some(c) = self.slot(idx) else { return };
         let in_pending = c.core.in_pending;
         self.unlink(Which::Age, idx);
@@ -1121,7 +1121,7 @@ impl<H: StreamHandler> FlowTable<H> {
                         &mut self.env,
                         h,
                     );
-                    self.to_lingering(i);
+                    self.move_to_lingering(i);
                 } else {
                     self.sync_pending(i);
                 }
