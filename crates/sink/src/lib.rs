@@ -5,6 +5,8 @@
 //! [`filter::ExchangeFilter`] and [`redact::Redactor`] run on each [`Exchange`], and a
 //! [`pipeline::Sink`] such as [`jsonl::JsonLinesWriter`] writes what is left.
 
+#![warn(missing_docs)]
+
 pub mod filter;
 pub mod jsonl;
 pub mod pipeline;
