@@ -173,7 +173,8 @@ impl Default for DecapStats {
 
 fn add_all(a: &mut [u64], b: &[u64]) {
     for (x, y) in a.iter_mut().zip(b) {
-        *x += y;
+        // Wrapping like the Prometheus counters they feed; merging never panics.
+        *x = x.wrapping_add(*y);
     }
 }
 
@@ -186,17 +187,32 @@ fn bump(a: &mut [u64], i: usize) {
 impl DecapStats {
     /// Adds another worker's counters into these.
     pub fn merge(&mut self, other: &DecapStats) {
-        self.packets += other.packets;
-        self.bytes += other.bytes;
+        let scalars = |s: &DecapStats| {
+            [
+                s.packets,
+                s.bytes,
+                s.truncated,
+                s.truncated_bytes,
+                s.bad_ipv4_checksums,
+                s.bad_tcp_checksums,
+                s.vxlan_reserved_bits,
+            ]
+        };
+        let mut mine = scalars(self);
+        add_all(&mut mine, &scalars(other));
+        [
+            self.packets,
+            self.bytes,
+            self.truncated,
+            self.truncated_bytes,
+            self.bad_ipv4_checksums,
+            self.bad_tcp_checksums,
+            self.vxlan_reserved_bits,
+        ] = mine;
         add_all(&mut self.rejected, &other.rejected);
         add_all(&mut self.segments, &other.segments);
         add_all(&mut self.inner_protos, &other.inner_protos);
-        self.truncated += other.truncated;
-        self.truncated_bytes += other.truncated_bytes;
         self.fragments.merge(&other.fragments);
-        self.bad_ipv4_checksums += other.bad_ipv4_checksums;
-        self.bad_tcp_checksums += other.bad_tcp_checksums;
-        self.vxlan_reserved_bits += other.vxlan_reserved_bits;
     }
 
     /// Rejections counted for one reason.

@@ -68,10 +68,10 @@ pub struct FragStats {
 impl FragStats {
     /// Adds another worker's counters.
     pub fn merge(&mut self, other: &FragStats) {
-        self.held += other.held;
-        self.reassembled += other.reassembled;
+        self.held = self.held.wrapping_add(other.held);
+        self.reassembled = self.reassembled.wrapping_add(other.reassembled);
         for (a, b) in self.failed.iter_mut().zip(other.failed.iter()) {
-            *a += b;
+            *a = a.wrapping_add(*b);
         }
     }
 
