@@ -244,7 +244,8 @@ done
 known_keys="bind admin_bind output rotate_size rotate_interval recv_threads recv_buffer
 allow_source threads flow_key max_memory max_flows idle_timeout max_body_bytes decode_content
 no_redact redact_key_env sample sample_seed cidr port vni_allow vni_deny host path_prefix method
-status log_format vxlan_port geneve_port max_tunnel_depth validate_checksums"
+status log_format vxlan_port geneve_port max_tunnel_depth validate_checksums cidrs ports hosts
+path_prefixes methods statuses vxlan_ports geneve_ports"
 toml_config() {
   "$venv/bin/python" - "$1" "$known_keys" <<'PY'
 import sys, tomllib
