@@ -146,15 +146,15 @@ impl Decoder {
     }
 
     fn stop(&mut self, end: DecodeEnd) {
-        let inner = std::mem::replace(&mut self.inner, Inner::DeflatePending);
-        let sink = match inner {
+        // Take the sink as it is: finishing a decoder would try to flush into a full sink.
+        let sink = match &mut self.inner {
             Inner::DeflatePending => Bounded::default(),
-            Inner::Gzip(d) => d.finish().unwrap_or_default(),
-            Inner::Zlib(d) => d.finish().unwrap_or_default(),
-            Inner::Raw(d) => d.finish().unwrap_or_default(),
-            Inner::Brotli(d) => d.into_inner().unwrap_or_else(|w| w),
-            Inner::Zstd(d) => d.into_inner(),
-            Inner::Stopped(b) => b,
+            Inner::Gzip(d) => std::mem::take(d.get_mut()),
+            Inner::Zlib(d) => std::mem::take(d.get_mut()),
+            Inner::Raw(d) => std::mem::take(d.get_mut()),
+            Inner::Brotli(d) => std::mem::take(d.get_mut()),
+            Inner::Zstd(d) => std::mem::take(d.get_mut()),
+            Inner::Stopped(b) => std::mem::take(b),
         };
         self.inner = Inner::Stopped(sink);
         if self.status.is_none() {

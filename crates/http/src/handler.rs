@@ -1228,7 +1228,41 @@ impl HttpHandler {
     }
 }
 
+fn build_bytes(m: &MsgBuild) -> usize {
+    let headers: usize = m.msg.headers.iter().map(|(a, b)| a.len() + b.len() + 48).sum();
+    m.raw.capacity() + headers + m.decoder.as_ref().map_or(0, |_| 64 * 1024) + 256
+}
+
 impl Conn {
+    /// Approximate bytes held by this connection (head buffers, captured bodies, queued
+    /// messages), for memory accounting and tests of boundedness.
+    pub fn buffered_bytes(&self) -> usize {
+        let halves: usize = self
+            .halves
+            .iter()
+            .map(|h| h.head_buf.capacity() + h.cur.as_ref().map_or(0, build_bytes))
+            .sum();
+        let queued: usize = self
+            .queue
+            .iter()
+            .map(|e| match &e.kind {
+                Kind::Lost(_) => 32,
+                Kind::Real(p) => {
+                    p.req.as_ref().map_or(0, build_bytes)
+                        + p.resp.as_ref().map_or(0, build_bytes)
+                        + p.interim.len() * 256
+                        + 128
+                }
+            })
+            .sum();
+        std::mem::size_of::<Conn>() + halves + queued
+    }
+
+    /// Exchanges (and lost-request placeholders) waiting for completion.
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
     fn entry_mut(&mut self, seq: u64) -> Option<&mut Entry> {
         let front = self.queue.front()?.seq;
         let idx = seq.checked_sub(front)?;

@@ -1,0 +1,589 @@
+//! Scenario tests driving HttpHandler through the StreamHandler methods.
+
+mod common;
+use common::*;
+use std::io::Write;
+use vxtap_flow::{CloseReason, GapReason, Verdict};
+use vxtap_http::{Flag, HttpConfig, Outcome};
+
+fn cfg() -> HttpConfig {
+    HttpConfig::default()
+}
+
+const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+const OK5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+#[test]
+fn simple_get_200() {
+    let mut t = T::new(cfg());
+    t.c(GET);
+    assert!(t.drain().is_empty());
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 1);
+    let e = &ex[0];
+    let rq = e.request.as_ref().unwrap();
+    let rs = e.response.as_ref().unwrap();
+    assert_eq!(rq.method.as_deref(), Some("GET"));
+    assert_eq!(rq.uri.as_deref(), Some("/a"));
+    assert_eq!(rq.version, "HTTP/1.1");
+    assert_eq!(rq.headers, vec![("Host".to_string(), "x".to_string())]);
+    assert_eq!(rs.status, Some(200));
+    assert_eq!(rs.reason.as_deref(), Some("OK"));
+    assert_eq!(body(rs), "hello");
+    assert_eq!(rs.body_len, 5);
+    assert!(e.flags.is_empty(), "{:?}", e.flags);
+    assert_eq!(e.id.len(), 16);
+    assert_eq!(e.ts, "2024-01-02T03:04:05.001000Z");
+    assert_eq!(e.timing.ttfb_us, Some(1000));
+    assert_eq!(e.timing.duration_us, Some(1000));
+    assert_eq!(e.vni, Some(42));
+    let json = serde_json::to_value(e).unwrap();
+    assert_eq!(json["client"]["port"], 40000);
+    assert_eq!(json["response"]["body_encoding"], "utf8");
+    assert!(json["request"].get("status").is_none());
+    assert!(t.close(CloseReason::Fin).is_empty());
+    assert_eq!(t.h.stats().exchanges_by(Outcome::Complete), 1);
+}
+
+#[test]
+fn keep_alive_sequence_and_stable_ids() {
+    let mut t = T::new(cfg());
+    for i in 0..3 {
+        t.c(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+        t.s(OK5);
+    }
+    let ex = t.drain();
+    assert_eq!(ex.len(), 3);
+    let ids: Vec<_> = ex.iter().map(|e| e.id.clone()).collect();
+    assert!(ids[0] != ids[1] && ids[1] != ids[2]);
+    // The same connection seen again (mirrored twice) yields the same ids.
+    let mut t2 = T::new(cfg());
+    for i in 0..3 {
+        t2.c(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+        t2.s(OK5);
+    }
+    let ids2: Vec<_> = t2.drain().iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids, ids2);
+}
+
+#[test]
+fn pipelining_of_five() {
+    let mut t = T::new(cfg());
+    let mut reqs = Vec::new();
+    let mut resps = Vec::new();
+    for i in 0..5 {
+        reqs.extend_from_slice(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+        let b = format!("body{i}");
+        resps.extend_from_slice(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{b}", b.len()).as_bytes(),
+        );
+    }
+    t.c(&reqs);
+    t.s(&resps);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 5);
+    for (i, e) in ex.iter().enumerate() {
+        assert_eq!(e.request.as_ref().unwrap().uri.as_deref(), Some(&*format!("/{i}")));
+        assert_eq!(body(e.response.as_ref().unwrap()), format!("body{i}"));
+        assert!(e.flags.is_empty());
+    }
+}
+
+#[test]
+fn head_response_has_no_body() {
+    let mut t = T::new(cfg());
+    t.c(b"HEAD / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 2);
+    assert_eq!(ex[0].response.as_ref().unwrap().body_len, 0);
+    assert_eq!(body(ex[1].response.as_ref().unwrap()), "hello");
+}
+
+#[test]
+fn no_body_for_204_and_304() {
+    let mut t = T::new(cfg());
+    t.c(b"DELETE /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\nGET /z HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n");
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 3);
+    assert_eq!(ex[0].response.as_ref().unwrap().status, Some(204));
+    assert_eq!(ex[1].response.as_ref().unwrap().status, Some(304));
+    assert_eq!(body(ex[2].response.as_ref().unwrap()), "hello");
+}
+
+#[test]
+fn continue_100_is_interim() {
+    let mut t = T::new(cfg());
+    t.c(b"POST /up HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+    t.s(b"HTTP/1.1 100 Continue\r\n\r\n");
+    t.c(b"data");
+    t.s(b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    let ex = t.drain();
+    assert_eq!(ex.len(), 1);
+    let e = &ex[0];
+    assert_eq!(e.interim.len(), 2);
+    assert_eq!(e.interim[0].status, Some(100));
+    assert_eq!(e.interim[1].status, Some(103));
+    assert_eq!(e.response.as_ref().unwrap().status, Some(201));
+    assert_eq!(body(e.request.as_ref().unwrap()), "data");
+}
+
+#[test]
+fn websocket_upgrade_stops_delivery() {
+    let mut t = T::new(cfg());
+    t.c(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    let v = t.s(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello");
+    assert_eq!(v, Verdict::StopDelivery);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 1);
+    assert_eq!(ex[0].flags, vec!["upgrade"]);
+    assert_eq!(t.c(b"\x81\x85maskmask"), Verdict::StopDelivery);
+    assert_eq!(t.h.stats().upgrade_skipped_bytes, 7 + 10);
+    assert!(t.close(CloseReason::Fin).is_empty());
+    assert_eq!(t.h.stats().upgrades, 1);
+}
+
+#[test]
+fn connect_tunnel() {
+    let mut t = T::new(cfg());
+    t.c(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    let v = t.s(b"HTTP/1.1 200 Connection Established\r\n\r\n\x16\x03\x01");
+    assert_eq!(v, Verdict::StopDelivery);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 1);
+    assert_eq!(ex[0].request.as_ref().unwrap().method.as_deref(), Some("CONNECT"));
+    assert!(ex[0].flags.contains(&"upgrade"));
+    // A refused CONNECT leaves the connection in HTTP.
+    let mut t = T::new(cfg());
+    t.c(b"CONNECT a:443 HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        t.s(b"HTTP/1.1 407 Proxy Auth\r\nContent-Length: 0\r\n\r\n"),
+        Verdict::Continue
+    );
+    t.c(GET);
+    t.s(OK5);
+    assert_eq!(t.drain().len(), 2);
+}
+
+#[test]
+fn chunked_with_extensions_and_trailers() {
+    let mut t = T::new(cfg());
+    t.c(b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;a=b\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Sum: 1\r\n\r\n");
+    t.s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    let ex = t.drain();
+    assert_eq!(ex.len(), 1);
+    let rq = ex[0].request.as_ref().unwrap();
+    assert_eq!(body(rq), "Wikipedia");
+    assert_eq!(rq.body_len, 9);
+    assert_eq!(body(ex[0].response.as_ref().unwrap()), "abc");
+    assert!(ex[0].flags.is_empty());
+}
+
+#[test]
+fn chunked_split_at_every_byte() {
+    let resp: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n1\r\n!\r\n0\r\nT: v\r\n\r\n";
+    let mut reference = None;
+    for i in 1..resp.len() {
+        let mut t = T::new(cfg());
+        t.data_at(C2S, 1, GET);
+        t.data_at(S2C, 2, &resp[..i]);
+        assert!(t.drain().is_empty(), "emitted early at split {i}");
+        t.data_at(S2C, 2, &resp[i..]);
+        let ex = t.drain();
+        assert_eq!(ex.len(), 1, "split {i}");
+        assert_eq!(body(ex[0].response.as_ref().unwrap()), "hello!");
+        match &reference {
+            None => reference = Some(ex),
+            Some(r) => assert_eq!(r, &ex),
+        }
+    }
+    // Every byte on its own, the last segment holding only the final LF.
+    let mut t = T::new(cfg());
+    t.data_at(C2S, 1, GET);
+    for b in resp {
+        t.data_at(S2C, 2, std::slice::from_ref(b));
+    }
+    assert_eq!(Some(t.drain()), reference);
+}
+
+#[test]
+fn chunk_size_overflow_is_flagged() {
+    let mut t = T::new(cfg());
+    t.c(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nxx");
+    t.s(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 1, "{ex:#?}");
+    assert!(ex[0].flags.contains(&"smuggling_suspect"));
+    assert!(ex[0].flags.contains(&"incomplete"));
+    assert_eq!(ex[0].response.as_ref().unwrap().status, Some(400));
+    assert_eq!(
+        t.h.stats()
+            .parse_error_count(vxtap_http::ParseError::ChunkSizeOverflow),
+        1
+    );
+}
+
+#[test]
+fn cl_te_conflict_chunked_wins() {
+    let mut t = T::new(cfg());
+    t.c(b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    t.c(GET);
+    t.s(OK5);
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 2);
+    assert_eq!(body(ex[0].request.as_ref().unwrap()), "abc");
+    assert_eq!(ex[0].flags, vec!["smuggling_suspect"]);
+    assert!(ex[1].flags.is_empty());
+}
+
+#[test]
+fn differing_content_lengths_resync() {
+    let mut t = T::new(cfg());
+    t.c(b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!");
+    t.s(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 1, "{ex:#?}");
+    assert_eq!(ex[0].response.as_ref().unwrap().status, Some(400));
+    assert!(ex[0].flags.contains(&"smuggling_suspect"));
+    assert!(ex[0].flags.contains(&"parse_error"));
+}
+
+#[test]
+fn obfuscated_transfer_encoding() {
+    for te in [
+        "xchunked",
+        "chunked, identity",
+        "chunked, chunked",
+        "identity",
+    ] {
+        let mut t = T::new(cfg());
+        t.c(format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}\r\nContent-Length: 3\r\n\r\nabc").as_bytes());
+        t.s(b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n");
+        let ex = t.close(CloseReason::Fin);
+        assert_eq!(ex.len(), 1, "{te}: {ex:#?}");
+        assert!(ex[0].flags.contains(&"smuggling_suspect"), "{te}");
+        assert!(ex[0].response.is_some());
+    }
+    // Whitespace before the colon: httparse rejects it; we flag it.
+    let mut t = T::new(cfg());
+    t.c(b"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n");
+    t.s(b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n");
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 1);
+    assert!(ex[0].request.is_none());
+    assert!(ex[0].flags.contains(&"smuggling_suspect"));
+    // Bare LF line endings parse but are flagged.
+    let mut t = T::new(cfg());
+    t.c(b"GET / HTTP/1.1\nHost: x\n\n");
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex[0].flags, vec!["smuggling_suspect"]);
+}
+
+#[test]
+fn smuggled_request_in_body_stays_body() {
+    // Like zeek's smuggle-http-request.pcap: the body of a POST holds a second request.
+    let inner = "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut t = T::new(cfg());
+    t.c(format!("POST /p HTTP/1.1\r\nContent-Length: {}\r\n\r\n{inner}", inner.len()).as_bytes());
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 1);
+    assert_eq!(body(ex[0].request.as_ref().unwrap()), inner);
+}
+
+#[test]
+fn close_delimited_response() {
+    let mut t = T::new(cfg());
+    t.c(b"GET / HTTP/1.0\r\n\r\n");
+    t.s(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nsome ");
+    t.s(b"text");
+    assert!(t.drain().is_empty());
+    t.fin(S2C);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 1);
+    assert_eq!(body(ex[0].response.as_ref().unwrap()), "some text");
+    assert!(ex[0].flags.is_empty());
+    // Cut by the end of input instead: flagged incomplete.
+    let mut t = T::new(cfg());
+    t.c(b"GET / HTTP/1.0\r\n\r\n");
+    t.s(b"HTTP/1.0 200 OK\r\n\r\nabc");
+    let ex = t.close(CloseReason::EndOfInput);
+    assert!(ex[0].flags.contains(&"incomplete"));
+}
+
+#[test]
+fn http10_request_and_response() {
+    let mut t = T::new(cfg());
+    t.c(b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    t.s(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nhi");
+    t.c(b"GET /old2 HTTP/1.0\r\n\r\n");
+    t.s(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 2);
+    assert_eq!(ex[0].request.as_ref().unwrap().version, "HTTP/1.0");
+    assert_eq!(ex[1].response.as_ref().unwrap().status, Some(404));
+}
+
+#[test]
+fn gap_inside_content_length_body() {
+    let mut t = T::new(cfg());
+    t.c(GET);
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    t.gap(S2C, 4, GapReason::Lost);
+    t.s(b"xyz");
+    t.c(b"GET /next HTTP/1.1\r\n\r\n");
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 2);
+    let r = ex[0].response.as_ref().unwrap();
+    assert_eq!(r.body_len, 10);
+    assert_eq!(r.gap_bytes, 4);
+    assert_eq!(body(r), "abcxyz");
+    assert!(r.body_truncated);
+    assert_eq!(ex[0].flags, vec!["body_truncated", "gap"]);
+    assert_eq!(ex[1].request.as_ref().unwrap().uri.as_deref(), Some("/next"));
+    assert!(ex[1].flags.is_empty());
+    // A truncated capture is named as such.
+    let mut t = T::new(cfg());
+    t.c(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345");
+    t.gap(C2S, 5, GapReason::TruncatedCapture);
+    t.s(OK5);
+    let ex = t.drain();
+    assert!(ex[0].flags.contains(&"truncated_capture"));
+}
+
+#[test]
+fn gap_inside_head_resyncs_without_mispairing() {
+    let mut t = T::new(cfg());
+    t.c(b"GET /lost HTTP/1.1\r\nHo");
+    t.gap(C2S, 20, GapReason::Lost);
+    t.c(b"ost\r\n\r\n");
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlost");
+    t.c(b"GET /found HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfound");
+    let ex = t.drain();
+    assert_eq!(ex.len(), 2, "{ex:#?}");
+    assert!(ex[0].request.is_none());
+    assert_eq!(body(ex[0].response.as_ref().unwrap()), "lost");
+    assert!(ex[0].flags.contains(&"no_request") && ex[0].flags.contains(&"gap"));
+    assert_eq!(ex[1].request.as_ref().unwrap().uri.as_deref(), Some("/found"));
+    assert_eq!(body(ex[1].response.as_ref().unwrap()), "found");
+    assert!(ex[1].flags.is_empty());
+}
+
+#[test]
+fn pipelined_gap_never_mispairs() {
+    let mut t = T::new(cfg());
+    t.c(b"GET /0 HTTP/1.1\r\n\r\nGET /1 HTTP/1.1\r\n\r\n");
+    t.c(b"GET /2 HT");
+    t.gap(C2S, 30, GapReason::Lost);
+    t.c(b"GET /5 HTTP/1.1\r\n\r\nGET /6 HTTP/1.1\r\n\r\n");
+    for i in 0..7 {
+        t.s(format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr{i}").as_bytes());
+    }
+    let ex = t.close(CloseReason::Fin);
+    for e in &ex {
+        if let (Some(q), Some(r)) = (&e.request, &e.response) {
+            let uri = q.uri.as_deref().unwrap();
+            assert_eq!(&uri[1..], &body(r)[1..], "mis-paired: {e:#?}");
+        }
+    }
+    assert!(ex.iter().filter(|e| e.request.is_some() && e.response.is_some()).count() >= 2);
+}
+
+#[test]
+fn midstream_response_first() {
+    let mut t = T::midstream(cfg());
+    t.s(b"ody of something\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    t.c(GET);
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 2, "{ex:#?}");
+    assert!(ex[0].request.is_none());
+    assert_eq!(ex[0].flags, vec!["midstream", "no_request"]);
+    assert!(ex[1].request.is_some() && ex[1].response.is_some());
+    assert!(ex[1].flags.is_empty());
+}
+
+#[test]
+fn request_without_response_at_close() {
+    let mut t = T::new(cfg());
+    t.c(GET);
+    let ex = t.close(CloseReason::IdleTimeout);
+    assert_eq!(ex.len(), 1);
+    assert!(ex[0].response.is_none());
+    assert_eq!(ex[0].flags, vec!["no_response", "timeout"]);
+    let mut t = T::new(cfg());
+    t.c(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial");
+    let ex = t.close(CloseReason::Evicted);
+    assert_eq!(ex[0].flags, vec!["body_truncated", "evicted", "incomplete", "no_response"]);
+    assert_eq!(t.h.stats().exchanges_by(Outcome::NoResponse), 1);
+}
+
+#[test]
+fn giant_header_is_capped() {
+    let c = HttpConfig {
+        max_head_bytes: 1024,
+        ..cfg()
+    };
+    let mut t = T::new(c);
+    let big = format!("GET /big HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(5000));
+    for ch in big.as_bytes().chunks(700) {
+        t.c(ch);
+        assert!(t.conn().buffered_bytes() < 8 * 1024);
+    }
+    t.s(b"HTTP/1.1 431 Too Large\r\nContent-Length: 0\r\n\r\n");
+    t.c(GET);
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 2, "{ex:#?}");
+    assert!(ex[0].request.is_none());
+    assert!(ex[0].flags.contains(&"head_too_large"));
+    assert_eq!(ex[1].request.as_ref().unwrap().uri.as_deref(), Some("/a"));
+    assert_eq!(t.h.stats().flag_count(Flag::HeadTooLarge), 1);
+    // Too many header fields.
+    let c = HttpConfig {
+        max_headers: 4,
+        ..cfg()
+    };
+    let mut t = T::new(c);
+    t.c(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n");
+    t.s(OK5);
+    let ex = t.drain();
+    assert!(ex[0].flags.contains(&"too_many_headers"));
+}
+
+#[test]
+fn endless_chunked_body_is_bounded() {
+    let mut t = T::new(cfg());
+    t.c(GET);
+    t.s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let chunk = format!("1000\r\n{}\r\n", "z".repeat(4096));
+    for _ in 0..2000 {
+        t.s(chunk.as_bytes());
+    }
+    assert!(t.conn().buffered_bytes() < 16 * 1024, "{}", t.conn().buffered_bytes());
+    let ex = t.close(CloseReason::EndOfInput);
+    let r = ex[0].response.as_ref().unwrap();
+    assert_eq!(r.body_len, 4096 * 2000);
+    assert_eq!(body(r).len(), 4096);
+    assert!(r.body_truncated);
+    assert!(ex[0].flags.contains(&"incomplete"));
+}
+
+fn gz(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn gzip_decoding_and_bomb_bound() {
+    let c = HttpConfig {
+        decode_content: true,
+        max_decoded_bytes: 1 << 16,
+        ..cfg()
+    };
+    let mut t = T::new(c.clone());
+    let z = gz(b"{\"hello\":\"world\"}");
+    t.c(GET);
+    t.s(format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", z.len()).as_bytes());
+    for ch in z.chunks(5) {
+        t.s(ch);
+    }
+    let ex = t.drain();
+    let r = ex[0].response.as_ref().unwrap();
+    assert_eq!(body(r), "{\"hello\":\"world\"}");
+    assert_eq!(r.body_len, z.len() as u64);
+    assert!(ex[0].flags.is_empty());
+    // A bomb: 50 MiB of zeros stops at the bound.
+    let bomb = gz(&vec![0u8; 50 << 20]);
+    let mut t = T::new(c.clone());
+    t.c(GET);
+    t.s(format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", bomb.len()).as_bytes());
+    t.s(&bomb);
+    let ex = t.drain();
+    assert!(ex[0].flags.contains(&"decode_truncated"), "{:?}", ex[0].flags);
+    let r = ex[0].response.as_ref().unwrap();
+    assert_eq!(r.body_encoding, Some(vxtap_http::BodyEncoding::Utf8));
+    assert_eq!(body(r).len(), 1 << 16);
+    // Garbage: decode_error, the raw capture is emitted instead.
+    let mut t = T::new(c);
+    t.c(GET);
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\n\xff\xfe\x00\x01\x02");
+    let ex = t.drain();
+    assert!(ex[0].flags.contains(&"decode_error"));
+    assert_eq!(ex[0].response.as_ref().unwrap().body_encoding, Some(vxtap_http::BodyEncoding::Base64));
+    assert_eq!(body(ex[0].response.as_ref().unwrap()), "//4AAQI=");
+}
+
+#[test]
+fn swap_roles_on_reversed_midstream() {
+    let mut t = T::midstream(cfg());
+    // The reassembler guessed wrong: the "server" direction carries requests.
+    let v = t.s(GET);
+    assert_eq!(v, Verdict::SwapRoles);
+    // From now on the reassembler labels the true client's bytes ClientToServer.
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 1, "{ex:#?}");
+    assert_eq!(ex[0].request.as_ref().unwrap().uri.as_deref(), Some("/a"));
+    assert_eq!(ex[0].client.port, 80);
+    assert_eq!(ex[0].server.port, 40000);
+    assert_eq!(t.h.stats().role_swaps, 1);
+}
+
+#[test]
+fn body_capture_cap_and_base64() {
+    let c = HttpConfig {
+        max_body_bytes: 4,
+        ..cfg()
+    };
+    let mut t = T::new(c);
+    t.c(b"POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\n\xff\x01\x02\x03\x04\x05");
+    t.s(OK5);
+    let ex = t.drain();
+    let q = ex[0].request.as_ref().unwrap();
+    assert_eq!(q.body_encoding, Some(vxtap_http::BodyEncoding::Base64));
+    assert_eq!(q.body.as_deref(), Some("/wECAw=="));
+    assert!(q.body_truncated);
+    assert_eq!(body(ex[0].response.as_ref().unwrap()), "hell");
+    assert_eq!(ex[0].flags, vec!["body_truncated"]);
+    let c = HttpConfig {
+        max_body_bytes: 0,
+        ..cfg()
+    };
+    let mut t = T::new(c);
+    t.c(GET);
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex[0].response.as_ref().unwrap().body, None);
+}
+
+#[test]
+fn pipeline_cap_gives_up_oldest_without_mispairing() {
+    let c = HttpConfig {
+        max_pipelined: 2,
+        ..cfg()
+    };
+    let mut t = T::new(c);
+    for i in 0..4 {
+        t.c(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+    }
+    for i in 0..4 {
+        t.s(format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr{i}").as_bytes());
+    }
+    let ex = t.close(CloseReason::Fin);
+    for e in &ex {
+        if let (Some(q), Some(r)) = (&e.request, &e.response) {
+            assert_eq!(&q.uri.as_deref().unwrap()[1..], &body(r)[1..]);
+        }
+    }
+    assert_eq!(ex.iter().filter(|e| e.request.is_some() && e.response.is_some()).count(), 2);
+}
