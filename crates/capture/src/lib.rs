@@ -6,8 +6,15 @@
 
 mod error;
 mod reader;
+#[cfg(target_os = "linux")]
+mod udp;
 mod writer;
 
 pub use error::{CaptureError, Damage};
 pub use reader::{CaptureReader, FileFormat, Packet, Progress, MAX_BLOCK, MAX_SNAPLEN};
+#[cfg(target_os = "linux")]
+pub use udp::{
+    Datagram, RecvBatch, RecvBufferInfo, RecvStats, SendStats, UdpConfig, UdpReceiver, UdpSender,
+    DATAGRAM_BUF, MAX_BATCH, RMEM_SYSCTL,
+};
 pub use writer::{PcapWriter, PcapngWriter, TsResolution};
