@@ -1,0 +1,310 @@
+//! Property and fuzz-style tests: segmentation never changes the exchanges; hostile bytes never
+//! panic and never grow memory past the configured bounds.
+
+mod common;
+use common::*;
+use proptest::prelude::*;
+use vxtap_flow::{CloseReason, GapReason};
+use vxtap_http::{Exchange, HttpConfig};
+
+#[derive(Clone, Debug)]
+enum Framing {
+    None,
+    Length,
+    Chunked(Vec<usize>),
+}
+
+#[derive(Clone, Debug)]
+struct Msg {
+    start: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    framing: Framing,
+}
+
+impl Msg {
+    fn bytes(&self) -> Vec<u8> {
+        let mut out = self.start.clone().into_bytes();
+        out.extend_from_slice(b"\r\n");
+        for (n, v) in &self.headers {
+            out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+        }
+        match &self.framing {
+            Framing::None => out.extend_from_slice(b"\r\n"),
+            Framing::Length => {
+                out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+                out.extend_from_slice(&self.body);
+            }
+            Framing::Chunked(sizes) => {
+                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                let mut rest = &self.body[..];
+                let mut i = 0;
+                while !rest.is_empty() {
+                    let n = sizes.get(i).copied().unwrap_or(7).clamp(1, rest.len());
+                    i += 1;
+                    let ext = if i % 2 == 0 { ";e=1" } else { "" };
+                    out.extend_from_slice(format!("{n:x}{ext}\r\n").as_bytes());
+                    out.extend_from_slice(&rest[..n]);
+                    out.extend_from_slice(b"\r\n");
+                    rest = &rest[n..];
+                }
+                out.extend_from_slice(b"0\r\n");
+                if i % 2 == 1 {
+                    out.extend_from_slice(b"X-Trailer: t\r\n");
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        out
+    }
+}
+
+fn token() -> impl Strategy<Value = String> {
+    "[A-Za-z][A-Za-z0-9-]{0,11}"
+}
+
+fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
+    prop::collection::vec(
+        (token(), "[ -~]{0,20}").prop_filter("not framing", |(n, _)| {
+            let l = n.to_ascii_lowercase();
+            l != "content-length" && l != "transfer-encoding" && l != "content-encoding"
+        }),
+        0..5,
+    )
+    .prop_map(|v| v.into_iter().map(|(n, val)| (n, val.trim().to_string())).collect())
+}
+
+fn framing(allow_none: bool) -> impl Strategy<Value = Framing> {
+    prop_oneof![
+        Just(if allow_none { Framing::None } else { Framing::Length }),
+        Just(Framing::Length),
+        prop::collection::vec(1usize..40, 0..6).prop_map(Framing::Chunked),
+    ]
+}
+
+fn request() -> impl Strategy<Value = Msg> {
+    (
+        prop_oneof![
+            Just("GET"),
+            Just("POST"),
+            Just("PUT"),
+            Just("DELETE"),
+            Just("OPTIONS"),
+            Just("PATCH"),
+            Just("PURGE")
+        ],
+        "/[a-z0-9/._-]{0,30}",
+        headers(),
+        prop::collection::vec(any::<u8>(), 0..200),
+        framing(true),
+    )
+        .prop_map(|(m, uri, headers, body, framing)| {
+            let body = if matches!(framing, Framing::None) { Vec::new() } else { body };
+            Msg {
+                start: format!("{m} {uri} HTTP/1.1"),
+                headers,
+                body,
+                framing,
+            }
+        })
+}
+
+fn response() -> impl Strategy<Value = Msg> {
+    (
+        prop_oneof![Just(200u16), Just(201), Just(301), Just(404), Just(500)],
+        headers(),
+        prop::collection::vec(any::<u8>(), 0..300),
+        framing(false),
+        any::<bool>(),
+    )
+        .prop_map(|(code, headers, body, framing, cont)| {
+            let start = if cont {
+                format!("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 {code} Whatever")
+            } else {
+                format!("HTTP/1.1 {code} Whatever")
+            };
+            Msg {
+                start,
+                headers,
+                body,
+                framing,
+            }
+        })
+}
+
+fn feed_split(t: &mut T, dir: vxtap_flow::Direction, ts: u64, bytes: &[u8], cuts: &[usize]) {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    let mut prev = 0;
+    for p in points {
+        t.data_at(dir, ts, &bytes[prev..p]);
+        prev = p;
+    }
+    t.data_at(dir, ts, &bytes[prev..]);
+}
+
+fn run(
+    pairs: &[(Msg, Msg)],
+    pipelined: bool,
+    cuts: Option<&[usize]>,
+    cfg: &HttpConfig,
+) -> Vec<Exchange> {
+    let mut t = T::new(cfg.clone());
+    let none: &[usize] = &[];
+    let cuts = cuts.unwrap_or(none);
+    if pipelined {
+        let req: Vec<u8> = pairs.iter().flat_map(|p| p.0.bytes()).collect();
+        let resp: Vec<u8> = pairs.iter().flat_map(|p| p.1.bytes()).collect();
+        feed_split(&mut t, C2S, 10, &req, cuts);
+        feed_split(&mut t, S2C, 20, &resp, cuts);
+    } else {
+        for (i, (q, r)) in pairs.iter().enumerate() {
+            let ts = 100 * i as u64;
+            feed_split(&mut t, C2S, ts, &q.bytes(), cuts);
+            feed_split(&mut t, S2C, ts + 50, &r.bytes(), cuts);
+        }
+    }
+    t.close(CloseReason::Fin)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    #[test]
+    fn splitting_never_changes_exchanges(
+        pairs in prop::collection::vec((request(), response()), 1..6),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+        pipelined in any::<bool>(),
+        cap in prop_oneof![Just(0usize), Just(16), Just(4096)],
+    ) {
+        let cfg = HttpConfig { max_body_bytes: cap, ..HttpConfig::default() };
+        let whole = run(&pairs, pipelined, None, &cfg);
+        let split = run(&pairs, pipelined, Some(&cuts), &cfg);
+        prop_assert_eq!(&whole, &split);
+        prop_assert_eq!(whole.len(), pairs.len());
+        for (e, (q, r)) in whole.iter().zip(&pairs) {
+            prop_assert!(e.flags.iter().all(|f| *f == "body_truncated"), "{:?}", e.flags);
+            let rq = e.request.as_ref().unwrap();
+            let rs = e.response.as_ref().unwrap();
+            prop_assert_eq!(rq.body_len, q.body.len() as u64);
+            prop_assert_eq!(rs.body_len, r.body.len() as u64);
+            prop_assert_eq!(&rq.headers[..q.headers.len()], &q.headers[..]);
+            let want_interim = usize::from(r.start.starts_with("HTTP/1.1 100"));
+            prop_assert_eq!(e.interim.len(), want_interim);
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_stay_bounded(
+        ops in prop::collection::vec(
+            (0u8..8, prop::collection::vec(any::<u8>(), 0..300), 1u64..5000),
+            0..60,
+        ),
+        midstream in any::<bool>(),
+    ) {
+        let cfg = HttpConfig {
+            max_head_bytes: 1024,
+            max_headers: 16,
+            max_body_bytes: 64,
+            max_pipelined: 4,
+            ..HttpConfig::default()
+        };
+        let mut t = if midstream { T::midstream(cfg) } else { T::new(cfg) };
+        for (op, bytes, len) in ops {
+            match op {
+                0..=2 => { t.c(&bytes); }
+                3..=5 => { t.s(&bytes); }
+                6 => { t.gap(if len % 2 == 0 { C2S } else { S2C }, len, GapReason::Lost); }
+                _ => t.fin(if len % 2 == 0 { C2S } else { S2C }),
+            }
+            prop_assert!(t.conn().buffered_bytes() < 64 * 1024, "{}", t.conn().buffered_bytes());
+        }
+        for e in t.close(CloseReason::EndOfInput) {
+            serde_json::to_string(&e).unwrap();
+        }
+    }
+}
+
+/// Deterministic xorshift so the fuzz loop needs no extra crate and replays identically.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const SEEDS: &[&[u8]] = &[
+    b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nWiki\r\n0\r\nT: 1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+    b"CONNECT a:443 HTTP/1.1\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nContent-Encoding: gzip\r\n\r\n\x1f\x8b\x08\x00",
+];
+
+#[test]
+fn mutated_messages_never_panic() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let cfgs = [
+        HttpConfig::default(),
+        HttpConfig {
+            max_head_bytes: 100,
+            max_headers: 2,
+            max_body_bytes: 3,
+            decode_content: true,
+            max_decoded_bytes: 10,
+            max_pipelined: 1,
+        },
+    ];
+    for round in 0..3000 {
+        let cfg = cfgs[round % 2].clone();
+        let mut t = if round % 3 == 0 { T::midstream(cfg) } else { T::new(cfg) };
+        for _ in 0..rng.below(8) + 1 {
+            let mut m = SEEDS[rng.below(SEEDS.len())].to_vec();
+            for _ in 0..rng.below(4) {
+                let p = rng.below(m.len());
+                match rng.below(5) {
+                    0 => m[p] = rng.next() as u8,
+                    1 => m.insert(p, b"\r\n:; 0fF"[rng.below(8)]),
+                    2 => {
+                        let e = (p + rng.below(8)).min(m.len());
+                        m.drain(p..e);
+                    }
+                    3 => {
+                        let e = (p + rng.below(16)).min(m.len());
+                        let dup = m[p..e].to_vec();
+                        m.splice(p..p, dup);
+                    }
+                    _ => m[p] ^= 0x20,
+                }
+            }
+            let dir = if rng.below(2) == 0 { C2S } else { S2C };
+            let mut pos = 0;
+            while pos < m.len() {
+                let n = rng.below(m.len() - pos) + 1;
+                t.data(dir, &m[pos..pos + n]);
+                pos += n;
+                if rng.below(20) == 0 {
+                    t.gap(dir, rng.below(50) as u64 + 1, GapReason::Lost);
+                }
+            }
+        }
+        let reasons = [CloseReason::Fin, CloseReason::EndOfInput, CloseReason::Evicted];
+        for e in t.close(reasons[round % 3]) {
+            serde_json::to_string(&e).unwrap();
+            let mut f = e.flags.clone();
+            f.sort_unstable();
+            f.dedup();
+            assert_eq!(f, e.flags);
+        }
+    }
+}
