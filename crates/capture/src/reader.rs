@@ -55,6 +55,8 @@ pub struct Packet<'a> {
     pub orig_len: u32,
     /// pcapng interface id within its section (0 for classic pcap).
     pub interface: u32,
+    /// The pcapng packet's first `opt_comment` (how `vxtap decap` keeps the VNI: `vni=123`).
+    pub comment: Option<&'a [u8]>,
 }
 
 /// The container format detected from the magic number.
@@ -597,6 +599,7 @@ impl CaptureReader {
             data,
             orig_len: orig,
             interface: 0,
+            comment: None,
         }))
     }
 
@@ -681,19 +684,24 @@ impl CaptureReader {
                         Err(d) => return Err(self.corrupt("pcapng packet block", d)),
                     };
                     let at = self.start + 28;
+                    // Options follow the padded data; only blocks that have any pay for the walk.
+                    let opts_at = 28 + (caplen as usize).div_ceil(4) * 4;
+                    let comment = match b.get(opts_at..len - 4) {
+                        Some(opts) if !opts.is_empty() => find_comment(opts, be)
+                            .map(|(s, e)| (self.start + opts_at + s, self.start + opts_at + e)),
+                        _ => None,
+                    };
                     self.start += len;
                     let ts = ((ts_hi as u64) << 32) | ts_lo as u64;
-                    let data = self
-                        .src
-                        .bytes()
-                        .get(at..at + caplen as usize)
-                        .unwrap_or_default();
+                    let bytes = self.src.bytes();
+                    let data = bytes.get(at..at + caplen as usize).unwrap_or_default();
                     return Ok(Some(Packet {
                         ts_ns: iface.ts_ns(ts),
                         linktype: iface.linktype,
                         data,
                         orig_len: orig,
                         interface: if_id,
+                        comment: comment.and_then(|(s, e)| bytes.get(s..e)),
                     }));
                 }
                 SPB => {
@@ -724,6 +732,7 @@ impl CaptureReader {
                         data,
                         orig_len: orig,
                         interface: 0,
+                        comment: None,
                     }));
                 }
                 SHB => {
@@ -771,6 +780,24 @@ impl CaptureReader {
             _ => Err(Damage::UnknownInterface { id, declared: 0 }),
         }
     }
+}
+
+/// Range of the first `opt_comment` value within a packet block's options.
+fn find_comment(opts: &[u8], be: bool) -> Option<(usize, usize)> {
+    let mut off = 0;
+    while off + 4 <= opts.len() {
+        let code = rd16(opts, off, be);
+        let len = rd16(opts, off + 2, be) as usize;
+        let start = off + 4;
+        if code == 0 || start + len > opts.len() {
+            return None;
+        }
+        if code == 1 {
+            return Some((start, start + len));
+        }
+        off = start + len.div_ceil(4) * 4;
+    }
+    None
 }
 
 /// Decodes `if_tsresol` ourselves: pcap-parser 0.17 rejects every power-of-two resolution

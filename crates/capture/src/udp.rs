@@ -664,3 +664,46 @@ impl UdpSender {
         Ok(done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn handles_move_to_receive_threads() {
+        fn send<T: Send>() {}
+        send::<UdpReceiver>();
+        send::<RecvBatch>();
+        send::<UdpSender>();
+        send::<crate::CaptureReader>();
+    }
+
+    #[test]
+    fn cmsgs_are_decoded() {
+        let word = size_of::<usize>();
+        let mut c = Vec::new();
+        // SCM_TIMESTAMPNS: 5 s + 7 ns.
+        c.extend_from_slice(&(word + 8 + 16).to_ne_bytes());
+        c.extend_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        c.extend_from_slice(&libc::SCM_TIMESTAMPNS.to_ne_bytes());
+        c.extend_from_slice(&5i64.to_ne_bytes());
+        c.extend_from_slice(&7i64.to_ne_bytes());
+        // SO_RXQ_OVFL: 42, padded to the word size.
+        c.extend_from_slice(&(word + 8 + 4).to_ne_bytes());
+        c.extend_from_slice(&libc::SOL_SOCKET.to_ne_bytes());
+        c.extend_from_slice(&libc::SO_RXQ_OVFL.to_ne_bytes());
+        c.extend_from_slice(&42u32.to_ne_bytes());
+        c.extend_from_slice(&[0; 4]);
+        assert_eq!(parse_cmsgs(&c), (Some(5_000_000_007), Some(42)));
+        assert_eq!(parse_cmsgs(&c[..10]), (None, None));
+    }
+
+    proptest! {
+        #[test]
+        fn ancillary_and_address_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_cmsgs(&b);
+            let _ = parse_sockaddr(&b);
+        }
+    }
+}

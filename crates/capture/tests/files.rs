@@ -143,6 +143,12 @@ fn pcapng_two_interfaces_with_comments() {
     }
     assert!(w.write_packet(7, 0, b"x", 1, None).is_err());
     let bytes = w.into_inner().unwrap();
+    let mut r = CaptureReader::from_bytes("mem.pcapng", bytes.clone()).unwrap();
+    for i in 0..30 {
+        let p = r.next_packet().unwrap().unwrap();
+        let want = format!("vni={i}");
+        assert_eq!(p.comment, (i % 3 != 0).then_some(want.as_bytes()));
+    }
     let mut r = CaptureReader::from_bytes("mem.pcapng", bytes).unwrap();
     assert_eq!(r.format(), FileFormat::Pcapng);
     let (got, err) = read_all(&mut r);
