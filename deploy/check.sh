@@ -146,6 +146,74 @@ shellcheck_user_data() {
   shellcheck -s bash "${scripts[@]}"
 }
 
+# Run the user data of deploy/cloudformation/vxtap.yaml, rendered with concrete parameter
+# values, against stubs (dnf, curl, aws, cfn-signal, the bundle's install.sh) and a temporary
+# config directory; then check the vxtap.toml, vxtap.env and ship.env it wrote and that it
+# signalled success.
+user_data_run() {
+  local template=$1 dir=$work/udrun
+  local stub=$dir/bin
+  mkdir -p "$stub" "$dir/etc" "$dir/bundle/vxtap/bin"
+  "$venv/bin/python" - "$template" "$dir/userdata.sh" <<'PY'
+import re, sys
+from cfnlint.decode import cfn_yaml
+
+doc = cfn_yaml.load(sys.argv[1])
+body = doc["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
+body = body["Fn::Base64"]["Fn::Sub"]
+values = {
+    "AWS::StackName": "test-stack", "AWS::Region": "eu-west-1",
+    "BundleS3Uri": "s3://artifacts/vxtap/vxtap-0.1.0-linux-x86_64.tar.gz",
+    "AdminPort": "9090", "MirrorSourceCidr1": "10.0.0.0/16", "MirrorSourceCidr2": "",
+    "MirrorSourceCidr3": "10.9.0.0/16", "RotateSize": "256MiB", "RotateInterval": "15m",
+    "MaxMemory": "2GiB", "IdleTimeout": "180s", "WorkerThreads": "3", "SampleRate": "0.25",
+    "RedactKeyParameter": "/vxtap/redact-key", "OutputBucket": "exchanges-bucket",
+    "OutputPrefix": "vxtap/", "OutputKmsKeyArn": "",
+}
+def sub(m):
+    name = m.group(1)
+    return "${" + name[1:] + "}" if name.startswith("!") else values[name]
+with open(sys.argv[2], "w") as f:
+    f.write(re.sub(r"\$\{(![^}]*|[A-Za-z0-9:.]+)\}", sub, body))
+PY
+  sed -i -e "s#^conf_dir=.*#conf_dir=$dir/etc#" -e "s#^cfn_signal=.*#cfn_signal=$stub/cfn-signal#" \
+    "$dir/userdata.sh"
+  # Stubs. `aws s3 cp` delivers a fake bundle whose install.sh only records that it ran.
+  printf '#!/bin/sh\nexit 0\n' >"$stub/dnf"
+  printf '#!/bin/sh\ncase "$*" in *api/token*) echo token ;; *instance-id*) echo i-0abc ;; esac\n' >"$stub/curl"
+  printf '#!/bin/sh\necho "$@" >%s/signal\n' "$dir" >"$stub/cfn-signal"
+  printf '#!/bin/sh\necho vxtap 0.1.0\n' >"$dir/bundle/vxtap/bin/vxtap"
+  printf '#!/bin/sh\ntouch %s/installed\n' "$dir" >"$dir/bundle/vxtap/install.sh"
+  # shellcheck disable=SC2016  # the stub's own $1, $2, $* expand when it runs
+  printf '%s\n' '#!/bin/sh' \
+    'case "$1 $2" in' \
+    "  's3 cp') for last; do :; done; cp '$dir/bundle.tar.gz' \"\$last\" ;;" \
+    "  'ssm get-parameter') echo 00112233445566778899aabbccddeeff ;;" \
+    '  *) echo "unexpected: aws $*" >&2; exit 1 ;;' \
+    'esac' >"$stub/aws"
+  chmod +x "$stub"/* "$dir/bundle/vxtap/bin/vxtap" "$dir/bundle/vxtap/install.sh"
+  tar -C "$dir/bundle" -czf "$dir/bundle.tar.gz" vxtap
+  PATH="$stub:$PATH" bash "$dir/userdata.sh"
+  cat "$dir/etc/vxtap.toml" "$dir/etc/ship.env"
+  [[ -e $dir/installed ]] || { echo "install.sh was not run"; return 1; }
+  grep -q -- '--exit-code 0 --stack test-stack' "$dir/signal" || { echo "no success signal"; return 1; }
+  [[ $(stat -c %a "$dir/etc/vxtap.env") == 600 ]] || { echo "vxtap.env is not 0600"; return 1; }
+  grep -qx 'VXTAP_REDACT_KEY=00112233445566778899aabbccddeeff' "$dir/etc/vxtap.env"
+  grep -qx 'VXTAP_SHIP_S3_URI=s3://exchanges-bucket/vxtap/' "$dir/etc/ship.env"
+  grep -qx 'VXTAP_SHIP_NODE=i-0abc' "$dir/etc/ship.env"
+  "$venv/bin/python" - "$dir/etc/vxtap.toml" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    cfg = tomllib.load(f)
+want = {"bind": "0.0.0.0:4789", "admin_bind": "0.0.0.0:9090", "threads": 3, "sample": 0.25,
+        "allow_source": ["10.0.0.0/16", "10.9.0.0/16"], "idle_timeout": "180s",
+        "output": "/var/lib/vxtap/exchanges.jsonl", "redact_key_env": "VXTAP_REDACT_KEY",
+        "log_format": "json", "rotate_interval": "15m", "max_memory": "2GiB"}
+bad = {k: (cfg.get(k), v) for k, v in want.items() if cfg.get(k) != v}
+sys.exit(f"vxtap.toml differs (got, want): {bad}" if bad else 0)
+PY
+}
+
 templates=()
 while IFS= read -r -d '' f; do templates+=("$f"); done < <(
   find "$here/cloudformation" -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' -o -name '*.json' \) -print0 2>/dev/null | sort -z)
@@ -157,6 +225,10 @@ for t in "${templates[@]}"; do
   check "cfn-lint $rel" "$venv/bin/cfn-lint" --include-checks I -- "$t"
   check "shellcheck user data of $rel" shellcheck_user_data "$t"
 done
+if [[ -f $here/cloudformation/vxtap.yaml ]]; then
+  check "user data of vxtap.yaml runs against stubs (config, secrets, ship.env, signal)" \
+    user_data_run "$here/cloudformation/vxtap.yaml"
+fi
 
 # ------------------------------------------------------------------ systemd
 # verify needs every ExecStart= binary to exist; the units name /usr/local/bin/vxtap and
