@@ -3,6 +3,35 @@
 //! This is the only crate of the workspace that touches files or sockets, and the only one
 //! allowed `unsafe` (memory maps and syscalls, each with a `SAFETY` comment). Packet bytes are
 //! delivered raw with their pcap link type; decoding them is `vxtap-wire`'s job.
+//!
+//! Reading a capture (a packet borrows the reader until the next call):
+//! ```no_run
+//! # fn main() -> Result<(), vxtap_capture::CaptureError> {
+//! let mut reader = vxtap_capture::CaptureReader::open("trace.pcap.gz")?;
+//! while let Some(p) = reader.next_packet()? {
+//!     println!("{} {} {}", p.ts_ns, p.linktype, p.data.len());
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! A receive thread:
+//! ```no_run
+//! # fn main() -> Result<(), vxtap_capture::CaptureError> {
+//! use vxtap_capture::{RecvBatch, UdpConfig, UdpReceiver, DATAGRAM_BUF};
+//! let stop = std::sync::atomic::AtomicBool::new(false);
+//! let mut rx = UdpReceiver::bind(&UdpConfig::new("0.0.0.0:4789".parse().unwrap()))?;
+//! if let Some(w) = rx.recv_buffer().warning() {
+//!     eprintln!("{w}");
+//! }
+//! let mut batch = RecvBatch::new(64, DATAGRAM_BUF);
+//! while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+//!     rx.recv(&mut batch)?; // returns within the read timeout even when idle
+//!     for d in batch.iter() {
+//!         let _ = (d.source, d.data, d.truncated);
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
 mod error;
 mod reader;

@@ -276,14 +276,17 @@ fn parse_sockaddr(b: &[u8]) -> SocketAddr {
             let scope = b
                 .get(24..28)
                 .map(|s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]));
-            match ip {
-                Some(ip) => SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(ip),
-                    port,
-                    flow.unwrap_or(0),
-                    scope.unwrap_or(0),
-                )),
-                None => NO_ADDR,
+            // A dual-stack [::] socket sees IPv4 senders as ::ffff:a.b.c.d; report them as
+            // the IPv4 addresses they are so source allow-lists match either way.
+            let Some(ip) = ip.map(Ipv6Addr::from) else {
+                return NO_ADDR;
+            };
+            match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(IpAddr::V4(v4), port),
+                None => {
+                    let (flow, scope) = (flow.unwrap_or(0), scope.unwrap_or(0));
+                    SocketAddr::V6(SocketAddrV6::new(ip, port, flow, scope))
+                }
             }
         }
         _ => NO_ADDR,

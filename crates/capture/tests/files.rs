@@ -283,10 +283,12 @@ fn public_captures_match_manifest() {
         let path = dir.join(cols[file_col]);
         let expect = cols[packets_col];
         let mut r = CaptureReader::open(&path).unwrap();
-        let mut n = 0u64;
+        let (mut n, mut end) = (0u64, 0u64);
+        let pcap = matches!(r.format(), FileFormat::Pcap { .. });
         let res = r.for_each(|p| {
             assert!(p.data.len() <= p.orig_len as usize || p.orig_len == 0);
             n += 1;
+            end += 16 + p.data.len() as u64;
         });
         match expect.parse::<u64>() {
             Ok(count) => {
@@ -298,6 +300,10 @@ fn public_captures_match_manifest() {
                 let good: u64 = expect.split(' ').next().unwrap().parse().unwrap();
                 assert_eq!(n, good, "{}", path.display());
                 let err = res.expect_err("damaged file must end in an error");
+                if pcap {
+                    // The damage is the record right after the last good one.
+                    assert_eq!(err.offset(), Some(24 + end), "{err}");
+                }
                 assert!(err.offset().is_some(), "{err}");
                 assert!(err.to_string().contains(cols[file_col]), "{err}");
             }

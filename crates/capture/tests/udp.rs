@@ -209,3 +209,19 @@ fn receive_buffer_report_is_consistent() {
         assert!(w.contains("net.core.rmem_max"));
     }
 }
+
+#[test]
+fn dual_stack_socket_reports_ipv4_senders_as_ipv4() {
+    let Ok(mut rx) = UdpReceiver::bind(&UdpConfig::new("[::]:0".parse().unwrap())) else {
+        return; // no IPv6 on this machine
+    };
+    let port = rx.local_addr().unwrap().port();
+    let mut tx = UdpSender::connect(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    tx.send(b"hello").unwrap();
+    let mut batch = RecvBatch::new(4, 2048);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while rx.recv(&mut batch).unwrap() == 0 && Instant::now() < deadline {}
+    let d = batch.get(0).expect("datagram");
+    assert_eq!(d.source, tx.local_addr().unwrap());
+    assert_eq!(d.data, b"hello");
+}
