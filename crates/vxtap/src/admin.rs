@@ -27,9 +27,8 @@ impl AdminServer {
         max_silence_ms: u64,
         render_metrics: impl Fn() -> String + Send + 'static,
     ) -> Result<Self, String> {
-        let server = Arc::new(
-            tiny_http::Server::http(addr).map_err(|e| format!("admin bind {addr}: {e}"))?,
-        );
+        let server =
+            Arc::new(tiny_http::Server::http(addr).map_err(|e| format!("admin bind {addr}: {e}"))?);
         let local_addr = server
             .server_addr()
             .to_ip()

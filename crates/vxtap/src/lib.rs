@@ -1,7 +1,12 @@
 //! The vxtap appliance: CLI commands, pipeline wiring, threads and metrics.
 
 pub mod admin;
+pub mod batch;
 pub mod cli;
+pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod pipeline;
+pub mod replay;
 pub mod size;
+pub mod tools;

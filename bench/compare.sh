@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Throughput comparison on the standard workload (../shared/bench/gen_vxlan_http.py): every tool
+# reads the same file in the same run, page cache warm, and vxtap is reported as a ratio
+# against the baselines (tcpdump for read+decap, Suricata 7 for HTTP).
+#
+#   bash bench/compare.sh [PCAP]      # default: generates the 1 GB reference workload
+#
+# Env: RUNS (default 3, medians), OUT (work dir, default /tmp/vxtap-bench), SKIP_SURICATA=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}
+OUT=${OUT:-/tmp/vxtap-bench}
+mkdir -p "$OUT"
+GEN=../shared/bench/gen_vxlan_http.py
+PCAP=${1:-$OUT/vx1g.pcap}
+if [ ! -s "$PCAP" ]; then
+  [ -f "$GEN" ] || { echo "no $PCAP and no $GEN to make it" >&2; exit 1; }
+  python3 "$GEN" -o "$PCAP" --connections 6200 --seed 1 --manifest
+fi
+cargo build --release --quiet
+VX=target/release/vxtap
+packets=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['packets'])" "$PCAP.truth.json" 2>/dev/null || echo 0)
+
+# run NAME CMD...: median wall seconds and max RSS (KiB) over RUNS runs.
+declare -A WALL RSS
+run() {
+  local name=$1; shift
+  local walls=() rss=0
+  "$@" >/dev/null 2>&1 || true # warm the page cache and the binary
+  for _ in $(seq "$RUNS"); do
+    local t
+    t=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n1)
+    walls+=("${t% *}")
+    [ "${t#* }" -gt "$rss" ] && rss=${t#* }
+  done
+  WALL[$name]=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+  RSS[$name]=$rss
+}
+
+run tcpdump tcpdump -r "$PCAP" -w /dev/null
+run vxtap_stats "$VX" stats "$PCAP"
+run vxtap_replay_1 "$VX" replay -q --no-progress --threads 1 -o /dev/null "$PCAP"
+run vxtap_replay_2 "$VX" replay -q --no-progress --threads 2 -o /dev/null "$PCAP"
+run vxtap_replay_sample "$VX" replay -q --no-progress --threads 1 --sample 0.05 -o /dev/null "$PCAP"
+if [ -z "${SKIP_SURICATA:-}" ] && command -v suricata >/dev/null; then
+  : >"$OUT/empty.rules"
+  run suricata suricata -r "$PCAP" -k none --runmode single -S "$OUT/empty.rules" -l "$OUT"
+fi
+
+printf '\nworkload: %s (%s packets)\n' "$PCAP" "$packets"
+printf '%-22s %8s %10s %10s\n' tool wall_s Mpkt/s rss_MiB
+for k in tcpdump vxtap_stats suricata vxtap_replay_1 vxtap_replay_2 vxtap_replay_sample; do
+  [ -n "${WALL[$k]:-}" ] || continue
+  awk -v k="$k" -v w="${WALL[$k]}" -v p="$packets" -v r="${RSS[$k]}" \
+    'BEGIN { printf "%-22s %8.2f %10.3f %10.1f\n", k, w, (w > 0 ? p / w / 1e6 : 0), r / 1024 }'
+done
+ratio() { awk -v a="${WALL[$2]:-0}" -v b="${WALL[$1]:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+echo
+echo "vxtap stats (read+decap) vs tcpdump -r:        $(ratio vxtap_stats tcpdump)x"
+echo "vxtap replay 1 worker vs Suricata single:     $(ratio vxtap_replay_1 suricata)x"
+echo "vxtap replay 2 workers vs 1 worker:           $(ratio vxtap_replay_2 vxtap_replay_1)x"
+echo "vxtap replay --sample 0.05 vs unsampled:      $(ratio vxtap_replay_sample vxtap_replay_1)x"

@@ -1,0 +1,378 @@
+//! Settings: the TOML config file merged with command-line flags (a flag wins over the file,
+//! the file over the built-in default), resolved into each stage's configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vxtap_flow::{FlowConfig, FlowKeyMode};
+use vxtap_http::HttpConfig;
+use vxtap_sink::{ExchangeFilterConfig, PacketFilterConfig, RedactConfig};
+use vxtap_wire::DecapConfig;
+
+use crate::cli::{DecodeOpts, FlowKeyArg, ListenArgs, LogFormat, PipelineOpts, PrivacyOpts};
+use crate::size::{parse_duration, parse_size};
+
+/// A size in the file: a number of bytes or a string such as "256MiB".
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    /// Plain bytes.
+    Bytes(u64),
+    /// Human-readable.
+    Text(String),
+}
+
+impl SizeValue {
+    fn bytes(&self) -> Result<u64, String> {
+        match self {
+            SizeValue::Bytes(b) => Ok(*b),
+            SizeValue::Text(t) => parse_size(t),
+        }
+    }
+}
+
+/// A duration in the file: seconds or a string such as "120s".
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DurationValue {
+    /// Seconds.
+    Secs(u64),
+    /// Human-readable.
+    Text(String),
+}
+
+impl DurationValue {
+    fn duration(&self) -> Result<Duration, String> {
+        match self {
+            DurationValue::Secs(s) => Ok(Duration::from_secs(*s)),
+            DurationValue::Text(t) => parse_duration(t),
+        }
+    }
+}
+
+/// The TOML config file: the same names as the flags, with underscores.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    /// UDP receive address.
+    pub bind: Option<SocketAddr>,
+    /// Admin HTTP address.
+    pub admin_bind: Option<SocketAddr>,
+    /// Output file.
+    pub output: Option<PathBuf>,
+    /// Rotate at this size.
+    pub rotate_size: Option<SizeValue>,
+    /// Rotate at this age.
+    pub rotate_interval: Option<DurationValue>,
+    /// Worker threads.
+    pub threads: Option<usize>,
+    /// Receive threads.
+    pub recv_threads: Option<usize>,
+    /// Requested SO_RCVBUF.
+    pub recv_buffer: Option<SizeValue>,
+    /// Connection idle timeout.
+    pub idle_timeout: Option<DurationValue>,
+    /// Flow key mode.
+    pub flow_key: Option<FlowKeyArg>,
+    /// Memory budget.
+    pub max_memory: Option<SizeValue>,
+    /// Connection cap.
+    pub max_flows: Option<usize>,
+    /// Body capture cap.
+    pub max_body_bytes: Option<usize>,
+    /// Inflate bodies.
+    pub decode_content: Option<bool>,
+    /// Sampling rate.
+    pub sample: Option<f64>,
+    /// Sampling seed.
+    pub sample_seed: Option<u64>,
+    /// Allowed mirror sources.
+    pub allow_source: Vec<String>,
+    /// Inner CIDR filter.
+    pub cidrs: Vec<String>,
+    /// Inner port filter.
+    pub ports: Vec<u16>,
+    /// VNI allow list.
+    pub vni_allow: Vec<u32>,
+    /// VNI deny list.
+    pub vni_deny: Vec<u32>,
+    /// HTTP-level filters.
+    pub hosts: Vec<String>,
+    /// HTTP-level path prefixes.
+    pub path_prefixes: Vec<String>,
+    /// HTTP-level methods.
+    pub methods: Vec<String>,
+    /// HTTP-level statuses.
+    pub statuses: Vec<String>,
+    /// VXLAN ports.
+    pub vxlan_ports: Option<Vec<u16>>,
+    /// Geneve ports.
+    pub geneve_ports: Option<Vec<u16>>,
+    /// Log format.
+    pub log_format: Option<LogFormat>,
+    /// HMAC key environment variable for redaction.
+    pub redact_key_env: Option<String>,
+    /// Redaction off.
+    pub no_redact: Option<bool>,
+    /// Advanced redaction settings.
+    pub redact: Option<RedactConfig>,
+}
+
+impl FileConfig {
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+}
+
+/// Everything the pipeline needs, resolved.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Decapsulation.
+    pub decap: DecapConfig,
+    /// Reassembly, for the whole process (split across workers by [`Settings::flow_for_worker`]).
+    pub flow: FlowConfig,
+    /// HTTP parsing.
+    pub http: HttpConfig,
+    /// Packet-level filters and sampling.
+    pub packet_filter: PacketFilterConfig,
+    /// HTTP-level filters.
+    pub exchange_filter: ExchangeFilterConfig,
+    /// Redaction.
+    pub redact: RedactConfig,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+impl Settings {
+    /// The flow-table configuration of one of `threads` workers: the global caps are shared.
+    pub fn flow_for_worker(&self) -> FlowConfig {
+        let n = self.threads.max(1);
+        FlowConfig {
+            max_memory: (self.flow.max_memory / n).max(1 << 20),
+            max_flows: (self.flow.max_flows / n).max(1024),
+            ..self.flow
+        }
+    }
+
+    /// Resolves the shared option groups over an optional config file.
+    pub fn resolve(
+        file: &FileConfig,
+        decode: &DecodeOpts,
+        pipeline: &PipelineOpts,
+        privacy: &PrivacyOpts,
+        default_threads: usize,
+    ) -> Result<Settings, String> {
+        let mut decap = DecapConfig {
+            max_depth: decode.max_tunnel_depth,
+            validate_checksums: decode.validate_checksums,
+            ..DecapConfig::default()
+        };
+        // Clap always fills the port lists with defaults, so the file's lists apply only when the
+        // flags still hold exactly the defaults.
+        decap.vxlan_ports = match &file.vxlan_ports {
+            Some(p) if decode.vxlan_ports == [vxtap_wire::VXLAN_PORT] => p.clone(),
+            _ => decode.vxlan_ports.clone(),
+        };
+        decap.geneve_ports = match &file.geneve_ports {
+            Some(p) if decode.geneve_ports == [vxtap_wire::GENEVE_PORT] => p.clone(),
+            _ => decode.geneve_ports.clone(),
+        };
+
+        let mut flow = FlowConfig::default();
+        let key = pipeline.flow_key.or(file.flow_key);
+        if let Some(k) = key {
+            flow.key_mode = match k {
+                FlowKeyArg::FiveTuple => FlowKeyMode::FiveTuple,
+                FlowKeyArg::Session => FlowKeyMode::Session,
+            };
+        }
+        let max_memory = match (pipeline.max_memory, &file.max_memory) {
+            (Some(m), _) => Some(m),
+            (None, Some(v)) => Some(v.bytes()?),
+            _ => None,
+        };
+        if let Some(m) = max_memory {
+            flow.max_memory = usize::try_from(m).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = pipeline.max_flows.or(file.max_flows) {
+            flow.max_flows = n;
+        }
+        let idle = match (pipeline.idle_timeout, &file.idle_timeout) {
+            (Some(d), _) => Some(d),
+            (None, Some(v)) => Some(v.duration()?),
+            _ => None,
+        };
+        if let Some(d) = idle {
+            flow.idle_timeout_ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        }
+        flow.validate().map_err(|e| e.to_string())?;
+
+        let mut http = HttpConfig::default();
+        if let Some(b) = pipeline.max_body_bytes.or(file.max_body_bytes) {
+            http.max_body_bytes = b;
+        }
+        http.decode_content = pipeline.decode_content || file.decode_content.unwrap_or(false);
+
+        let pick = |cli: &Vec<String>, f: &Vec<String>| {
+            if cli.is_empty() {
+                f.clone()
+            } else {
+                cli.clone()
+            }
+        };
+        let sample = privacy.sample.or(file.sample);
+        if let Some(r) = sample {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(format!("--sample must be in (0, 1], got {r}"));
+            }
+        }
+        let packet_filter = PacketFilterConfig {
+            cidrs: pick(&privacy.cidrs, &file.cidrs),
+            ports: if privacy.ports.is_empty() {
+                file.ports.clone()
+            } else {
+                privacy.ports.clone()
+            },
+            vni_allow: if privacy.vni_allow.is_empty() {
+                file.vni_allow.clone()
+            } else {
+                privacy.vni_allow.clone()
+            },
+            vni_deny: if privacy.vni_deny.is_empty() {
+                file.vni_deny.clone()
+            } else {
+                privacy.vni_deny.clone()
+            },
+            allow_source: file.allow_source.clone(),
+            sample: sample.filter(|r| *r < 1.0),
+            sample_seed: privacy
+                .sample_seed
+                .or(file.sample_seed)
+                .unwrap_or(PacketFilterConfig::default().sample_seed),
+        };
+        let exchange_filter = ExchangeFilterConfig {
+            hosts: pick(&privacy.hosts, &file.hosts),
+            path_prefixes: pick(&privacy.path_prefixes, &file.path_prefixes),
+            methods: pick(&privacy.methods, &file.methods),
+            statuses: pick(&privacy.statuses, &file.statuses),
+        };
+        let mut redact = file.redact.clone().unwrap_or_default();
+        if privacy.no_redact || file.no_redact.unwrap_or(false) {
+            redact.enabled = false;
+        }
+        if let Some(env) = privacy
+            .redact_key_env
+            .clone()
+            .or(file.redact_key_env.clone())
+        {
+            redact.key_env = Some(env);
+        }
+        let threads = pipeline
+            .threads
+            .or(file.threads)
+            .unwrap_or(default_threads)
+            .max(1);
+        Ok(Settings {
+            decap,
+            flow,
+            http,
+            packet_filter,
+            exchange_filter,
+            redact,
+            threads,
+        })
+    }
+}
+
+/// Listen-only settings.
+#[derive(Clone, Debug)]
+pub struct ListenSettings {
+    /// Shared pipeline settings.
+    pub common: Settings,
+    /// UDP receive address.
+    pub bind: SocketAddr,
+    /// Admin HTTP address.
+    pub admin_bind: SocketAddr,
+    /// Output file (stdout when `None`).
+    pub output: Option<PathBuf>,
+    /// Rotate at this size.
+    pub rotate_size: Option<u64>,
+    /// Rotate at this age.
+    pub rotate_interval: Option<Duration>,
+    /// Receive threads.
+    pub recv_threads: usize,
+    /// Requested SO_RCVBUF.
+    pub recv_buffer: usize,
+}
+
+impl ListenSettings {
+    /// Resolves `vxtap listen` arguments over the config file.
+    pub fn resolve(args: &ListenArgs, file: &FileConfig) -> Result<Self, String> {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        let mut common =
+            Settings::resolve(file, &args.decode, &args.pipeline, &args.privacy, cpus)?;
+        if !args.allow_source.is_empty() {
+            common.packet_filter.allow_source = args.allow_source.clone();
+        }
+        let rotate_size = match (args.rotate_size, &file.rotate_size) {
+            (Some(s), _) => Some(s),
+            (None, Some(v)) => Some(v.bytes()?),
+            _ => None,
+        };
+        let rotate_interval = match (args.rotate_interval, &file.rotate_interval) {
+            (Some(d), _) => Some(d),
+            (None, Some(v)) => Some(v.duration()?),
+            _ => None,
+        };
+        let recv_buffer = match (args.recv_buffer, &file.recv_buffer) {
+            (Some(s), _) => s,
+            (None, Some(v)) => v.bytes()?,
+            _ => 256 << 20,
+        };
+        Ok(ListenSettings {
+            common,
+            bind: args
+                .bind
+                .or(file.bind)
+                .unwrap_or_else(|| "0.0.0.0:4789".parse().expect("static address")),
+            admin_bind: args
+                .admin_bind
+                .or(file.admin_bind)
+                .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("static address")),
+            output: args.output.clone().or(file.output.clone()),
+            rotate_size,
+            rotate_interval,
+            recv_threads: args.recv_threads.or(file.recv_threads).unwrap_or(1).max(1),
+            recv_buffer: usize::try_from(recv_buffer).unwrap_or(usize::MAX),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deploy_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/config/vxtap.toml");
+        let cfg = FileConfig::load(&path).unwrap();
+        assert_eq!(cfg.bind, Some("0.0.0.0:4789".parse().unwrap()));
+        assert_eq!(cfg.rotate_size.unwrap().bytes().unwrap(), 256 << 20);
+        assert_eq!(
+            cfg.idle_timeout.unwrap().duration().unwrap(),
+            Duration::from_secs(180)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("bnid = \"x\"").is_err());
+    }
+}

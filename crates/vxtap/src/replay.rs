@@ -1,0 +1,295 @@
+//! `vxtap replay`: capture files through the whole pipeline to JSON lines.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::thread;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use vxtap_capture::{CaptureError, CaptureReader};
+use vxtap_http::Exchange;
+use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter};
+
+use crate::batch::SegmentBatch;
+use crate::config::Settings;
+use crate::pipeline::{output_pipeline, Front, Totals, Worker, WorkerStats};
+
+/// Segments per batch handed to a worker.
+const BATCH_SEGMENTS: usize = 256;
+/// Payload bytes per batch handed to a worker.
+const BATCH_BYTES: usize = 256 * 1024;
+/// Exchanges handed to the output in one message, at most.
+const OUTPUT_BATCH: usize = 256;
+
+/// What a replay produced.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    /// Every counter.
+    pub totals: Totals,
+    /// Damaged or unreadable inputs (the packets before the damage were processed).
+    pub errors: Vec<CaptureError>,
+    /// The output failed (records may be missing).
+    pub output_error: Option<String>,
+}
+
+/// Runs a replay of `files` with `settings`, writing records as `sink` says.
+pub fn replay(
+    files: &[PathBuf],
+    settings: &Settings,
+    sink: JsonLinesConfig,
+    show_progress: bool,
+) -> Result<ReplayReport, String> {
+    let mut out = output_pipeline(settings, sink)?;
+    let mut front = Front::new(settings)?;
+    let progress = Progress::new(show_progress && std::io::stderr().is_terminal());
+    let mut report = ReplayReport::default();
+    let workers = if settings.threads <= 1 {
+        replay_inline(
+            files,
+            settings,
+            &mut front,
+            &mut out,
+            &progress,
+            &mut report,
+        )?
+    } else {
+        replay_sharded(
+            files,
+            settings,
+            &mut front,
+            &mut out,
+            &progress,
+            &mut report,
+        )?
+    };
+    progress.finish();
+    if let Err(e) = out.flush() {
+        report.output_error.get_or_insert(e.to_string());
+    }
+    report.totals.add_front(&front);
+    report.totals.workers = workers;
+    report.totals.add_output(&out);
+    report.totals.files = files.len() as u64;
+    Ok(report)
+}
+
+/// Reads every file and calls `frame` for each packet; damaged files are reported and the
+/// next file is read.
+fn read_all(
+    files: &[PathBuf],
+    progress: &Progress,
+    report: &mut ReplayReport,
+    mut frame: impl FnMut(u32, u64, &[u8]),
+) {
+    for path in files {
+        let mut reader = match CaptureReader::open(path) {
+            Ok(r) => r,
+            Err(e) => {
+                report.errors.push(e);
+                continue;
+            }
+        };
+        progress.start_file(path, reader.progress().total);
+        let mut n: u64 = 0;
+        loop {
+            match reader.next_packet() {
+                Ok(Some(p)) => {
+                    n += 1;
+                    frame(p.linktype, p.ts_ns, p.data);
+                    if n % 65_536 == 0 {
+                        progress.set(reader.progress().done);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    report.errors.push(e);
+                    break;
+                }
+            }
+        }
+        report.totals.frames += n;
+    }
+}
+
+fn write_all(
+    out: &mut ExchangePipeline<JsonLinesWriter>,
+    exchanges: &mut Vec<Exchange>,
+    report: &mut ReplayReport,
+) {
+    for ex in exchanges.drain(..) {
+        if let Err(e) = out.handle(ex) {
+            report.output_error.get_or_insert(e.to_string());
+        }
+    }
+}
+
+/// One worker on the reading thread: no copies, no channels.
+fn replay_inline(
+    files: &[PathBuf],
+    settings: &Settings,
+    front: &mut Front,
+    out: &mut ExchangePipeline<JsonLinesWriter>,
+    progress: &Progress,
+    report: &mut ReplayReport,
+) -> Result<WorkerStats, String> {
+    let mut worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
+    let mut ready = Vec::new();
+    let mut staged = ReplayReport::default();
+    read_all(files, progress, &mut staged, |link, ts, data| {
+        front.handle(link, ts, data, |seg| worker.process(seg));
+        if worker.ready() >= OUTPUT_BATCH {
+            worker.drain_into(&mut ready);
+            write_all(out, &mut ready, report);
+        }
+    });
+    worker.finish();
+    worker.drain_into(&mut ready);
+    write_all(out, &mut ready, report);
+    report.errors.append(&mut staged.errors);
+    report.totals.frames += staged.totals.frames;
+    Ok(worker.stats())
+}
+
+/// N flow-sharded workers; the reading thread decapsulates, filters and shards; this thread
+/// also writes the output (a channel from the workers).
+fn replay_sharded(
+    files: &[PathBuf],
+    settings: &Settings,
+    front: &mut Front,
+    out: &mut ExchangePipeline<JsonLinesWriter>,
+    progress: &Progress,
+    report: &mut ReplayReport,
+) -> Result<WorkerStats, String> {
+    let n = settings.threads;
+    let (recycle_tx, recycle_rx) = unbounded::<SegmentBatch>();
+    let (out_tx, out_rx) = bounded::<Vec<Exchange>>(64);
+    let mut to_workers: Vec<Sender<SegmentBatch>> = Vec::with_capacity(n);
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        // Replay must not lose data, so the reader blocks on a full worker queue (live mode
+        // drops and counts instead).
+        let (tx, rx) = bounded::<SegmentBatch>(8);
+        to_workers.push(tx);
+        let worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
+        let (recycle_tx, out_tx) = (recycle_tx.clone(), out_tx.clone());
+        let h = thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || run_worker(worker, rx, recycle_tx, out_tx))
+            .map_err(|e| format!("spawn worker: {e}"))?;
+        handles.push(h);
+    }
+    drop(out_tx);
+
+    let mut staged = ReplayReport::default();
+    let writer = thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut local = ReplayReport::default();
+            for mut batch in out_rx.iter() {
+                write_all(out, &mut batch, &mut local);
+            }
+            local.output_error
+        });
+        let mut batches: Vec<SegmentBatch> = (0..n)
+            .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES))
+            .collect();
+        read_all(files, progress, &mut staged, |link, ts, data| {
+            front.handle(link, ts, data, |seg| {
+                let shard = (seg.symmetric_hash() % n as u64) as usize;
+                let batch = &mut batches[shard];
+                batch.push(seg);
+                if batch.len() >= BATCH_SEGMENTS || batch.payload_bytes() >= BATCH_BYTES {
+                    let fresh = recycle_rx.try_recv().unwrap_or_else(|_| {
+                        SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES)
+                    });
+                    let full = std::mem::replace(batch, fresh);
+                    // A worker only disappears by panicking, which aborts the process.
+                    let _ = to_workers[shard].send(full);
+                }
+            });
+        });
+        for (batch, tx) in batches.into_iter().zip(&to_workers) {
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+        }
+        to_workers.clear();
+        writer.join()
+    });
+    let mut totals = WorkerStats::default();
+    for h in handles {
+        let stats = h
+            .join()
+            .map_err(|_| "a worker thread panicked".to_string())?;
+        totals.merge(&stats);
+    }
+    if let Ok(Some(e)) = writer {
+        report.output_error.get_or_insert(e);
+    }
+    report.errors.append(&mut staged.errors);
+    report.totals.frames += staged.totals.frames;
+    Ok(totals)
+}
+
+fn run_worker(
+    mut worker: Worker,
+    rx: Receiver<SegmentBatch>,
+    recycle: Sender<SegmentBatch>,
+    out: Sender<Vec<Exchange>>,
+) -> WorkerStats {
+    let mut ready = Vec::new();
+    for mut batch in rx.iter() {
+        for seg in batch.iter() {
+            worker.process(&seg);
+        }
+        batch.clear();
+        let _ = recycle.send(batch);
+        if worker.ready() >= OUTPUT_BATCH {
+            worker.drain_into(&mut ready);
+            let _ = out.send(std::mem::take(&mut ready));
+        }
+    }
+    worker.finish();
+    worker.drain_into(&mut ready);
+    if !ready.is_empty() {
+        let _ = out.send(ready);
+    }
+    worker.stats()
+}
+
+/// A progress bar on stderr for long replays (only on a terminal).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Self {
+        Progress {
+            bar: enabled.then(indicatif::ProgressBar::hidden),
+        }
+    }
+
+    fn start_file(&self, path: &std::path::Path, total: Option<u64>) {
+        if let Some(bar) = &self.bar {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_length(total.unwrap_or(0));
+            bar.set_position(0);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(path.display().to_string());
+        }
+    }
+
+    fn set(&self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
