@@ -234,7 +234,9 @@ impl ChunkDecoder {
     }
 
     fn bump_line(&mut self, n: usize) -> Result<(), ParseError> {
-        self.line_len = self.line_len.saturating_add(n.min(u32::MAX as usize) as u32);
+        self.line_len = self
+            .line_len
+            .saturating_add(n.min(u32::MAX as usize) as u32);
         if self.line_len > MAX_FRAMING_LINE {
             return Err(ParseError::BadChunk);
         }

@@ -106,7 +106,9 @@ pub(crate) struct Decoder {
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decoder").field("status", &self.status).finish()
+        f.debug_struct("Decoder")
+            .field("status", &self.status)
+            .finish()
     }
 }
 
@@ -121,9 +123,9 @@ impl Decoder {
         let inner = match coding {
             Coding::Gzip => Inner::Gzip(flate2::write::GzDecoder::new(sink)),
             Coding::Deflate => Inner::DeflatePending,
-            Coding::Brotli => Inner::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(
-                sink, 4096,
-            ))),
+            Coding::Brotli => Inner::Brotli(Box::new(
+                brotli_decompressor::DecompressorWriter::new(sink, 4096),
+            )),
             Coding::Zstd => Inner::Zstd(zstd::stream::write::Decoder::new(sink).ok()?),
         };
         Some(Decoder {
@@ -248,7 +250,10 @@ mod tests {
         for b in z.chunks(3) {
             d.write(b);
         }
-        assert_eq!(d.finish(true), (b"hello hello hello world".to_vec(), DecodeEnd::Ok));
+        assert_eq!(
+            d.finish(true),
+            (b"hello hello hello world".to_vec(), DecodeEnd::Ok)
+        );
     }
 
     #[test]

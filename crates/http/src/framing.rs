@@ -52,7 +52,8 @@ pub(crate) fn analyze(headers: &[httparse::Header<'_>], is_request: bool) -> Hea
                 match parse_decimal(part) {
                     Some(n) => match info.content_length {
                         Some(prev) if prev != n => {
-                            info.error.get_or_insert(ParseError::ConflictingContentLength);
+                            info.error
+                                .get_or_insert(ParseError::ConflictingContentLength);
                             info.suspect = true;
                         }
                         _ => info.content_length = Some(n),
@@ -185,7 +186,11 @@ fn classify_request(b: &[u8], max_line: usize) -> Class {
         }
     }
     if i == lim {
-        return if lim == b.len() { Class::More } else { Class::No };
+        return if lim == b.len() {
+            Class::More
+        } else {
+            Class::No
+        };
     }
     if i == 0 || b[i] != b' ' {
         return Class::No;
@@ -203,7 +208,11 @@ fn classify_request(b: &[u8], max_line: usize) -> Class {
             if b[t0..lim].iter().any(|c| *c < 0x21 || *c == 0x7f) {
                 return Class::No;
             }
-            return if lim == b.len() { Class::More } else { Class::No };
+            return if lim == b.len() {
+                Class::More
+            } else {
+                Class::No
+            };
         }
     }
     let tail = &b[i..];

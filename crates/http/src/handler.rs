@@ -114,7 +114,11 @@ impl Half {
     fn new(is_request: bool, midstream: bool) -> Half {
         Half {
             is_request,
-            state: if midstream { State::Resync } else { State::Start },
+            state: if midstream {
+                State::Resync
+            } else {
+                State::Start
+            },
             head_buf: Vec::new(),
             head_ts: 0,
             at_line_start: true,
@@ -327,8 +331,16 @@ impl HttpHandler {
         let max = self.cfg.max_head_bytes;
         let swap_ok = c.meta.midstream && !c.roles_fixed && !c.stopped;
         let h = &mut c.halves[r];
-        let want = if h.is_request { Class::Request } else { Class::Response };
-        let other = if h.is_request { Class::Response } else { Class::Request };
+        let want = if h.is_request {
+            Class::Request
+        } else {
+            Class::Response
+        };
+        let other = if h.is_request {
+            Class::Response
+        } else {
+            Class::Request
+        };
         if !h.head_buf.is_empty() {
             // A candidate line started in an earlier segment: extend it to its line end.
             let old = h.head_buf.len();
@@ -346,7 +358,11 @@ impl HttpHandler {
                     h.head_buf = Vec::with_capacity(buf.len());
                     h.head_buf.extend_from_slice(&buf[..old]);
                     h.head_ts = head_ts;
-                    let ev = if c2 == other { self.swap(c, r) } else { Ev::None };
+                    let ev = if c2 == other {
+                        self.swap(c, r)
+                    } else {
+                        Ev::None
+                    };
                     (0, ev)
                 }
                 _ => {
@@ -387,7 +403,11 @@ impl HttpHandler {
                 c2 if c2 == want || (c2 == other && swap_ok) => {
                     self.stats.resync_skipped_bytes += i as u64;
                     h.state = State::Start;
-                    let ev = if c2 == other { self.swap(c, r) } else { Ev::None };
+                    let ev = if c2 == other {
+                        self.swap(c, r)
+                    } else {
+                        Ev::None
+                    };
                     return (i, ev);
                 }
                 _ => {
@@ -514,9 +534,9 @@ impl HttpHandler {
             }
         } else {
             let mut resp = httparse::Response::new(&mut []);
-            match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-                &mut resp, head, slots,
-            ) {
+            match httparse::ParserConfig::default()
+                .parse_response_with_uninit_headers(&mut resp, head, slots)
+            {
                 Ok(httparse::Status::Complete(_)) => {
                     let msg = Message {
                         status: resp.code,
@@ -542,7 +562,14 @@ impl HttpHandler {
         }
     }
 
-    fn new_build(&self, msg: Message, start_ts: u64, end_ts: u64, flags: FlagSet, coding: Option<Coding>) -> MsgBuild {
+    fn new_build(
+        &self,
+        msg: Message,
+        start_ts: u64,
+        end_ts: u64,
+        flags: FlagSet,
+        coding: Option<Coding>,
+    ) -> MsgBuild {
         let decoder = match coding {
             Some(cd) if self.cfg.decode_content && self.cfg.max_body_bytes > 0 => {
                 Decoder::new(cd, self.cfg.max_decoded_bytes).map(Box::new)
@@ -1050,7 +1077,11 @@ impl HttpHandler {
         if response.is_none() {
             flags.insert(Flag::NoResponse);
         }
-        if request.iter().chain(response.iter()).any(|m| m.gap_bytes > 0) {
+        if request
+            .iter()
+            .chain(response.iter())
+            .any(|m| m.gap_bytes > 0)
+        {
             flags.insert(Flag::Gap);
         }
         if c.midstream_unsynced {
@@ -1229,7 +1260,12 @@ impl HttpHandler {
 }
 
 fn build_bytes(m: &MsgBuild) -> usize {
-    let headers: usize = m.msg.headers.iter().map(|(a, b)| a.len() + b.len() + 48).sum();
+    let headers: usize = m
+        .msg
+        .headers
+        .iter()
+        .map(|(a, b)| a.len() + b.len() + 48)
+        .sum();
     m.raw.capacity() + headers + m.decoder.as_ref().map_or(0, |_| 64 * 1024) + 256
 }
 
@@ -1333,7 +1369,10 @@ impl StreamHandler for HttpHandler {
         self.stats.conns_opened += 1;
         Conn {
             meta: *meta,
-            halves: [Half::new(true, meta.midstream), Half::new(false, meta.midstream)],
+            halves: [
+                Half::new(true, meta.midstream),
+                Half::new(false, meta.midstream),
+            ],
             queue: VecDeque::new(),
             next_seq: 0,
             next_resp_seq: 0,

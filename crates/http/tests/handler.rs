@@ -84,7 +84,10 @@ fn pipelining_of_five() {
     let ex = t.drain();
     assert_eq!(ex.len(), 5);
     for (i, e) in ex.iter().enumerate() {
-        assert_eq!(e.request.as_ref().unwrap().uri.as_deref(), Some(&*format!("/{i}")));
+        assert_eq!(
+            e.request.as_ref().unwrap().uri.as_deref(),
+            Some(&*format!("/{i}"))
+        );
         assert_eq!(body(e.response.as_ref().unwrap()), format!("body{i}"));
         assert!(e.flags.is_empty());
     }
@@ -155,7 +158,10 @@ fn connect_tunnel() {
     assert_eq!(v, Verdict::StopDelivery);
     let ex = t.drain();
     assert_eq!(ex.len(), 1);
-    assert_eq!(ex[0].request.as_ref().unwrap().method.as_deref(), Some("CONNECT"));
+    assert_eq!(
+        ex[0].request.as_ref().unwrap().method.as_deref(),
+        Some("CONNECT")
+    );
     assert!(ex[0].flags.contains(&"upgrade"));
     // A refused CONNECT leaves the connection in HTTP.
     let mut t = T::new(cfg());
@@ -262,7 +268,10 @@ fn obfuscated_transfer_encoding() {
         "identity",
     ] {
         let mut t = T::new(cfg());
-        t.c(format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}\r\nContent-Length: 3\r\n\r\nabc").as_bytes());
+        t.c(
+            format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}\r\nContent-Length: 3\r\n\r\nabc")
+                .as_bytes(),
+        );
         t.s(b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n");
         let ex = t.close(CloseReason::Fin);
         assert_eq!(ex.len(), 1, "{te}: {ex:#?}");
@@ -290,7 +299,11 @@ fn smuggled_request_in_body_stays_body() {
     // Like zeek's smuggle-http-request.pcap: the body of a POST holds a second request.
     let inner = "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut t = T::new(cfg());
-    t.c(format!("POST /p HTTP/1.1\r\nContent-Length: {}\r\n\r\n{inner}", inner.len()).as_bytes());
+    t.c(format!(
+        "POST /p HTTP/1.1\r\nContent-Length: {}\r\n\r\n{inner}",
+        inner.len()
+    )
+    .as_bytes());
     t.s(OK5);
     let ex = t.drain();
     assert_eq!(ex.len(), 1);
@@ -347,7 +360,10 @@ fn gap_inside_content_length_body() {
     assert_eq!(body(r), "abcxyz");
     assert!(r.body_truncated);
     assert_eq!(ex[0].flags, vec!["body_truncated", "gap"]);
-    assert_eq!(ex[1].request.as_ref().unwrap().uri.as_deref(), Some("/next"));
+    assert_eq!(
+        ex[1].request.as_ref().unwrap().uri.as_deref(),
+        Some("/next")
+    );
     assert!(ex[1].flags.is_empty());
     // A truncated capture is named as such.
     let mut t = T::new(cfg());
@@ -372,7 +388,10 @@ fn gap_inside_head_resyncs_without_mispairing() {
     assert!(ex[0].request.is_none());
     assert_eq!(body(ex[0].response.as_ref().unwrap()), "lost");
     assert!(ex[0].flags.contains(&"no_request") && ex[0].flags.contains(&"gap"));
-    assert_eq!(ex[1].request.as_ref().unwrap().uri.as_deref(), Some("/found"));
+    assert_eq!(
+        ex[1].request.as_ref().unwrap().uri.as_deref(),
+        Some("/found")
+    );
     assert_eq!(body(ex[1].response.as_ref().unwrap()), "found");
     assert!(ex[1].flags.is_empty());
 }
@@ -394,7 +413,12 @@ fn pipelined_gap_never_mispairs() {
             assert_eq!(&uri[1..], &body(r)[1..], "mis-paired: {e:#?}");
         }
     }
-    assert!(ex.iter().filter(|e| e.request.is_some() && e.response.is_some()).count() >= 2);
+    assert!(
+        ex.iter()
+            .filter(|e| e.request.is_some() && e.response.is_some())
+            .count()
+            >= 2
+    );
 }
 
 #[test]
@@ -422,7 +446,10 @@ fn request_without_response_at_close() {
     let mut t = T::new(cfg());
     t.c(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial");
     let ex = t.close(CloseReason::Evicted);
-    assert_eq!(ex[0].flags, vec!["body_truncated", "evicted", "incomplete", "no_response"]);
+    assert_eq!(
+        ex[0].flags,
+        vec!["body_truncated", "evicted", "incomplete", "no_response"]
+    );
     assert_eq!(t.h.stats().exchanges_by(Outcome::NoResponse), 1);
 }
 
@@ -468,7 +495,11 @@ fn endless_chunked_body_is_bounded() {
     for _ in 0..2000 {
         t.s(chunk.as_bytes());
     }
-    assert!(t.conn().buffered_bytes() < 16 * 1024, "{}", t.conn().buffered_bytes());
+    assert!(
+        t.conn().buffered_bytes() < 16 * 1024,
+        "{}",
+        t.conn().buffered_bytes()
+    );
     let ex = t.close(CloseReason::EndOfInput);
     let r = ex[0].response.as_ref().unwrap();
     assert_eq!(r.body_len, 4096 * 2000);
@@ -493,7 +524,11 @@ fn gzip_decoding_and_bomb_bound() {
     let mut t = T::new(c.clone());
     let z = gz(b"{\"hello\":\"world\"}");
     t.c(GET);
-    t.s(format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", z.len()).as_bytes());
+    t.s(format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        z.len()
+    )
+    .as_bytes());
     for ch in z.chunks(5) {
         t.s(ch);
     }
@@ -506,10 +541,18 @@ fn gzip_decoding_and_bomb_bound() {
     let bomb = gz(&vec![0u8; 50 << 20]);
     let mut t = T::new(c.clone());
     t.c(GET);
-    t.s(format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", bomb.len()).as_bytes());
+    t.s(format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+        bomb.len()
+    )
+    .as_bytes());
     t.s(&bomb);
     let ex = t.drain();
-    assert!(ex[0].flags.contains(&"decode_truncated"), "{:?}", ex[0].flags);
+    assert!(
+        ex[0].flags.contains(&"decode_truncated"),
+        "{:?}",
+        ex[0].flags
+    );
     let r = ex[0].response.as_ref().unwrap();
     assert_eq!(r.body_encoding, Some(vxtap_http::BodyEncoding::Utf8));
     assert_eq!(body(r).len(), 1 << 16);
@@ -519,7 +562,10 @@ fn gzip_decoding_and_bomb_bound() {
     t.s(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 5\r\n\r\n\xff\xfe\x00\x01\x02");
     let ex = t.drain();
     assert!(ex[0].flags.contains(&"decode_error"));
-    assert_eq!(ex[0].response.as_ref().unwrap().body_encoding, Some(vxtap_http::BodyEncoding::Base64));
+    assert_eq!(
+        ex[0].response.as_ref().unwrap().body_encoding,
+        Some(vxtap_http::BodyEncoding::Base64)
+    );
     assert_eq!(body(ex[0].response.as_ref().unwrap()), "//4AAQI=");
 }
 
@@ -585,5 +631,10 @@ fn pipeline_cap_gives_up_oldest_without_mispairing() {
             assert_eq!(&q.uri.as_deref().unwrap()[1..], &body(r)[1..]);
         }
     }
-    assert_eq!(ex.iter().filter(|e| e.request.is_some() && e.response.is_some()).count(), 2);
+    assert_eq!(
+        ex.iter()
+            .filter(|e| e.request.is_some() && e.response.is_some())
+            .count(),
+        2
+    );
 }

@@ -32,7 +32,9 @@ impl Msg {
         match &self.framing {
             Framing::None => out.extend_from_slice(b"\r\n"),
             Framing::Length => {
-                out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+                out.extend_from_slice(
+                    format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes(),
+                );
                 out.extend_from_slice(&self.body);
             }
             Framing::Chunked(sizes) => {
@@ -71,12 +73,20 @@ fn headers() -> impl Strategy<Value = Vec<(String, String)>> {
         }),
         0..5,
     )
-    .prop_map(|v| v.into_iter().map(|(n, val)| (n, val.trim().to_string())).collect())
+    .prop_map(|v| {
+        v.into_iter()
+            .map(|(n, val)| (n, val.trim().to_string()))
+            .collect()
+    })
 }
 
 fn framing(allow_none: bool) -> impl Strategy<Value = Framing> {
     prop_oneof![
-        Just(if allow_none { Framing::None } else { Framing::Length }),
+        Just(if allow_none {
+            Framing::None
+        } else {
+            Framing::Length
+        }),
         Just(Framing::Length),
         prop::collection::vec(1usize..40, 0..6).prop_map(Framing::Chunked),
     ]
@@ -99,7 +109,11 @@ fn request() -> impl Strategy<Value = Msg> {
         framing(true),
     )
         .prop_map(|(m, uri, headers, body, framing)| {
-            let body = if matches!(framing, Framing::None) { Vec::new() } else { body };
+            let body = if matches!(framing, Framing::None) {
+                Vec::new()
+            } else {
+                body
+            };
             Msg {
                 start: format!("{m} {uri} HTTP/1.1"),
                 headers,
@@ -267,7 +281,11 @@ fn mutated_messages_never_panic() {
     ];
     for round in 0..3000 {
         let cfg = cfgs[round % 2].clone();
-        let mut t = if round % 3 == 0 { T::midstream(cfg) } else { T::new(cfg) };
+        let mut t = if round % 3 == 0 {
+            T::midstream(cfg)
+        } else {
+            T::new(cfg)
+        };
         for _ in 0..rng.below(8) + 1 {
             let mut m = SEEDS[rng.below(SEEDS.len())].to_vec();
             for _ in 0..rng.below(4) {
@@ -298,7 +316,11 @@ fn mutated_messages_never_panic() {
                 }
             }
         }
-        let reasons = [CloseReason::Fin, CloseReason::EndOfInput, CloseReason::Evicted];
+        let reasons = [
+            CloseReason::Fin,
+            CloseReason::EndOfInput,
+            CloseReason::Evicted,
+        ];
         for e in t.close(reasons[round % 3]) {
             serde_json::to_string(&e).unwrap();
             let mut f = e.flags.clone();

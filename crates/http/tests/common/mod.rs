@@ -2,9 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr};
-use vxtap_flow::{
-    CloseReason, ConnMeta, Direction, Endpoint, GapReason, StreamHandler, Verdict,
-};
+use vxtap_flow::{CloseReason, ConnMeta, Direction, Endpoint, GapReason, StreamHandler, Verdict};
 use vxtap_http::{Conn, Exchange, HttpConfig, HttpHandler};
 
 pub const C2S: Direction = Direction::ClientToServer;
@@ -91,8 +89,14 @@ impl T {
 
     pub fn gap(&mut self, dir: Direction, len: u64, reason: GapReason) -> Verdict {
         let ts = self.tick();
-        self.h
-            .on_gap(self.conn.as_mut().unwrap(), &self.meta, dir, ts, len, reason)
+        self.h.on_gap(
+            self.conn.as_mut().unwrap(),
+            &self.meta,
+            dir,
+            ts,
+            len,
+            reason,
+        )
     }
 
     pub fn fin(&mut self, dir: Direction) {
