@@ -108,6 +108,9 @@ struct Half {
     interim: bool,
     /// Flags to put on an unpaired current response.
     unpaired_flags: FlagSet,
+    /// Flags inherited by the next head found by resync (a request smuggled inside a body
+    /// whose framing was ambiguous is itself suspect).
+    resync_flags: FlagSet,
 }
 
 impl Half {
@@ -126,6 +129,7 @@ impl Half {
             target: None,
             interim: false,
             unpaired_flags: FlagSet::EMPTY,
+            resync_flags: FlagSet::EMPTY,
         }
     }
 
@@ -503,7 +507,7 @@ impl HttpHandler {
     fn on_head(&mut self, c: &mut Conn, r: usize, ts: u64, head: &[u8]) -> Ev {
         let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS_LIMIT];
         let slots = &mut storage[..self.cfg.max_headers];
-        let mut flags = FlagSet::EMPTY;
+        let mut flags = std::mem::take(&mut c.halves[r].resync_flags);
         if has_bare_lf(head) {
             flags.insert(Flag::SmugglingSuspect);
         }
@@ -1134,6 +1138,9 @@ impl HttpHandler {
         self.stats.resync_skipped_bytes += h.head_buf.len() as u64;
         h.head_buf.clear();
         h.at_line_start = at_line_start;
+        if flags.contains(Flag::SmugglingSuspect) {
+            h.resync_flags.insert(Flag::SmugglingSuspect);
+        }
         c.uncertain = true;
         c.desync_flags.merge(flags);
         if c.halves[r].is_request {

@@ -221,10 +221,17 @@ fn chunk_size_overflow_is_flagged() {
     let mut t = T::new(cfg());
     t.c(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nxx");
     t.s(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+    t.c(b"\r\nGET /smuggled HTTP/1.1\r\n\r\n");
     let ex = t.close(CloseReason::Fin);
-    assert_eq!(ex.len(), 1, "{ex:#?}");
+    assert_eq!(ex.len(), 2, "{ex:#?}");
     assert!(ex[0].flags.contains(&"smuggling_suspect"));
     assert!(ex[0].flags.contains(&"incomplete"));
+    // The request found inside the rejected body inherits the suspicion.
+    assert_eq!(
+        ex[1].request.as_ref().unwrap().uri.as_deref(),
+        Some("/smuggled")
+    );
+    assert!(ex[1].flags.contains(&"smuggling_suspect"));
     assert_eq!(ex[0].response.as_ref().unwrap().status, Some(400));
     assert_eq!(
         t.h.stats()
