@@ -979,6 +979,59 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    /// Hands out at most `step` bytes per read, to exercise every refill boundary.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn streaming_in_tiny_reads_matches_memory() {
+        let mut ng = Ng {
+            be: false,
+            out: Vec::new(),
+        };
+        ng.shb(true);
+        ng.idb(1, Some(9), None);
+        for i in 0..50u8 {
+            ng.epb(0, i as u64, &vec![i; i as usize * 37]);
+        }
+        let mut pcap = crate::PcapWriter::new(Vec::new(), 1, crate::TsResolution::Nano).unwrap();
+        for i in 0..50u8 {
+            pcap.write_packet(i as u64, &vec![i; i as usize * 37], 5000)
+                .unwrap();
+        }
+        for bytes in [ng.out, pcap.into_inner().unwrap()] {
+            let want = collect(bytes.clone());
+            assert!(want.1.is_none());
+            assert_eq!(want.0.len(), 50);
+            for step in [1, 3, 7, 4096] {
+                let t = Trickle {
+                    data: bytes.clone(),
+                    at: 0,
+                    step,
+                };
+                let mut r = CaptureReader::from_reader("trickle", t).unwrap();
+                let mut got = Vec::new();
+                while let Some(p) = r.next_packet().unwrap() {
+                    got.push((p.ts_ns, p.linktype, p.data.to_vec(), p.interface));
+                }
+                assert_eq!(got, want.0, "step {step}");
+                assert_eq!(r.position(), bytes.len() as u64);
+            }
+        }
+    }
+
     #[test]
     fn pcapng_packet_for_undeclared_interface_is_damage() {
         let mut ng = Ng {
