@@ -379,12 +379,16 @@ bundle_install() {
   bash "$work/unpacked/vxtap/install.sh" --root "$root" # idempotent
   for f in usr/local/bin/vxtap usr/local/libexec/vxtap-ship etc/systemd/system/vxtap.service \
     etc/systemd/system/vxtap-ship.service etc/systemd/system/vxtap-ship.timer \
-    etc/sysctl.d/99-vxtap.conf etc/logrotate.d/vxtap etc/vxtap/vxtap.toml \
+    etc/sysctl.d/99-vxtap.conf etc/vxtap/vxtap.toml \
     etc/vxtap/vxtap.toml.example etc/vxtap/vxtap.env; do
     [[ -e $root/$f ]] || { echo "missing after install: /$f"; return 1; }
   done
   [[ -x $root/usr/local/bin/vxtap && -x $root/usr/local/libexec/vxtap-ship ]]
   [[ $(stat -c %a "$root/etc/vxtap/vxtap.env") == 600 ]] || { echo "vxtap.env is not 0600"; return 1; }
+  # logrotate only on request (vxtap's own rotation is the default).
+  [[ ! -e $root/etc/logrotate.d/vxtap ]] || { echo "logrotate config installed by default"; return 1; }
+  bash "$work/unpacked/vxtap/install.sh" --root "$root" --with-logrotate >/dev/null
+  [[ -e $root/etc/logrotate.d/vxtap ]] || { echo "--with-logrotate did not install it"; return 1; }
   # The user's config survives a reinstall.
   echo '# mine' >"$root/etc/vxtap/vxtap.toml"
   bash "$work/unpacked/vxtap/install.sh" --root "$root" >/dev/null

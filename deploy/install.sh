@@ -4,11 +4,13 @@
 # Runs from an unpacked bundle made by deploy/package.sh (bin/vxtap beside this script) or from
 # the repository's deploy/ directory with --binary target/release/vxtap.
 #
-#   install.sh [--binary PATH] [--root DIR] [--no-start]
+#   install.sh [--binary PATH] [--root DIR] [--no-start] [--with-logrotate]
 #
-#   --binary PATH  the vxtap executable (default: bin/vxtap next to this script)
-#   --root DIR     install below DIR instead of / (packaging, tests); implies --no-start
-#   --no-start     copy files only: no sysctl, no systemctl
+#   --binary PATH      the vxtap executable (default: bin/vxtap next to this script)
+#   --root DIR         install below DIR instead of / (packaging, tests); implies --no-start
+#   --no-start         copy files only: no sysctl, no systemctl
+#   --with-logrotate   also install /etc/logrotate.d/vxtap, for a vxtap.toml WITHOUT
+#                      rotate_size / rotate_interval (use one rotation mechanism, not both)
 #
 # Idempotent: an existing /etc/vxtap/vxtap.toml is kept (the example is refreshed beside it as
 # vxtap.toml.example); rerunning with a new binary upgrades and restarts the service.
@@ -19,13 +21,15 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 binary=$src/bin/vxtap
 root=
 start=1
+logrotate=0
 
 while [[ $# -gt 0 ]]; do
   case $1 in
     --binary) binary=${2:?--binary needs a path}; shift 2 ;;
     --root) root=${2:?--root needs a directory}; start=0; shift 2 ;;
     --no-start) start=0; shift ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --with-logrotate) logrotate=1; shift ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "install.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -39,7 +43,9 @@ for unit in vxtap.service vxtap-ship.service vxtap-ship.timer; do
   install -D -m 0644 "$src/systemd/$unit" "$root/etc/systemd/system/$unit"
 done
 install -D -m 0644 "$src/systemd/99-vxtap.conf" "$root/etc/sysctl.d/99-vxtap.conf"
-install -D -m 0644 "$src/logrotate/vxtap" "$root/etc/logrotate.d/vxtap"
+if [[ $logrotate == 1 ]]; then
+  install -D -m 0644 "$src/logrotate/vxtap" "$root/etc/logrotate.d/vxtap"
+fi
 install -D -m 0644 "$src/config/vxtap.toml" "$root/etc/vxtap/vxtap.toml.example"
 if [[ ! -e $root/etc/vxtap/vxtap.toml ]]; then
   install -m 0644 "$src/config/vxtap.toml" "$root/etc/vxtap/vxtap.toml"
