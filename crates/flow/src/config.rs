@@ -84,6 +84,10 @@ pub struct FlowConfig {
     pub linger_ns: u64,
     /// A hole not filled within this long (packet time) is skipped as a `Lost` gap (default 3 s).
     pub hole_timeout_ns: u64,
+    /// A hole the peer has acknowledged is skipped once it is this old (packet time): acks can
+    /// overtake the data they cover on a reordering mirror path, so "acked" alone is not "lost"
+    /// (default 5 ms; 0 skips at once).
+    pub ack_skip_grace_ns: u64,
     /// Segments whose sequence number is further than this ahead of the stream are ignored and
     /// counted rather than buffered (default 1 GiB, the largest scaled TCP window).
     pub max_seq_ahead: u32,
@@ -99,6 +103,7 @@ impl Default for FlowConfig {
             idle_timeout_ns: 120 * 1_000_000_000,
             linger_ns: 10 * 1_000_000_000,
             hole_timeout_ns: 3 * 1_000_000_000,
+            ack_skip_grace_ns: 5_000_000,
             max_seq_ahead: 1 << 30,
         }
     }

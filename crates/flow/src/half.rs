@@ -72,6 +72,12 @@ pub(crate) struct Half {
     pub chunks: Vec<Chunk>,
     /// Sum of `cost()` over `chunks`.
     pub buffered: usize,
+    /// Highest offset the peer acknowledged beyond `next_off` (meaningful while greater).
+    pub acked_off: u64,
+    /// Since when the stream has been stuck at `acked_at` with the peer acking beyond it.
+    pub acked_since_ns: u64,
+    /// The `next_off` that `acked_since_ns` refers to: progress restarts the clock.
+    pub acked_at: u64,
     flags: u8,
 }
 
@@ -123,8 +129,14 @@ impl Half {
         seq.wrapping_sub(self.next_seq()) as i32 as i64
     }
 
-    /// Something is waiting for a hole to close: buffered chunks, or a FIN beyond a hole.
+    /// Something is waiting for a hole to close: buffered chunks, a FIN beyond a hole, or the
+    /// peer's ack of bytes not seen yet.
     pub fn pending(&self) -> bool {
+        self.has_hole() || self.acked_off > self.next_off
+    }
+
+    /// Something seen lies beyond a hole: buffered chunks, or a FIN.
+    pub fn has_hole(&self) -> bool {
         !self.chunks.is_empty()
             || (self.fin_seen() && !self.fin_done() && self.next_off < self.fin_off)
     }
@@ -147,7 +159,7 @@ impl Half {
         if self.fin_seen() && !self.fin_done() {
             e = e.max(self.fin_off);
         }
-        e
+        e.max(self.acked_off)
     }
 
     /// Oldest capture time among buffered chunks (the age of the current hole).

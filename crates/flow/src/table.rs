@@ -444,7 +444,41 @@ fn peer_ack<H: StreamHandler>(
         limit = limit.min(hf.fin_off);
     }
     if limit > hf.next_off {
-        skip_to(c, side, limit, SkipTrigger::PeerAck, ts, env, h);
+        if hf.acked_off <= hf.next_off || hf.acked_at != hf.next_off {
+            hf.acked_since_ns = ts;
+            hf.acked_at = hf.next_off;
+        }
+        hf.acked_off = hf.acked_off.max(limit);
+        ack_skip(c, side, ts, env, h);
+    }
+}
+
+/// Skips what the peer acknowledged once the hole is older than the grace period.
+fn ack_skip<H: StreamHandler>(
+    c: &mut Conn<H::Conn>,
+    side: usize,
+    now: u64,
+    env: &mut Env,
+    h: &mut H,
+) {
+    let hf = &mut c.core.halves[side];
+    if hf.acked_off <= hf.next_off {
+        return;
+    }
+    if hf.acked_at != hf.next_off {
+        // The stream moved since the ack was seen: data is flowing, acks merely lead it (a
+        // mirror path that delays one direction); the new hole's age starts now.
+        hf.acked_at = hf.next_off;
+        hf.acked_since_ns = now;
+    }
+    // A hole with data buffered above it has been visible since that data arrived.
+    let since = match hf.chunks.is_empty() {
+        true => hf.acked_since_ns,
+        false => hf.acked_since_ns.min(hf.hole_since_ns),
+    };
+    if now.saturating_sub(since) >= env.cfg.ack_skip_grace_ns {
+        let limit = hf.acked_off;
+        skip_to(c, side, limit, SkipTrigger::PeerAck, now, env, h);
     }
 }
 
@@ -517,8 +551,11 @@ fn on_payload<H: StreamHandler>(
     let next = hf.next_off;
     let off = next as i64 + rel;
     let end = off + total as i64;
-    if fin {
+    if fin && !hf.fin_seen() {
         hf.set_fin(end.max(0) as u64);
+        if hf.chunks.is_empty() && hf.has_hole() {
+            hf.hole_since_ns = ts;
+        }
     }
     if end <= next as i64 {
         if total > 0 {
@@ -564,9 +601,9 @@ fn on_payload<H: StreamHandler>(
         off += upto;
     }
     let hf = &mut c.core.halves[side];
-    let was_pending = hf.pending();
+    let had_hole = hf.has_hole();
     let r = hf.insert(off, ts, cap, total);
-    if !was_pending && hf.pending() {
+    if !had_hole && hf.has_hole() {
         hf.hole_since_ns = ts;
     }
     env.buffered += r.cost;
@@ -596,7 +633,8 @@ fn enforce_bounds<H: StreamHandler>(
     while c.core.halves[side].buffered > env.cfg.max_buffer_per_direction {
         skip_first_hole(c, side, SkipTrigger::FlowCap, now, env, h);
     }
-    while c.core.halves[side].pending()
+    ack_skip(c, side, now, env, h);
+    while c.core.halves[side].has_hole()
         && now.saturating_sub(c.core.halves[side].hole_since_ns) >= env.cfg.hole_timeout_ns
     {
         let before = c.core.halves[side].next_off;
@@ -641,9 +679,11 @@ fn conn_segment<H: StreamHandler>(
         peer_ack(c, side ^ 1, seg.ack, ts, env, h);
     }
     on_payload(c, side, seg, env, h);
-    if c.core.halves[1 - side].pending() {
-        // The other direction's hole may have aged while only this one talked.
-        enforce_bounds(c, 1 - side, ts, env, h);
+    for s in [side, 1 - side] {
+        // A hole may have aged (or been acked) while only the other direction talked.
+        if c.core.halves[s].pending() {
+            enforce_bounds(c, s, ts, env, h);
+        }
     }
     if c.core.halves.iter().all(|hf| hf.fin_done()) {
         close_conn(c, ts, CloseReason::Fin, SkipTrigger::Close, env, h);

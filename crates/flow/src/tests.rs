@@ -199,7 +199,10 @@ fn conn_state_is_small() {
     const { assert!(CONN_CORE_SIZE <= 512) };
     // The table's charge per connection with a tiny consumer state stays well under 1 KiB.
     let t = table();
-    eprintln!("ConnCore {CONN_CORE_SIZE} B, per flow {} B", t.per_flow_cost());
+    eprintln!(
+        "ConnCore {CONN_CORE_SIZE} B, per flow {} B",
+        t.per_flow_cost()
+    );
     assert!(t.per_flow_cost() <= 512 + 128, "{}", t.per_flow_cost());
 }
 
@@ -383,25 +386,60 @@ fn truncated_capture_gap_lengths() {
     assert_eq!(t.stats().gap_bytes_truncated_capture, 15);
 }
 
+const MS: u64 = 1_000_000;
+
 #[test]
 fn hole_skipped_when_peer_acks_beyond_it() {
     let (mut t, mut r) = (table(), Rec::default());
     handshake(&mut t, &mut r);
     // Request segment 1 (5 bytes) lost by the mirror; segment 2 buffered.
-    t.process(&c(10, CI + 6, SI + 1, ACK, b"world"), &mut r);
+    t.process(&c(10 * MS, CI + 6, SI + 1, ACK, b"world"), &mut r);
     assert!(r.gaps().is_empty());
     // The server acknowledges both: it got them, we never will.
-    t.process(&s(11, SI + 1, CI + 11, ACK, b""), &mut r);
+    t.process(&s(16 * MS, SI + 1, CI + 11, ACK, b""), &mut r);
     assert_eq!(r.gaps(), vec![(C2S, 5, GapReason::Lost)]);
     assert_eq!(r.stream(0, C2S), b"?????world");
     assert_eq!(t.stats().holes_skipped_peer_ack, 1);
-    // Tail loss: nothing buffered, but the peer acks bytes we never saw.
-    t.process(&s(12, SI + 1, CI + 15, ACK, b""), &mut r);
+    // Tail loss: nothing buffered, but the peer acks bytes we never saw; skipped once the
+    // grace period has passed (here on the next packet of the connection).
+    t.process(&s(20 * MS, SI + 1, CI + 15, ACK, b""), &mut r);
+    assert_eq!(r.stream(0, C2S), b"?????world");
+    t.process(&s(30 * MS, SI + 1, CI + 15, ACK, b"x"), &mut r);
     assert_eq!(r.stream(0, C2S), b"?????world????");
-    // The lost segment finally shows up (mirror reordering): counted, not delivered twice.
-    t.process(&c(13, CI + 1, SI + 1, ACK, b"hello"), &mut r);
+    // The lost segment finally shows up: counted, not delivered twice.
+    t.process(&c(31 * MS, CI + 1, SI + 1, ACK, b"hello"), &mut r);
     assert_eq!(r.stream(0, C2S), b"?????world????");
     assert_eq!(t.stats().retransmitted_segments, 1);
+}
+
+#[test]
+fn ack_overtaking_its_data_is_not_a_loss() {
+    let (mut t, mut r) = (table(), Rec::default());
+    handshake(&mut t, &mut r);
+    t.process(&c(10 * MS, CI + 6, SI + 1, ACK, b"world"), &mut r);
+    // The mirror delivers the server's ack before the first segment (reordering).
+    t.process(&s(10 * MS + 50_000, SI + 1, CI + 11, ACK, b""), &mut r);
+    t.process(&c(10 * MS + 90_000, CI + 1, SI + 1, ACK, b"hello"), &mut r);
+    assert!(r.gaps().is_empty());
+    assert_eq!(r.stream(0, C2S), b"helloworld");
+    // Tail case too: ack before the data, then the data.
+    t.process(&s(11 * MS, SI + 1, CI + 14, ACK, b""), &mut r);
+    t.process(&c(11 * MS + 10, CI + 11, SI + 1, ACK, b"abc"), &mut r);
+    t.advance_time(20 * SEC, &mut r);
+    assert!(r.gaps().is_empty());
+    assert_eq!(r.stream(0, C2S), b"helloworldabc");
+}
+
+#[test]
+fn acked_tail_is_skipped_by_advance_time() {
+    let (mut t, mut r) = (table(), Rec::default());
+    handshake(&mut t, &mut r);
+    t.process(&c(10 * MS, CI + 1, SI + 1, ACK, b"ab"), &mut r);
+    t.process(&s(11 * MS, SI + 1, CI + 9, ACK, b""), &mut r);
+    t.advance_time(12 * MS, &mut r);
+    assert!(r.gaps().is_empty());
+    t.advance_time(17 * MS, &mut r);
+    assert_eq!(r.gaps(), vec![(C2S, 6, GapReason::Lost)]);
 }
 
 #[test]
