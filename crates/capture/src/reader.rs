@@ -12,7 +12,7 @@
 //! packet whenever a packet carries a comment, which our own writer does).
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -307,26 +307,29 @@ impl CaptureReader {
         reader: Box<dyn Read + Send>,
         total: Option<u64>,
     ) -> Result<Self, CaptureError> {
-        let mut br = BufReader::with_capacity(
-            64 * 1024,
-            Counting {
-                inner: reader,
-                count: 0,
-            },
-        );
-        let gz = loop {
-            match br.fill_buf() {
-                Ok(b) => break is_gzip(b),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        // Peek two bytes for the gzip magic, looping because a pipe may hand out one byte,
+        // then put them back in front of the stream.
+        let mut reader = reader;
+        let mut head = [0u8; 2];
+        let mut got = 0;
+        while got < 2 {
+            match reader.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => {
                     return Err(CaptureError::Read {
                         path: name,
-                        offset: 0,
+                        offset: got as u64,
                         source,
                     });
                 }
             }
-        };
+        }
+        let gz = got == 2 && is_gzip(&head);
+        let inner: Box<dyn Read + Send> =
+            Box::new(io::Cursor::new(head).take(got as u64).chain(reader));
+        let br = BufReader::with_capacity(64 * 1024, Counting { inner, count: 0 });
         let input = if gz {
             Input::Gz(Box::new(MultiGzDecoder::new(br)))
         } else {
@@ -1028,6 +1031,24 @@ mod tests {
                 }
                 assert_eq!(got, want.0, "step {step}");
                 assert_eq!(r.position(), bytes.len() as u64);
+            }
+            // gzip detection must survive a pipe that hands out one byte at a time.
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            io::Write::write_all(&mut gz, &bytes).unwrap();
+            let gz = gz.finish().unwrap();
+            for step in [1, 4096] {
+                let t = Trickle {
+                    data: gz.clone(),
+                    at: 0,
+                    step,
+                };
+                let mut r = CaptureReader::from_reader("trickle.gz", t).unwrap();
+                let mut n = 0;
+                while r.next_packet().unwrap().is_some() {
+                    n += 1;
+                }
+                assert_eq!(n, 50);
+                assert_eq!(r.progress().done, gz.len() as u64);
             }
         }
     }
