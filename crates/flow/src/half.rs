@@ -55,30 +55,32 @@ const SYN_SEEN: u8 = 2;
 const FIN_SEEN: u8 = 4;
 const FIN_DONE: u8 = 8;
 
-/// Reassembly state of one direction.
+/// Reassembly state of one direction. `repr(C)` with the fields every packet touches in the
+/// first cache line.
 #[derive(Default)]
+#[repr(C)]
 pub(crate) struct Half {
     /// Sequence number of stream offset 0.
     pub base_seq: u32,
     /// Initial sequence number, when the SYN was seen.
     pub isn: u32,
+    flags: u8,
     /// Offset of the next byte to deliver (everything before it was delivered or gapped).
     pub next_off: u64,
-    /// Offset of the FIN, when seen.
-    pub fin_off: u64,
-    /// Capture time since which a hole has been open (valid while `pending()`).
-    pub hole_since_ns: u64,
-    /// Out-of-order chunks, sorted, non-overlapping, all beyond `next_off`.
-    pub chunks: Vec<Chunk>,
-    /// Sum of `cost()` over `chunks`.
-    pub buffered: usize,
     /// Highest offset the peer acknowledged beyond `next_off` (meaningful while greater).
     pub acked_off: u64,
+    /// Out-of-order chunks, sorted, non-overlapping, all beyond `next_off`.
+    pub chunks: Vec<Chunk>,
+    /// Offset of the FIN, when seen.
+    pub fin_off: u64,
+    /// Capture time since which a hole has been open (valid while `has_hole()`).
+    pub hole_since_ns: u64,
+    /// Sum of `cost()` over `chunks`.
+    pub buffered: usize,
     /// Since when the stream has been stuck at `acked_at` with the peer acking beyond it.
     pub acked_since_ns: u64,
     /// The `next_off` that `acked_since_ns` refers to: progress restarts the clock.
     pub acked_at: u64,
-    flags: u8,
 }
 
 impl Half {

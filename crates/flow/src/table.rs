@@ -40,80 +40,95 @@ fn server_rank(port: u16) -> u8 {
     }
 }
 
+/// An address as two words: IPv4 mapped into IPv6 (`::ffff:a.b.c.d`), so keys compare and hash
+/// as plain integers (std's `IpAddr` ordering and hashing go through the enum, slower).
+fn ip_words(ip: IpAddr) -> [u64; 2] {
+    let v = match ip {
+        IpAddr::V4(v4) => 0xffff_0000_0000u128 | u32::from(v4) as u128,
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    [(v >> 64) as u64, v as u64]
+}
+
 /// Direction-independent flow key: the endpoint that sorts lower comes first.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct FlowKey {
-    lo: (IpAddr, u16),
-    hi: (IpAddr, u16),
-    /// (VNI, mirror source) in `Session` mode, `None` otherwise.
-    session: Option<(u32, Option<IpAddr>)>,
+    lo_ip: [u64; 2],
+    hi_ip: [u64; 2],
+    /// Outer source in `Session` mode (zero otherwise).
+    mirror: [u64; 2],
+    lo_port: u16,
+    hi_port: u16,
+    /// VNI in `Session` mode (zero otherwise), high bit set when present.
+    vni: u32,
 }
 
 impl Hash for FlowKey {
     fn hash<S: Hasher>(&self, state: &mut S) {
-        // Hand-written so the hot path hashes a few words, not std's enum/slice encoding.
-        for (ip, port) in [self.lo, self.hi] {
-            match ip {
-                IpAddr::V4(v4) => state.write_u64(u32::from(v4) as u64 | (port as u64) << 32),
-                IpAddr::V6(v6) => {
-                    let b = u128::from(v6);
-                    state.write_u64(b as u64);
-                    state.write_u64((b >> 64) as u64 ^ (port as u64));
-                }
-            }
+        // Hand-written: a few words, no enum or slice encoding on the hot path.
+        state.write_u64(self.lo_ip[1] ^ (self.lo_port as u64) << 48);
+        state.write_u64(self.hi_ip[1] ^ (self.hi_port as u64) << 48);
+        if self.lo_ip[0] != 0xffff || self.hi_ip[0] != 0xffff {
+            state.write_u64(self.lo_ip[0] ^ self.hi_ip[0].rotate_left(17));
         }
-        if let Some((vni, src)) = self.session {
-            state.write_u32(vni);
-            if let Some(ip) = src {
-                match ip {
-                    IpAddr::V4(v4) => state.write_u32(u32::from(v4)),
-                    IpAddr::V6(v6) => state.write_u64(u128::from(v6) as u64),
-                }
-            }
+        if self.vni != 0 {
+            state.write_u64(self.vni as u64 ^ self.mirror[0] ^ self.mirror[1].rotate_left(23));
         }
     }
 }
 
 impl FlowKey {
+    fn build(
+        a: (IpAddr, u16),
+        b: (IpAddr, u16),
+        vni: Option<u32>,
+        mirror: Option<IpAddr>,
+        mode: FlowKeyMode,
+    ) -> (FlowKey, bool) {
+        let (aw, bw) = ((ip_words(a.0), a.1), (ip_words(b.0), b.1));
+        let (vni, mirror) = match mode {
+            FlowKeyMode::FiveTuple => (0, [0, 0]),
+            FlowKeyMode::Session => (
+                0x8000_0000 | vni.unwrap_or(0),
+                mirror.map_or([0, 0], ip_words),
+            ),
+        };
+        let a_is_lo = aw <= bw;
+        let (lo, hi) = if a_is_lo { (aw, bw) } else { (bw, aw) };
+        (
+            FlowKey {
+                lo_ip: lo.0,
+                hi_ip: hi.0,
+                mirror,
+                lo_port: lo.1,
+                hi_port: hi.1,
+                vni,
+            },
+            a_is_lo,
+        )
+    }
+
     /// The key of `seg` and whether its source is the `lo` endpoint.
     fn of(seg: &Segment<'_>, mode: FlowKeyMode) -> (FlowKey, bool) {
-        let src = (seg.src_ip, seg.src_port);
-        let dst = (seg.dst_ip, seg.dst_port);
-        let session = match mode {
-            FlowKeyMode::FiveTuple => None,
-            FlowKeyMode::Session => Some((seg.vni.unwrap_or(0), seg.mirror_source)),
-        };
-        if src <= dst {
-            (
-                FlowKey {
-                    lo: src,
-                    hi: dst,
-                    session,
-                },
-                true,
-            )
-        } else {
-            (
-                FlowKey {
-                    lo: dst,
-                    hi: src,
-                    session,
-                },
-                false,
-            )
-        }
+        FlowKey::build(
+            (seg.src_ip, seg.src_port),
+            (seg.dst_ip, seg.dst_port),
+            seg.vni,
+            seg.mirror_source,
+            mode,
+        )
     }
 
     /// Rebuilds the key from what a connection remembers (its first segment's tunnel fields).
     fn of_meta(m: &ConnMeta, mode: FlowKeyMode) -> FlowKey {
-        let a = (m.client.ip, m.client.port);
-        let b = (m.server.ip, m.server.port);
-        let session = match mode {
-            FlowKeyMode::FiveTuple => None,
-            FlowKeyMode::Session => Some((m.vni.unwrap_or(0), m.mirror_source)),
-        };
-        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-        FlowKey { lo, hi, session }
+        FlowKey::build(
+            (m.client.ip, m.client.port),
+            (m.server.ip, m.server.port),
+            m.vni,
+            m.mirror_source,
+            mode,
+        )
+        .0
     }
 }
 
@@ -155,8 +170,10 @@ enum Which {
 }
 
 /// Per-connection state (without the consumer's `U`, which sits beside it).
+/// `repr(C)`: the two directions first, then the per-packet bookkeeping, the metadata (read
+/// only by the consumer) last.
+#[repr(C)]
 struct ConnCore {
-    meta: ConnMeta,
     /// `halves[0]` carries bytes from the `lo` endpoint, `halves[1]` from `hi`.
     halves: [Half; 2],
     last_ts: u64,
@@ -169,6 +186,7 @@ struct ConnCore {
     in_pending: bool,
     /// A SYN or SYN-ACK was seen: acks may start the other direction.
     handshake: bool,
+    meta: ConnMeta,
 }
 
 struct Conn<U> {
