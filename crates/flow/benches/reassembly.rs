@@ -172,10 +172,9 @@ fn damage(segs: &mut Vec<Segment<'static>>) {
         }
     }
     let mut dups = Vec::with_capacity(segs.len() / 100 + 1);
-    for (i, s) in segs.iter().enumerate() {
+    for s in segs.iter() {
         dups.push(*s);
-        if rng.next() % 100 == 0 && !s.payload.is_empty() {
-            let _ = i;
+        if rng.next() % 100 < 1 && !s.payload.is_empty() {
             dups.push(*s);
         }
     }

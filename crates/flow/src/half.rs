@@ -134,7 +134,23 @@ impl Half {
     /// Something is waiting for a hole to close: buffered chunks, a FIN beyond a hole, or the
     /// peer's ack of bytes not seen yet.
     pub fn pending(&self) -> bool {
-        self.has_hole() || self.acked_off > self.next_off
+        self.has_hole() || self.ack_limit() > self.next_off
+    }
+
+    /// How far the peer's acks allow skipping. With nothing seen beyond the hole, the last
+    /// acked sequence number may be a FIN we never saw (it occupies one), so it is held back
+    /// until something beyond it shows up: a lost FIN must not become a phantom 1-byte gap.
+    pub fn ack_limit(&self) -> u64 {
+        if self.acked_off <= self.next_off {
+            return self.next_off;
+        }
+        if self.fin_seen() {
+            self.acked_off.min(self.fin_off).max(self.next_off)
+        } else if self.chunks.is_empty() {
+            self.acked_off - 1
+        } else {
+            self.acked_off
+        }
     }
 
     /// Something seen lies beyond a hole: buffered chunks, or a FIN.
@@ -161,7 +177,7 @@ impl Half {
         if self.fin_seen() && !self.fin_done() {
             e = e.max(self.fin_off);
         }
-        e.max(self.acked_off)
+        e.max(self.ack_limit())
     }
 
     /// Oldest capture time among buffered chunks (the age of the current hole).

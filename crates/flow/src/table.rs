@@ -480,7 +480,8 @@ fn ack_skip<H: StreamHandler>(
     h: &mut H,
 ) {
     let hf = &mut c.core.halves[side];
-    if hf.acked_off <= hf.next_off {
+    let limit = hf.ack_limit();
+    if limit <= hf.next_off {
         return;
     }
     if hf.acked_at != hf.next_off {
@@ -495,7 +496,6 @@ fn ack_skip<H: StreamHandler>(
         false => hf.acked_since_ns.min(hf.hole_since_ns),
     };
     if now.saturating_sub(since) >= env.cfg.ack_skip_grace_ns {
-        let limit = hf.acked_off;
         skip_to(c, side, limit, SkipTrigger::PeerAck, now, env, h);
     }
 }
