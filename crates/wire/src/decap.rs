@@ -388,16 +388,43 @@ impl Decapsulator {
         stats.packets += 1;
         stats.bytes += frame.len() as u64;
         let r = walk(cfg, stats, frags, link, ts_ns, frame);
-        match &r {
-            Decoded::Rejected(e) => bump(&mut stats.rejected, e.index()),
-            Decoded::Segment { inner, .. } => {
-                bump(&mut stats.segments, inner.tunnel.index());
-                bump(&mut stats.inner_protos, InnerProto::Tcp.index());
-            }
-            Decoded::Other { proto, .. } => bump(&mut stats.inner_protos, proto.index()),
-            Decoded::FragmentHeld => {}
-        }
+        count_result(stats, &r);
         r
+    }
+
+    /// Decodes the payload of a UDP datagram received on a tunnel socket (the live listener:
+    /// the kernel already removed the outer Ethernet, IP and UDP headers). `dst_port` picks
+    /// Geneve when it is one of the Geneve ports, VXLAN otherwise; `outer_src` is the mirror
+    /// source.
+    pub fn decode_tunnel_payload<'a>(
+        &'a mut self,
+        ts_ns: u64,
+        outer_src: IpAddr,
+        dst_port: u16,
+        payload: &'a [u8],
+    ) -> Decoded<'a> {
+        let Decapsulator { cfg, stats, .. } = self;
+        stats.packets += 1;
+        stats.bytes += payload.len() as u64;
+        let is_vxlan = !cfg.geneve_ports.contains(&dst_port);
+        let r = peel_tunnel(stats, is_vxlan, payload, outer_src, 0)
+            .and_then(|(ctx, net)| walk_from(cfg, stats, None, ts_ns, ctx, net));
+        let r = r.unwrap_or_else(Decoded::Rejected);
+        count_result(stats, &r);
+        r
+    }
+}
+
+/// Counts what a decode produced.
+fn count_result(stats: &mut DecapStats, r: &Decoded<'_>) {
+    match r {
+        Decoded::Rejected(e) => bump(&mut stats.rejected, e.index()),
+        Decoded::Segment { inner, .. } => {
+            bump(&mut stats.segments, inner.tunnel.index());
+            bump(&mut stats.inner_protos, InnerProto::Tcp.index());
+        }
+        Decoded::Other { proto, .. } => bump(&mut stats.inner_protos, proto.index()),
+        Decoded::FragmentHeld => {}
     }
 }
 
@@ -431,8 +458,7 @@ fn walk_inner<'a>(
     ts_ns: u64,
     frame: &'a [u8],
 ) -> Result<Decoded<'a>, Error> {
-    let mut frags = Some(frags);
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         vni: None,
         mirror_source: None,
         inner: Inner {
@@ -442,7 +468,66 @@ fn walk_inner<'a>(
             frame,
         },
     };
-    let mut net = net_start(strip_link(link, frame)?);
+    let net = net_start(strip_link(link, frame)?);
+    walk_from(cfg, stats, Some(frags), ts_ns, ctx, net)
+}
+
+/// Peels one VXLAN or Geneve header off a UDP payload: the context and layer inside it.
+fn peel_tunnel<'a>(
+    stats: &mut DecapStats,
+    is_vxlan: bool,
+    udp_payload: &'a [u8],
+    outer_src: IpAddr,
+    depth: u8,
+) -> Result<(Ctx<'a>, Net<'a>), Error> {
+    let (kind, vni, next) = if is_vxlan {
+        let h = VxlanHeader::new_checked(udp_payload)?;
+        if h.reserved_bits_set() {
+            stats.vxlan_reserved_bits += 1;
+        }
+        let next = match h.next()? {
+            VxlanNext::Ethernet => (LinkType::Ethernet, Net::Ethernet(h.payload())),
+            VxlanNext::Ipv4 => (LinkType::Ipv4, Net::Ipv4(h.payload())),
+            VxlanNext::Ipv6 => (LinkType::Ipv6, Net::Ipv6(h.payload())),
+        };
+        (TunnelKind::Vxlan, h.vni(), next)
+    } else {
+        let h = GeneveHeader::new_checked(udp_payload)?;
+        let next = match h.next()? {
+            GeneveNext::Ethernet => (LinkType::Ethernet, Net::Ethernet(h.payload())),
+            GeneveNext::Ipv4 => (LinkType::Ipv4, Net::Ipv4(h.payload())),
+            GeneveNext::Ipv6 => (LinkType::Ipv6, Net::Ipv6(h.payload())),
+        };
+        (TunnelKind::Geneve, h.vni(), next)
+    };
+    let (inner_link, inner_net) = next;
+    let inner_frame = match inner_net {
+        Net::Ethernet(b) | Net::Ipv4(b) | Net::Ipv6(b) => b,
+        Net::EtherType(_, b) | Net::Ip(b) => b,
+    };
+    let ctx = Ctx {
+        vni: Some(vni),
+        mirror_source: Some(outer_src),
+        inner: Inner {
+            tunnel: kind,
+            depth: depth.saturating_add(1),
+            link: inner_link,
+            frame: inner_frame,
+        },
+    };
+    Ok((ctx, inner_net))
+}
+
+/// The layer walk from a given point (a frame's link layer, or the inside of a tunnel).
+fn walk_from<'a>(
+    cfg: &DecapConfig,
+    stats: &mut DecapStats,
+    frags: Option<&'a mut FragTable>,
+    ts_ns: u64,
+    mut ctx: Ctx<'a>,
+    mut net: Net<'a>,
+) -> Result<Decoded<'a>, Error> {
+    let mut frags = frags;
     loop {
         // Link layer down to an IP packet.
         let ip = loop {
@@ -585,42 +670,7 @@ fn walk_inner<'a>(
                 if ctx.inner.depth >= cfg.max_depth {
                     return Err(Error::TunnelDepthExceeded);
                 }
-                let (kind, vni, next) = if is_vxlan {
-                    let h = VxlanHeader::new_checked(udp.payload())?;
-                    if h.reserved_bits_set() {
-                        stats.vxlan_reserved_bits += 1;
-                    }
-                    let next = match h.next()? {
-                        VxlanNext::Ethernet => (LinkType::Ethernet, Net::Ethernet(h.payload())),
-                        VxlanNext::Ipv4 => (LinkType::Ipv4, Net::Ipv4(h.payload())),
-                        VxlanNext::Ipv6 => (LinkType::Ipv6, Net::Ipv6(h.payload())),
-                    };
-                    (TunnelKind::Vxlan, h.vni(), next)
-                } else {
-                    let h = GeneveHeader::new_checked(udp.payload())?;
-                    let next = match h.next()? {
-                        GeneveNext::Ethernet => (LinkType::Ethernet, Net::Ethernet(h.payload())),
-                        GeneveNext::Ipv4 => (LinkType::Ipv4, Net::Ipv4(h.payload())),
-                        GeneveNext::Ipv6 => (LinkType::Ipv6, Net::Ipv6(h.payload())),
-                    };
-                    (TunnelKind::Geneve, h.vni(), next)
-                };
-                let (inner_link, inner_net) = next;
-                let inner_frame = match inner_net {
-                    Net::Ethernet(b) | Net::Ipv4(b) | Net::Ipv6(b) => b,
-                    Net::EtherType(_, b) | Net::Ip(b) => b,
-                };
-                ctx = Ctx {
-                    vni: Some(vni),
-                    mirror_source: Some(src),
-                    inner: Inner {
-                        tunnel: kind,
-                        depth: ctx.inner.depth + 1,
-                        link: inner_link,
-                        frame: inner_frame,
-                    },
-                };
-                net = inner_net;
+                (ctx, net) = peel_tunnel(stats, is_vxlan, udp.payload(), src, ctx.inner.depth)?;
             }
             p => {
                 if truncated_by > 0 {
@@ -841,6 +891,31 @@ pub(crate) mod tests {
             d.stats().truncated_bytes,
             (1448 - 46 + 1448 + 1448 - 1) as u64
         );
+    }
+
+    #[test]
+    fn tunnel_payload_decodes_like_the_whole_frame() {
+        let inner = tcp_frame(&[b'y'; 300]);
+        let outer = OuterParams::default();
+        let mut buf = Vec::new();
+        wrap_vxlan(&inner, 4242, &outer, Some(200), &mut buf).unwrap();
+        let mut whole = Decapsulator::default();
+        let r = whole.decode(LinkType::Ethernet, 7, &buf);
+        let (expected, _) = seg(&r);
+        // What a UDP socket hands the listener: the outer Ethernet, IPv4 and UDP headers gone.
+        let mut live = Decapsulator::default();
+        let r2 = live.decode_tunnel_payload(7, outer.src_ip, 4789, &buf[14 + 20 + 8..]);
+        let (got, inner_got) = seg(&r2);
+        assert_eq!(got, expected);
+        assert_eq!((inner_got.tunnel, inner_got.depth), (TunnelKind::Vxlan, 1));
+        assert_eq!(live.stats().truncated, 1);
+        // Garbage is a counted rejection, never a panic.
+        let mut d = Decapsulator::default();
+        for cut in 0..20 {
+            let _ = d.decode_tunnel_payload(0, outer.src_ip, 4789, &buf[14 + 20 + 8..][..cut]);
+        }
+        assert_eq!(d.stats().rejected_total(), 20);
+        assert!(d.stats().rejected_for(Error::ShortVxlan) > 0);
     }
 
     #[test]
