@@ -2,11 +2,13 @@
 # deploy/check.sh - offline checks of everything under deploy/ (what CI runs: .ci/run).
 #
 #   bash deploy/check.sh                 # installs what it needs (root, fresh Debian), checks
-#   VXTAP_BIN=target/release/vxtap bash deploy/check.sh   # also start the real binary with
-#                                        # the example config on loopback (readyz, SIGTERM)
+#   VXTAP_BIN=target/release/vxtap bash deploy/check.sh   # also: the real binary parses the
+#                                        # configs, and `vxtap listen` starts with the example
+#                                        # config on loopback (readyz 200, SIGTERM exits 0)
 #
 # Checks: cfn-lint on every CloudFormation template (zero errors, warnings and informational
-# findings); shellcheck on each template's EC2 user data; `systemd-analyze verify` and the
+# findings); shellcheck on each template's EC2 user data, and a run of it against stubs;
+# `systemd-analyze verify` and the
 # offline `systemd-analyze security` score of the units; the sysctl drop-in; logrotate's
 # parser on the logrotate config; the example TOML config (syntax, known keys); shellcheck
 # on deploy/ scripts, pcaps/*.sh and .ci/run; hadolint on the Dockerfile; the bundle
@@ -155,12 +157,13 @@ shellcheck_user_data() {
 # Run the user data of deploy/cloudformation/vxtap.yaml, rendered with concrete parameter
 # values, against stubs (dnf, curl, aws, cfn-signal, the bundle's install.sh) and a temporary
 # config directory; then check the vxtap.toml, vxtap.env and ship.env it wrote and that it
-# signalled success.
+# signalled success. Scenario "full" sets every optional parameter, "minimal" none.
 user_data_run() {
-  local template=$1 dir=$work/udrun
+  local template=$1 scenario=$2
+  local dir=$work/udrun-$scenario
   local stub=$dir/bin
   mkdir -p "$stub" "$dir/etc" "$dir/bundle/vxtap/bin"
-  "$venv/bin/python" - "$template" "$dir/userdata.sh" <<'PY'
+  "$venv/bin/python" - "$template" "$dir/userdata.sh" "$scenario" <<'PY'
 import re, sys
 from cfnlint.decode import cfn_yaml
 
@@ -176,6 +179,9 @@ values = {
     "RedactKeyParameter": "/vxtap/redact-key", "OutputBucket": "exchanges-bucket",
     "OutputPrefix": "vxtap/", "OutputKmsKeyArn": "",
 }
+if sys.argv[3] == "minimal":
+    values.update({"MirrorSourceCidr3": "", "WorkerThreads": "0", "SampleRate": "1.0",
+                   "RedactKeyParameter": "", "OutputBucket": ""})
 def sub(m):
     name = m.group(1)
     return "${" + name[1:] + "}" if name.startswith("!") else values[name]
@@ -200,22 +206,35 @@ PY
   chmod +x "$stub"/* "$dir/bundle/vxtap/bin/vxtap" "$dir/bundle/vxtap/install.sh"
   tar -C "$dir/bundle" -czf "$dir/bundle.tar.gz" vxtap
   PATH="$stub:$PATH" bash "$dir/userdata.sh"
-  cat "$dir/etc/vxtap.toml" "$dir/etc/ship.env"
+  cat "$dir/etc/vxtap.toml"
   [[ -e $dir/installed ]] || { echo "install.sh was not run"; return 1; }
   grep -q -- '--exit-code 0 --stack test-stack' "$dir/signal" || { echo "no success signal"; return 1; }
   [[ $(stat -c %a "$dir/etc/vxtap.env") == 600 ]] || { echo "vxtap.env is not 0600"; return 1; }
-  grep -qx 'VXTAP_REDACT_KEY=00112233445566778899aabbccddeeff' "$dir/etc/vxtap.env"
-  grep -qx 'VXTAP_SHIP_S3_URI=s3://exchanges-bucket/vxtap/' "$dir/etc/ship.env"
-  grep -qx 'VXTAP_SHIP_NODE=i-0abc' "$dir/etc/ship.env"
-  "$venv/bin/python" - "$dir/etc/vxtap.toml" <<'PY'
+  if [[ $scenario == full ]]; then
+    cat "$dir/etc/ship.env"
+    grep -qx 'VXTAP_REDACT_KEY=00112233445566778899aabbccddeeff' "$dir/etc/vxtap.env"
+    grep -qx 'VXTAP_SHIP_S3_URI=s3://exchanges-bucket/vxtap/' "$dir/etc/ship.env"
+    grep -qx 'VXTAP_SHIP_NODE=i-0abc' "$dir/etc/ship.env"
+  else
+    [[ ! -s $dir/etc/vxtap.env ]] || { echo "vxtap.env not empty without a key"; return 1; }
+    [[ ! -e $dir/etc/ship.env ]] || { echo "ship.env written without a bucket"; return 1; }
+  fi
+  "$venv/bin/python" - "$dir/etc/vxtap.toml" "$scenario" <<'PY'
 import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     cfg = tomllib.load(f)
-want = {"bind": "0.0.0.0:4789", "admin_bind": "0.0.0.0:9090", "threads": 3, "sample": 0.25,
-        "allow_source": ["10.0.0.0/16", "10.9.0.0/16"], "idle_timeout": "180s",
-        "output": "/var/lib/vxtap/exchanges.jsonl", "redact_key_env": "VXTAP_REDACT_KEY",
-        "log_format": "json", "rotate_interval": "15m", "max_memory": "2GiB"}
+want = {"bind": "0.0.0.0:4789", "admin_bind": "0.0.0.0:9090", "idle_timeout": "180s",
+        "output": "/var/lib/vxtap/exchanges.jsonl", "log_format": "json",
+        "rotate_size": "256MiB", "rotate_interval": "15m", "max_memory": "2GiB"}
+if sys.argv[2] == "full":
+    want.update({"threads": 3, "sample": 0.25, "redact_key_env": "VXTAP_REDACT_KEY",
+                 "allow_source": ["10.0.0.0/16", "10.9.0.0/16"]})
+    absent = []
+else:
+    want.update({"allow_source": ["10.0.0.0/16"]})
+    absent = ["threads", "sample", "redact_key_env"]
 bad = {k: (cfg.get(k), v) for k, v in want.items() if cfg.get(k) != v}
+bad.update({k: (cfg[k], "absent") for k in absent if k in cfg})
 sys.exit(f"vxtap.toml differs (got, want): {bad}" if bad else 0)
 PY
 }
@@ -232,8 +251,10 @@ for t in "${templates[@]}"; do
   check "shellcheck user data of $rel" shellcheck_user_data "$t"
 done
 if [[ -f $here/cloudformation/vxtap.yaml ]]; then
-  check "user data of vxtap.yaml runs against stubs (config, secrets, ship.env, signal)" \
-    user_data_run "$here/cloudformation/vxtap.yaml"
+  for scenario in full minimal; do
+    check "user data of vxtap.yaml runs against stubs, $scenario parameters (config, secrets, ship.env, signal)" \
+      user_data_run "$here/cloudformation/vxtap.yaml" "$scenario"
+  done
 fi
 
 # ------------------------------------------------------------------ systemd
@@ -318,12 +339,17 @@ for f in "$here"/logrotate/*; do
 done
 
 # ------------------------------------------------------------------ vxtap config
-# Keys that `vxtap listen` accepts in its TOML file (the long flags with underscores).
-known_keys="bind admin_bind output rotate_size rotate_interval recv_threads recv_buffer
-allow_source threads flow_key max_memory max_flows idle_timeout max_body_bytes decode_content
-no_redact redact_key_env sample sample_seed cidr port vni_allow vni_deny host path_prefix method
-status log_format vxlan_port geneve_port max_tunnel_depth validate_checksums cidrs ports hosts
-path_prefixes methods statuses vxlan_ports geneve_ports"
+# Keys that `vxtap listen` accepts in its TOML file: the fields of `FileConfig` in
+# crates/vxtap/src/config.rs (it denies unknown fields), or this list if that file is absent.
+known_keys="bind admin_bind output rotate_size rotate_interval threads recv_threads recv_buffer
+idle_timeout flow_key max_memory max_flows max_body_bytes decode_content sample sample_seed
+allow_source cidrs ports vni_allow vni_deny hosts path_prefixes methods statuses vxlan_ports
+geneve_ports log_format redact_key_env no_redact redact"
+if [[ -f $repo/crates/vxtap/src/config.rs ]]; then
+  from_source=$(sed -n '/^pub struct FileConfig {/,/^}/s/^ *pub \([a-z_0-9]*\):.*/\1/p' \
+    "$repo/crates/vxtap/src/config.rs" | tr '\n' ' ')
+  [[ -n ${from_source// /} ]] && known_keys=$from_source
+fi
 toml_config() {
   "$venv/bin/python" - "$1" "$known_keys" <<'PY'
 import sys, tomllib
@@ -470,7 +496,23 @@ except Exception as e: print(getattr(e, "code", "000"))' "http://127.0.0.1:$admi
   wait "$pid" || { echo "vxtap exited with status $?"; return 1; }
   [[ $code == 200 ]]
 }
+# The real parser (FileConfig, deny_unknown_fields) on the example config and on the configs
+# the user data wrote: `vxtap replay --config FILE` over an empty capture.
+binary_config() {
+  local bin=$1 cfg=$2
+  printf '\xd4\xc3\xb2\xa1\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\x00\x00\x01\x00\x00\x00' \
+    >"$work/empty.pcap"
+  VXTAP_REDACT_KEY=00112233445566778899aabbccddeeff \
+    "$bin" replay --config "$cfg" -o "$work/replay-out.jsonl" "$work/empty.pcap"
+}
 if [[ -n ${VXTAP_BIN:-} ]]; then
+  check "vxtap accepts deploy/config/vxtap.toml" binary_config "$VXTAP_BIN" "$here/config/vxtap.toml"
+  for scenario in full minimal; do
+    if [[ -f $work/udrun-$scenario/etc/vxtap.toml ]]; then
+      check "vxtap accepts the user data's vxtap.toml ($scenario)" \
+        binary_config "$VXTAP_BIN" "$work/udrun-$scenario/etc/vxtap.toml"
+    fi
+  done
   check "vxtap listen with deploy/config/vxtap.toml: readyz 200, SIGTERM exits 0" binary_smoke "$VXTAP_BIN"
 fi
 
