@@ -81,7 +81,16 @@ install_tools() {
     if [ "${#need[@]}" -gt 0 ]; then
         log "installing ${need[*]}"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+        # Packages must not start their own services (nginx would bind port 80 outside
+        # our namespaces); the script runs its servers itself.
+        local policy=/usr/sbin/policy-rc.d ours=0 rc=0
+        if [ ! -e "$policy" ]; then
+            printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && ours=1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${need[@]}" >/dev/null || rc=$?
+        if [ "$ours" = 1 ]; then rm -f "$policy"; fi
+        [ "$rc" = 0 ] || die "apt-get install ${need[*]} failed"
     fi
 }
 
@@ -444,6 +453,10 @@ do_capture() {
     WORK=$(mktemp -d /tmp/vxtap-fixtures.XXXXXX)
     chmod 755 "$WORK"
     mkdir -p "$PLAIN"
+    if compgen -G "$VXDIR/*.pcap" >/dev/null; then
+        log "removing $VXDIR/*.pcap: they wrap the previous captures (run 'wrap' again)"
+        rm -f "$VXDIR"/*.pcap
+    fi
     setup_netns
     make_content
     start_servers
