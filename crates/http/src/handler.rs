@@ -69,6 +69,8 @@ struct MsgBuild {
     flags: FlagSet,
     /// The body was cut (gap past its framing, FIN or close before its end).
     cut: bool,
+    /// Expected body length when known, to size the capture buffer once.
+    hint: u64,
 }
 
 #[derive(Debug)]
@@ -492,6 +494,10 @@ impl HttpHandler {
         if let Some(m) = c.halves[r].cur.as_mut() {
             m.msg.body_len += bytes.len() as u64;
             m.end_ts = ts;
+            if m.raw.capacity() == 0 && cap > 0 {
+                let want = m.hint.max(bytes.len() as u64).min(cap as u64);
+                m.raw.reserve_exact(want as usize);
+            }
             if m.raw.len() < cap {
                 let n = (cap - m.raw.len()).min(bytes.len());
                 m.raw.extend_from_slice(&bytes[..n]);
@@ -588,6 +594,7 @@ impl HttpHandler {
             end_ts,
             flags,
             cut: false,
+            hint: 0,
         }
     }
 
@@ -631,6 +638,9 @@ impl HttpHandler {
                 _ => None,
             }
         };
+        if let (Some(Body::Length(n)), Some(m)) = (&body, c.halves[r].cur.as_mut()) {
+            m.hint = *n;
+        }
         match body {
             Some(b) => c.halves[r].state = State::Body(b),
             None => self.finish_msg(c, r, ts, FlagSet::EMPTY, false),
@@ -727,6 +737,9 @@ impl HttpHandler {
                 None => Some(Body::UntilClose),
             }
         };
+        if let (Some(Body::Length(n)), Some(m)) = (&body, c.halves[r].cur.as_mut()) {
+            m.hint = *n;
+        }
         match body {
             Some(b) => c.halves[r].state = State::Body(b),
             None => self.finish_msg(c, r, ts, FlagSet::EMPTY, false),
@@ -1109,7 +1122,7 @@ impl HttpHandler {
         let meta = &c.meta;
         self.out.push(Exchange {
             ts: rfc3339_us(ts_ns),
-            id: format!("{:016x}", exchange_id(meta.stable_id, index)),
+            id: hex16(exchange_id(meta.stable_id, index)),
             vni: meta.vni,
             mirror_source: meta.mirror_source,
             client: Peer {
@@ -1323,6 +1336,15 @@ impl Conn {
     }
 }
 
+fn hex16(v: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = [0u8; 16];
+    for (i, slot) in b.iter_mut().enumerate() {
+        *slot = HEX[((v >> ((15 - i) * 4)) & 0xf) as usize];
+    }
+    String::from_utf8(b.to_vec()).unwrap_or_default()
+}
+
 fn role_of(dir: Direction) -> usize {
     match dir {
         Direction::ClientToServer => REQ,
@@ -1340,10 +1362,11 @@ fn version_str(v: Option<u8>) -> String {
 fn copy_headers(h: &[httparse::Header<'_>]) -> Vec<(String, String)> {
     h.iter()
         .map(|h| {
-            (
-                h.name.to_owned(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
+            let value = match std::str::from_utf8(h.value) {
+                Ok(v) => v.to_owned(),
+                Err(_) => String::from_utf8_lossy(h.value).into_owned(),
+            };
+            (h.name.to_owned(), value)
         })
         .collect()
 }

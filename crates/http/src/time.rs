@@ -2,17 +2,29 @@
 
 /// Formats `ts_ns` (ns since 1970-01-01T00:00:00Z) as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
 pub fn rfc3339_us(ts_ns: u64) -> String {
+    // Hand-rolled: `format!` showed up as a quarter of the per-exchange cost.
     let secs = ts_ns / 1_000_000_000;
     let micros = (ts_ns % 1_000_000_000) / 1_000;
     let days = (secs / 86_400) as i64;
     let sod = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    put(&mut b[0..4], y.clamp(0, 9999) as u64);
+    put(&mut b[5..7], u64::from(m));
+    put(&mut b[8..10], u64::from(d));
+    put(&mut b[11..13], sod / 3600);
+    put(&mut b[14..16], (sod / 60) % 60);
+    put(&mut b[17..19], sod % 60);
+    put(&mut b[20..26], micros);
+    String::from_utf8(b.to_vec()).unwrap_or_default()
+}
+
+/// Writes `v` as zero-padded decimal filling `out`.
+fn put(out: &mut [u8], mut v: u64) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
