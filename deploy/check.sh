@@ -437,23 +437,29 @@ if [[ \$src == - ]]; then cat >"$work/s3/\${dest#s3://}"; else cp "\$src" "$work
 EOF
   chmod +x "$bin/aws"
   echo '{"active":1}' >"$dir/exchanges.jsonl"
-  echo '{"closed":1}' >"$dir/exchanges-20261127T0300.jsonl"
-  echo '{"fresh":1}' >"$dir/exchanges.jsonl-20261127T040000"
+  # Rotated by vxtap (exchanges.jsonl.<UTC time>Z) and by logrotate (dateext): closed.
+  echo '{"closed":1}' >"$dir/exchanges.jsonl.20261127T030000.000000Z"
+  echo '{"closed":2}' >"$dir/exchanges.jsonl-20261127T020000"
+  echo '{"fresh":1}' >"$dir/exchanges.jsonl.20261127T040000.000000Z"
   echo 'other' >"$dir/unrelated.txt"
-  touch -d '-10 minutes' "$dir/exchanges.jsonl" "$dir/exchanges-20261127T0300.jsonl" "$dir/unrelated.txt"
+  touch -d '-10 minutes' "$dir/exchanges.jsonl" "$dir/exchanges.jsonl.20261127T030000.000000Z" \
+    "$dir/exchanges.jsonl-20261127T020000" "$dir/unrelated.txt"
   out=$(PATH="$bin:$PATH" VXTAP_SHIP_DIR="$dir" VXTAP_SHIP_S3_URI=s3://bucket/vxtap/ \
     VXTAP_SHIP_NODE=i-test bash "$here/ship/vxtap-ship")
   echo "$out"
   find "$work/s3" -type f | sort
-  local day
-  day=$(date -u -r "$work/ship/exchanges.jsonl" +%Y-%m-%d)
-  local obj=$work/s3/bucket/vxtap/dt=$day/node=i-test/exchanges-20261127T0300.jsonl.gz
-  [[ -f $obj ]] || { echo "expected object $obj"; return 1; }
-  [[ $(gzip -dc "$obj") == '{"closed":1}' ]] || { echo "object content differs"; return 1; }
-  [[ ! -e $dir/exchanges-20261127T0300.jsonl ]] || { echo "shipped file not deleted"; return 1; }
-  [[ -e $dir/exchanges.jsonl && -e $dir/exchanges.jsonl-20261127T040000 && -e $dir/unrelated.txt ]] ||
+  local day prefix
+  day=$(date -u -r "$dir/exchanges.jsonl" +%Y-%m-%d)
+  prefix=$work/s3/bucket/vxtap/dt=$day/node=i-test
+  [[ $(gzip -dc "$prefix/exchanges.jsonl.20261127T030000.000000Z.gz") == '{"closed":1}' ]] ||
+    { echo "vxtap-rotated file not uploaded intact"; return 1; }
+  [[ $(gzip -dc "$prefix/exchanges.jsonl-20261127T020000.gz") == '{"closed":2}' ]] ||
+    { echo "logrotate-rotated file not uploaded intact"; return 1; }
+  [[ ! -e $dir/exchanges.jsonl.20261127T030000.000000Z && ! -e $dir/exchanges.jsonl-20261127T020000 ]] ||
+    { echo "shipped file not deleted"; return 1; }
+  [[ -e $dir/exchanges.jsonl && -e $dir/exchanges.jsonl.20261127T040000.000000Z && -e $dir/unrelated.txt ]] ||
     { echo "active, fresh or unrelated file touched"; return 1; }
-  [[ $(find "$work/s3" -type f | wc -l) == 1 ]]
+  [[ $(find "$work/s3" -type f | wc -l) == 2 ]]
 }
 check "S3 shipper: ships closed files only (stub aws)" shipper
 
