@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 mod half;
 pub mod hash;
+mod index;
 pub mod stats;
 mod table;
 

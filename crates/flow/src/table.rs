@@ -1,6 +1,5 @@
 //! The flow table: one per worker, no locks, no threads. Segments in, stream events out.
 
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
@@ -9,7 +8,8 @@ use vxtap_wire::Segment;
 use crate::api::{CloseReason, ConnMeta, Direction, Endpoint, GapReason, StreamHandler, Verdict};
 use crate::config::{ConfigError, FlowConfig, FlowKeyMode};
 use crate::half::Half;
-use crate::hash::{FxBuildHasher, FxHasher};
+use crate::hash::FxHasher;
+use crate::index::Index;
 use crate::stats::{EvictReason, FlowStats, SkipTrigger};
 
 const NIL: u32 = u32::MAX;
@@ -108,6 +108,12 @@ impl FlowKey {
         )
     }
 
+    fn hash64(&self) -> u64 {
+        let mut h = FxHasher::default();
+        self.hash(&mut h);
+        h.finish()
+    }
+
     /// The key of `seg` and whether its source is the `lo` endpoint.
     fn of(seg: &Segment<'_>, mode: FlowKeyMode) -> (FlowKey, bool) {
         FlowKey::build(
@@ -117,18 +123,6 @@ impl FlowKey {
             seg.mirror_source,
             mode,
         )
-    }
-
-    /// Rebuilds the key from what a connection remembers (its first segment's tunnel fields).
-    fn of_meta(m: &ConnMeta, mode: FlowKeyMode) -> FlowKey {
-        FlowKey::build(
-            (m.client.ip, m.client.port),
-            (m.server.ip, m.server.port),
-            m.vni,
-            m.mirror_source,
-            mode,
-        )
-        .0
     }
 }
 
@@ -170,22 +164,24 @@ enum Which {
 }
 
 /// Per-connection state (without the consumer's `U`, which sits beside it).
-/// `repr(C)`: the two directions first, then the per-packet bookkeeping, the metadata (read
+/// `repr(C)`: key and per-packet bookkeeping first, then the two directions, the metadata (read
 /// only by the consumer) last.
 #[repr(C)]
 struct ConnCore {
-    /// `halves[0]` carries bytes from the `lo` endpoint, `halves[1]` from `hi`.
-    halves: [Half; 2],
+    /// Compared on lookup (the index holds only hashes): first, beside the packet clock.
+    key: FlowKey,
     last_ts: u64,
     touch_ts: u64,
-    age: Links,
-    pend: Links,
     client_is_lo: bool,
     closed: bool,
     stopped: bool,
     in_pending: bool,
     /// A SYN or SYN-ACK was seen: acks may start the other direction.
     handshake: bool,
+    age: Links,
+    pend: Links,
+    /// `halves[0]` carries bytes from the `lo` endpoint, `halves[1]` from `hi`.
+    halves: [Half; 2],
     meta: ConnMeta,
 }
 
@@ -746,7 +742,7 @@ fn stable_id(meta: &ConnMeta, isn: Option<u32>, first_seq: u32, first_from_clien
 ///
 /// Sans-I/O: the caller feeds segments and time; events go to the handler passed in.
 pub struct FlowTable<H: StreamHandler> {
-    map: HashMap<FlowKey, u32, FxBuildHasher>,
+    index: Index,
     slots: Vec<Option<Conn<H::Conn>>>,
     free: Vec<u32>,
     open: List,
@@ -762,12 +758,10 @@ impl<H: StreamHandler> FlowTable<H> {
     /// A table with the given limits.
     pub fn new(cfg: FlowConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let per_flow_cost = std::mem::size_of::<Option<Conn<H::Conn>>>()
-            + std::mem::size_of::<(FlowKey, u32)>()
-            + 1
-            + std::mem::size_of::<u32>();
+        // Slot, index entries (load between 1/4 and 1/2: up to 32 bytes), free-list entry.
+        let per_flow_cost = std::mem::size_of::<Option<Conn<H::Conn>>>() + 32 + 4;
         Ok(FlowTable {
-            map: HashMap::default(),
+            index: Index::new(),
             slots: Vec::new(),
             free: Vec::new(),
             open: List::EMPTY,
@@ -822,9 +816,17 @@ impl<H: StreamHandler> FlowTable<H> {
         }
         let (key, src_is_lo) = FlowKey::of(seg, self.env.cfg.key_mode);
         let side = if src_is_lo { 0 } else { 1 };
-        let mut idx = match self.map.get(&key) {
-            Some(&i) => i,
-            None => match self.create(key, src_is_lo, seg, handler) {
+        let hash = key.hash64();
+        let slots = &self.slots;
+        let found = self.index.find(hash, |i| {
+            slots
+                .get(i as usize)
+                .and_then(|s| s.as_ref())
+                .is_some_and(|c| c.core.key == key)
+        });
+        let mut idx = match found {
+            Some(i) => i,
+            None => match self.create(key, hash, src_is_lo, seg, handler) {
                 Some(i) => i,
                 None => return,
             },
@@ -833,7 +835,7 @@ impl<H: StreamHandler> FlowTable<H> {
         if let Outcome::Reuse = outcome {
             self.env.stats.port_reuse += 1;
             self.remove(idx);
-            match self.create(key, src_is_lo, seg, handler) {
+            match self.create(key, hash, src_is_lo, seg, handler) {
                 Some(i) => idx = i,
                 None => return,
             }
@@ -954,7 +956,7 @@ impl<H: StreamHandler> FlowTable<H> {
             let i = self.lingering.head;
             self.remove(i);
         }
-        self.map = HashMap::default();
+        self.index.clear();
         self.slots = Vec::new();
         self.free = Vec::new();
     }
@@ -985,6 +987,7 @@ impl<H: StreamHandler> FlowTable<H> {
     fn create(
         &mut self,
         key: FlowKey,
+        hash: u64,
         src_is_lo: bool,
         seg: &Segment<'_>,
         h: &mut H,
@@ -1039,6 +1042,7 @@ impl<H: StreamHandler> FlowTable<H> {
         self.next_conn_id += 1;
         let user = h.on_open(&meta);
         let core = ConnCore {
+            key,
             meta,
             halves: [Half::default(), Half::default()],
             last_ts: seg.ts_ns,
@@ -1065,7 +1069,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.map.insert(key, idx);
+        self.index.insert(hash, idx);
         self.push_back(Which::Age, idx);
         self.env.stats.flows_created += 1;
         if midstream {
@@ -1079,15 +1083,13 @@ impl<H: StreamHandler> FlowTable<H> {
         let Some(c) = self.slots.get(idx as usize).and_then(|s| s.as_ref()) else {
             return;
         };
-        let key = FlowKey::of_meta(&c.core.meta, self.env.cfg.key_mode);
+        let hash = c.core.key.hash64();
         let in_pending = c.core.in_pending;
         self.unlink(Which::Age, idx);
         if in_pending {
             self.unlink(Which::Pending, idx);
         }
-        if self.map.get(&key) == Some(&idx) {
-            self.map.remove(&key);
-        }
+        self.index.remove(hash, idx);
         if let Some(mut c) = self.slots[idx as usize].take() {
             for hf in c.core.halves.iter_mut() {
                 self.env.buffered -= hf.clear();
