@@ -233,9 +233,28 @@ fn run(name: &str, segs: &[Segment<'static>]) {
     );
 }
 
+/// The cost of merely walking the segments and touching their payload (what any consumer pays
+/// without reassembly), reported so the table's own share can be read off.
+fn baseline(segs: &[Segment<'static>]) {
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let wall = Instant::now();
+        let start = cpu_ns(wall);
+        let mut acc = 0u64;
+        for s in segs {
+            let s = black_box(s);
+            acc = acc.wrapping_add(s.payload.len() as u64 ^ s.seq as u64 ^ s.ts_ns);
+        }
+        black_box(acc);
+        best = best.min((cpu_ns(wall) - start) as f64 / segs.len() as f64);
+    }
+    println!("baseline (walk segments only): {best:.1} ns/segment");
+}
+
 fn main() {
     let payload: &'static [u8] = Box::leak(vec![b'x'; 2048].into_boxed_slice());
     let segs = workload(1_000_000, payload);
+    baseline(&segs);
     run("in_order", &segs);
     let mut damaged = segs.clone();
     damage(&mut damaged);
