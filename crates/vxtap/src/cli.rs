@@ -208,6 +208,9 @@ pub struct ListenArgs {
     /// Exit after this long (for tests and benchmarks).
     #[arg(long, value_parser = parse_duration, hide = true)]
     pub run_for: Option<std::time::Duration>,
+    /// Worker 0 stops working after this long (tests `/readyz`).
+    #[arg(long, value_parser = parse_duration, hide = true)]
+    pub test_stall_worker_after: Option<std::time::Duration>,
     #[command(flatten)]
     pub decode: DecodeOpts,
     #[command(flatten)]

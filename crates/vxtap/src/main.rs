@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use vxtap::cli::{Cli, Command, LogFormat};
-use vxtap::config::{FileConfig, Settings};
-use vxtap::{replay, tools};
+use vxtap::config::{FileConfig, ListenSettings, Settings};
+use vxtap::{listen, replay, send, tools};
 use vxtap_sink::JsonLinesConfig;
 use vxtap_wire::OuterParams;
 
@@ -106,8 +106,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
-        Command::Listen(_) | Command::Send(_) => {
-            anyhow::bail!("this command is not built yet")
+        Command::Listen(args) => {
+            let file = match &args.config {
+                Some(p) => FileConfig::load(p).map_err(anyhow::Error::msg)?,
+                None => FileConfig::default(),
+            };
+            let settings = ListenSettings::resolve(&args, &file).map_err(anyhow::Error::msg)?;
+            let hooks = listen::Hooks {
+                run_for: args.run_for,
+                stall_worker_after: args.test_stall_worker_after,
+            };
+            let totals = listen::listen(settings, hooks).map_err(anyhow::Error::msg)?;
+            eprint!("{}", totals.summary());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send(a) => {
+            let pace = match (a.pps, a.speed) {
+                (Some(p), _) => send::Pace::Pps(p),
+                (None, Some(x)) => send::Pace::Speed(x),
+                _ => send::Pace::Flood,
+            };
+            let mut sender = vxtap_capture::UdpSender::connect(a.to)?;
+            let r = send::send(&a.file, &mut sender, a.vni, pace, a.loops, a.batch)
+                .map_err(anyhow::Error::msg)?;
+            let secs = r.elapsed.as_secs_f64().max(1e-9);
+            eprintln!(
+                "vxtap: sent {} datagrams ({} bytes) to {} in {:.3}s: {:.0} datagrams/s; skipped {}",
+                r.sent,
+                r.bytes,
+                a.to,
+                secs,
+                r.sent as f64 / secs,
+                r.skipped
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

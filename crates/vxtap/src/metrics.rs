@@ -3,7 +3,7 @@
 //! merged totals into Prometheus counters here by adding the delta since the last scrape.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashMap;
 
@@ -14,9 +14,9 @@ pub struct MetricSet {
     gauges: HashMap<&'static str, IntGaugeVec>,
     last: HashMap<(&'static str, Vec<String>), u64>,
     /// Exchange duration (first request byte to last response byte), seconds.
-    pub exchange_duration: HistogramVec,
+    pub exchange_duration: Histogram,
     /// Time to first byte (last request byte to first response byte), seconds.
-    pub exchange_ttfb: HistogramVec,
+    pub exchange_ttfb: Histogram,
 }
 
 impl Default for MetricSet {
@@ -33,22 +33,20 @@ impl MetricSet {
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0,
         ];
-        let exchange_duration = HistogramVec::new(
+        let exchange_duration = Histogram::with_opts(
             HistogramOpts::new(
                 "vxtap_http_exchange_duration_seconds",
                 "First request byte to last response byte, from packet timestamps.",
             )
             .buckets(buckets.clone()),
-            &[],
         )
         .expect("static histogram definition is valid");
-        let exchange_ttfb = HistogramVec::new(
+        let exchange_ttfb = Histogram::with_opts(
             HistogramOpts::new(
                 "vxtap_http_exchange_ttfb_seconds",
                 "Last request byte to first response byte, from packet timestamps.",
             )
             .buckets(buckets),
-            &[],
         )
         .expect("static histogram definition is valid");
         registry
