@@ -645,7 +645,15 @@ fn enforce_bounds<H: StreamHandler>(
     h: &mut H,
 ) {
     while c.core.halves[side].buffered > env.cfg.max_buffer_per_direction {
+        let before = c.core.halves[side].buffered;
         skip_first_hole(c, side, SkipTrigger::FlowCap, now, env, h);
+        if c.core.halves[side].buffered == before {
+            // Defensive: a chunk already at the stream position only needs delivering.
+            flush(c, side, env, h);
+            if c.core.halves[side].buffered == before {
+                break;
+            }
+        }
     }
     ack_skip(c, side, now, env, h);
     while c.core.halves[side].has_hole()
@@ -1065,6 +1073,22 @@ impl<H: StreamHandler> FlowTable<H> {
                 i
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Double, but never past what the limits allow to be live at once: the slab
+                    // must not overshoot the memory budget by a doubling.
+                    let bound = self
+                        .env
+                        .cfg
+                        .max_flows
+                        .min(self.env.cfg.max_memory / self.per_flow_cost)
+                        + 1;
+                    let want = self
+                        .slots
+                        .len()
+                        .max(16)
+                        .min(bound.saturating_sub(self.slots.len()));
+                    self.slots.reserve_exact(want.max(1));
+                }
                 self.slots.push(Some(conn));
                 (self.slots.len() - 1) as u32
             }
