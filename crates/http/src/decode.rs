@@ -147,9 +147,9 @@ impl Decoder {
         }
     }
 
-    fn stop(&mut self, end: DecodeEnd) {
-        // Take the sink as it is: finishing a decoder would try to flush into a full sink.
-        let sink = match &mut self.inner {
+    /// Takes the sink as it is: finishing a decoder would try to flush into a full sink.
+    fn take_sink(&mut self) -> Bounded {
+        match &mut self.inner {
             Inner::DeflatePending => Bounded::default(),
             Inner::Gzip(d) => std::mem::take(d.get_mut()),
             Inner::Zlib(d) => std::mem::take(d.get_mut()),
@@ -157,7 +157,11 @@ impl Decoder {
             Inner::Brotli(d) => std::mem::take(d.get_mut()),
             Inner::Zstd(d) => std::mem::take(d.get_mut()),
             Inner::Stopped(b) => std::mem::take(b),
-        };
+        }
+    }
+
+    fn stop(&mut self, end: DecodeEnd) {
+        let sink = self.take_sink();
         self.inner = Inner::Stopped(sink);
         if self.status.is_none() {
             self.status = Some(end);
@@ -200,36 +204,29 @@ impl Decoder {
 
     /// Ends decoding; `input_complete` says whether every body byte was fed.
     pub fn finish(mut self, input_complete: bool) -> (Vec<u8>, DecodeEnd) {
-        if self.status.is_none() {
-            let inner = std::mem::replace(&mut self.inner, Inner::DeflatePending);
-            let res: io::Result<Bounded> = match inner {
-                Inner::DeflatePending => Ok(Bounded::default()),
-                Inner::Gzip(d) => d.finish(),
-                Inner::Zlib(d) => d.finish(),
-                Inner::Raw(d) => d.finish(),
-                Inner::Brotli(mut d) => match d.close() {
-                    Ok(()) => d.into_inner().map_err(|_| io::Error::other("brotli")),
-                    Err(e) => Err(e),
-                },
-                Inner::Zstd(mut d) => match d.flush() {
-                    Ok(()) => Ok(d.into_inner()),
-                    Err(e) => Err(e),
-                },
-                Inner::Stopped(b) => Ok(b),
-            };
-            return match res {
-                Ok(b) if b.full => (b.buf, DecodeEnd::Truncated),
-                Ok(b) if input_complete => (b.buf, DecodeEnd::Ok),
-                Ok(b) => (b.buf, DecodeEnd::InputCut),
-                Err(_) if !input_complete => (Vec::new(), DecodeEnd::InputCut),
-                Err(_) => (Vec::new(), DecodeEnd::Error),
-            };
+        if let Some(end) = self.status {
+            return (self.take_sink().buf, end);
         }
-        let end = self.status.unwrap_or(DecodeEnd::Ok);
-        match std::mem::replace(&mut self.inner, Inner::DeflatePending) {
-            Inner::Stopped(b) => (b.buf, end),
-            _ => (Vec::new(), end),
-        }
+        // Decoders buffer output internally; flushing it may hit the bound only now.
+        let res = match &mut self.inner {
+            Inner::DeflatePending | Inner::Stopped(_) => Ok(()),
+            Inner::Gzip(d) => d.try_finish(),
+            Inner::Zlib(d) => d.try_finish(),
+            Inner::Raw(d) => d.try_finish(),
+            Inner::Brotli(d) => d.close(),
+            Inner::Zstd(d) => d.flush(),
+        };
+        let sink = self.take_sink();
+        let end = if sink.full {
+            DecodeEnd::Truncated
+        } else if !input_complete {
+            DecodeEnd::InputCut
+        } else if res.is_err() {
+            DecodeEnd::Error
+        } else {
+            DecodeEnd::Ok
+        };
+        (sink.buf, end)
     }
 }
 

@@ -239,6 +239,114 @@ fn classify_request(b: &[u8], max_line: usize) -> Class {
     }
 }
 
+/// Result of looking for a start line anywhere in a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scan {
+    /// A complete plausible start line begins at this offset.
+    Found(usize, Class),
+    /// A start line may begin at this offset but its end has not arrived.
+    Partial(usize),
+    /// Nothing plausible.
+    Nothing,
+}
+
+const KNOWN_METHODS: [&[u8]; 9] = [
+    b"OPTIONS", b"CONNECT", b"DELETE", b"PATCH", b"TRACE", b"POST", b"HEAD", b"GET", b"PUT",
+];
+
+/// Finds the earliest plausible request line (`requests`) or status line (`responses`) in
+/// `buf`. Messages follow bodies without a line break, so any offset may start one: the scan is
+/// anchored on the version string (memmem) and walks back to the method.
+pub(crate) fn find_start_line(
+    buf: &[u8],
+    requests: bool,
+    responses: bool,
+    max_line: usize,
+) -> Scan {
+    let mut best: Option<(usize, Class)> = None;
+    let mut partial: Option<usize> = None;
+    if responses {
+        for s in memchr::memmem::find_iter(buf, VERSION_PREFIX) {
+            match classify(&buf[s..], max_line) {
+                Class::Response => {
+                    best = Some((s, Class::Response));
+                    break;
+                }
+                Class::More => {
+                    partial = Some(s);
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    if requests {
+        for sp2 in memchr::memmem::find_iter(buf, b" HTTP/1.") {
+            if best.is_some_and(|(b, _)| b < sp2) {
+                break;
+            }
+            let Some(m) = request_line_start(buf, sp2, max_line) else {
+                continue;
+            };
+            match classify(&buf[m..], max_line) {
+                Class::Request => {
+                    if best.is_none_or(|(b, _)| m < b) {
+                        best = Some((m, Class::Request));
+                    }
+                    break;
+                }
+                Class::More => {
+                    partial = Some(partial.map_or(m, |p| p.min(m)));
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    match (best, partial) {
+        (Some((b, _)), Some(p)) if p < b => Scan::Partial(p),
+        (Some((b, k)), _) => Scan::Found(b, k),
+        (None, Some(p)) => Scan::Partial(p),
+        (None, None) => Scan::Nothing,
+    }
+}
+
+/// Walks back from the SP before `HTTP/1.` over the target and the method.
+fn request_line_start(buf: &[u8], sp2: usize, max_line: usize) -> Option<usize> {
+    let floor = sp2.saturating_sub(max_line);
+    let mut t = sp2;
+    while t > floor && buf[t - 1] > 0x20 && buf[t - 1] != 0x7f {
+        t -= 1;
+    }
+    if t == sp2 || t == 0 || buf[t - 1] != b' ' {
+        return None;
+    }
+    let sp1 = t - 1;
+    let mut m = sp1;
+    while m > 0 && sp1 - m < 32 && is_tchar(buf[m - 1]) {
+        m -= 1;
+    }
+    if m == sp1 {
+        return None;
+    }
+    let token = &buf[m..sp1];
+    // A body that ends in letters glues them to the next method ("...okGET"): when the token
+    // is not plain upper case, prefer the known method it ends with.
+    let plain = token
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || *b == b'-' || *b == b'_');
+    if !plain {
+        if let Some(k) = KNOWN_METHODS
+            .iter()
+            .filter(|k| token.ends_with(k))
+            .max_by_key(|k| k.len())
+        {
+            return Some(sp1 - k.len());
+        }
+    }
+    Some(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +395,27 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
         assert!(has_bare_lf(b"GET / HTTP/1.1\nA: b\r\n\r\n"));
         assert!(!has_bare_lf(b"GET / HTTP/1.1\r\nA: b\r\n\r\n"));
+    }
+
+    #[test]
+    fn find_start_lines_anywhere() {
+        let f = |b: &[u8]| find_start_line(b, true, true, 8192);
+        assert_eq!(
+            f(b"tail of bodyHTTP/1.1 200 OK\r\n"),
+            Scan::Found(12, Class::Response)
+        );
+        assert_eq!(f(b"{}GET /x HTTP/1.1\r\n"), Scan::Found(2, Class::Request));
+        assert_eq!(f(b"okGET /x HTTP/1.1\r\n"), Scan::Found(2, Class::Request));
+        assert_eq!(
+            f(b"\nPROPPATCH /x HTTP/1.1\r\n"),
+            Scan::Found(1, Class::Request)
+        );
+        assert_eq!(f(b"zz GET /x HTTP/1."), Scan::Partial(3));
+        assert_eq!(f(b"no start line here HTTP/2 x"), Scan::Nothing);
+        assert_eq!(
+            find_start_line(b"GET / HTTP/1.1\r\nHTTP/1.1 200 OK\r\n", false, true, 8192),
+            Scan::Found(16, Class::Response)
+        );
     }
 
     #[test]

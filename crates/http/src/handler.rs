@@ -17,12 +17,19 @@ use crate::chunked::ChunkDecoder;
 use crate::decode::{Coding, DecodeEnd, Decoder};
 use crate::exchange::{BodyEncoding, Exchange, Message, Peer, Timing};
 use crate::flags::{Flag, FlagSet};
-use crate::framing::{analyze, classify, find_head_end, has_bare_lf, Class};
+use crate::framing::{analyze, find_head_end, find_start_line, has_bare_lf, Class, Scan};
 use crate::stats::{HttpStats, Outcome, ParseError};
 use crate::time::rfc3339_us;
 
 /// Upper bound on `max_headers` (the header array lives on the stack).
 pub const HEADERS_LIMIT: usize = 512;
+/// Bytes of skipped data kept while resynchronising, so that a start line cut by a segment
+/// boundary is still found.
+const RESYNC_CARRY: usize = 4096;
+/// Bytes examined per resync step (bounds the carry buffer).
+const RESYNC_PIECE: usize = 16 * 1024;
+/// Longest request line the resync accepts as plausible.
+const RESYNC_LINE_MAX: usize = 8 * 1024;
 /// Interim responses kept per exchange; more are counted and dropped.
 const MAX_INTERIM: usize = 8;
 const REQ: usize = 0;
@@ -39,7 +46,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Inflate gzip, deflate, br and zstd bodies into the emitted body; default false.
     pub decode_content: bool,
-    /// Bound on decoded bytes per message when decoding; default 64 KiB.
+    /// Bound on decoded bytes per message when decoding (the emitted body is further capped by
+    /// `max_body_bytes`); default 64 KiB.
     pub max_decoded_bytes: usize,
     /// Requests awaiting a response per connection before the oldest is given up; default 64.
     pub max_pipelined: usize,
@@ -101,8 +109,6 @@ struct Half {
     state: State,
     head_buf: Vec<u8>,
     head_ts: u64,
-    /// In Resync: the next byte starts a line.
-    at_line_start: bool,
     cur: Option<MsgBuild>,
     /// Queue sequence number of the exchange the current message belongs to.
     target: Option<u64>,
@@ -126,7 +132,6 @@ impl Half {
             },
             head_buf: Vec::new(),
             head_ts: 0,
-            at_line_start: true,
             cur: None,
             target: None,
             interim: false,
@@ -137,7 +142,12 @@ impl Half {
 
     /// Between messages (nothing partially read).
     fn idle(&self) -> bool {
-        matches!(self.state, State::Start | State::Resync) && self.head_buf.is_empty()
+        // In Resync `head_buf` only carries skipped bytes.
+        match self.state {
+            State::Start => self.head_buf.is_empty(),
+            State::Resync => true,
+            _ => false,
+        }
     }
 }
 
@@ -300,8 +310,10 @@ impl HttpHandler {
                     (end, ev)
                 }
                 None if rest.len() >= max => {
+                    // Skip the oversized part so the resync does not find this start line again.
+                    let n = window.len();
                     self.head_error(c, r, ParseError::HeadTooLarge, Flag::HeadTooLarge.into());
-                    (0, Ev::None)
+                    (n, Ev::None)
                 }
                 None => {
                     h.head_buf.extend_from_slice(rest);
@@ -337,96 +349,62 @@ impl HttpHandler {
         let max = self.cfg.max_head_bytes;
         let swap_ok = c.meta.midstream && !c.roles_fixed && !c.stopped;
         let h = &mut c.halves[r];
-        let want = if h.is_request {
-            Class::Request
+        let (want, other) = if h.is_request {
+            (Class::Request, Class::Response)
         } else {
-            Class::Response
+            (Class::Response, Class::Request)
         };
-        let other = if h.is_request {
-            Class::Response
-        } else {
-            Class::Request
-        };
-        if !h.head_buf.is_empty() {
-            // A candidate line started in an earlier segment: extend it to its line end.
-            let old = h.head_buf.len();
-            let line_end = memchr::memchr(b'\n', rest).map_or(rest.len(), |p| p + 1);
-            let take = line_end.min(max.saturating_sub(old));
-            h.head_buf.extend_from_slice(&rest[..take]);
-            let class = classify(&h.head_buf, max);
-            return match class {
-                Class::More if take == line_end && h.head_buf.len() < max => (take, Ev::None),
-                c2 if c2 == want || (c2 == other && swap_ok) => {
-                    // Hand the candidate back to the head parser, which copies it again.
-                    let buf = std::mem::take(&mut h.head_buf);
-                    let head_ts = h.head_ts;
-                    h.state = State::Start;
-                    h.head_buf = Vec::with_capacity(buf.len());
-                    h.head_buf.extend_from_slice(&buf[..old]);
-                    h.head_ts = head_ts;
-                    let ev = if c2 == other {
-                        self.swap(c, r)
-                    } else {
-                        Ev::None
-                    };
-                    (0, ev)
-                }
-                _ => {
-                    self.stats.resync_skipped_bytes += old as u64;
-                    h.head_buf.clear();
-                    // The rejected line may itself end here; the next byte may start a line.
-                    h.at_line_start = false;
-                    (0, Ev::None)
-                }
-            };
+        // `head_buf` carries the tail of what was skipped so far: a start line may straddle
+        // segments. Work on bounded pieces so the carry stays small.
+        let old = h.head_buf.len();
+        if old == 0 {
+            h.head_ts = ts;
         }
-        let mut i = 0;
-        loop {
-            if !h.at_line_start {
-                match memchr::memchr(b'\n', &rest[i..]) {
-                    Some(p) => {
-                        i += p + 1;
-                        h.at_line_start = true;
-                    }
-                    None => {
-                        self.stats.resync_skipped_bytes += rest.len() as u64;
-                        return (rest.len(), Ev::None);
-                    }
-                }
+        let piece = rest.len().min(RESYNC_PIECE);
+        h.head_buf.extend_from_slice(&rest[..piece]);
+        let (req, resp) = match (want, swap_ok) {
+            (_, true) => (true, true),
+            (Class::Request, false) => (true, false),
+            _ => (false, true),
+        };
+        let line_max = max.min(RESYNC_LINE_MAX);
+        match find_start_line(&h.head_buf, req, resp, line_max) {
+            Scan::Found(s, class) if class == want || class == other => {
+                // Hand the start line to the head parser: bytes before it are skipped, bytes of
+                // this piece after it are consumed again by the parser.
+                h.head_buf.truncate(old);
+                let keep = s.min(old);
+                self.stats.resync_skipped_bytes += s as u64;
+                h.head_buf.drain(..keep);
+                h.state = State::Start;
+                let ev = if class == other {
+                    self.swap(c)
+                } else {
+                    Ev::None
+                };
+                (s.saturating_sub(old), ev)
             }
-            if i >= rest.len() {
-                self.stats.resync_skipped_bytes += i as u64;
-                return (i, Ev::None);
-            }
-            let cand = &rest[i..];
-            match classify(cand, max) {
-                Class::More => {
-                    self.stats.resync_skipped_bytes += i as u64;
-                    h.head_buf.extend_from_slice(cand);
+            Scan::Partial(s) if h.head_buf.len() - s <= line_max => {
+                self.stats.resync_skipped_bytes += s as u64;
+                h.head_buf.drain(..s);
+                if s > 0 {
                     h.head_ts = ts;
-                    return (rest.len(), Ev::None);
                 }
-                c2 if c2 == want || (c2 == other && swap_ok) => {
-                    self.stats.resync_skipped_bytes += i as u64;
-                    h.state = State::Start;
-                    let ev = if c2 == other {
-                        self.swap(c, r)
-                    } else {
-                        Ev::None
-                    };
-                    return (i, ev);
-                }
-                _ => {
-                    h.at_line_start = false;
-                    i += 1;
-                }
+                (piece, Ev::None)
+            }
+            _ => {
+                let len = h.head_buf.len();
+                let cut = len.saturating_sub(RESYNC_CARRY);
+                self.stats.resync_skipped_bytes += cut as u64;
+                h.head_buf.drain(..cut);
+                h.head_ts = ts;
+                (piece, Ev::None)
             }
         }
     }
 
     /// The bytes of `r`'s direction carry the other role's messages: swap the parsers.
-    fn swap(&mut self, c: &mut Conn, r: usize) -> Ev {
-        let _ = r;
+    fn swap(&mut self, c: &mut Conn) -> Ev {
         c.halves.swap(REQ, RESP);
         for h in &mut c.halves {
             h.is_request = !h.is_request;
@@ -481,7 +459,7 @@ impl HttpHandler {
                     }
                     f.insert(Flag::Incomplete);
                     self.finish_msg(c, r, ts, f, true);
-                    self.desync(c, r, f, false);
+                    self.desync(c, r, f);
                     0
                 }
             },
@@ -582,7 +560,10 @@ impl HttpHandler {
     ) -> MsgBuild {
         let decoder = match coding {
             Some(cd) if self.cfg.decode_content && self.cfg.max_body_bytes > 0 => {
-                Decoder::new(cd, self.cfg.max_decoded_bytes).map(Box::new)
+                // The emitted body is capped by max_body_bytes whatever the encoding, so there is
+                // no point decoding past it.
+                let cap = self.cfg.max_decoded_bytes.min(self.cfg.max_body_bytes);
+                Decoder::new(cd, cap).map(Box::new)
             }
             _ => None,
         };
@@ -627,7 +608,7 @@ impl HttpHandler {
             self.stats.parse_errors[err as usize] += 1;
             let f = FlagSet::from(Flag::ParseError);
             self.finish_msg(c, r, ts, f, false);
-            self.desync(c, r, f, true);
+            self.desync(c, r, f);
             return Ev::None;
         }
         let body = if info.te_chunked {
@@ -728,7 +709,7 @@ impl HttpHandler {
             self.stats.parse_errors[err as usize] += 1;
             let f = FlagSet::from(Flag::ParseError);
             self.finish_msg(c, r, ts, f, true);
-            self.desync(c, r, f, true);
+            self.desync(c, r, f);
             return Ev::None;
         } else {
             match info.content_length {
@@ -755,8 +736,7 @@ impl HttpHandler {
             ParseError::TooManyHeaders => flags.insert(Flag::TooManyHeaders),
             _ => flags.insert(Flag::ParseError),
         }
-        // Other errors consumed the whole head, so the next byte starts a line.
-        self.desync(c, r, flags, kind != ParseError::HeadTooLarge);
+        self.desync(c, r, flags);
     }
 
     // ----- pairing ---------------------------------------------------------------------------
@@ -1144,13 +1124,12 @@ impl HttpHandler {
     // ----- losses ----------------------------------------------------------------------------
 
     /// Direction `r` lost its framing: drop its partial head, remember what may be lost, resync.
-    fn desync(&mut self, c: &mut Conn, r: usize, flags: FlagSet, at_line_start: bool) {
+    fn desync(&mut self, c: &mut Conn, r: usize, flags: FlagSet) {
         self.stats.resyncs += 1;
         let h = &mut c.halves[r];
         h.state = State::Resync;
         self.stats.resync_skipped_bytes += h.head_buf.len() as u64;
         h.head_buf.clear();
-        h.at_line_start = at_line_start;
         if flags.contains(Flag::SmugglingSuspect) {
             h.resync_flags.insert(Flag::SmugglingSuspect);
         }
@@ -1196,7 +1175,6 @@ impl HttpHandler {
             State::Resync => {
                 self.stats.resync_skipped_bytes += len + h.head_buf.len() as u64;
                 h.head_buf.clear();
-                h.at_line_start = true;
                 c.desync_flags.merge(flags);
                 return;
             }
@@ -1246,7 +1224,7 @@ impl HttpHandler {
                 self.finish_msg(c, r, ts, f, true);
             }
         }
-        self.desync(c, r, flags, true);
+        self.desync(c, r, flags);
     }
 
     /// Ends direction `r` (FIN or close): close-delimited bodies end, anything else is cut.

@@ -526,6 +526,7 @@ fn gzip_decoding_and_bomb_bound() {
     let c = HttpConfig {
         decode_content: true,
         max_decoded_bytes: 1 << 16,
+        max_body_bytes: 1 << 20,
         ..cfg()
     };
     let mut t = T::new(c.clone());
@@ -644,4 +645,79 @@ fn pipeline_cap_gives_up_oldest_without_mispairing() {
             .count(),
         2
     );
+}
+
+#[test]
+fn decoded_body_is_capped_by_max_body_bytes() {
+    let c = HttpConfig {
+        decode_content: true,
+        max_body_bytes: 10,
+        ..cfg()
+    };
+    let mut t = T::new(c);
+    let z = gz(b"0123456789abcdefghij");
+    t.c(GET);
+    t.s(format!(
+        "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        z.len()
+    )
+    .as_bytes());
+    t.s(&z);
+    t.s(b"\r\n0\r\n\r\n");
+    let ex = t.drain();
+    let r = ex[0].response.as_ref().unwrap();
+    assert_eq!(body(r), "0123456789");
+    assert_eq!(ex[0].flags, vec!["body_truncated", "decode_truncated"]);
+}
+
+#[test]
+fn gap_in_chunk_framing_resyncs() {
+    let mut t = T::new(cfg());
+    t.c(GET);
+    t.s(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r");
+    t.gap(S2C, 12, GapReason::Lost);
+    t.s(b"\r\n0\r\n\r\n");
+    t.c(b"GET /b HTTP/1.1\r\n\r\n");
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(ex.len(), 2, "{ex:#?}");
+    assert_eq!(body(ex[0].response.as_ref().unwrap()), "abc");
+    assert!(ex[0].flags.contains(&"gap") && ex[0].flags.contains(&"incomplete"));
+    assert_eq!(ex[1].request.as_ref().unwrap().uri.as_deref(), Some("/b"));
+    assert_eq!(body(ex[1].response.as_ref().unwrap()), "hello");
+    assert!(ex[1].flags.is_empty(), "{:?}", ex[1].flags);
+}
+
+#[test]
+fn gap_swallowing_a_response_head_never_mispairs() {
+    let mut t = T::new(cfg());
+    t.c(b"GET /1 HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 200 OK\r\nContent-");
+    t.gap(S2C, 30, GapReason::Lost);
+    t.s(b"tail of body 1");
+    t.c(b"GET /2 HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr2");
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 2, "{ex:#?}");
+    assert!(ex[0].response.is_none());
+    assert!(ex[0].flags.contains(&"no_response") && ex[0].flags.contains(&"gap"));
+    assert!(ex[1].response.is_some(), "{ex:#?}");
+    assert_eq!(ex[1].request.as_ref().unwrap().uri.as_deref(), Some("/2"));
+    assert_eq!(body(ex[1].response.as_ref().unwrap()), "r2");
+}
+
+#[test]
+fn h2c_upgrade_and_midstream_request_first() {
+    let mut t = T::new(cfg());
+    t.c(b"GET / HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n");
+    let v = t.s(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\x00\x00\x12\x04");
+    assert_eq!(v, Verdict::StopDelivery);
+    assert_eq!(t.drain()[0].flags, vec!["upgrade"]);
+    let mut t = T::midstream(cfg());
+    t.c(b"dy of an earlier post\r\nPOST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nok");
+    t.s(b"ing of an earlier response\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let ex = t.drain();
+    assert_eq!(ex.len(), 1, "{ex:#?}");
+    assert_eq!(ex[0].request.as_ref().unwrap().uri.as_deref(), Some("/x"));
+    assert!(ex[0].flags.is_empty(), "{:?}", ex[0].flags);
 }
