@@ -5,11 +5,12 @@
 
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
-use vxtap_flow::{CloseReason, ConnMeta, Direction, Endpoint, StreamHandler};
+use vxtap_flow::{CloseReason, ConnMeta, Direction, Endpoint, StreamHandler, Verdict};
 use vxtap_http::{HttpConfig, HttpHandler};
 
 fn main() {
     let decode = std::env::args().any(|a| a == "--decode");
+    let midstream = std::env::args().any(|a| a == "--midstream");
     let mut h = HttpHandler::new(HttpConfig {
         decode_content: decode,
         ..HttpConfig::default()
@@ -18,18 +19,19 @@ fn main() {
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         port,
     };
-    let meta = ConnMeta {
+    let mut meta = ConnMeta {
         conn_id: 0,
         stable_id: 1,
         client: ep(1),
         server: ep(2),
         vni: None,
         mirror_source: None,
-        midstream: false,
+        midstream,
         first_ts_ns: 0,
     };
     let mut conn = h.on_open(&meta);
     let mut ts = 0;
+    let mut swapped = false;
     for line in std::io::stdin().lock().lines().map_while(Result::ok) {
         let (dir, hex) = match line.strip_prefix('\t') {
             Some(rest) => (Direction::ServerToClient, rest),
@@ -43,7 +45,12 @@ fn main() {
             .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
             .collect();
         ts += 1_000;
-        h.on_data(&mut conn, &meta, dir, ts, &bytes);
+        let dir = if swapped { dir.flip() } else { dir };
+        // Behave like the reassembler: after SwapRoles, later callbacks carry swapped roles.
+        if h.on_data(&mut conn, &meta, dir, ts, &bytes) == Verdict::SwapRoles {
+            swapped = !swapped;
+            std::mem::swap(&mut meta.client, &mut meta.server);
+        }
     }
     h.on_close(conn, &meta, ts + 1, CloseReason::EndOfInput);
     let mut out = Vec::new();
