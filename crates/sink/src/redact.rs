@@ -471,7 +471,7 @@ impl Redactor {
     /// True when the key was drawn at random for this process (hashes do not correlate across
     /// runs or instances); the binary should say so in its startup log.
     pub fn key_is_ephemeral(&self) -> bool {
-        self.ephemeral_key
+        self.ephemeral_key && self.mode == RedactMode::Hmac
     }
 
     /// The replacement for one secret value (`hmac-sha256:…` or `[REDACTED]`).
@@ -696,10 +696,25 @@ impl Redactor {
         out
     }
 
+    /// True for a value this redactor already produced, so that a field selected both by
+    /// path and by name is hashed once (a hash of a hash would no longer correlate).
+    fn is_masked(&self, s: &str) -> bool {
+        match self.mode {
+            RedactMode::Mask => s == MASK,
+            RedactMode::Hmac => {
+                s.len() == HMAC_PREFIX.len() + 16
+                    && s.starts_with(HMAC_PREFIX)
+                    && s[HMAC_PREFIX.len()..]
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit())
+            }
+        }
+    }
+
     fn mask_json(&self, v: &mut Value) -> bool {
         let text = match v {
             Value::Null | Value::Bool(_) => return false,
-            Value::String(s) if s.is_empty() => return false,
+            Value::String(s) if s.is_empty() || self.is_masked(s) => return false,
             Value::String(s) => std::mem::take(s),
             Value::Number(n) => n.to_string(),
             Value::Array(_) | Value::Object(_) => v.to_string(),
@@ -1125,7 +1140,11 @@ mod tests {
     #[test]
     fn json_paths_numbers_and_nesting() {
         let r = redactor(&RedactConfig {
-            json_paths: vec!["$.profile.dob".into(), "$.rows[*].ssn_like".into()],
+            json_paths: vec![
+                "$.profile.dob".into(),
+                "$.rows[*].ssn_like".into(),
+                "$.pin".into(),
+            ],
             params: vec!["pin".into()],
             ..RedactConfig::default()
         });
@@ -1133,6 +1152,8 @@ mod tests {
         let mut m = request("POST", "/", &[], Some(body));
         assert!(r.redact_message(&mut m));
         let out = m.body.unwrap();
+        // "pin" is listed by name and the value hashed once, like the same value anywhere.
+        assert!(out.contains(&format!(r#""pin":"{}""#, r.mask("1234"))));
         for s in [
             "1990-01-01",
             "111-22-3333",
