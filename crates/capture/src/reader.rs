@@ -198,7 +198,12 @@ pub struct CaptureReader {
     end: usize,
     state: State,
     format: FileFormat,
+    /// Bytes of a mapped file already handed back to the kernel (see `release_consumed`).
+    released: usize,
 }
+
+/// How far reading runs ahead of the last release of a mapped file's consumed pages.
+const RELEASE_STEP: usize = 16 << 20;
 
 #[inline(always)]
 fn rd16(b: &[u8], at: usize, be: bool) -> u16 {
@@ -354,6 +359,7 @@ impl CaptureReader {
             path,
             src,
             start: 0,
+            released: 0,
             end,
             state: State::Done,
             format: FileFormat::Pcapng,
@@ -547,10 +553,39 @@ impl CaptureReader {
     /// The next packet, `Ok(None)` at the clean end, or the damage that stops the file.
     #[inline]
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
+        if self.start >= self.released + RELEASE_STEP {
+            self.release_consumed();
+        }
         match self.state {
             State::Pcap(p) => self.next_pcap(p),
             State::Pcapng { .. } => self.next_pcapng(),
             State::Done => Ok(None),
+        }
+    }
+
+    /// Drops the pages of a mapped file that were already read from this process's resident
+    /// set. Without it a replay's RSS grows to the file's size (the page cache stays shared and
+    /// warm; only our mapping lets go), which breaks the memory bound users configure.
+    #[cold]
+    fn release_consumed(&mut self) {
+        let Source::Map(m) = &self.src else {
+            self.released = usize::MAX / 2;
+            return;
+        };
+        let upto = self.start & !(4096 - 1);
+        if upto > self.released {
+            // SAFETY: DONTNEED on a private read-only file mapping only drops our page-table
+            // entries; a later access faults the same file bytes back in. No packet borrowed
+            // from this range is alive: `next_packet` takes `&mut self`, so every earlier
+            // `Packet` borrow has ended when this runs.
+            let _ = unsafe {
+                m.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.released,
+                    upto - self.released,
+                )
+            };
+            self.released = upto;
         }
     }
 

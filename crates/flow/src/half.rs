@@ -137,17 +137,19 @@ impl Half {
         self.has_hole() || self.ack_limit() > self.next_off
     }
 
-    /// How far the peer's acks allow skipping. With nothing seen beyond the hole, the last
-    /// acked sequence number may be a FIN we never saw (it occupies one), so it is held back
-    /// until something beyond it shows up: a lost FIN must not become a phantom 1-byte gap.
+    /// How far the peer's acks allow skipping. With nothing seen beyond the hole, an ack exactly
+    /// one past the stream is most likely the ack of a FIN we never saw (a FIN occupies one
+    /// sequence number), so that single byte is held back until something beyond it shows up:
+    /// a lost FIN must not become a phantom 1-byte gap. Longer tail holes are lost data and are
+    /// skipped whole, so a response whose last segment was lost completes at once.
     pub fn ack_limit(&self) -> u64 {
         if self.acked_off <= self.next_off {
             return self.next_off;
         }
         if self.fin_seen() {
             self.acked_off.min(self.fin_off).max(self.next_off)
-        } else if self.chunks.is_empty() {
-            self.acked_off - 1
+        } else if self.chunks.is_empty() && self.acked_off - self.next_off == 1 {
+            self.next_off
         } else {
             self.acked_off
         }

@@ -15,9 +15,9 @@
 //! Holes are skipped (as `Lost` gaps) when bytes buffered above them exceed the per-direction
 //! cap, when they are older than `hole_timeout_ns`, when the peer acknowledged beyond them for
 //! longer than `ack_skip_grace_ns` (acks can overtake their data on a reordering mirror path,
-//! so an ack alone is not proof of loss), and when the connection ends. With nothing seen
-//! beyond a hole, the last acknowledged sequence number is held back: it may be a FIN that was
-//! never seen, and must not become a phantom one-byte gap.
+//! so an ack alone is not proof of loss), and when the connection ends. An ack exactly one
+//! past everything seen is held back (it is most likely the ack of a FIN that was never seen,
+//! and must not become a phantom one-byte gap) until data beyond it shows up.
 
 #![warn(missing_docs)]
 

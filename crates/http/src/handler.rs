@@ -178,6 +178,11 @@ enum Kind {
 struct Entry {
     seq: u64,
     kind: Kind,
+    /// A placeholder that already stood in for a response (a client that waits for responses
+    /// has then got the answer to its lost request).
+    absorbed: bool,
+    /// The response direction lost bytes after this entry was queued: its response may be gone.
+    resp_lost: bool,
 }
 
 /// Per-connection state (stored by the flow table beside its own).
@@ -743,14 +748,28 @@ impl HttpHandler {
 
     fn push_request(&mut self, c: &mut Conn, is_head: bool, is_connect: bool) -> u64 {
         c.fix_resp_cursor();
-        let unanswered_real = c
-            .queue
-            .iter()
-            .filter(|e| e.seq >= c.next_resp_seq && matches!(e.kind, Kind::Real(_)))
-            .count();
-        if c.uncertain && c.halves[RESP].idle() && (!c.pipelined || unanswered_real == 0) {
+        let from = c.next_resp_seq;
+        let (mut unanswered, mut blocking, mut certain_unanswered) = (0usize, false, false);
+        for e in c.queue.iter().filter(|e| e.seq >= from) {
+            unanswered += 1;
+            match &e.kind {
+                Kind::Real(p) => {
+                    certain_unanswered |= !p.uncertain;
+                    blocking |= !e.resp_lost;
+                }
+                Kind::Lost(_) => blocking |= !(e.absorbed || e.resp_lost),
+            }
+        }
+        // A request still waiting for a response that was not lost means the client sends
+        // without waiting: pipelining. Only when every earlier request has been answered, or
+        // its answer provably lost, can the new request's response be told apart.
+        if c.uncertain
+            && c.halves[RESP].idle()
+            && !blocking
+            && (!c.pipelined || unanswered == 0)
+        {
             self.sync(c);
-        } else if !c.uncertain && unanswered_real > 0 {
+        } else if certain_unanswered {
             c.pipelined = true;
         }
         // Give up the oldest unanswered requests beyond the cap; their responses, when they
@@ -772,6 +791,8 @@ impl HttpHandler {
         c.next_seq += 1;
         c.queue.push_back(Entry {
             seq,
+            absorbed: false,
+            resp_lost: false,
             kind: Kind::Real(Box::new(Pending {
                 req: None,
                 resp: None,
@@ -845,9 +866,11 @@ impl HttpHandler {
             None => (None, desync),
             Some(Entry {
                 kind: Kind::Lost(f),
+                absorbed,
                 ..
             }) => {
                 let f = *f;
+                *absorbed = true;
                 if pipelined {
                     // Each placeholder stands for one request when requests are pipelined.
                     c.next_resp_seq += 1;
@@ -1140,6 +1163,7 @@ impl HttpHandler {
                 Some(Entry {
                     kind: Kind::Lost(f),
                     seq,
+                    ..
                 }) if *seq >= c.next_resp_seq => f.merge(flags),
                 _ => {
                     let seq = c.next_seq;
@@ -1147,13 +1171,16 @@ impl HttpHandler {
                     c.queue.push_back(Entry {
                         seq,
                         kind: Kind::Lost(flags),
+                        absorbed: false,
+                        resp_lost: false,
                     });
                 }
             }
         } else {
             let from = c.next_resp_seq;
-            for e in c.queue.iter_mut() {
-                if let (true, Kind::Real(p)) = (e.seq >= from, &mut e.kind) {
+            for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
+                e.resp_lost = true;
+                if let Kind::Real(p) = &mut e.kind {
                     p.uncertain = true;
                 }
             }

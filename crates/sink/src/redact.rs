@@ -1298,6 +1298,54 @@ mod tests {
         assert!(toml::from_str::<File>("[redact]\nbogus = 1\n").is_err());
     }
 
+    /// Cost per exchange; run with
+    /// `cargo test --release -p vxtap-sink -- --ignored --nocapture redaction_cost`.
+    #[test]
+    #[ignore = "timing; meaningful only in release builds"]
+    fn redaction_cost() {
+        let r = redactor(&RedactConfig::default());
+        let plain = exchange(
+            Some(request(
+                "GET",
+                "/api/v1/items?page=2&sort=name",
+                &[
+                    ("Host", "api.example.com"),
+                    (
+                        "User-Agent",
+                        "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0",
+                    ),
+                    ("Accept", "application/json"),
+                    ("Accept-Encoding", "gzip, deflate, br"),
+                    ("Connection", "keep-alive"),
+                ],
+                None,
+            )),
+            Some(response(
+                200,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", "512"),
+                    ("Date", "Fri, 27 Nov 2026 04:00:00 GMT"),
+                ],
+                Some(&format!(
+                    r#"{{"items":[{}],"next":"/api/v1/items?page=3"}}"#,
+                    vec![r#"{"id":12345,"name":"widget","price":9.99,"tags":["a","b"]}"#; 8]
+                        .join(",")
+                )),
+            )),
+        );
+        for (name, ex) in [("plain", plain), ("secrets", secret_exchange())] {
+            let n = 20_000;
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                let mut e = ex.clone();
+                std::hint::black_box(r.redact(&mut e));
+            }
+            let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            println!("redaction ({name}): {us:.2} us/exchange (clone included)");
+        }
+    }
+
     /// Built once: compiling the patterns dominates a property case in debug builds.
     fn shared() -> &'static Redactor {
         static R: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();

@@ -38,6 +38,11 @@ pub fn replay(
     sink: JsonLinesConfig,
     show_progress: bool,
 ) -> Result<ReplayReport, String> {
+    // A replay's output is the output of this replay only: start the file afresh (the writer
+    // appends, which is right for `listen` restarts).
+    if let Some(path) = &sink.path {
+        std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let mut out = output_pipeline(settings, sink)?;
     let mut front = Front::new(settings)?;
     let progress = Progress::new(show_progress && std::io::stderr().is_terminal());
