@@ -34,7 +34,13 @@ impl StreamHandler for Count {
         r: GapReason,
     ) -> Verdict {
         if std::env::var_os("REPLAY_GAPS").is_some() {
-            println!("gap {}:{} {} ts {ts} len {len} {}", m.client.ip, m.client.port, d.as_str(), r.as_str());
+            println!(
+                "gap {}:{} {} ts {ts} len {len} {}",
+                m.client.ip,
+                m.client.port,
+                d.as_str(),
+                r.as_str()
+            );
         }
         self.gaps += len;
         Verdict::Continue

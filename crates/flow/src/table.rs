@@ -486,11 +486,10 @@ fn ack_skip<H: StreamHandler>(
         hf.acked_at = hf.next_off;
         hf.acked_since_ns = now;
     }
-    // A hole with data buffered above it has been visible since that data arrived.
-    let since = match hf.chunks.is_empty() {
-        true => hf.acked_since_ns,
-        false => hf.acked_since_ns.min(hf.hole_since_ns),
-    };
+    // Timed from the ack, not from when the hole appeared: a segment held back by the mirror
+    // across an idle stretch is overtaken by the peer's ack that answered it (seen in real
+    // mirrored traces), and it still arrives right after that ack.
+    let since = hf.acked_since_ns;
     if now.saturating_sub(since) >= env.cfg.ack_skip_grace_ns {
         skip_to(c, side, limit, SkipTrigger::PeerAck, now, env, h);
     }
