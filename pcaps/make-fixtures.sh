@@ -143,9 +143,16 @@ setup_netns() {
     "${r[@]}" ip -6 route add "$SRV_IP6/128" dev "$NS_IF"
     "${r[@]}" ip -6 neigh add proxy "$SRV_IP6" dev "$NC_IF"
     "${r[@]}" ip -6 neigh add proxy "$CLI_IP6" dev "$NS_IF"
-    # Forwarding works before anything is captured.
-    in_cli ping -c 1 -W 2 "$SRV_IP" >/dev/null || die "no IPv4 path client -> server"
-    in_cli ping -6 -c 1 -W 2 "$SRV_IP6" >/dev/null || die "no IPv6 path client -> server"
+    # Forwarding works before anything is captured (IPv6 waits for the router's
+    # link-local addresses, needed for proxy NDP).
+    local ok4=0 ok6=0
+    for _ in $(seq 30); do
+        [ "$ok4" = 1 ] || { in_cli ping -c 1 -W 1 "$SRV_IP" >/dev/null 2>&1 && ok4=1; }
+        [ "$ok6" = 1 ] || { in_cli ping -6 -c 1 -W 1 "$SRV_IP6" >/dev/null 2>&1 && ok6=1; }
+        [ "$ok4$ok6" = 11 ] && return 0
+        sleep 0.2
+    done
+    die "no path client -> server (IPv4 ok=$ok4, IPv6 ok=$ok6)"
 }
 
 make_content() {
@@ -384,6 +391,27 @@ case_mixed() {
     cap_stop http-mixed
 }
 
+case_port_reuse() {
+    cap_start http-port-reuse
+    # The server closes first (HTTP/1.0, close-delimited), so the client's port is free
+    # at once and the second connection reuses the same 4-tuple (the server's
+    # TIME_WAIT accepts the new SYN).
+    ccurl --local-port 44001 --http1.0 "$PY/close10"
+    ccurl --local-port 44001 --http1.0 "$PY/close10?again=1"
+    cap_stop http-port-reuse
+}
+
+case_midstream() {
+    # The capture starts while the first request waits for its (1 s delayed) answer:
+    # no handshake and no request line for it in the file, only its response.
+    ccurl --local-port 44011-44012 "$PY/delay?ms=1000" "$PY/echo?after=delay" "$NGINX/small.txt" &
+    local pid=$!
+    sleep 0.1
+    cap_start http-midstream
+    wait "$pid"
+    cap_stop http-midstream
+}
+
 # The loss workload: two 40000-byte GETs from nginx on one connection (the second
 # request is the one dropped below), one 40000-byte POST to httpserver.py.
 loss_workload() {
@@ -471,6 +499,8 @@ do_capture() {
     case_websocket
     case_ipv6
     case_mixed
+    case_port_reuse
+    case_midstream
     case_loss_retransmit
     case_loss_duplicate
     case_mirror_hole

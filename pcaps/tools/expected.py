@@ -13,7 +13,9 @@ carried the first byte of the request line; ties keep request order):
   file  conn  client  method  uri  status
 conn is 0-based, in order of each connection's first packet in the file (the same
 numbering as Wireshark's tcp.stream). client is ip:port ([ip6]:port for IPv6).
-status is the final status, "-" when no response was seen.
+status is the final status, "-" when no response was seen. A response whose
+request is not in the capture (mid-stream pickup) is a row with method and uri "-",
+placed by the packet of its first byte.
   --verbose  adds a comment line per file with connection/gap/retransmit counts.
 """
 import ipaddress
@@ -206,38 +208,45 @@ def requests(buf):
     return out
 
 
-def responses(buf, reqs):
-    pos, out = 0, []
-    for _, method, _, _, _ in reqs:
-        final = None
-        while pos < len(buf):
-            h = parse_head(buf, pos)
-            if h is None:
-                pos = len(buf)
-                break
-            line, headers, body = h
-            status = int(line.split(" ", 2)[1])
-            if 100 <= status < 200 and status != 101:
-                pos = body
-                continue
-            final = status
-            te = hget(headers, "transfer-encoding")
-            cl = hget(headers, "content-length")
-            if method == "HEAD" or status in (101, 204, 304):
-                pos = body
-            elif te and "chunked" in te.lower():
-                pos = chunked_end(buf, body)
-                if pos is None:
-                    pos = len(buf)
-            elif cl is not None:
-                pos = body + int(cl)
-            else:
-                pos = len(buf)  # close-delimited
-            if status == 101:
-                pos = len(buf)
+def responses(buf, reqs, marks):
+    """Pairs responses with requests in FIFO order. A response that starts in an
+    earlier packet than the next unanswered request cannot answer it (mid-stream
+    pickup): it is an orphan. Returns (statuses per request, orphans as
+    (pkt idx, status))."""
+    pos, out, orphans = 0, [None] * len(reqs), []
+    i = 0
+    while pos < len(buf):
+        h = parse_head(buf, pos)
+        if h is None:
             break
-        out.append(final)
-    return out
+        start_pkt = pkt_of(marks, pos)
+        line, headers, body = h
+        status = int(line.split(" ", 2)[1])
+        req = reqs[i] if i < len(reqs) and reqs[i][5] <= start_pkt else None
+        method = req[1] if req else "GET"
+        if 100 <= status < 200 and status != 101:
+            pos = body
+            continue
+        te = hget(headers, "transfer-encoding")
+        cl = hget(headers, "content-length")
+        if method == "HEAD" or status in (101, 204, 304):
+            pos = body
+        elif te and "chunked" in te.lower():
+            pos = chunked_end(buf, body)
+            if pos is None:
+                pos = len(buf)
+        elif cl is not None:
+            pos = body + int(cl)
+        else:
+            pos = len(buf)  # close-delimited
+        if status == 101:
+            pos = len(buf)
+        if req is None:
+            orphans.append((start_pkt, status))
+        else:
+            out[i] = status
+            i += 1
+    return out, orphans
 
 
 def analyse(path, verbose):
@@ -291,15 +300,17 @@ def analyse(path, verbose):
         cl = c["client"]
         sv = [k for k in c["dirs"] if k != cl][0]
         qbuf, qmarks, h1, hb1 = assemble(c["dirs"][cl])
-        sbuf, _, h2, hb2 = assemble(c["dirs"][sv])
+        sbuf, smarks, h2, hb2 = assemble(c["dirs"][sv])
         total_holes += h1 + h2
         total_hole_bytes += hb1 + hb2
-        reqs = requests(qbuf)
-        stats = responses(sbuf, reqs)
+        reqs = [r + (pkt_of(qmarks, r[0]),) for r in requests(qbuf)]
+        stats, orphans = responses(sbuf, reqs, smarks)
         for i, (req, st) in enumerate(zip(reqs, stats)):
-            pos, method, uri, _, _ = req
-            rows.append((pkt_of(qmarks, pos), ci, i, fmt_ep(*cl), method, uri,
+            _, method, uri, _, _, pkt = req
+            rows.append((pkt, ci, i, fmt_ep(*cl), method, uri,
                          "-" if st is None else str(st)))
+        for pkt, st in orphans:
+            rows.append((pkt, ci, -1, fmt_ep(*cl), "-", "-", str(st)))
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     if verbose:
         print("# %s: %d connections, %d exchanges, %d duplicate segments, %d unfilled holes (%d bytes)"

@@ -16,6 +16,7 @@ Endpoints (anything else: 404 with a Content-Length body):
   POST|PUT /upload        reads the body (Content-Length), answers 201 with a
                           short text body (length and sha256 of what it read)
   any  /echo              200, body echoes method and body length
+  GET  /delay?ms=N        200 with a Content-Length body, after N ms
   GET  /ws                101 Switching Protocols (websocket), then echoes
                           every data frame back unmasked until a close frame
 Usage: httpserver.py ADDRESS PORT
@@ -130,6 +131,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 self.wfile.flush()
             self.wfile.write(b"0\r\n\r\n")
+        elif route == "/delay":
+            time.sleep(int(self._query().get("ms", ["500"])[0]) / 1000)
+            self._simple(200, b"delayed response\n")
         elif route == "/ws":
             self._websocket()
         elif route == "/echo":
