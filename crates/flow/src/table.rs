@@ -1104,6 +1104,13 @@ impl<H: StreamHandler> FlowTable<H> {
     /// Frees a slot (the connection must already be closed or be closed by the caller).
     fn remove(&mut self, idx: u32) {
         let Some(c) = self.slots.get(idx as usize).and_then(|s| s.as_ref()) else {
+            // Cannot happen (lists only hold live slots); if it did, drop the list rather
+            // than let a caller loop on a head that never goes away.
+            for l in [&mut self.open, &mut self.lingering, &mut self.pending] {
+                if l.head == idx {
+                    *l = List::EMPTY;
+                }
+            }
             return;
         };
         let hash = c.core.key.hash64();
