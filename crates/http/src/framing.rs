@@ -250,8 +250,37 @@ pub(crate) enum Scan {
     Nothing,
 }
 
-const KNOWN_METHODS: [&[u8]; 9] = [
-    b"OPTIONS", b"CONNECT", b"DELETE", b"PATCH", b"TRACE", b"POST", b"HEAD", b"GET", b"PUT",
+/// Methods a resync accepts. After a gap the bytes right behind it may be the tail of a request
+/// line whose start was lost ("ET /x HTTP/1.1"), which must not pass for a request; a custom
+/// method is therefore only recognised when the stream is in sync.
+const KNOWN_METHODS: [&[u8]; 27] = [
+    b"GET",
+    b"HEAD",
+    b"POST",
+    b"PUT",
+    b"DELETE",
+    b"CONNECT",
+    b"OPTIONS",
+    b"TRACE",
+    b"PATCH",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"MKCOL",
+    b"COPY",
+    b"MOVE",
+    b"LOCK",
+    b"UNLOCK",
+    b"SEARCH",
+    b"REPORT",
+    b"PURGE",
+    b"MKCALENDAR",
+    b"ACL",
+    b"BIND",
+    b"M-SEARCH",
+    b"NOTIFY",
+    b"SUBSCRIBE",
+    b"UNSUBSCRIBE",
+    b"BAN",
 ];
 
 /// Finds the earliest plausible request line (`requests`) or status line (`responses`) in
@@ -330,21 +359,12 @@ fn request_line_start(buf: &[u8], sp2: usize, max_line: usize) -> Option<usize> 
         return None;
     }
     let token = &buf[m..sp1];
-    // A body that ends in letters glues them to the next method ("...okGET"): when the token
-    // is not plain upper case, prefer the known method it ends with.
-    let plain = token
+    // The exact method, or a known method glued to the end of a body ("...okGET").
+    KNOWN_METHODS
         .iter()
-        .all(|b| b.is_ascii_uppercase() || *b == b'-' || *b == b'_');
-    if !plain {
-        if let Some(k) = KNOWN_METHODS
-            .iter()
-            .filter(|k| token.ends_with(k))
-            .max_by_key(|k| k.len())
-        {
-            return Some(sp1 - k.len());
-        }
-    }
-    Some(m)
+        .filter(|k| token.ends_with(k))
+        .max_by_key(|k| k.len())
+        .map(|k| sp1 - k.len())
 }
 
 #[cfg(test)]

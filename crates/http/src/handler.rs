@@ -749,28 +749,26 @@ impl HttpHandler {
     fn push_request(&mut self, c: &mut Conn, is_head: bool, is_connect: bool) -> u64 {
         c.fix_resp_cursor();
         let from = c.next_resp_seq;
-        let (mut unanswered, mut blocking, mut certain_unanswered) = (0usize, false, false);
+        let (mut unanswered, mut blocking, mut evidence) = (0usize, false, false);
         for e in c.queue.iter().filter(|e| e.seq >= from) {
             unanswered += 1;
             match &e.kind {
-                Kind::Real(p) => {
-                    certain_unanswered |= !p.uncertain;
-                    blocking |= !e.resp_lost;
-                }
-                Kind::Lost(_) => blocking |= !(e.absorbed || e.resp_lost),
+                // A request still waiting for a response that was not lost means the client
+                // sends without waiting: pipelining.
+                Kind::Real(p) if !p.uncertain && !e.resp_lost => evidence = true,
+                Kind::Real(_) => blocking |= c.pipelined && !e.resp_lost,
+                // Likewise a lost request whose response has not come yet.
+                Kind::Lost(_) => evidence |= !(e.absorbed || e.resp_lost),
             }
         }
-        // A request still waiting for a response that was not lost means the client sends
-        // without waiting: pipelining. Only when every earlier request has been answered, or
-        // its answer provably lost, can the new request's response be told apart.
-        if c.uncertain
-            && c.halves[RESP].idle()
-            && !blocking
-            && (!c.pipelined || unanswered == 0)
-        {
-            self.sync(c);
-        } else if certain_unanswered {
+        if evidence {
             c.pipelined = true;
+            blocking = true;
+        }
+        // A client that waits for each response has, by now, received every response it will
+        // get for earlier (lost or unattributable) requests; a pipelining one must first drain.
+        if c.uncertain && c.halves[RESP].idle() && !blocking && (!c.pipelined || unanswered == 0) {
+            self.sync(c);
         }
         // Give up the oldest unanswered requests beyond the cap; their responses, when they
         // come, are skipped so that later ones still pair correctly.
@@ -1156,6 +1154,11 @@ impl HttpHandler {
         if flags.contains(Flag::SmugglingSuspect) {
             h.resync_flags.insert(Flag::SmugglingSuspect);
         }
+        self.note_loss(c, r, flags);
+    }
+
+    /// Messages of direction `r` may have vanished: pairing is uncertain until a sync point.
+    fn note_loss(&mut self, c: &mut Conn, r: usize, flags: FlagSet) {
         c.uncertain = true;
         c.desync_flags.merge(flags);
         if c.halves[r].is_request {
@@ -1202,7 +1205,7 @@ impl HttpHandler {
             State::Resync => {
                 self.stats.resync_skipped_bytes += len + h.head_buf.len() as u64;
                 h.head_buf.clear();
-                c.desync_flags.merge(flags);
+                self.note_loss(c, r, flags);
                 return;
             }
             State::Start => 0,
