@@ -887,6 +887,15 @@ impl HttpHandler {
                 }
                 c.next_resp_seq += 1;
                 if uncertain {
+                    // The response may just as well answer the next lost request.
+                    let from = c.next_resp_seq;
+                    if let Some(e) = c
+                        .queue
+                        .iter_mut()
+                        .find(|e| e.seq >= from && matches!(e.kind, Kind::Lost(_)))
+                    {
+                        e.absorbed = true;
+                    }
                     self.try_emit(c);
                     (None, desync)
                 } else {
