@@ -1,1 +1,825 @@
-#[test] fn placeholder_builds() {}
+//! End-to-end tests: the `vxtap` binary over the fixtures in pcaps/, the public corpus in
+//! ../shared/pcaps/public (when present), the standard workload generator with faults (when
+//! present), and the live listener on loopback.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn vxtap() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vxtap"));
+    c.env("VXTAP_LOG", "warn");
+    c
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    root().join("pcaps").join(rel)
+}
+
+/// ../shared/pcaps/public when it exists (CI has it; a laptop may not).
+fn shared_public() -> Option<PathBuf> {
+    let p = root().join("../shared/pcaps/public");
+    p.is_dir().then_some(p)
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("vxtap runs");
+    assert!(
+        out.status.success(),
+        "vxtap failed: {:?}\nstderr: {}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn parse_lines(stdout: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect()
+}
+
+/// Replays `files` with fixed settings (deterministic redaction key) and returns the records.
+fn replay(files: &[&Path], extra: &[&str]) -> Vec<Value> {
+    let mut cmd = vxtap();
+    cmd.env("VXTAP_TEST_KEY", "e2e-secret")
+        .args([
+            "replay",
+            "-q",
+            "--no-progress",
+            "--redact-key-env",
+            "VXTAP_TEST_KEY",
+        ])
+        .args(extra)
+        .args(files);
+    parse_lines(&run(&mut cmd).stdout)
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// (client, method, uri, status) of each exchange.
+fn summary(records: &[Value]) -> Vec<(String, String, String, String)> {
+    records
+        .iter()
+        .map(|r| {
+            let ip = s(&r["client"]["ip"]);
+            let port = s(&r["client"]["port"]);
+            let client = if ip.contains(':') {
+                format!("[{ip}]:{port}")
+            } else {
+                format!("{ip}:{port}")
+            };
+            (
+                client,
+                s(&r["request"]["method"]),
+                s(&r["request"]["uri"]),
+                s(&r["response"]["status"]),
+            )
+        })
+        .collect()
+}
+
+fn flags(r: &Value) -> Vec<String> {
+    r["flags"]
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default()
+}
+
+/// Rows of pcaps/expected.tsv by file.
+fn expected() -> BTreeMap<String, Vec<(String, String, String, String)>> {
+    let text = std::fs::read_to_string(fixture("expected.tsv")).expect("pcaps/expected.tsv");
+    let mut m: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert!(f.len() >= 6, "bad expected.tsv row {line}");
+        // "-" marks a part that is not in the capture (a response without its request).
+        let cell = |x: &str| if x == "-" { String::new() } else { x.to_string() };
+        m.entry(f[0].to_string())
+            .or_default()
+            .push((cell(f[2]), cell(f[3]), cell(f[4]), cell(f[5])));
+    }
+    m
+}
+
+fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+#[test]
+fn fixtures_give_exactly_the_expected_exchanges() {
+    let exp = expected();
+    assert!(exp.len() >= 10, "expected.tsv lists the fixtures");
+    for (file, rows) in &exp {
+        let got = replay(&[&fixture(file)], &[]);
+        assert_eq!(
+            sorted(&summary(&got)),
+            sorted(rows),
+            "exchanges of {file} differ from pcaps/expected.tsv"
+        );
+        // Per connection, exchanges come in request order.
+        let mut per_client: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (c, _, u, _) in summary(&got) {
+            per_client.entry(c).or_default().push(u);
+        }
+        let mut exp_client: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (c, _, u, _) in rows {
+            exp_client.entry(c.clone()).or_default().push(u.clone());
+        }
+        assert_eq!(
+            per_client, exp_client,
+            "request order per connection in {file}"
+        );
+        for r in &got {
+            let f = flags(r);
+            for bad in [
+                "no_request",
+                "no_response",
+                "parse_error",
+                "smuggling_suspect",
+            ] {
+                assert!(
+                    !f.contains(&bad.to_string()),
+                    "{file}: unexpected {bad}: {r}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn output_is_deterministic_and_matches_the_golden_files() {
+    let golden_dir = root().join("tests/golden");
+    let bless = std::env::var_os("VXTAP_BLESS").is_some();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in ["plain", "vxlan"] {
+        for e in std::fs::read_dir(fixture(dir)).expect("fixture dir") {
+            files.push(e.expect("dir entry").path());
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 15);
+    for f in &files {
+        let mut cmd = vxtap();
+        // Bodies are cut to 256 bytes to keep the golden files small.
+        cmd.env("VXTAP_TEST_KEY", "e2e-secret").args([
+            "replay",
+            "-q",
+            "--no-progress",
+            "--max-body-bytes",
+            "256",
+            "--redact-key-env",
+            "VXTAP_TEST_KEY",
+        ]);
+        let first = run(cmd.arg(f)).stdout;
+        let second = run(&mut {
+            let mut c = vxtap();
+            c.env("VXTAP_TEST_KEY", "e2e-secret")
+                .args(["replay", "-q", "--no-progress", "--max-body-bytes", "256"])
+                .args(["--redact-key-env", "VXTAP_TEST_KEY"])
+                .arg(f);
+            c
+        })
+        .stdout;
+        assert_eq!(first, second, "two replays of {} differ", f.display());
+        let name = format!(
+            "{}__{}.jsonl",
+            f.parent()
+                .and_then(|p| p.file_name())
+                .unwrap()
+                .to_string_lossy(),
+            f.file_name().unwrap().to_string_lossy()
+        );
+        let golden = golden_dir.join(name);
+        if bless {
+            std::fs::create_dir_all(&golden_dir).unwrap();
+            std::fs::write(&golden, &first).unwrap();
+            continue;
+        }
+        let want = std::fs::read(&golden).unwrap_or_else(|_| {
+            panic!(
+                "missing {}; run VXTAP_BLESS=1 cargo test --test e2e",
+                golden.display()
+            )
+        });
+        assert!(
+            first == want,
+            "{} differs from {} (re-bless with VXTAP_BLESS=1 if the change is intended)",
+            f.display(),
+            golden.display()
+        );
+    }
+}
+
+#[test]
+fn sharded_workers_give_the_same_exchanges_as_one() {
+    let f = fixture("vxlan/mixed-vni101.pcap");
+    let one = replay(&[&f], &["--threads", "1"]);
+    let many = replay(&[&f], &["--threads", "3"]);
+    let key = |v: &[Value]| {
+        let mut k: Vec<String> = v.iter().map(|r| r.to_string()).collect();
+        k.sort();
+        k
+    };
+    assert_eq!(one.len(), 48);
+    assert_eq!(key(&one), key(&many));
+}
+
+#[test]
+fn both_enis_mirrored_is_seen_once_by_default_and_twice_per_session() {
+    let f = fixture("vxlan/mixed-both-enis-vni201-202.pcap");
+    let default = replay(&[&f], &[]);
+    assert_eq!(default.len(), 48);
+    let session = replay(&[&f], &["--flow-key", "session"]);
+    assert_eq!(session.len(), 96);
+    let mut vnis: Vec<String> = session.iter().map(|r| s(&r["vni"])).collect();
+    vnis.dedup();
+    vnis.sort();
+    vnis.dedup();
+    assert_eq!(vnis, ["201", "202"]);
+    // The same exchange mirrored twice keeps its id.
+    let ids = |v: &[Value]| {
+        let mut ids: Vec<String> = v.iter().map(|r| s(&r["id"])).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    assert_eq!(ids(&session), ids(&default));
+}
+
+#[test]
+fn mirror_truncation_to_256_bytes_keeps_most_exchanges_right() {
+    let exp = expected();
+    let rows = &exp["plain/http-mixed.pcap"];
+    let got = summary(&replay(
+        &[&fixture("vxlan/mixed-trunc256-vni102.pcap")],
+        &[],
+    ));
+    let mut remaining = rows.clone();
+    let mut right = 0;
+    for g in &got {
+        if let Some(i) = remaining.iter().position(|r| r == g) {
+            remaining.swap_remove(i);
+            right += 1;
+        }
+    }
+    assert!(
+        right * 100 >= rows.len() * 80,
+        "only {right} of {} exchanges right under 256-byte truncation: {got:?}",
+        rows.len()
+    );
+    let recs = replay(&[&fixture("vxlan/mixed-trunc256-vni102.pcap")], &[]);
+    assert!(recs
+        .iter()
+        .any(|r| flags(r).contains(&"truncated_capture".to_string())));
+}
+
+#[test]
+fn encap_then_replay_equals_replay_of_the_plain_capture() {
+    let dir = std::env::temp_dir().join(format!("vxtap-e2e-encap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = fixture("plain/http-keepalive.pcap");
+    let wrapped = dir.join("w.pcap");
+    run(vxtap()
+        .args(["encap", "--vni", "777"])
+        .arg(&plain)
+        .arg(&wrapped));
+    let a = replay(&[&plain], &[]);
+    let b = replay(&[&wrapped], &[]);
+    assert_eq!(summary(&a), summary(&b));
+    assert!(b.iter().all(|r| r["vni"] == 777));
+    // decap gives the inner frames back, with the VNI in the pcapng comments.
+    let inner = dir.join("inner.pcapng");
+    run(vxtap().arg("decap").arg(&wrapped).arg(&inner));
+    let c = replay(&[&inner], &[]);
+    assert_eq!(summary(&a), summary(&c));
+    let stats = run(vxtap().args(["stats", "--json"]).arg(&wrapped)).stdout;
+    let st: Value = serde_json::from_slice(&stats).unwrap();
+    assert!(st["per_vni"]["777"]["packets"].as_u64().unwrap() > 10);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn secrets_never_reach_the_output() {
+    // Real Cookie headers from a public capture: no cookie value may reach the output.
+    let Some(public) = shared_public() else {
+        return;
+    };
+    let f = public.join("zeek__pipelined-requests.pcap");
+    let raw = replay(&[&f], &["--no-redact"]);
+    let red = replay(&[&f], &[]);
+    let cookie = raw
+        .iter()
+        .flat_map(|r| {
+            r["request"]["headers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|h| s(&h[0]).eq_ignore_ascii_case("cookie"))
+        .map(|h| s(&h[1]))
+        .expect("the capture sends a Cookie header");
+    let text = serde_json::to_string(&red).unwrap();
+    for part in cookie.split(';') {
+        let value = part.split_once('=').map(|(_, v)| v.trim()).unwrap_or("");
+        if value.len() >= 6 {
+            assert!(!text.contains(value), "cookie value {value} leaked");
+        }
+    }
+    assert!(text.contains("hmac-sha256:"));
+    // Stable for equal values within and across runs with the same key.
+    assert_eq!(red, replay(&[&f], &[]));
+}
+
+/// Expectations for the public corpus, decided from the packets themselves.
+#[test]
+fn public_corpus() {
+    let Some(p) = shared_public() else { return };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|x| x != "tsv"))
+        .collect();
+    files.sort();
+    for f in &files {
+        let out = vxtap()
+            .args(["replay", "-q", "--no-progress", "--no-redact"])
+            .arg(f)
+            .output()
+            .unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        if name.contains("bug-1450-04") {
+            // A corrupt file: the packets before the damage are processed, then an error that
+            // names the file and the offset, and a non-zero exit.
+            assert_eq!(out.status.code(), Some(1), "{name}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(&name) && err.contains("byte 5035"), "{err}");
+        } else {
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let one = |name: &str, extra: &[&str]| replay(&[&p.join(name)], extra);
+    let sum = |v: &[Value]| {
+        summary(v)
+            .into_iter()
+            .map(|(_, m, u, st)| (m, u, st))
+            .collect::<Vec<_>>()
+    };
+    let t = |m: &str, u: &str, st: &str| (m.to_string(), u.to_string(), st.to_string());
+
+    // The same GET under VNI 4711, VNI 4242 and unencapsulated: once by default, 3 times
+    // with the session in the key.
+    let ov = "zeek__vxlan-overlapping-http-get.pcap";
+    assert_eq!(one(ov, &[]).len(), 1);
+    let by_session = one(ov, &["--flow-key", "session"]);
+    assert_eq!(by_session.len(), 3);
+    let mut vnis: Vec<String> = by_session.iter().map(|r| s(&r["vni"])).collect();
+    vnis.sort();
+    assert_eq!(vnis, ["", "4242", "4711"]);
+
+    let pipelined = one("zeek__pipelined-requests.pcap", &[]);
+    assert_eq!(pipelined.len(), 5);
+    assert!(sum(&pipelined)
+        .iter()
+        .all(|(m, _, st)| m == "GET" && st == "200"));
+    assert_eq!(sum(&pipelined)[0].1, "/style/enhanced.css");
+
+    let cont = one("zeek__100-continue.pcap", &[]);
+    assert_eq!(sum(&cont), [t("POST", "/", "200")]);
+    assert_eq!(cont[0]["interim"][0]["status"], 100);
+
+    assert_eq!(
+        sum(&one("arkime__http-500-head.pcap", &[])),
+        [t("HEAD", "/UpdataConfig.dat", "500")]
+    );
+    let nolen = one("arkime__http-no-length.pcap", &[]);
+    assert_eq!(sum(&nolen), [t("GET", "/js/xxxxxx.js", "200")]);
+    assert!(nolen[0]["response"]["body_len"].as_u64().unwrap() > 0);
+
+    let ws = one("zeek__websocket.pcap", &[]);
+    assert_eq!(ws.len(), 1);
+    assert_eq!(ws[0]["response"]["status"], 101);
+    assert!(flags(&ws[0]).contains(&"upgrade".to_string()));
+
+    let h2c = one("suricata-verify__http2-keywords2_input.pcap", &[]);
+    assert_eq!(sum(&h2c), [t("GET", "/robots.txt", "101")]);
+
+    // Mid-stream: the first response has no request; never mis-paired.
+    let mid = one("suricata-verify__http-start-from-response.pcap", &[]);
+    assert_eq!(mid.len(), 2);
+    assert!(mid[0]["request"].is_null());
+    assert!(flags(&mid[0]).contains(&"no_request".to_string()));
+    assert_eq!(sum(&mid)[1], t("GET", "/favicon.ico", "404"));
+
+    // A sequence gap inside a Content-Length body: the exchange continues, flagged.
+    let gap = one("suricata-verify__http-gap-simple_input.pcap", &[]);
+    assert_eq!(
+        sum(&gap),
+        [
+            t("GET", "/1", "200"),
+            t("GET", "/2", "200"),
+            t("GET", "/3", "200")
+        ]
+    );
+    assert!(flags(&gap[1]).contains(&"gap".to_string()));
+
+    let retrans = one("arkime__wireshark-retrans.pcap", &[]);
+    assert_eq!(sum(&retrans), vec![t("POST", "/exhmedmx", "200"); 4]);
+
+    let m57 = one("zeek__m57-long-49583-80.pcap", &[]);
+    assert_eq!(m57.len(), 3);
+    assert!(sum(&m57).iter().all(|(m, _, st)| m == "GET" && st == "206"));
+
+    assert_eq!(
+        sum(&one("zeek__http-post-large.pcap", &[])),
+        vec![t("POST", "/hello", "200"); 2]
+    );
+    assert_eq!(
+        sum(&one("zeek__http-vlan-0.pcap", &[])),
+        [t("GET", "/download/CHANGES.bro-aux.txt", "200")]
+    );
+
+    let overflow = one("zeek__variant-01-chunk_2pow64_overflow.pcap", &[]);
+    assert!(flags(&overflow[0]).contains(&"smuggling_suspect".to_string()));
+    assert!(overflow[0]["response"].is_null());
+
+    // Tunnels: VNIs as the manifest describes them.
+    let vnis = |name: &str, extra: &[&str]| -> Vec<String> {
+        let out = run(vxtap()
+            .args(["stats", "--json"])
+            .args(extra)
+            .arg(p.join(name)))
+        .stdout;
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        v["per_vni"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "none")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        vnis("suricata-verify__vxlan-decoder-03_vxlan.pcap", &[]),
+        ["5569041"]
+    );
+    assert_eq!(vnis("nDPI__vxlan.pcap", &[]), ["1111"]);
+    assert_eq!(vnis("zeek__vxlan.pcap", &[]), ["123"]);
+    assert_eq!(vnis("tcpdump__gso-ipv4-vxlan-ipv4.pcap", &[]), ["5001"]);
+    assert_eq!(vnis("tcpdump__geneve.pcap", &[]), ["10", "11"]);
+    assert_eq!(vnis("zeek__geneve-vxlan-dns-truncated.pcap", &[]), ["4242"]);
+    assert!(vnis("tcpdump__vxlan_port_8472.pcap", &[]).is_empty());
+    assert_eq!(
+        vnis("tcpdump__vxlan_port_8472.pcap", &["--vxlan-port", "8472"]),
+        ["100"]
+    );
+}
+
+/// The standard workload with faults: every exchange untouched by a drop comes out exact and
+/// nothing is mis-paired.
+#[test]
+fn standard_workload_with_faults() {
+    let gen = root().join("../shared/bench/gen_vxlan_http.py");
+    if !gen.is_file() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vxtap-e2e-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("faults.pcap");
+    let status = Command::new("python3")
+        .arg(&gen)
+        .arg("-o")
+        .arg(&pcap)
+        .args([
+            "--connections",
+            "150",
+            "--seed",
+            "7",
+            "--manifest",
+            "--quiet",
+        ])
+        .args(["--retransmit", "2", "--reorder", "1", "--drop", "0.1"])
+        .status()
+        .expect("python3 runs the generator");
+    assert!(status.success());
+    let manifest = std::fs::read_to_string(dir.join("faults.pcap.manifest.tsv")).unwrap();
+    let got = replay(&[&pcap], &["--max-body-bytes", "0"]);
+    // Index ours by (client ip, client port, uri) - a URI is unique per connection here.
+    let mut ours: BTreeMap<(String, String, String), &Value> = BTreeMap::new();
+    for r in &got {
+        if !r["request"].is_null() {
+            ours.insert(
+                (
+                    s(&r["client"]["ip"]),
+                    s(&r["client"]["port"]),
+                    s(&r["request"]["uri"]),
+                ),
+                r,
+            );
+        }
+    }
+    let (mut intact, mut exact) = (0, 0);
+    let mut by_key: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
+    for line in manifest.lines().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let key = (f[2].to_string(), f[3].to_string(), f[8].to_string());
+        by_key.insert(key.clone(), f.clone());
+        if f[14] == "0" && f[15] == "0" {
+            intact += 1;
+            let r = ours
+                .get(&key)
+                .unwrap_or_else(|| panic!("intact exchange missing: {line}"));
+            assert_eq!(s(&r["request"]["method"]), f[7], "{line}");
+            assert_eq!(s(&r["response"]["status"]), f[9], "{line}");
+            assert_eq!(s(&r["request"]["body_len"]), f[11], "{line}");
+            if f[13] == "1" {
+                // The manifest counts a chunked body with its framing; the record counts the
+                // body after removing it (RFC 9112 7.1), so it is shorter but not by much.
+                let framed: u64 = f[12].parse().unwrap();
+                let body = r["response"]["body_len"].as_u64().unwrap();
+                assert!(
+                    body < framed && body + framed / 16 + 64 > framed,
+                    "{line}: {body}"
+                );
+            } else {
+                assert_eq!(s(&r["response"]["body_len"]), f[12], "{line}");
+            }
+            assert!(
+                flags(r).iter().all(|f| f != "gap" && f != "incomplete"),
+                "{r}"
+            );
+            exact += 1;
+        }
+    }
+    assert!(
+        intact > 1000,
+        "the workload has intact exchanges ({intact})"
+    );
+    assert_eq!(intact, exact);
+    // Never mis-paired: every exchange that has both a request and a response answers the
+    // request the manifest pairs it with.
+    for r in &got {
+        if r["request"].is_null() || r["response"].is_null() {
+            continue;
+        }
+        let key = (
+            s(&r["client"]["ip"]),
+            s(&r["client"]["port"]),
+            s(&r["request"]["uri"]),
+        );
+        let f = by_key
+            .get(&key)
+            .unwrap_or_else(|| panic!("unknown exchange {r}"));
+        assert_eq!(s(&r["response"]["status"]), f[9], "mis-paired: {r}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---- live listener on loopback ----------------------------------------------------------
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+struct Listener {
+    child: Child,
+    udp: u16,
+    admin: u16,
+    out: PathBuf,
+}
+
+impl Listener {
+    fn start(extra: &[&str]) -> Listener {
+        let (udp, admin) = (free_port(), free_tcp_port());
+        let out = std::env::temp_dir().join(format!("vxtap-e2e-listen-{udp}.jsonl"));
+        let _ = std::fs::remove_file(&out);
+        let child = vxtap()
+            .env("VXTAP_TEST_KEY", "e2e-secret")
+            .args(["listen", "--redact-key-env", "VXTAP_TEST_KEY"])
+            .args(["--bind", &format!("127.0.0.1:{udp}")])
+            .args(["--admin-bind", &format!("127.0.0.1:{admin}")])
+            .args(["--recv-buffer", "64MiB", "--threads", "2"])
+            .arg("-o")
+            .arg(&out)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let l = Listener {
+            child,
+            udp,
+            admin,
+            out,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(admin, "/healthz").is_none() {
+            assert!(Instant::now() < deadline, "listener did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        l
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        let (_, body) = http_get(self.admin, "/metrics").expect("metrics");
+        body.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    }
+
+    fn send(&self, file: &Path) {
+        run(vxtap().arg("send").arg(file).args([
+            "--to",
+            &format!("127.0.0.1:{}", self.udp),
+            "--pps",
+            "20000",
+        ]));
+    }
+
+    /// SIGTERM, wait for a clean exit, return the records.
+    fn stop(mut self) -> Vec<Value> {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                assert!(st.success(), "listener exit {st}: {err}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "listener did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read(&self.out).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.out);
+        parse_lines(&text)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Live and replay must agree on everything but receive-time timestamps.
+fn comparable(r: &Value) -> String {
+    let mut r = r.clone();
+    // Receive-time timestamps, and the datagram's source (here the local sender, in the file
+    // the original mirror source) are the only differences.
+    for k in ["ts", "timing", "mirror_source"] {
+        r.as_object_mut().unwrap().remove(k);
+    }
+    for side in ["request", "response"] {
+        if let Some(m) = r.get_mut(side).and_then(|m| m.as_object_mut()) {
+            m.remove("ts");
+        }
+    }
+    r.to_string()
+}
+
+#[test]
+fn listen_equals_replay_on_loopback() {
+    for file in ["vxlan/mixed-vni101.pcap", "vxlan/keepalive-vni5569041.pcap"] {
+        let f = fixture(file);
+        let l = Listener::start(&[]);
+        assert_eq!(http_get(l.admin, "/readyz").map(|r| r.0), Some(200));
+        l.send(&f);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let packets = run(vxtap().args(["stats", "--json"]).arg(&f)).stdout;
+        let sent: Value = serde_json::from_slice(&packets).unwrap();
+        let sent = sent["packets"].as_u64().unwrap();
+        while l.metric("vxtap_recv_datagrams_total") < sent {
+            assert!(Instant::now() < deadline, "datagrams not all received");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(l.metric("vxtap_recv_kernel_drops_total"), 0);
+        assert_eq!(l.metric("vxtap_recv_queue_dropped_segments_total"), 0);
+        let live = l.stop();
+        let offline = replay(&[&f], &[]);
+        let mut a: Vec<String> = live.iter().map(comparable).collect();
+        let mut b: Vec<String> = offline.iter().map(comparable).collect();
+        a.sort();
+        b.sort();
+        assert_eq!(a.len(), b.len(), "{file}");
+        assert_eq!(a, b, "{file}");
+    }
+}
+
+#[test]
+fn listen_counts_hostile_datagrams_and_disallowed_sources() {
+    let l = Listener::start(&[]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dest = ("127.0.0.1", l.udp);
+    // Deterministic junk: short headers, wrong VXLAN flags, random bytes.
+    let mut x: u32 = 12345;
+    for i in 0..300usize {
+        let len = i % 200;
+        let mut d: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        if i % 3 == 0 && d.len() > 8 {
+            d[0] = 0x00; // I flag missing
+        }
+        sock.send_to(&d, dest).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while l.metric("vxtap_recv_datagrams_total") < 300 {
+        assert!(Instant::now() < deadline, "junk not received");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(l.metric("vxtap_decap_rejected_total{reason=\"bad_vxlan_flags\"}") > 0);
+    assert!(l.metric("vxtap_decap_rejected_total") >= 250);
+    assert_eq!(http_get(l.admin, "/readyz").map(|r| r.0), Some(200));
+    assert!(l.stop().is_empty());
+
+    // Only 10.0.0.0/8 may send: loopback traffic is counted and dropped.
+    let l = Listener::start(&["--allow-source", "10.0.0.0/8"]);
+    l.send(&fixture("vxlan/keepalive-vni5569041.pcap"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while l.metric("vxtap_filter_dropped_total{reason=\"source_not_allowed\"}") == 0 {
+        assert!(Instant::now() < deadline, "disallowed source not counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(l.stop().is_empty());
+}
+
+#[test]
+fn readyz_reports_a_stalled_worker() {
+    let l = Listener::start(&["--test-stall-worker-after", "1s"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((503, body)) = http_get(l.admin, "/readyz") {
+            assert!(body.contains("worker-0"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never reported the stall"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    l.stop();
+}
