@@ -109,7 +109,7 @@ struct Half {
     state: State,
     head_buf: Vec<u8>,
     head_ts: u64,
-    cur: Option<MsgBuild>,
+    cur: Option<Box<MsgBuild>>,
     /// Queue sequence number of the exchange the current message belongs to.
     target: Option<u64>,
     /// The current response is interim (1xx).
@@ -605,7 +605,7 @@ impl HttpHandler {
         let build = self.new_build(msg, head_ts, ts, flags, info.coding);
         let seq = self.push_request(c, is_head, is_connect);
         let h = &mut c.halves[r];
-        h.cur = Some(build);
+        h.cur = Some(Box::new(build));
         h.target = Some(seq);
         if let Some(err) = info.error {
             // A strict server rejects this framing; the bytes after the head are not a body we
@@ -673,7 +673,7 @@ impl HttpHandler {
         }
         let build = self.new_build(msg, head_ts, ts, flags, info.coding);
         let h = &mut c.halves[r];
-        h.cur = Some(build);
+        h.cur = Some(Box::new(build));
         h.target = target;
         h.interim = interim;
         h.unpaired_flags = unpaired_flags;
@@ -959,7 +959,8 @@ impl HttpHandler {
         if matches!(h.state, State::Body(_)) {
             h.state = State::Start;
         }
-        let Some(mut m) = h.cur.take() else { return };
+        let Some(m) = h.cur.take() else { return };
+        let mut m = *m;
         let target = h.target.take();
         m.flags.merge(flags);
         m.cut |= cut;
@@ -1313,7 +1314,7 @@ impl Conn {
         let halves: usize = self
             .halves
             .iter()
-            .map(|h| h.head_buf.capacity() + h.cur.as_ref().map_or(0, build_bytes))
+            .map(|h| h.head_buf.capacity() + h.cur.as_deref().map_or(0, build_bytes))
             .sum();
         let queued: usize = self
             .queue
@@ -1507,5 +1508,14 @@ impl StreamHandler for HttpHandler {
                 Kind::Lost(_) => self.stats.lost_requests += 1,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// The flow table stores one `Conn` per connection: keep it small.
+    #[test]
+    fn conn_stays_small() {
+        assert!(std::mem::size_of::<super::Conn>() <= 512);
     }
 }
