@@ -165,6 +165,9 @@ pub struct Redactor {
     json_kv: Option<Regex>,
     /// `name=value` for listed names: catches parameters in free text and log lines.
     kv: Option<Regex>,
+    /// `"name":` for listed names, whatever the value: decides whether a JSON body needs the
+    /// (costly) parse and walk.
+    json_key: Option<Regex>,
     /// `scheme://user:password@` in URLs.
     userinfo: Option<Regex>,
     email: Option<Regex>,
@@ -399,6 +402,7 @@ impl Redactor {
             json_paths: Vec::new(),
             json_kv: None,
             kv: None,
+            json_key: None,
             userinfo: None,
             email: None,
             card: None,
@@ -414,15 +418,18 @@ impl Redactor {
             .iter()
             .map(|p| parse_json_path(p))
             .collect::<Result<Vec<_>, _>>()?;
-        let (json_kv, kv) = if params.is_empty() {
-            (None, None)
+        let (json_kv, kv, json_key) = if params.is_empty() {
+            (None, None, None)
         } else {
             let alt = names_alternation(&params);
             (
                 Some(compile(&format!(
                     r#"(?i)"({alt})"(\s*:\s*)(?:"((?:[^"\\]|\\.)*)|(-?[0-9][0-9.eE+\-]*))"#
                 ))?),
-                Some(compile(&format!(r#"(?i)\b({alt})=([^&\s;,"'#<>]+)"#))?),
+                Some(compile(&format!(
+                    r#"(?i)(?-u:\b)({alt})=([^&\s;,"'#<>]+)"#
+                ))?),
+                Some(compile(&format!(r#"(?i)"{alt}"\s*:"#))?),
             )
         };
         let email = if cfg.emails {
@@ -433,7 +440,7 @@ impl Redactor {
             None
         };
         let card = if cfg.card_numbers {
-            Some(compile(r"\b[2-6](?:[ \-]?[0-9]){12,18}\b")?)
+            Some(compile(r"(?-u:\b)[2-6](?:[ \-]?[0-9]){12,18}(?-u:\b)")?)
         } else {
             None
         };
@@ -454,8 +461,9 @@ impl Redactor {
             json_paths,
             json_kv,
             kv,
+            json_key,
             userinfo: Some(compile(
-                r"(?i)\b([a-z][a-z0-9+.\-]*://[^/?#\s:@]*:)([^/?#\s@]+)@",
+                r"(?i)(?-u:\b)([a-z][a-z0-9+.\-]*://[^/?#\s:@]*:)([^/?#\s@]+)@",
             )?),
             email,
             card,
@@ -514,7 +522,9 @@ impl Redactor {
             return Cow::Borrowed(s);
         }
         let mut cur = Cow::Borrowed(s);
-        if let Some(re) = &self.json_kv {
+        // Each pattern needs a character that most strings lack; checking for it first skips
+        // most regex searches (header values and JSON strings are many and short).
+        if let Some(re) = self.json_kv.as_ref().filter(|_| s.contains('"')) {
             cur = chain(cur, |t| {
                 re.replace_all(t, |c: &Captures| match (c.get(3), c.get(4)) {
                     // The closing quote of a string is outside the match and stays in place.
@@ -526,7 +536,7 @@ impl Redactor {
                 })
             });
         }
-        if let Some(re) = &self.kv {
+        if let Some(re) = self.kv.as_ref().filter(|_| cur.contains('=')) {
             cur = chain(cur, |t| {
                 re.replace_all(t, |c: &Captures| format!("{}={}", &c[1], self.mask(&c[2])))
             });
@@ -538,15 +548,27 @@ impl Redactor {
     /// Redacts e-mails, cards and extra patterns only (not `name=value` pairs), for pieces of
     /// text whose parameter structure was already handled.
     fn redact_patterns<'a>(&self, mut cur: Cow<'a, str>) -> Cow<'a, str> {
-        if let Some(re) = self.userinfo.as_ref().filter(|_| cur.contains("://")) {
+        if let Some(re) = self
+            .userinfo
+            .as_ref()
+            .filter(|_| cur.contains('@') && cur.contains("://"))
+        {
             cur = chain(cur, |t| {
                 re.replace_all(t, |c: &Captures| format!("{}{}@", &c[1], self.mask(&c[2])))
             });
         }
-        if let Some(re) = &self.email {
+        if let Some(re) = self
+            .email
+            .as_ref()
+            .filter(|_| cur.contains('@') || cur.contains("%40"))
+        {
             cur = chain(cur, |t| re.replace_all(t, |c: &Captures| self.mask(&c[0])));
         }
-        if let Some(re) = &self.card {
+        if let Some(re) = self
+            .card
+            .as_ref()
+            .filter(|_| cur.bytes().filter(u8::is_ascii_digit).count() >= 13)
+        {
             cur = chain(cur, |t| {
                 re.replace_all(t, |c: &Captures| {
                     let digits: Vec<u8> = c[0].bytes().filter(u8::is_ascii_digit).collect();
@@ -791,6 +813,17 @@ impl Redactor {
         // Content types lie or are missing often enough that anything shaped like JSON is
         // tried as JSON; a failed parse costs little.
         if ct.contains("json") || trimmed.starts_with('{') || trimmed.starts_with('[') {
+            // Parsing into a tree costs far more than a few scans of the text, and most bodies
+            // hold nothing to redact: parse only when a listed key, a path, an escape that
+            // could hide a match, or a text match says the walk may change something.
+            let text_redacted = self.redact_str(body);
+            let may_change = !self.json_paths.is_empty()
+                || matches!(text_redacted, Cow::Owned(_))
+                || body.contains("\\u")
+                || self.json_key.as_ref().is_some_and(|re| re.is_match(body));
+            if !may_change {
+                return None;
+            }
             if let Ok(mut v) = serde_json::from_str::<Value>(body) {
                 let mut changed = false;
                 for p in &self.json_paths {
@@ -799,6 +832,11 @@ impl Redactor {
                 changed |= self.walk_json(&mut v);
                 return if changed { Some(v.to_string()) } else { None };
             }
+            // Not valid JSON (often truncated): the text patterns are all there is.
+            return match text_redacted {
+                Cow::Owned(s) => Some(s),
+                Cow::Borrowed(_) => None,
+            };
         }
         match self.redact_str(body) {
             Cow::Owned(s) => Some(s),
@@ -1343,6 +1381,55 @@ mod tests {
             }
             let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
             println!("redaction ({name}): {us:.2} us/exchange (clone included)");
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(ex.clone());
+            }
+            let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            println!("  clone alone: {us:.2} us");
+            let body = ex
+                .response
+                .as_ref()
+                .and_then(|m| m.body.clone())
+                .unwrap_or_default();
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(serde_json::from_str::<Value>(&body).ok());
+            }
+            let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            println!("  response body parse alone: {us:.2} us");
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                for (h, v) in &ex.request.as_ref().unwrap().headers {
+                    std::hint::black_box(r.redact_header(h, v));
+                }
+            }
+            let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+            println!("  request headers alone: {us:.2} us");
+            let time = |label: &str, f: &dyn Fn()| {
+                let start = std::time::Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                let us = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+                println!("  {label}: {us:.2} us");
+            };
+            time("body text", &|| {
+                std::hint::black_box(r.redact_body_text(&body, "application/json"));
+            });
+            time("redact_str(body)", &|| {
+                std::hint::black_box(r.redact_str(&body));
+            });
+            for (l, re) in [("json_kv", &r.json_kv), ("kv", &r.kv), ("json_key", &r.json_key), ("email", &r.email), ("card", &r.card)] {
+                let re = re.as_ref().unwrap();
+                time(l, &|| {
+                    std::hint::black_box(re.find(&body));
+                });
+            }
+            let uri = ex.request.as_ref().unwrap().uri.clone().unwrap();
+            time("uri", &|| {
+                std::hint::black_box(r.redact_uri(&uri));
+            });
         }
     }
 

@@ -42,7 +42,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replay pcap/pcapng files (optionally .gz) and write exchanges as JSON lines.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Receive mirrored VXLAN on UDP (the appliance) and write exchanges as JSON lines.
     Listen(Box<ListenArgs>),
     /// Wrap a plain capture in VXLAN exactly as AWS VPC Traffic Mirroring would.
