@@ -30,6 +30,8 @@ const RESYNC_CARRY: usize = 4096;
 const RESYNC_PIECE: usize = 16 * 1024;
 /// Longest request line the resync accepts as plausible.
 const RESYNC_LINE_MAX: usize = 8 * 1024;
+/// Head buffer capacity kept across messages.
+const HEAD_BUF_KEEP: usize = 4096;
 /// Interim responses kept per exchange; more are counted and dropped.
 const MAX_INTERIM: usize = 8;
 const REQ: usize = 0;
@@ -335,7 +337,9 @@ impl HttpHandler {
                     let buf = std::mem::take(&mut h.head_buf);
                     let ev = self.on_head(c, r, ts, &buf);
                     let h = &mut c.halves[r];
-                    if h.head_buf.is_empty() {
+                    // Keep a small buffer for the next head; give a large one back, since idle
+                    // connections are many.
+                    if h.head_buf.is_empty() && buf.capacity() <= HEAD_BUF_KEEP {
                         h.head_buf = buf;
                         h.head_buf.clear();
                     }
@@ -381,6 +385,7 @@ impl HttpHandler {
                 let keep = s.min(old);
                 self.stats.resync_skipped_bytes += s as u64;
                 h.head_buf.drain(..keep);
+                h.head_buf.shrink_to(HEAD_BUF_KEEP);
                 h.state = State::Start;
                 let ev = if class == other {
                     self.swap(c)

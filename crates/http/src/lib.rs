@@ -4,6 +4,8 @@
 //! bytes, gaps, FINs and closes; finished [`Exchange`]s collect in an internal queue that the
 //! caller empties with [`HttpHandler::drain_into`].
 
+#![warn(missing_docs)]
+
 mod chunked;
 mod decode;
 pub mod exchange;
