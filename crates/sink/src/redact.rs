@@ -216,7 +216,8 @@ fn norm_eq(raw: &str, normed: &str) -> bool {
 
 /// Builds `(?:a|b|c)` matching the names with `-`/`_` interchangeable.
 fn names_alternation(names: &[String]) -> String {
-    let mut out = String::from("(?:");
+    // ASCII-only case folding: Unicode folding multiplies the automaton for no benefit here.
+    let mut out = String::from("(?i-u:");
     for (i, n) in names.iter().enumerate() {
         if i > 0 {
             out.push('|');
@@ -329,6 +330,28 @@ fn is_card_digits(digits: &[u8]) -> bool {
         && luhn(digits)
 }
 
+/// True when the text has 13 or more digits in a row, allowing single spaces or dashes between
+/// them: the least a card number needs, checked before running the card regex.
+fn has_long_digit_run(s: &str) -> bool {
+    let mut run = 0u32;
+    let mut sep = false;
+    for b in s.bytes() {
+        if b.is_ascii_digit() {
+            run += 1;
+            sep = false;
+            if run >= 13 {
+                return true;
+            }
+        } else if (b == b' ' || b == b'-') && run > 0 && !sep {
+            sep = true;
+        } else {
+            run = 0;
+            sep = false;
+        }
+    }
+    false
+}
+
 /// Decodes `%XX` escapes and `+` for name comparison; invalid escapes are kept verbatim.
 fn percent_decode(s: &str) -> Cow<'_, str> {
     if !s.contains(['%', '+']) {
@@ -424,12 +447,10 @@ impl Redactor {
             let alt = names_alternation(&params);
             (
                 Some(compile(&format!(
-                    r#"(?i)"({alt})"(\s*:\s*)(?:"((?:[^"\\]|\\.)*)|(-?[0-9][0-9.eE+\-]*))"#
+                    r#""({alt})"(\s*:\s*)(?:"((?:[^"\\]|\\.)*)|(-?[0-9][0-9.eE+\-]*))"#
                 ))?),
-                Some(compile(&format!(
-                    r#"(?i)(?-u:\b)({alt})=([^&\s;,"'#<>]+)"#
-                ))?),
-                Some(compile(&format!(r#"(?i)"{alt}"\s*:"#))?),
+                Some(compile(&format!(r#"(?-u:\b)({alt})=([^&\s;,"'#<>]+)"#))?),
+                Some(compile(&format!(r#""{alt}"\s*:"#))?),
             )
         };
         let email = if cfg.emails {
@@ -518,13 +539,23 @@ impl Redactor {
     /// and `"name": "value"` pairs, e-mail addresses, Luhn-valid card numbers, extra patterns.
     /// Borrowed when nothing changed.
     pub fn redact_str<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        self.redact_text(s, true)
+    }
+
+    /// [`Redactor::redact_str`], optionally without the `"name": value` pass (for callers
+    /// that already know no listed key is present).
+    fn redact_text<'a>(&self, s: &'a str, json_pairs: bool) -> Cow<'a, str> {
         if !self.enabled {
             return Cow::Borrowed(s);
         }
         let mut cur = Cow::Borrowed(s);
         // Each pattern needs a character that most strings lack; checking for it first skips
         // most regex searches (header values and JSON strings are many and short).
-        if let Some(re) = self.json_kv.as_ref().filter(|_| s.contains('"')) {
+        if let Some(re) = self
+            .json_kv
+            .as_ref()
+            .filter(|_| json_pairs && s.contains('"'))
+        {
             cur = chain(cur, |t| {
                 re.replace_all(t, |c: &Captures| match (c.get(3), c.get(4)) {
                     // The closing quote of a string is outside the match and stays in place.
@@ -564,11 +595,7 @@ impl Redactor {
         {
             cur = chain(cur, |t| re.replace_all(t, |c: &Captures| self.mask(&c[0])));
         }
-        if let Some(re) = self
-            .card
-            .as_ref()
-            .filter(|_| cur.bytes().filter(u8::is_ascii_digit).count() >= 13)
-        {
+        if let Some(re) = self.card.as_ref().filter(|_| has_long_digit_run(&cur)) {
             cur = chain(cur, |t| {
                 re.replace_all(t, |c: &Captures| {
                     let digits: Vec<u8> = c[0].bytes().filter(u8::is_ascii_digit).collect();
@@ -816,11 +843,12 @@ impl Redactor {
             // Parsing into a tree costs far more than a few scans of the text, and most bodies
             // hold nothing to redact: parse only when a listed key, a path, an escape that
             // could hide a match, or a text match says the walk may change something.
-            let text_redacted = self.redact_str(body);
-            let may_change = !self.json_paths.is_empty()
+            let key_hit = self.json_key.as_ref().is_some_and(|re| re.is_match(body));
+            let text_redacted = self.redact_text(body, key_hit);
+            let may_change = key_hit
+                || !self.json_paths.is_empty()
                 || matches!(text_redacted, Cow::Owned(_))
-                || body.contains("\\u")
-                || self.json_key.as_ref().is_some_and(|re| re.is_match(body));
+                || body.contains("\\u");
             if !may_change {
                 return None;
             }
@@ -1420,7 +1448,13 @@ mod tests {
             time("redact_str(body)", &|| {
                 std::hint::black_box(r.redact_str(&body));
             });
-            for (l, re) in [("json_kv", &r.json_kv), ("kv", &r.kv), ("json_key", &r.json_key), ("email", &r.email), ("card", &r.card)] {
+            for (l, re) in [
+                ("json_kv", &r.json_kv),
+                ("kv", &r.kv),
+                ("json_key", &r.json_key),
+                ("email", &r.email),
+                ("card", &r.card),
+            ] {
                 let re = re.as_ref().unwrap();
                 time(l, &|| {
                     std::hint::black_box(re.find(&body));
