@@ -1395,8 +1395,7 @@ mod tests {
                 ],
                 Some(&format!(
                     r#"{{"items":[{}],"next":"/api/v1/items?page=3"}}"#,
-                    vec![r#"{"id":12345,"name":"widget","price":9.99,"tags":["a","b"]}"#; 8]
-                        .join(",")
+                    [r#"{"id":12345,"name":"widget","price":9.99,"tags":["a","b"]}"#; 8].join(",")
                 )),
             )),
         );
