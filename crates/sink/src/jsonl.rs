@@ -294,11 +294,16 @@ impl JsonLinesWriter {
             return Ok(None);
         };
         self.flush_inner()?;
-        let base = format!("{}.{}", path.display(), utc_stamp(now));
+        // Built on the OsStr so that a path that is not UTF-8 is not mangled by display().
+        let mut base = path.as_os_str().to_owned();
+        base.push(".");
+        base.push(utc_stamp(now));
         let mut target = PathBuf::from(&base);
         let mut n = 1u32;
         while target.exists() {
-            target = PathBuf::from(format!("{base}.{n}"));
+            let mut name = base.clone();
+            name.push(format!(".{n}"));
+            target = PathBuf::from(name);
             n += 1;
         }
         match std::fs::rename(&path, &target) {
