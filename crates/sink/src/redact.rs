@@ -170,6 +170,8 @@ pub struct Redactor {
     json_key: Option<Regex>,
     /// `scheme://user:password@` in URLs.
     userinfo: Option<Regex>,
+    /// `Bearer <token>` in text (logged or echoed headers) and JSON Web Tokens anywhere.
+    tokens: Option<Regex>,
     email: Option<Regex>,
     card: Option<Regex>,
     extra: Vec<Regex>,
@@ -427,6 +429,7 @@ impl Redactor {
             kv: None,
             json_key: None,
             userinfo: None,
+            tokens: None,
             email: None,
             card: None,
             extra: Vec::new(),
@@ -483,6 +486,9 @@ impl Redactor {
             json_kv,
             kv,
             json_key,
+            tokens: Some(compile(
+                r"(?i-u:(\bbearer\s+)([A-Za-z0-9\-._~+/]{8,}=*))|(?-u:\b)(eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*)",
+            )?),
             userinfo: Some(compile(
                 r"(?i)(?-u:\b)([a-z][a-z0-9+.\-]*://[^/?#\s:@]*:)([^/?#\s@]+)@",
             )?),
@@ -579,6 +585,23 @@ impl Redactor {
     /// Redacts e-mails, cards and extra patterns only (not `name=value` pairs), for pieces of
     /// text whose parameter structure was already handled.
     fn redact_patterns<'a>(&self, mut cur: Cow<'a, str>) -> Cow<'a, str> {
+        if let Some(re) = self.tokens.as_ref().filter(|_| {
+            cur.contains("eyJ")
+                || cur
+                    .as_bytes()
+                    .windows(6)
+                    .any(|w| w.eq_ignore_ascii_case(b"bearer"))
+        }) {
+            cur = chain(cur, |t| {
+                re.replace_all(t, |c: &Captures| match (c.get(1), c.get(2), c.get(3)) {
+                    (Some(scheme), Some(tok), _) => {
+                        format!("{}{}", scheme.as_str(), self.mask(tok.as_str()))
+                    }
+                    (_, _, Some(jwt)) => self.mask(jwt.as_str()),
+                    _ => c[0].to_string(),
+                })
+            });
+        }
         if let Some(re) = self
             .userinfo
             .as_ref()
@@ -1184,6 +1207,35 @@ mod tests {
             ..RedactConfig::default()
         });
         assert_eq!(off.redact_str("4111111111111111"), "4111111111111111");
+    }
+
+    #[test]
+    fn bearer_tokens_and_jwts_in_text() {
+        let r = redactor(&RedactConfig::default());
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let line = format!(
+            "upstream sent Authorization: Bearer SECRETBEARERTOKEN and {{\"id\":\"{jwt}\"}}"
+        );
+        let out = r.redact_str(&line);
+        assert!(
+            !out.contains("SECRETBEARERTOKEN") && !out.contains(jwt),
+            "{out}"
+        );
+        assert!(out.contains("Bearer hmac-sha256:"));
+        // The Authorization header itself hashes the same token to the same value.
+        assert!(out.contains(&*r.redact_header("Authorization", "Bearer SECRETBEARERTOKEN")));
+        let mut m = request(
+            "POST",
+            "/",
+            &[("Content-Type", "application/json")],
+            Some(&format!(r#"{{"session":{{"jwt":"{jwt}"}}}}"#)),
+        );
+        assert!(r.redact_message(&mut m));
+        assert!(!m.body.unwrap().contains(jwt));
+        assert_eq!(
+            r.redact_str("the bearer of bad news"),
+            "the bearer of bad news"
+        );
     }
 
     #[test]
