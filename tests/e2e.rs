@@ -932,3 +932,65 @@ fn tshark_agrees_on_the_fixtures() {
         }
     }
 }
+
+/// Flow-consistent sampling on the standard workload: the kept share is near the rate, every
+/// kept connection has all its exchanges, and two runs keep the same set.
+#[test]
+fn sampling_keeps_whole_connections_deterministically() {
+    let gen = root().join("../shared/bench/gen_vxlan_http.py");
+    if !gen.is_file() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("vxtap-e2e-sample-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("clean.pcap");
+    let status = Command::new("python3")
+        .arg(&gen)
+        .arg("-o")
+        .arg(&pcap)
+        .args(["--connections", "600", "--seed", "3", "--quiet"])
+        .status()
+        .expect("python3 runs the generator");
+    assert!(status.success());
+    let conn = |r: &Value| format!("{}:{}", s(&r["client"]["ip"]), s(&r["client"]["port"]));
+    let group = |v: &[Value]| {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in v {
+            m.entry(conn(r)).or_default().push(s(&r["id"]));
+        }
+        m
+    };
+    let all = group(&replay(&[&pcap], &["--max-body-bytes", "0"]));
+    let sampled_records = replay(&[&pcap], &["--max-body-bytes", "0", "--sample", "0.25"]);
+    assert!(sampled_records.iter().all(|r| r["sample_rate"] == 0.25));
+    let sampled = group(&sampled_records);
+    let share = sampled.len() as f64 / all.len() as f64;
+    assert!(
+        (0.18..=0.32).contains(&share),
+        "kept {share} of connections at rate 0.25"
+    );
+    for (c, ids) in &sampled {
+        assert_eq!(Some(ids), all.get(c), "kept connection {c} is not whole");
+    }
+    let again = group(&replay(
+        &[&pcap],
+        &["--max-body-bytes", "0", "--sample", "0.25"],
+    ));
+    assert_eq!(sampled, again);
+    let other_seed = group(&replay(
+        &[&pcap],
+        &[
+            "--max-body-bytes",
+            "0",
+            "--sample",
+            "0.25",
+            "--sample-seed",
+            "99",
+        ],
+    ));
+    assert_ne!(
+        sampled.keys().collect::<Vec<_>>(),
+        other_seed.keys().collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
