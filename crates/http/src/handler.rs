@@ -209,6 +209,10 @@ pub struct Conn {
     stopped: bool,
     midstream_unsynced: bool,
     next_index: u64,
+    /// Final responses that found no request to answer. The reassembler may deliver a response
+    /// before it declares the gap that swallowed its request, so the placeholder created for
+    /// that gap counts as already answered.
+    orphans: u32,
 }
 
 /// The HTTP/1 consumer of reassembled streams; one per worker.
@@ -837,6 +841,7 @@ impl HttpHandler {
         c.next_resp_seq = c.next_seq;
         c.uncertain = false;
         c.desync_flags = FlagSet::EMPTY;
+        c.orphans = 0;
         self.try_emit(c);
     }
 
@@ -866,7 +871,10 @@ impl HttpHandler {
         let pipelined = c.pipelined;
         let desync = c.desync_flags;
         match c.entry_mut(seq) {
-            None => (None, desync),
+            None => {
+                c.orphans = c.orphans.saturating_add(1).min(16);
+                (None, desync)
+            }
             Some(Entry {
                 kind: Kind::Lost(f),
                 absorbed,
@@ -900,6 +908,9 @@ impl HttpHandler {
                         .find(|e| e.seq >= from && matches!(e.kind, Kind::Lost(_)))
                     {
                         e.absorbed = true;
+                    } else {
+                        // ... or one whose loss the reassembler has not reported yet.
+                        c.orphans = c.orphans.saturating_add(1).min(16);
                     }
                     self.try_emit(c);
                     (None, desync)
@@ -1181,15 +1192,24 @@ impl HttpHandler {
                 Some(Entry {
                     kind: Kind::Lost(f),
                     seq,
+                    absorbed,
                     ..
-                }) if *seq >= c.next_resp_seq => f.merge(flags),
+                }) if *seq >= c.next_resp_seq => {
+                    f.merge(flags);
+                    if c.orphans > 0 {
+                        c.orphans -= 1;
+                        *absorbed = true;
+                    }
+                }
                 _ => {
                     let seq = c.next_seq;
                     c.next_seq += 1;
+                    let absorbed = c.orphans > 0;
+                    c.orphans = c.orphans.saturating_sub(1);
                     c.queue.push_back(Entry {
                         seq,
                         kind: Kind::Lost(flags),
-                        absorbed: false,
+                        absorbed,
                         resp_lost: false,
                     });
                 }
@@ -1437,6 +1457,7 @@ impl StreamHandler for HttpHandler {
             stopped: false,
             midstream_unsynced: meta.midstream,
             next_index: 0,
+            orphans: 0,
         }
     }
 

@@ -721,3 +721,33 @@ fn h2c_upgrade_and_midstream_request_first() {
     assert_eq!(ex[0].request.as_ref().unwrap().uri.as_deref(), Some("/x"));
     assert!(ex[0].flags.is_empty(), "{:?}", ex[0].flags);
 }
+
+#[test]
+fn response_delivered_before_the_request_gap_is_declared() {
+    // Mirror loss: the request's first segment never arrives; the reassembler delivers the
+    // response before it gives up on the hole in the client direction.
+    let mut t = T::new(cfg());
+    t.c(GET);
+    t.s(OK5);
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlost");
+    t.gap(C2S, 40, GapReason::Lost);
+    for i in 2..6 {
+        t.c(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+        t.s(format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr{i}").as_bytes());
+    }
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 6, "{ex:#?}");
+    assert!(ex[1].request.is_none());
+    for (k, e) in ex[2..].iter().enumerate() {
+        let i = k + 2;
+        assert_eq!(
+            e.request.as_ref().unwrap().uri.as_deref(),
+            Some(&*format!("/{i}"))
+        );
+        assert_eq!(
+            body(e.response.as_ref().unwrap()),
+            format!("r{i}"),
+            "{ex:#?}"
+        );
+    }
+}

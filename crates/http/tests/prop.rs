@@ -409,6 +409,7 @@ proptest! {
         bodies in prop::collection::vec(0usize..40, 8),
         gaps in prop::collection::vec((0usize..8, any::<bool>(), 0usize..120, 1usize..150), 0..3),
         pipelined in any::<bool>(),
+        late_gap in any::<bool>(),
     ) {
         let (reqs, resps) = labelled_stream(n, &bodies);
         let mut t = T::new(HttpConfig::default());
@@ -424,8 +425,26 @@ proptest! {
             }
         } else {
             for i in 0..n {
-                feed_with_gap(&mut t, C2S, &reqs[i], gap_for(i, true));
-                feed_with_gap(&mut t, S2C, &resps[i], gap_for(i, false));
+                match gap_for(i, true) {
+                    // Mirror loss as the reassembler reports it: the response comes through
+                    // before the hole in the client direction is given up.
+                    Some((at, len)) if late_gap && at < reqs[i].len() => {
+                        let q = &reqs[i];
+                        let end = (at + len.max(1)).min(q.len());
+                        if at > 0 {
+                            t.data(C2S, &q[..at]);
+                        }
+                        feed_with_gap(&mut t, S2C, &resps[i], gap_for(i, false));
+                        t.gap(C2S, (end - at) as u64, GapReason::Lost);
+                        if end < q.len() {
+                            t.data(C2S, &q[end..]);
+                        }
+                    }
+                    g => {
+                        feed_with_gap(&mut t, C2S, &reqs[i], g);
+                        feed_with_gap(&mut t, S2C, &resps[i], gap_for(i, false));
+                    }
+                }
             }
         }
         let ex = t.close(CloseReason::Fin);
