@@ -213,6 +213,10 @@ pub struct Conn {
     /// before it declares the gap that swallowed its request, so the placeholder created for
     /// that gap counts as already answered.
     orphans: u32,
+    /// Newest request whose missing response made us conclude the client pipelines. If that
+    /// response turns out to have been lost in a gap the reassembler reported late, the
+    /// conclusion is withdrawn.
+    pipelined_by: Option<u64>,
 }
 
 /// The HTTP/1 consumer of reassembled streams; one per worker.
@@ -758,20 +762,22 @@ impl HttpHandler {
     fn push_request(&mut self, c: &mut Conn, is_head: bool, is_connect: bool) -> u64 {
         c.fix_resp_cursor();
         let from = c.next_resp_seq;
-        let (mut unanswered, mut blocking, mut evidence) = (0usize, false, false);
+        let (mut unanswered, mut blocking, mut evidence) = (0usize, false, None);
         for e in c.queue.iter().filter(|e| e.seq >= from) {
             unanswered += 1;
             match &e.kind {
                 // A request still waiting for a response that was not lost means the client
                 // sends without waiting: pipelining.
-                Kind::Real(p) if !p.uncertain && !e.resp_lost => evidence = true,
+                Kind::Real(p) if !p.uncertain && !e.resp_lost => evidence = Some(e.seq),
                 Kind::Real(_) => blocking |= c.pipelined && !e.resp_lost,
                 // Likewise a lost request whose response has not come yet.
-                Kind::Lost(_) => evidence |= !(e.absorbed || e.resp_lost),
+                Kind::Lost(_) if !(e.absorbed || e.resp_lost) => evidence = Some(e.seq),
+                Kind::Lost(_) => {}
             }
         }
-        if evidence {
+        if evidence.is_some() {
             c.pipelined = true;
+            c.pipelined_by = evidence;
             blocking = true;
         }
         // A client that waits for each response has, by now, received every response it will
@@ -1218,6 +1224,10 @@ impl HttpHandler {
             let from = c.next_resp_seq;
             for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
                 e.resp_lost = true;
+                if c.pipelined_by == Some(e.seq) {
+                    c.pipelined = false;
+                    c.pipelined_by = None;
+                }
                 if let Kind::Real(p) = &mut e.kind {
                     p.uncertain = true;
                 }
@@ -1458,6 +1468,7 @@ impl StreamHandler for HttpHandler {
             midstream_unsynced: meta.midstream,
             next_index: 0,
             orphans: 0,
+            pipelined_by: None,
         }
     }
 

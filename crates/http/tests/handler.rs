@@ -751,3 +751,34 @@ fn response_delivered_before_the_request_gap_is_declared() {
         );
     }
 }
+
+#[test]
+fn late_response_gap_does_not_leave_the_connection_unpaired() {
+    // Mirror loss in a response head: the next request is delivered before the reassembler
+    // gives up the hole, which looks like pipelining until the gap is reported.
+    let mut t = T::new(cfg());
+    t.c(b"GET /1 HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 20");
+    t.c(b"GET /2 HTTP/1.1\r\n\r\n");
+    t.gap(S2C, 20, GapReason::Lost);
+    t.s(b"body1");
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr2");
+    for i in 3..6 {
+        t.c(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
+        t.s(format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr{i}").as_bytes());
+    }
+    let ex = t.close(CloseReason::Fin);
+    for e in &ex {
+        if let (Some(q), Some(r)) = (&e.request, &e.response) {
+            assert_eq!(&q.uri.as_deref().unwrap()[1..], &body(r)[1..], "{ex:#?}");
+        }
+    }
+    let paired: Vec<_> = ex
+        .iter()
+        .filter(|e| e.request.is_some() && e.response.is_some())
+        .map(|e| e.request.as_ref().unwrap().uri.clone().unwrap())
+        .collect();
+    for i in 3..6 {
+        assert!(paired.contains(&format!("/{i}")), "{ex:#?}");
+    }
+}

@@ -380,6 +380,18 @@ fn feed_with_gap(t: &mut T, dir: vxtap_flow::Direction, bytes: &[u8], gap: Optio
     }
 }
 
+fn late_resp_gap(t: &mut T, resp: &[u8], next_req: &[u8], at: usize, len: usize) {
+    let end = (at + len.max(1)).min(resp.len());
+    if at > 0 {
+        t.data(S2C, &resp[..at]);
+    }
+    t.data(C2S, next_req);
+    t.gap(S2C, (end - at) as u64, GapReason::Lost);
+    if end < resp.len() {
+        t.data(S2C, &resp[end..]);
+    }
+}
+
 fn assert_no_mispair(ex: &[Exchange]) -> Result<(), TestCaseError> {
     for e in ex {
         if let (Some(q), Some(r)) = (&e.request, &e.response) {
@@ -424,7 +436,29 @@ proptest! {
                 feed_with_gap(&mut t, S2C, r, gap_for(i, false));
             }
         } else {
+            let mut sent = vec![false; n + 1];
             for i in 0..n {
+                if sent[i] {
+                    // The request already went out (a late response-direction gap below).
+                    match gap_for(i, false) {
+                        Some((at, len)) if late_gap && at < resps[i].len() && i + 1 < n => {
+                            late_resp_gap(&mut t, &resps[i], &reqs[i + 1], at, len);
+                            sent[i + 1] = true;
+                        }
+                        g => feed_with_gap(&mut t, S2C, &resps[i], g),
+                    }
+                    continue;
+                }
+                if let (Some((at, len)), None, true) = (gap_for(i, false), gap_for(i, true), late_gap) {
+                    if at < resps[i].len() && i + 1 < n {
+                        // The next request is delivered before the hole in this response is
+                        // given up.
+                        t.data(C2S, &reqs[i]);
+                        late_resp_gap(&mut t, &resps[i], &reqs[i + 1], at, len);
+                        sent[i + 1] = true;
+                        continue;
+                    }
+                }
                 match gap_for(i, true) {
                     // Mirror loss as the reassembler reports it: the response comes through
                     // before the hole in the client direction is given up.
