@@ -126,7 +126,7 @@ pub struct HttpStats {
     pub interim_dropped: u64,
     /// Content decodings attempted.
     pub decodes: u64,
-    /// Connections opened / closed.
+    /// Connections opened.
     pub conns_opened: u64,
     /// Connections closed.
     pub conns_closed: u64,
