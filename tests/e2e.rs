@@ -549,44 +549,57 @@ fn standard_workload_with_faults() {
             );
         }
     }
-    let (mut intact, mut exact) = (0, 0);
+    // An exchange untouched by a drop comes out exact, or - when an earlier loss on its
+    // connection made pairing ambiguous - with its request and response emitted unpaired and
+    // flagged (`no_response` / `no_request`), never with a wrong partner.
+    let (mut intact, mut exact, mut unpaired) = (0, 0, 0);
     let mut by_key: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
     for line in manifest.lines().skip(1) {
         let f: Vec<&str> = line.split('\t').collect();
         let key = (f[2].to_string(), f[3].to_string(), f[8].to_string());
         by_key.insert(key.clone(), f.clone());
-        if f[14] == "0" && f[15] == "0" {
-            intact += 1;
-            let r = ours
-                .get(&key)
-                .unwrap_or_else(|| panic!("intact exchange missing: {line}"));
-            assert_eq!(s(&r["request"]["method"]), f[7], "{line}");
-            assert_eq!(s(&r["response"]["status"]), f[9], "{line}");
-            assert_eq!(s(&r["request"]["body_len"]), f[11], "{line}");
-            if f[13] == "1" {
-                // The manifest counts a chunked body with its framing; the record counts the
-                // body after removing it (RFC 9112 7.1), so it is shorter but not by much.
-                let framed: u64 = f[12].parse().unwrap();
-                let body = r["response"]["body_len"].as_u64().unwrap();
-                assert!(
-                    body < framed && body + framed / 16 + 64 > framed,
-                    "{line}: {body}"
-                );
-            } else {
-                assert_eq!(s(&r["response"]["body_len"]), f[12], "{line}");
-            }
-            assert!(
-                flags(r).iter().all(|f| f != "gap" && f != "incomplete"),
-                "{r}"
-            );
-            exact += 1;
+        if f[14] != "0" || f[15] != "0" {
+            continue;
         }
+        intact += 1;
+        let r = ours
+            .get(&key)
+            .unwrap_or_else(|| panic!("intact exchange missing: {line}"));
+        assert_eq!(s(&r["request"]["method"]), f[7], "{line}");
+        assert_eq!(s(&r["request"]["body_len"]), f[11], "{line}");
+        if r["response"].is_null() {
+            assert!(flags(r).contains(&"no_response".to_string()), "{r}");
+            unpaired += 1;
+            continue;
+        }
+        assert_eq!(s(&r["response"]["status"]), f[9], "{line}");
+        if f[13] == "1" {
+            // The manifest counts a chunked body with its framing; the record counts the
+            // body after removing it (RFC 9112 7.1), so it is shorter but not by much.
+            let framed: u64 = f[12].parse().unwrap();
+            let body = r["response"]["body_len"].as_u64().unwrap();
+            assert!(
+                body < framed && body + framed / 16 + 64 > framed,
+                "{line}: {body}"
+            );
+        } else {
+            assert_eq!(s(&r["response"]["body_len"]), f[12], "{line}");
+        }
+        assert!(
+            flags(r).iter().all(|f| f != "gap" && f != "incomplete"),
+            "{r}"
+        );
+        exact += 1;
     }
     assert!(
         intact > 1000,
         "the workload has intact exchanges ({intact})"
     );
-    assert_eq!(intact, exact);
+    assert_eq!(intact, exact + unpaired);
+    assert!(
+        exact * 100 >= intact * 97,
+        "only {exact} of {intact} intact exchanges exact"
+    );
     // Never mis-paired: every exchange that has both a request and a response answers the
     // request the manifest pairs it with.
     for r in &got {

@@ -184,6 +184,15 @@ fn table() -> FlowTable<Rec> {
     FlowTable::new(FlowConfig::default()).unwrap()
 }
 
+/// A table whose acked holes are skipped after `grace_ns` (the mechanism, at test-sized times).
+fn table_with_ack_grace(grace_ns: u64) -> FlowTable<Rec> {
+    FlowTable::new(FlowConfig {
+        ack_skip_grace_ns: grace_ns,
+        ..FlowConfig::default()
+    })
+    .unwrap()
+}
+
 const CI: u32 = 1000; // client ISN
 const SI: u32 = 5000; // server ISN
 
@@ -390,7 +399,7 @@ const MS: u64 = 1_000_000;
 
 #[test]
 fn hole_skipped_when_peer_acks_beyond_it() {
-    let (mut t, mut r) = (table(), Rec::default());
+    let (mut t, mut r) = (table_with_ack_grace(5 * MS), Rec::default());
     handshake(&mut t, &mut r);
     // Request segment 1 (5 bytes) lost by the mirror; segment 2 buffered.
     t.process(&c(10 * MS, CI + 6, SI + 1, ACK, b"world"), &mut r);
@@ -438,7 +447,7 @@ fn ack_overtaking_its_data_is_not_a_loss() {
 
 #[test]
 fn acked_tail_is_skipped_by_advance_time() {
-    let (mut t, mut r) = (table(), Rec::default());
+    let (mut t, mut r) = (table_with_ack_grace(5 * MS), Rec::default());
     handshake(&mut t, &mut r);
     t.process(&c(10 * MS, CI + 1, SI + 1, ACK, b"ab"), &mut r);
     t.process(&s(11 * MS, SI + 1, CI + 9, ACK, b""), &mut r);

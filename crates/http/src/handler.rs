@@ -217,7 +217,15 @@ pub struct Conn {
     /// response turns out to have been lost in a gap the reassembler reported late, the
     /// conclusion is withdrawn.
     pipelined_by: Option<u64>,
+    /// Final responses that arrived, on a connection in sync, before any request they could
+    /// answer. A server cannot answer before it has the request, but a mirror (an NLB target,
+    /// a retransmission) can deliver the response first: the next request takes the oldest
+    /// one instead of shifting every later pairing by one.
+    early: VecDeque<Box<MsgBuild>>,
 }
+
+/// Early responses held at most per connection before the oldest is emitted unpaired.
+const MAX_EARLY: usize = 4;
 
 /// The HTTP/1 consumer of reassembled streams; one per worker.
 #[derive(Debug, Default)]
@@ -802,13 +810,31 @@ impl HttpHandler {
         }
         let seq = c.next_seq;
         c.next_seq += 1;
+        // A response that came before this request (see `Conn::early`) answers it.
+        let early = if c.uncertain || c.next_resp_seq != seq {
+            None
+        } else {
+            c.early.pop_front()
+        };
+        if early.is_some() {
+            c.next_resp_seq = seq + 1;
+            c.orphans = c.orphans.saturating_sub(1);
+        } else if !c.uncertain && c.next_resp_seq == seq && !c.midstream_unsynced {
+            // ... and so does one still arriving that found no request when its head came.
+            let h = &mut c.halves[RESP];
+            if h.cur.is_some() && h.target.is_none() && !h.interim && h.unpaired_flags.is_empty() {
+                h.target = Some(seq);
+                c.next_resp_seq = seq + 1;
+                c.orphans = c.orphans.saturating_sub(1);
+            }
+        }
         c.queue.push_back(Entry {
             seq,
             absorbed: false,
             resp_lost: false,
             kind: Kind::Real(Box::new(Pending {
                 req: None,
-                resp: None,
+                resp: early.map(|b| *b),
                 interim: Vec::new(),
                 uncertain: c.uncertain,
                 gave_up: false,
@@ -1013,6 +1039,7 @@ impl HttpHandler {
             }
         } else {
             let uf = std::mem::take(&mut h.unpaired_flags);
+            let in_sync = !c.uncertain && !c.midstream_unsynced;
             match target.and_then(|s| c.entry_mut(s)) {
                 Some(Entry {
                     kind: Kind::Real(p),
@@ -1020,6 +1047,12 @@ impl HttpHandler {
                 }) => {
                     p.resp = Some(m);
                     self.try_emit(c);
+                }
+                _ if uf.is_empty() && in_sync => {
+                    if c.early.len() >= MAX_EARLY {
+                        self.flush_early(c, 1);
+                    }
+                    c.early.push_back(Box::new(m));
                 }
                 _ => {
                     let mut f = uf;
@@ -1189,8 +1222,17 @@ impl HttpHandler {
         self.note_loss(c, r, flags);
     }
 
+    /// Emits up to `n` held early responses as unpaired (their requests never came).
+    fn flush_early(&mut self, c: &mut Conn, n: usize) {
+        for _ in 0..n {
+            let Some(m) = c.early.pop_front() else { break };
+            self.emit(c, None, Some(*m), Vec::new(), FlagSet::EMPTY);
+        }
+    }
+
     /// Messages of direction `r` may have vanished: pairing is uncertain until a sync point.
     fn note_loss(&mut self, c: &mut Conn, r: usize, flags: FlagSet) {
+        self.flush_early(c, usize::MAX);
         c.uncertain = true;
         c.desync_flags.merge(flags);
         if c.halves[r].is_request {
@@ -1469,6 +1511,7 @@ impl StreamHandler for HttpHandler {
             next_index: 0,
             orphans: 0,
             pipelined_by: None,
+            early: VecDeque::new(),
         }
     }
 
@@ -1526,6 +1569,7 @@ impl StreamHandler for HttpHandler {
         // Requests first so that a response cut here still finds its request done.
         self.end_half(&mut conn, REQ, ts_ns, close_flags, clean);
         self.end_half(&mut conn, RESP, ts_ns, close_flags, clean);
+        self.flush_early(&mut conn, usize::MAX);
         let c = &mut conn;
         let mut rest = FlagSet::EMPTY;
         rest.merge(close_flags);

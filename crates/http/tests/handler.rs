@@ -782,3 +782,74 @@ fn late_response_gap_does_not_leave_the_connection_unpaired() {
         assert!(paired.contains(&format!("/{i}")), "{ex:#?}");
     }
 }
+
+/// A mirror can deliver a response before the request it answers (an NLB target reorders, a
+/// request segment is retransmitted late). On a connection in sync the response waits for the
+/// next request instead of shifting every later pairing.
+#[test]
+fn response_delivered_before_its_request_still_pairs() {
+    let mut t = T::new(cfg());
+    t.c(GET);
+    t.s(OK5);
+    t.s(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno");
+    assert_eq!(t.drain().len(), 1);
+    t.c(b"GET /b HTTP/1.1\r\n\r\n");
+    t.c(b"GET /c HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    let ex = t.drain();
+    let pairs: Vec<_> = ex
+        .iter()
+        .map(|e| {
+            (
+                e.request.as_ref().and_then(|r| r.uri.clone()),
+                e.response.as_ref().and_then(|r| r.status),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            (Some("/b".into()), Some(404)),
+            (Some("/c".into()), Some(201))
+        ]
+    );
+    assert!(ex.iter().all(|e| !e.flags.contains(&"no_request")));
+    // One that never finds its request is emitted unpaired at close.
+    t.s(OK5);
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 1);
+    assert!(ex[0].request.is_none());
+    assert!(ex[0].flags.contains(&"no_request"));
+}
+
+/// The early response may still be streaming its body when its request arrives.
+#[test]
+fn response_streaming_before_its_request_still_pairs() {
+    let mut t = T::new(cfg());
+    t.c(GET);
+    t.s(OK5);
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello");
+    t.c(b"GET /b HTTP/1.1\r\n\r\n");
+    t.s(b"world");
+    t.c(b"GET /c HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 204 No Content\r\n\r\n");
+    let ex = t.drain();
+    let pairs: Vec<_> = ex
+        .iter()
+        .map(|e| {
+            (
+                e.request.as_ref().and_then(|r| r.uri.clone()),
+                e.response.as_ref().and_then(|r| r.status),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            (Some("/a".into()), Some(200)),
+            (Some("/b".into()), Some(200)),
+            (Some("/c".into()), Some(204))
+        ]
+    );
+    assert_eq!(body(ex[1].response.as_ref().unwrap()), "helloworld");
+}
