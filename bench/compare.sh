@@ -18,7 +18,8 @@ if [ ! -s "$PCAP" ]; then
   python3 "$GEN" -o "$PCAP" --connections 6200 --seed 1 --manifest
 fi
 cargo build --release --quiet
-VX=target/release/vxtap
+T=${CARGO_TARGET_DIR:-target}
+VX=$T/release/vxtap
 packets=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['packets'])" "$PCAP.truth.json" 2>/dev/null || echo 0)
 
 # run NAME CMD...: median wall seconds and max RSS (KiB) over RUNS runs.

@@ -157,7 +157,13 @@ fn fixtures_give_exactly_the_expected_exchanges() {
             per_client, exp_client,
             "request order per connection in {file}"
         );
-        for r in &got {
+        let expected_unpaired = rows.iter().filter(|r| r.1.is_empty()).count();
+        let unpaired = got.iter().filter(|r| r["request"].is_null()).count();
+        assert_eq!(
+            unpaired, expected_unpaired,
+            "{file}: responses without request"
+        );
+        for r in got.iter().filter(|r| !r["request"].is_null()) {
             let f = flags(r);
             for bad in [
                 "no_request",
