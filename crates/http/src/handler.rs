@@ -1295,6 +1295,10 @@ impl HttpHandler {
                 self.note_loss(c, r, flags);
                 return;
             }
+            State::Start if !h.head_buf.is_empty() => {
+                self.salvage_head(c, r, ts, flags);
+                return;
+            }
             State::Start => 0,
             State::Body(Body::UntilClose) => len,
             State::Body(Body::Length(rem)) => {
@@ -1342,6 +1346,55 @@ impl HttpHandler {
             }
         }
         self.desync(c, r, flags);
+    }
+
+    /// A head was cut by missing bytes, typically a mirror session's packet length (AWS cuts
+    /// every frame, so a response head longer than the kept part always is). The complete lines
+    /// that arrived are a usable head: the message is kept, flagged, and ended at once, since
+    /// where its head ended inside the gap (and so its body framing) is unknown. The direction
+    /// then looks for the next start line. This is done only when the missing bytes cannot hide
+    /// another whole message of this direction (a response gap hides one only if another
+    /// request was outstanding, a request gap only on a pipelining client), so pairing stays
+    /// certain; otherwise the head is dropped and the direction resynchronises as after a loss.
+    fn salvage_head(&mut self, c: &mut Conn, r: usize, ts: u64, flags: FlagSet) {
+        let buf = std::mem::take(&mut c.halves[r].head_buf);
+        let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
+            self.desync(c, r, flags);
+            return;
+        };
+        let hidden_possible = if c.halves[r].is_request {
+            c.pipelined
+        } else {
+            c.fix_resp_cursor();
+            let from = c.next_resp_seq;
+            c.queue.iter().filter(|e| e.seq >= from).count() > 1 || c.uncertain
+        };
+        if hidden_possible {
+            // Whatever the cut head was, later messages cannot be paired on certainty: resync
+            // and let the pairing logic account for possibly vanished messages.
+            self.desync(c, r, flags);
+            return;
+        }
+        let mut head = Vec::with_capacity(last_nl + 3);
+        head.extend_from_slice(&buf[..=last_nl]);
+        head.extend_from_slice(b"\r\n");
+        let mut f = flags;
+        f.insert(Flag::Incomplete);
+        c.halves[r].resync_flags.merge(f);
+        let _ = self.on_head(c, r, ts, &head);
+        if c.halves[r].cur.is_some() {
+            self.finish_msg(c, r, ts, f, true);
+        }
+        let h = &mut c.halves[r];
+        h.resync_flags = FlagSet::EMPTY;
+        if !matches!(h.state, State::Start | State::Body(_)) {
+            self.desync(c, r, flags);
+        } else {
+            // Not a loss of messages: only this one's tail is gone.
+            self.stats.resyncs += 1;
+            h.state = State::Resync;
+            h.head_buf.clear();
+        }
     }
 
     /// Ends direction `r` (FIN or close): close-delimited bodies end, anything else is cut.
