@@ -35,21 +35,25 @@ fi
 port=47890
 admin=47891
 metric() { curl -s "127.0.0.1:$admin/metrics" | awk -v m="$1" '$1 == m { s += $2 } END { print s + 0 }'; }
-printf '%-8s %-10s %10s %10s %10s %10s %10s\n' rate receiver sent received kernel_drop queue_drop exchanges
+printf '%-8s %-10s %10s %10s %10s %10s %10s %10s\n' rate receiver sent sent_pps received kernel_drop queue_drop exchanges
 for rate in $RATES; do
   secs=$(( 300000 / rate + 3 ))
   "$RAW" "127.0.0.1:$port" "$secs" >"$OUT/raw.txt" &
   rp=$!
   sleep 0.5
-  sent=$("$VX" send "$SLICE" --to "127.0.0.1:$port" --pps "$rate" 2>&1 | sed -n 's/.*sent \([0-9]*\) datagrams.*/\1/p')
+  out=$("$VX" send "$SLICE" --to "127.0.0.1:$port" --pps "$rate" 2>&1)
+  sent=$(sed -n 's/.*sent \([0-9]*\) datagrams.*/\1/p' <<<"$out")
+  pps=$(sed -n 's/.*: \([0-9]*\) datagrams\/s.*/\1/p' <<<"$out")
   wait "$rp"
   read -r _ got _ kd <"$OUT/raw.txt"
-  printf '%-8s %-10s %10s %10s %10s %10s %10s\n' "$rate" raw "$sent" "$got" "$kd" - -
+  printf '%-8s %-10s %10s %10s %10s %10s %10s %10s\n' "$rate" raw "$sent" "$pps" "$got" "$kd" - -
   "$VX" listen --bind "127.0.0.1:$port" --admin-bind "127.0.0.1:$admin" --threads 1 -o /dev/null \
     --max-memory 512MiB 2>"$OUT/listen.err" &
   lp=$!
   for _ in $(seq 50); do curl -sf "127.0.0.1:$admin/healthz" >/dev/null && break; sleep 0.1; done
-  sent=$("$VX" send "$SLICE" --to "127.0.0.1:$port" --pps "$rate" 2>&1 | sed -n 's/.*sent \([0-9]*\) datagrams.*/\1/p')
+  out=$("$VX" send "$SLICE" --to "127.0.0.1:$port" --pps "$rate" 2>&1)
+  sent=$(sed -n 's/.*sent \([0-9]*\) datagrams.*/\1/p' <<<"$out")
+  pps=$(sed -n 's/.*: \([0-9]*\) datagrams\/s.*/\1/p' <<<"$out")
   sleep 1.5
   got=$(metric vxtap_recv_datagrams_total)
   kd=$(metric vxtap_recv_kernel_drops_total)
@@ -57,5 +61,5 @@ for rate in $RATES; do
   ex=$(metric vxtap_output_records_total)
   kill -TERM "$lp"
   wait "$lp"
-  printf '%-8s %-10s %10s %10s %10s %10s %10s\n' "$rate" vxtap "$sent" "$got" "$kd" "$qd" "$ex"
+  printf '%-8s %-10s %10s %10s %10s %10s %10s %10s\n' "$rate" vxtap "$sent" "$pps" "$got" "$kd" "$qd" "$ex"
 done

@@ -33,7 +33,9 @@ const MAX_VNI_LABELS: usize = 64;
 /// Segments per batch handed to a worker.
 const BATCH_SEGMENTS: usize = 128;
 /// Batches queued per worker before the receive threads start dropping.
-const WORKER_QUEUE: usize = 64;
+const WORKER_QUEUE: usize = 128;
+/// Longest time a segment waits in a receive thread's partial batch.
+const FLUSH_EVERY: Duration = Duration::from_millis(1);
 
 /// Counters of one receive thread.
 #[derive(Clone, Debug, Default)]
@@ -452,6 +454,7 @@ fn run_receiver(
     let mut local = RecvSnapshot::default();
     let mut publish = Every::new(Duration::from_millis(500));
     let mut spare: Vec<SegmentBatch> = Vec::new();
+    let mut next_flush = Instant::now() + FLUSH_EVERY;
     while !stop.load(Ordering::Relaxed) {
         let got = match sock.recv(&mut batch) {
             Ok(n) => n,
@@ -481,10 +484,16 @@ fn run_receiver(
                 Decoded::Rejected(_) | Decoded::FragmentHeld => {}
             }
         }
-        // Hand over after every receive call: latency stays at one recvmmsg, and a batch
-        // never waits for more traffic.
+        // Hand a batch over when it is full, when the socket went quiet, or at least every
+        // millisecond: few, large batches keep the queues short under load, and latency stays
+        // bounded when traffic is light.
+        let now = Instant::now();
+        let flush_all = got == 0 || now >= next_flush;
+        if flush_all {
+            next_flush = now + FLUSH_EVERY;
+        }
         for (shard, tx) in to_workers.iter().enumerate() {
-            if pending[shard].is_empty() {
+            if pending[shard].is_empty() || !(flush_all || pending[shard].len() >= BATCH_SEGMENTS) {
                 continue;
             }
             let fresh = spare
@@ -509,6 +518,12 @@ fn run_receiver(
             local.socket = sock.stats();
             local.decap = decap.stats().clone();
             *lock(&snap) = local.clone();
+        }
+    }
+    // Shutdown drains: what was received is processed, not dropped.
+    for (batch, tx) in pending.into_iter().zip(&to_workers) {
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
         }
     }
     local.socket = sock.stats();

@@ -31,6 +31,9 @@ pub struct SendReport {
     pub elapsed: Duration,
 }
 
+/// How far ahead of schedule a sender may run before it sleeps.
+const PACE_SLACK: Duration = Duration::from_millis(1);
+
 /// Bytes of the outer Ethernet + IPv4 + UDP headers `wrap_vxlan` writes for an IPv4 outer.
 const OUTER_V4: usize = 14 + 20 + 8;
 
@@ -117,7 +120,8 @@ pub fn send(
                         (report.sent + bounds.len() as u64) as f64 / pps as f64,
                     );
                     let now = started.elapsed();
-                    if due > now {
+                    // Sleep only when more than a millisecond ahead, so batches stay full.
+                    if due > now + PACE_SLACK {
                         flush(&mut arena, &mut bounds, &mut report)?;
                         std::thread::sleep(due - now);
                     }
@@ -127,7 +131,7 @@ pub fn send(
                     let t0 = *first_ts.get_or_insert(p.ts_ns);
                     let due = Duration::from_secs_f64(p.ts_ns.saturating_sub(t0) as f64 / 1e9 / x);
                     let now = lap_start.elapsed();
-                    if due > now {
+                    if due > now + PACE_SLACK {
                         flush(&mut arena, &mut bounds, &mut report)?;
                         std::thread::sleep(due - now);
                     }
