@@ -30,7 +30,8 @@ run() {
   "$@" >/dev/null 2>&1 || true # warm the page cache and the binary
   for _ in $(seq "$RUNS"); do
     local t
-    t=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n1)
+    /usr/bin/time -o "$OUT/time.txt" -f '%e %M' "$@" >/dev/null 2>&1 || true
+    t=$(tail -n1 "$OUT/time.txt")
     walls+=("${t% *}")
     [ "${t#* }" -gt "$rss" ] && rss=${t#* }
   done
