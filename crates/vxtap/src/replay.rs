@@ -56,6 +56,15 @@ pub fn replay(
             &progress,
             &mut report,
         )?
+    } else if files.iter().all(|f| mappable(f)) {
+        replay_shared_nothing(
+            files,
+            settings,
+            &mut front,
+            &mut out,
+            &progress,
+            &mut report,
+        )?
     } else {
         replay_sharded(
             files,
@@ -166,7 +175,7 @@ fn replay_sharded(
 ) -> Result<WorkerStats, String> {
     let n = settings.threads;
     let (recycle_tx, recycle_rx) = unbounded::<SegmentBatch>();
-    let (out_tx, out_rx) = bounded::<Vec<Exchange>>(64);
+    let (out_tx, out_rx) = bounded::<Vec<Exchange>>(8);
     let mut to_workers: Vec<Sender<SegmentBatch>> = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
@@ -231,6 +240,88 @@ fn replay_sharded(
     }
     report.errors.append(&mut staged.errors);
     report.totals.frames += staged.totals.frames;
+    Ok(totals)
+}
+
+/// True for a regular, uncompressed file: one that `CaptureReader` memory-maps.
+fn mappable(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let mut magic = [0u8; 2];
+    meta.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut magic))
+            .is_ok()
+        && magic != [0x1f, 0x8b]
+}
+
+/// N workers over mapped files, sharing nothing: each maps the inputs itself (the page cache
+/// holds one copy), decapsulates every frame and keeps the segments whose symmetric flow hash
+/// is its own. Decapsulating twice costs less than copying every payload into batches for a
+/// reading thread, and the workers never wait on each other. Worker 0's front counts for all.
+fn replay_shared_nothing(
+    files: &[PathBuf],
+    settings: &Settings,
+    front: &mut Front,
+    out: &mut ExchangePipeline<JsonLinesWriter>,
+    progress: &Progress,
+    report: &mut ReplayReport,
+) -> Result<WorkerStats, String> {
+    let n = settings.threads;
+    let (out_tx, out_rx) = bounded::<Vec<Exchange>>(8);
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
+        let mut my_front = Front::new(settings)?;
+        let out_tx = out_tx.clone();
+        let files = files.to_vec();
+        let show = progress.bar.is_some() && i == 0;
+        let h = thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || {
+                let mut staged = ReplayReport::default();
+                let mut ready = Vec::new();
+                let progress = Progress::new(show);
+                read_all(&files, &progress, &mut staged, |link, ts, data| {
+                    my_front.handle(link, ts, data, |seg| {
+                        if (seg.symmetric_hash() % n as u64) as usize == i {
+                            worker.process(seg);
+                        }
+                    });
+                    if worker.ready() >= OUTPUT_BATCH {
+                        worker.drain_into(&mut ready);
+                        let _ = out_tx.send(std::mem::take(&mut ready));
+                    }
+                });
+                progress.finish();
+                worker.finish();
+                worker.drain_into(&mut ready);
+                if !ready.is_empty() {
+                    let _ = out_tx.send(ready);
+                }
+                (worker.stats(), my_front, staged)
+            })
+            .map_err(|e| format!("spawn worker: {e}"))?;
+        handles.push(h);
+    }
+    drop(out_tx);
+    for mut batch in out_rx.iter() {
+        write_all(out, &mut batch, report);
+    }
+    let mut totals = WorkerStats::default();
+    for (i, h) in handles.into_iter().enumerate() {
+        let (stats, f, mut staged) = h
+            .join()
+            .map_err(|_| "a worker thread panicked".to_string())?;
+        totals.merge(&stats);
+        if i == 0 {
+            *front = f;
+            report.errors.append(&mut staged.errors);
+            report.totals.frames += staged.totals.frames;
+        }
+    }
     Ok(totals)
 }
 
