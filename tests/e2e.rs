@@ -256,6 +256,22 @@ fn sharded_workers_give_the_same_exchanges_as_one() {
     };
     assert_eq!(one.len(), 48);
     assert_eq!(key(&one), key(&many));
+    // A pipe cannot be mapped by every worker: the reading thread shards batches instead.
+    let piped = vxtap()
+        .env("VXTAP_TEST_KEY", "e2e-secret")
+        .args([
+            "replay",
+            "-q",
+            "--no-progress",
+            "--redact-key-env",
+            "VXTAP_TEST_KEY",
+        ])
+        .args(["--threads", "2", "-"])
+        .stdin(std::fs::File::open(&f).unwrap())
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert_eq!(key(&one), key(&parse_lines(&piped.stdout)));
 }
 
 #[test]

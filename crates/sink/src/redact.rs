@@ -626,9 +626,11 @@ impl Redactor {
     /// Redacts e-mails, cards and extra patterns only (not `name=value` pairs), for pieces of
     /// text whose parameter structure was already handled.
     fn redact_patterns<'a>(&self, mut cur: Cow<'a, str>) -> Cow<'a, str> {
-        if let Some(re) = self.tokens.as_ref().filter(|_| {
-            cur.contains("eyJ") || contains_bearer(cur.as_bytes())
-        }) {
+        if let Some(re) = self
+            .tokens
+            .as_ref()
+            .filter(|_| cur.contains("eyJ") || contains_bearer(cur.as_bytes()))
+        {
             cur = chain(cur, |t| {
                 re.replace_all(t, |c: &Captures| match (c.get(1), c.get(2), c.get(3)) {
                     (Some(scheme), Some(tok), _) => {
@@ -1010,9 +1012,18 @@ mod digit_run_tests {
     #[test]
     fn probing_scan_agrees_with_the_exact_one() {
         let samples = [
-            "", "1234567890123", "123456789012", "abc 4111 1111 1111 1111 xyz", "4111-1111-1111-1",
-            "12  3456789012345", "x1234567890123", "1234567890123x", "a1b2c3d4e5f6g7h8i9j0k1l2m3",
-            "timestamp 1700000000123 ms", "12 34 56 78 90 12 3", "-1-2-3-4-5-6-7-8-9-0-1-2-3",
+            "",
+            "1234567890123",
+            "123456789012",
+            "abc 4111 1111 1111 1111 xyz",
+            "4111-1111-1111-1",
+            "12  3456789012345",
+            "x1234567890123",
+            "1234567890123x",
+            "a1b2c3d4e5f6g7h8i9j0k1l2m3",
+            "timestamp 1700000000123 ms",
+            "12 34 56 78 90 12 3",
+            "-1-2-3-4-5-6-7-8-9-0-1-2-3",
         ];
         for s in samples {
             assert_eq!(has_long_digit_run(s), digit_run_scan(s.as_bytes()), "{s:?}");

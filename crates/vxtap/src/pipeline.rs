@@ -159,17 +159,76 @@ impl Worker {
     }
 }
 
+/// HTTP-level filtering and redaction, run where the exchanges are made when several workers
+/// share one writer, so that the writer only serializes.
+pub struct Transforms {
+    filter: ExchangeFilter,
+    redactor: Redactor,
+    /// Exchanges dropped by the HTTP-level filter, by reason.
+    pub filter_stats: ExchangeFilterStats,
+    /// Exchanges the redactor changed.
+    pub redacted: u64,
+}
+
+impl Transforms {
+    /// The transforms `settings` asks for.
+    pub fn new(settings: &Settings) -> Result<Self, String> {
+        Ok(Transforms {
+            filter: ExchangeFilter::new(&settings.exchange_filter).map_err(|e| e.to_string())?,
+            redactor: redactor(settings)?,
+            filter_stats: ExchangeFilterStats::default(),
+            redacted: 0,
+        })
+    }
+
+    /// Drops the exchanges the filter rejects and redacts the rest, in place.
+    pub fn apply(&mut self, batch: &mut Vec<Exchange>) {
+        batch.retain(|ex| {
+            !matches!(
+                self.filter.check(ex, &mut self.filter_stats),
+                vxtap_sink::ExchangeDecision::Drop(_)
+            )
+        });
+        for ex in batch.iter_mut() {
+            if self.redactor.redact(ex) {
+                self.redacted += 1;
+            }
+        }
+    }
+}
+
+fn redactor(settings: &Settings) -> Result<Redactor, String> {
+    if settings.redact.enabled {
+        Redactor::new(&settings.redact).map_err(|e| e.to_string())
+    } else {
+        Ok(Redactor::disabled())
+    }
+}
+
+/// The output stage when the workers already ran [`Transforms`]: it only writes.
+pub fn writer_only(
+    settings: &Settings,
+    sink: JsonLinesConfig,
+) -> Result<ExchangePipeline<JsonLinesWriter>, String> {
+    let writer = JsonLinesWriter::new(JsonLinesConfig {
+        sample_rate: settings.packet_filter.sample,
+        ..sink
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(ExchangePipeline::new(
+        ExchangeFilter::default(),
+        Redactor::disabled(),
+        writer,
+    ))
+}
+
 /// Builds the exchange output stage.
 pub fn output_pipeline(
     settings: &Settings,
     sink: JsonLinesConfig,
 ) -> Result<ExchangePipeline<JsonLinesWriter>, String> {
     let filter = ExchangeFilter::new(&settings.exchange_filter).map_err(|e| e.to_string())?;
-    let redactor = if settings.redact.enabled {
-        Redactor::new(&settings.redact).map_err(|e| e.to_string())?
-    } else {
-        Redactor::disabled()
-    };
+    let redactor = redactor(settings)?;
     let writer = JsonLinesWriter::new(JsonLinesConfig {
         sample_rate: settings.packet_filter.sample,
         ..sink
@@ -207,6 +266,12 @@ impl Totals {
         self.decap.merge(front.decap_stats());
         self.filter.merge(&front.filter_stats);
         self.unsupported_link += front.unsupported_link;
+    }
+
+    /// Adds the counters of transforms run in a worker.
+    pub fn add_transforms(&mut self, t: &Transforms) {
+        self.exchange_filter.merge(&t.filter_stats);
+        self.redacted += t.redacted;
     }
 
     /// Adds the output stage's counters.

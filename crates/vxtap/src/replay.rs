@@ -11,7 +11,9 @@ use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter};
 
 use crate::batch::SegmentBatch;
 use crate::config::Settings;
-use crate::pipeline::{output_pipeline, Front, Totals, Worker, WorkerStats};
+use crate::pipeline::{
+    output_pipeline, writer_only, Front, Totals, Transforms, Worker, WorkerStats,
+};
 
 /// Segments per batch handed to a worker.
 const BATCH_SEGMENTS: usize = 256;
@@ -43,7 +45,14 @@ pub fn replay(
     if let Some(path) = &sink.path {
         std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let mut out = output_pipeline(settings, sink)?;
+    // With several workers, filtering and redaction run in the workers (in parallel); the
+    // writer only serializes.
+    let mut out = if settings.threads <= 1 {
+        output_pipeline(settings, sink)?
+    } else {
+        writer_only(settings, sink)?
+    };
+    let mut transforms_totals = Totals::default();
     let mut front = Front::new(settings)?;
     let progress = Progress::new(show_progress && std::io::stderr().is_terminal());
     let mut report = ReplayReport::default();
@@ -64,6 +73,7 @@ pub fn replay(
             &mut out,
             &progress,
             &mut report,
+            &mut transforms_totals,
         )?
     } else {
         replay_sharded(
@@ -73,6 +83,7 @@ pub fn replay(
             &mut out,
             &progress,
             &mut report,
+            &mut transforms_totals,
         )?
     };
     progress.finish();
@@ -82,6 +93,11 @@ pub fn replay(
     report.totals.add_front(&front);
     report.totals.workers = workers;
     report.totals.add_output(&out);
+    report
+        .totals
+        .exchange_filter
+        .merge(&transforms_totals.exchange_filter);
+    report.totals.redacted += transforms_totals.redacted;
     report.totals.files = files.len() as u64;
     Ok(report)
 }
@@ -165,6 +181,7 @@ fn replay_inline(
 
 /// N flow-sharded workers; the reading thread decapsulates, filters and shards; this thread
 /// also writes the output (a channel from the workers).
+#[allow(clippy::too_many_arguments)]
 fn replay_sharded(
     files: &[PathBuf],
     settings: &Settings,
@@ -172,6 +189,7 @@ fn replay_sharded(
     out: &mut ExchangePipeline<JsonLinesWriter>,
     progress: &Progress,
     report: &mut ReplayReport,
+    transforms_totals: &mut Totals,
 ) -> Result<WorkerStats, String> {
     let n = settings.threads;
     let (recycle_tx, recycle_rx) = unbounded::<SegmentBatch>();
@@ -184,10 +202,11 @@ fn replay_sharded(
         let (tx, rx) = bounded::<SegmentBatch>(8);
         to_workers.push(tx);
         let worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
+        let transforms = Transforms::new(settings)?;
         let (recycle_tx, out_tx) = (recycle_tx.clone(), out_tx.clone());
         let h = thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || run_worker(worker, rx, recycle_tx, out_tx))
+            .spawn(move || run_worker(worker, transforms, rx, recycle_tx, out_tx))
             .map_err(|e| format!("spawn worker: {e}"))?;
         handles.push(h);
     }
@@ -230,10 +249,11 @@ fn replay_sharded(
     });
     let mut totals = WorkerStats::default();
     for h in handles {
-        let stats = h
+        let (stats, t) = h
             .join()
             .map_err(|_| "a worker thread panicked".to_string())?;
         totals.merge(&stats);
+        transforms_totals.add_transforms(&t);
     }
     if let Ok(Some(e)) = writer {
         report.output_error.get_or_insert(e);
@@ -261,6 +281,7 @@ fn mappable(path: &std::path::Path) -> bool {
 /// holds one copy), decapsulates every frame and keeps the segments whose symmetric flow hash
 /// is its own. Decapsulating twice costs less than copying every payload into batches for a
 /// reading thread, and the workers never wait on each other. Worker 0's front counts for all.
+#[allow(clippy::too_many_arguments)]
 fn replay_shared_nothing(
     files: &[PathBuf],
     settings: &Settings,
@@ -268,6 +289,7 @@ fn replay_shared_nothing(
     out: &mut ExchangePipeline<JsonLinesWriter>,
     progress: &Progress,
     report: &mut ReplayReport,
+    transforms_totals: &mut Totals,
 ) -> Result<WorkerStats, String> {
     let n = settings.threads;
     let (out_tx, out_rx) = bounded::<Vec<Exchange>>(8);
@@ -275,6 +297,7 @@ fn replay_shared_nothing(
     for i in 0..n {
         let mut worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
         let mut my_front = Front::new(settings)?;
+        let mut transforms = Transforms::new(settings)?;
         let out_tx = out_tx.clone();
         let files = files.to_vec();
         let show = progress.bar.is_some() && i == 0;
@@ -292,16 +315,18 @@ fn replay_shared_nothing(
                     });
                     if worker.ready() >= OUTPUT_BATCH {
                         worker.drain_into(&mut ready);
+                        transforms.apply(&mut ready);
                         let _ = out_tx.send(std::mem::take(&mut ready));
                     }
                 });
                 progress.finish();
                 worker.finish();
                 worker.drain_into(&mut ready);
+                transforms.apply(&mut ready);
                 if !ready.is_empty() {
                     let _ = out_tx.send(ready);
                 }
-                (worker.stats(), my_front, staged)
+                (worker.stats(), my_front, staged, transforms)
             })
             .map_err(|e| format!("spawn worker: {e}"))?;
         handles.push(h);
@@ -312,10 +337,11 @@ fn replay_shared_nothing(
     }
     let mut totals = WorkerStats::default();
     for (i, h) in handles.into_iter().enumerate() {
-        let (stats, f, mut staged) = h
+        let (stats, f, mut staged, t) = h
             .join()
             .map_err(|_| "a worker thread panicked".to_string())?;
         totals.merge(&stats);
+        transforms_totals.add_transforms(&t);
         if i == 0 {
             *front = f;
             report.errors.append(&mut staged.errors);
@@ -327,10 +353,11 @@ fn replay_shared_nothing(
 
 fn run_worker(
     mut worker: Worker,
+    mut transforms: Transforms,
     rx: Receiver<SegmentBatch>,
     recycle: Sender<SegmentBatch>,
     out: Sender<Vec<Exchange>>,
-) -> WorkerStats {
+) -> (WorkerStats, Transforms) {
     let mut ready = Vec::new();
     for mut batch in rx.iter() {
         for seg in batch.iter() {
@@ -340,15 +367,17 @@ fn run_worker(
         let _ = recycle.send(batch);
         if worker.ready() >= OUTPUT_BATCH {
             worker.drain_into(&mut ready);
+            transforms.apply(&mut ready);
             let _ = out.send(std::mem::take(&mut ready));
         }
     }
     worker.finish();
     worker.drain_into(&mut ready);
+    transforms.apply(&mut ready);
     if !ready.is_empty() {
         let _ = out.send(ready);
     }
-    worker.stats()
+    (worker.stats(), transforms)
 }
 
 /// A progress bar on stderr for long replays (only on a terminal).
