@@ -528,6 +528,24 @@ fn public_corpus() {
     );
 }
 
+/// Runs the standard workload generator into a fresh temp dir: (dir, pcap path).
+fn generate(gen: &Path, tag: &str, args: &[&str], faults: &[&str]) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("vxtap-e2e-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("w.pcap");
+    let status = Command::new("python3")
+        .arg(gen)
+        .arg("-o")
+        .arg(&pcap)
+        .arg("--quiet")
+        .args(args)
+        .args(faults)
+        .status()
+        .expect("python3 runs the generator");
+    assert!(status.success());
+    (dir, pcap)
+}
+
 /// The standard workload with faults: every exchange untouched by a drop comes out exact and
 /// nothing is mis-paired.
 #[test]
@@ -536,26 +554,13 @@ fn standard_workload_with_faults() {
     if !gen.is_file() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("vxtap-e2e-gen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("faults.pcap");
-    let status = Command::new("python3")
-        .arg(&gen)
-        .arg("-o")
-        .arg(&pcap)
-        .args([
-            "--connections",
-            "150",
-            "--seed",
-            "7",
-            "--manifest",
-            "--quiet",
-        ])
-        .args(["--retransmit", "2", "--reorder", "1", "--drop", "0.1"])
-        .status()
-        .expect("python3 runs the generator");
-    assert!(status.success());
-    let manifest = std::fs::read_to_string(dir.join("faults.pcap.manifest.tsv")).unwrap();
+    let (dir, pcap) = generate(
+        &gen,
+        "gen",
+        &["--connections", "150", "--seed", "7", "--manifest"],
+        &["--retransmit", "2", "--reorder", "1", "--drop", "0.1"],
+    );
+    let manifest = std::fs::read_to_string(dir.join("w.pcap.manifest.tsv")).unwrap();
     let got = replay(&[&pcap], &["--max-body-bytes", "0"]);
     // Index ours by (client ip, client port, uri) - a URI is unique per connection here.
     let mut ours: BTreeMap<(String, String, String), &Value> = BTreeMap::new();
@@ -976,17 +981,12 @@ fn sampling_keeps_whole_connections_deterministically() {
     if !gen.is_file() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("vxtap-e2e-sample-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("clean.pcap");
-    let status = Command::new("python3")
-        .arg(&gen)
-        .arg("-o")
-        .arg(&pcap)
-        .args(["--connections", "600", "--seed", "3", "--quiet"])
-        .status()
-        .expect("python3 runs the generator");
-    assert!(status.success());
+    let (dir, pcap) = generate(
+        &gen,
+        "sample",
+        &["--connections", "600", "--seed", "3"],
+        &[],
+    );
     let conn = |r: &Value| format!("{}:{}", s(&r["client"]["ip"]), s(&r["client"]["port"]));
     let group = |v: &[Value]| {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -64,25 +64,9 @@ fn pcap_dir() -> Option<PathBuf> {
     d.is_dir().then_some(d)
 }
 
-/// Replays a classic pcap through decap and a flow table; `None` when the file is missing.
+/// Replays a capture through decap and a flow table; `None` when the file is missing.
 fn replay(name: &str, mode: FlowKeyMode) -> Option<(Rec, FlowStats)> {
-    let data = std::fs::read(pcap_dir()?.join(name)).ok()?;
-    let (le, nanos) = match data.get(..4)? {
-        [0xd4, 0xc3, 0xb2, 0xa1] => (true, false),
-        [0x4d, 0x3c, 0xb2, 0xa1] => (true, true),
-        [0xa1, 0xb2, 0xc3, 0xd4] => (false, false),
-        [0xa1, 0xb2, 0x3c, 0x4d] => (false, true),
-        _ => return None,
-    };
-    let u32_at = |at: usize| -> Option<u32> {
-        let b: [u8; 4] = data.get(at..at + 4)?.try_into().ok()?;
-        Some(if le {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        })
-    };
-    let link = LinkType::from_pcap(u32_at(20)?)?;
+    let mut reader = vxtap_capture::CaptureReader::open(pcap_dir()?.join(name)).ok()?;
     let mut d = Decapsulator::new(DecapConfig::default());
     let cfg = FlowConfig {
         key_mode: mode,
@@ -90,20 +74,15 @@ fn replay(name: &str, mode: FlowKeyMode) -> Option<(Rec, FlowStats)> {
     };
     let mut t = FlowTable::new(cfg).ok()?;
     let mut h = Rec::default();
-    let mut off = 24;
-    while let (Some(sec), Some(frac), Some(caplen)) =
-        (u32_at(off), u32_at(off + 4), u32_at(off + 8))
-    {
-        let start = off + 16;
-        let Some(frame) = data.get(start..start + caplen as usize) else {
-            break;
+    while let Ok(Some(p)) = reader.next_packet() {
+        let Some(link) = LinkType::from_pcap(p.linktype) else {
+            continue;
         };
-        let ts = u64::from(sec) * 1_000_000_000 + u64::from(frac) * if nanos { 1 } else { 1000 };
-        if let Decoded::Segment { segment, .. } = d.decode(link, ts, frame) {
+        let ts = p.ts_ns;
+        if let Decoded::Segment { segment, .. } = d.decode(link, ts, p.data) {
             t.process(&segment, &mut h);
         }
         t.advance_time(ts, &mut h);
-        off = start + caplen as usize;
     }
     t.finish(&mut h);
     let st = *t.stats();

@@ -2,18 +2,22 @@
 
 use std::time::Duration;
 
-/// Parses a byte size: a plain number, or a number with a suffix (k, KB, KiB, M, MiB, G, GiB;
-/// decimal suffixes are powers of 1000, binary ones powers of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+/// Splits "1.5 GiB" into (1.5, "GiB").
+fn number_and_unit(text: &str) -> Option<(f64, &str)> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (e.g. 512MiB, 64KiB, 1000000)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    Some((num.parse().ok()?, unit.trim()))
+}
+
+/// Parses a byte size: a plain number, or a number with a suffix (k, KB, KiB, M, MiB, G, GiB;
+/// decimal suffixes are powers of 1000, binary ones powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (value, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("`{text}` is not a size (e.g. 512MiB, 64KiB, 1000000)"))?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "kib" => 1024.0,
@@ -32,15 +36,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Parses a duration: a number with an optional unit (ms, s, m, h; seconds when omitted).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. 120s, 5m, 1h)"))?;
-    let secs = match unit.trim() {
+    let (value, unit) = number_and_unit(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (e.g. 120s, 5m, 1h)"))?;
+    let secs = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" | "min" => value * 60.0,
