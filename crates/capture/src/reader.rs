@@ -628,7 +628,11 @@ impl CaptureReader {
         let at = self.start + hl;
         self.start += total;
         let bytes = self.src.bytes();
+        // The next record header and the first bytes of its frame (what decapsulation reads),
+        // and a page ahead: the hardware prefetcher stops at page boundaries.
         prefetch(bytes, self.start);
+        prefetch(bytes, self.start + 64);
+        prefetch(bytes, self.start + 4096);
         let ts_ns = sec * 1_000_000_000 + if p.nanos { frac } else { frac * 1000 };
         let data = bytes.get(at..at + incl as usize).unwrap_or_default();
         Ok(Some(Packet {
