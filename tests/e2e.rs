@@ -844,8 +844,14 @@ fn listen_counts_hostile_datagrams_and_disallowed_sources() {
     assert_eq!(http_get(l.admin, "/readyz").map(|r| r.0), Some(200));
     assert!(l.stop().is_empty());
 
-    // Only 10.0.0.0/8 may send: loopback traffic is counted and dropped.
-    let l = Listener::start(&["--allow-source", "10.0.0.0/8"]);
+    // Only 10.0.0.0/8 may send: loopback traffic is counted and dropped. The sample rate is
+    // exported so that counts can be scaled back up.
+    let l = Listener::start(&["--allow-source", "10.0.0.0/8", "--sample", "0.5"]);
+    let (_, metrics) = http_get(l.admin, "/metrics").unwrap();
+    assert!(
+        metrics.lines().any(|m| m == "vxtap_sample_rate 0.5"),
+        "{metrics}"
+    );
     l.send(&fixture("vxlan/keepalive-vni5569041.pcap"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while l.metric("vxtap_filter_dropped_total{reason=\"source_not_allowed\"}") == 0 {

@@ -134,6 +134,9 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         output_drops: Arc::new(Mutex::new(0)),
         metrics: Arc::new(Mutex::new(MetricSet::new())),
     };
+    if let Some(rate) = common.packet_filter.sample {
+        lock(&shared.metrics).sample_rate.set(rate);
+    }
 
     // Output first, so that a bad output path fails before any socket is opened.
     let mut out = output_pipeline(

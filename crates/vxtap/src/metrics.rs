@@ -17,6 +17,9 @@ pub struct MetricSet {
     pub exchange_duration: Histogram,
     /// Time to first byte (last request byte to first response byte), seconds.
     pub exchange_ttfb: Histogram,
+    /// Share of connections kept by `--sample` (1 when sampling is off), so that counts can be
+    /// scaled back up.
+    pub sample_rate: prometheus::Gauge,
 }
 
 impl Default for MetricSet {
@@ -55,6 +58,15 @@ impl MetricSet {
         registry
             .register(Box::new(exchange_ttfb.clone()))
             .expect("first registration of a unique name");
+        let sample_rate = prometheus::Gauge::new(
+            "vxtap_sample_rate",
+            "Share of connections kept by --sample (1 when off); divide counts by it to scale up.",
+        )
+        .expect("static gauge definition is valid");
+        sample_rate.set(1.0);
+        registry
+            .register(Box::new(sample_rate.clone()))
+            .expect("first registration of a unique name");
         MetricSet {
             registry,
             counters: HashMap::new(),
@@ -62,6 +74,7 @@ impl MetricSet {
             last: HashMap::new(),
             exchange_duration,
             exchange_ttfb,
+            sample_rate,
         }
     }
 
