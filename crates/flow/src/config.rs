@@ -86,8 +86,10 @@ pub struct FlowConfig {
     pub hole_timeout_ns: u64,
     /// A hole the peer has acknowledged is skipped once it is this old (packet time): acks can
     /// overtake the data they cover on a reordering mirror path, so "acked" alone is not "lost"
-    /// (default 250 ms: the standard workload's reordering delays segments by tens of ms, and
-    /// skipping earlier turns a late response into a lost one; 0 skips at once).
+    /// (default 5 ms; 0 skips at once). Longer waits keep more late segments but let the other
+    /// direction run ahead meanwhile (a waiting client's next requests then look pipelined to
+    /// the HTTP layer): on the faulty standard workload 5 ms gave 99.9 % of untouched exchanges
+    /// exact and none mis-paired, 250 ms 98.6 %.
     pub ack_skip_grace_ns: u64,
     /// Segments whose sequence number is further than this ahead of the stream are ignored and
     /// counted rather than buffered (default 1 GiB, the largest scaled TCP window).
@@ -104,7 +106,7 @@ impl Default for FlowConfig {
             idle_timeout_ns: 120 * 1_000_000_000,
             linger_ns: 10 * 1_000_000_000,
             hole_timeout_ns: 3 * 1_000_000_000,
-            ack_skip_grace_ns: 250_000_000,
+            ack_skip_grace_ns: 5_000_000,
             max_seq_ahead: 1 << 30,
         }
     }

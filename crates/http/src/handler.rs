@@ -771,9 +771,15 @@ impl HttpHandler {
         c.fix_resp_cursor();
         let from = c.next_resp_seq;
         let (mut unanswered, mut blocking, mut evidence) = (0usize, false, None);
+        // The response being received right now, if its head has been parsed.
+        let answering = c.halves[RESP].cur.as_ref().and(c.halves[RESP].target);
         for e in c.queue.iter().filter(|e| e.seq >= from) {
             unanswered += 1;
             match &e.kind {
+                // A request whose response is already arriving does not prove pipelining: a
+                // mirror that reorders a few packets shows a waiting client's next request
+                // before the tail of the previous response.
+                Kind::Real(_) if answering == Some(e.seq) => {}
                 // A request still waiting for a response that was not lost means the client
                 // sends without waiting: pipelining.
                 Kind::Real(p) if !p.uncertain && !e.resp_lost => evidence = Some(e.seq),
@@ -1254,11 +1260,14 @@ impl HttpHandler {
                     c.next_seq += 1;
                     let absorbed = c.orphans > 0;
                     c.orphans = c.orphans.saturating_sub(1);
+                    // The response direction lost its place too: this request's response may
+                    // have gone with it, so its absence proves nothing about pipelining.
+                    let resp_lost = matches!(c.halves[RESP].state, State::Resync);
                     c.queue.push_back(Entry {
                         seq,
                         kind: Kind::Lost(flags),
                         absorbed,
-                        resp_lost: false,
+                        resp_lost,
                     });
                 }
             }
@@ -1362,13 +1371,17 @@ impl HttpHandler {
             self.desync(c, r, flags);
             return;
         };
-        let hidden_possible = if c.halves[r].is_request {
-            c.pipelined
-        } else {
-            c.fix_resp_cursor();
-            let from = c.next_resp_seq;
-            c.queue.iter().filter(|e| e.seq >= from).count() > 1 || c.uncertain
-        };
+        // Only on a connection whose pairing is certain: otherwise the response to a cut request
+        // may already have gone by unpaired, and only the loss path's placeholder accounts for
+        // it.
+        let hidden_possible = c.uncertain
+            || if c.halves[r].is_request {
+                c.pipelined || c.orphans > 0
+            } else {
+                c.fix_resp_cursor();
+                let from = c.next_resp_seq;
+                c.queue.iter().filter(|e| e.seq >= from).count() > 1
+            };
         if hidden_possible {
             // Whatever the cut head was, later messages cannot be paired on certainty: resync
             // and let the pairing logic account for possibly vanished messages.
