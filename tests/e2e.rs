@@ -623,8 +623,9 @@ fn standard_workload_with_faults() {
         "the workload has intact exchanges ({intact})"
     );
     assert_eq!(intact, exact + unpaired);
+    // Measured: 99.9 % over five generator seeds, none mis-paired; the margin is for timing.
     assert!(
-        exact * 100 >= intact * 97,
+        exact * 100 >= intact * 99,
         "only {exact} of {intact} intact exchanges exact"
     );
     // Never mis-paired: every exchange that has both a request and a response answers the
