@@ -91,7 +91,8 @@ pub struct PipelineOpts {
     /// What identifies a connection.
     #[arg(long, value_enum)]
     pub flow_key: Option<FlowKeyArg>,
-    /// Memory budget for reassembly buffers and flow state, across all workers.
+    /// Memory budget for flow state and reassembly buffers across all workers (listen: the
+    /// worker queues are taken from it too).
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
     /// Maximum concurrent connections tracked, across all workers.

@@ -32,6 +32,8 @@ use crate::pipeline::{output_pipeline, Totals, Worker, WorkerStats, MAX_SILENCE}
 const MAX_VNI_LABELS: usize = 64;
 /// Segments per batch handed to a worker.
 const BATCH_SEGMENTS: usize = 128;
+/// Payload bytes per batch handed to a worker (jumbo frames fill a batch sooner).
+const BATCH_BYTES: usize = BATCH_SEGMENTS * 1500;
 /// Batches queued per worker before the receive threads start dropping.
 const WORKER_QUEUE: usize = 128;
 /// Longest time a segment waits in a receive thread's partial batch.
@@ -120,8 +122,20 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())
         .map_err(|e| format!("signal: {e}"))?;
 
+    let n_workers = settings.common.threads.max(1);
+    // `--max-memory` covers the queues too: what the worker queues can hold at most is taken
+    // off the flow tables' budget (never below 16 MiB for the tables).
+    // A batch is handed over once it holds BATCH_BYTES, so it holds at most that plus one
+    // 9 KB datagram.
+    let queue_bytes = WORKER_QUEUE * (BATCH_BYTES + 9216) * n_workers;
+    let mut settings = settings;
+    settings.common.flow.max_memory = settings
+        .common
+        .flow
+        .max_memory
+        .saturating_sub(queue_bytes)
+        .max(16 << 20);
     let common = &settings.common;
-    let n_workers = common.threads.max(1);
     let shared = Shared {
         health: Arc::new(Health::default()),
         recv: (0..settings.recv_threads)
@@ -496,7 +510,9 @@ fn run_receiver(
             next_flush = now + FLUSH_EVERY;
         }
         for (shard, tx) in to_workers.iter().enumerate() {
-            if pending[shard].is_empty() || !(flush_all || pending[shard].len() >= BATCH_SEGMENTS) {
+            let full = pending[shard].len() >= BATCH_SEGMENTS
+                || pending[shard].payload_bytes() >= BATCH_BYTES;
+            if pending[shard].is_empty() || !(flush_all || full) {
                 continue;
             }
             let fresh = spare
