@@ -86,15 +86,14 @@ impl MetricSet {
         labels: &[(&'static str, &str)],
         total: u64,
     ) {
-        let family = self.counters.entry(name).or_insert_with(|| {
-            let names: Vec<&str> = labels.iter().map(|(k, _)| *k).collect();
-            let vec = IntCounterVec::new(Opts::new(name, help), &names)
-                .expect("metric names and labels are static and valid");
-            self.registry
-                .register(Box::new(vec.clone()))
-                .expect("each name is registered once");
-            vec
-        });
+        let family = family(
+            &mut self.counters,
+            &self.registry,
+            name,
+            help,
+            labels,
+            IntCounterVec::new,
+        );
         let values: Vec<&str> = labels.iter().map(|(_, v)| *v).collect();
         let key = (name, values.iter().map(|s| s.to_string()).collect());
         let prev = self.last.get(&key).copied().unwrap_or(0);
@@ -114,15 +113,14 @@ impl MetricSet {
         labels: &[(&'static str, &str)],
         value: i64,
     ) {
-        let family = self.gauges.entry(name).or_insert_with(|| {
-            let names: Vec<&str> = labels.iter().map(|(k, _)| *k).collect();
-            let vec = IntGaugeVec::new(Opts::new(name, help), &names)
-                .expect("metric names and labels are static and valid");
-            self.registry
-                .register(Box::new(vec.clone()))
-                .expect("each name is registered once");
-            vec
-        });
+        let family = family(
+            &mut self.gauges,
+            &self.registry,
+            name,
+            help,
+            labels,
+            IntGaugeVec::new,
+        );
         let values: Vec<&str> = labels.iter().map(|(_, v)| *v).collect();
         if let Ok(g) = family.get_metric_with_label_values(&values) {
             g.set(value);
@@ -137,6 +135,29 @@ impl MetricSet {
         let _ = encoder.encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// The family `name` of `map`, created and registered on first use with `make`.
+fn family<'a, V>(
+    map: &'a mut HashMap<&'static str, V>,
+    registry: &Registry,
+    name: &'static str,
+    help: &'static str,
+    labels: &[(&'static str, &str)],
+    make: impl FnOnce(Opts, &[&str]) -> prometheus::Result<V>,
+) -> &'a V
+where
+    V: prometheus::core::Collector + Clone + 'static,
+{
+    map.entry(name).or_insert_with(|| {
+        let names: Vec<&str> = labels.iter().map(|(k, _)| *k).collect();
+        let vec = make(Opts::new(name, help), &names)
+            .expect("metric names and labels are static and valid");
+        registry
+            .register(Box::new(vec.clone()))
+            .expect("each name is registered once");
+        vec
+    })
 }
 
 #[cfg(test)]
