@@ -179,8 +179,9 @@ fn replay_inline(
     Ok(worker.stats())
 }
 
-/// N flow-sharded workers; the reading thread decapsulates, filters and shards; this thread
-/// also writes the output (a channel from the workers).
+/// N flow-sharded workers. The reading thread decapsulates and filters every frame and is
+/// itself worker 0: it processes its own shard in place (no copy) and hands the other shards'
+/// segments over in batches. A writer thread serializes what the workers send it.
 #[allow(clippy::too_many_arguments)]
 fn replay_sharded(
     files: &[PathBuf],
@@ -194,9 +195,10 @@ fn replay_sharded(
     let n = settings.threads;
     let (recycle_tx, recycle_rx) = unbounded::<SegmentBatch>();
     let (out_tx, out_rx) = bounded::<Vec<Exchange>>(8);
+    // Index 0 stays unused: shard 0 is the reading thread's own.
     let mut to_workers: Vec<Sender<SegmentBatch>> = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
-    for i in 0..n {
+    for i in 1..n {
         // Replay must not lose data, so the reader blocks on a full worker queue (live mode
         // drops and counts instead).
         let (tx, rx) = bounded::<SegmentBatch>(8);
@@ -210,7 +212,8 @@ fn replay_sharded(
             .map_err(|e| format!("spawn worker: {e}"))?;
         handles.push(h);
     }
-    drop(out_tx);
+    let mut own = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
+    let mut own_transforms = Transforms::new(settings)?;
 
     let mut staged = ReplayReport::default();
     let writer = thread::scope(|scope| {
@@ -221,13 +224,18 @@ fn replay_sharded(
             }
             local.output_error
         });
-        let mut batches: Vec<SegmentBatch> = (0..n)
+        let mut batches: Vec<SegmentBatch> = (1..n)
             .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES))
             .collect();
+        let mut ready = Vec::new();
         read_all(files, progress, &mut staged, |link, ts, data| {
             front.handle(link, ts, data, |seg| {
                 let shard = (seg.symmetric_hash() % n as u64) as usize;
-                let batch = &mut batches[shard];
+                if shard == 0 {
+                    own.process(seg);
+                    return;
+                }
+                let batch = &mut batches[shard - 1];
                 batch.push(seg);
                 if batch.len() >= BATCH_SEGMENTS || batch.payload_bytes() >= BATCH_BYTES {
                     let fresh = recycle_rx.try_recv().unwrap_or_else(|_| {
@@ -235,9 +243,14 @@ fn replay_sharded(
                     });
                     let full = std::mem::replace(batch, fresh);
                     // A worker only disappears by panicking, which aborts the process.
-                    let _ = to_workers[shard].send(full);
+                    let _ = to_workers[shard - 1].send(full);
                 }
             });
+            if own.ready() >= OUTPUT_BATCH {
+                own.drain_into(&mut ready);
+                own_transforms.apply(&mut ready);
+                let _ = out_tx.send(std::mem::take(&mut ready));
+            }
         });
         for (batch, tx) in batches.into_iter().zip(&to_workers) {
             if !batch.is_empty() {
@@ -245,9 +258,17 @@ fn replay_sharded(
             }
         }
         to_workers.clear();
+        own.finish();
+        own.drain_into(&mut ready);
+        own_transforms.apply(&mut ready);
+        if !ready.is_empty() {
+            let _ = out_tx.send(ready);
+        }
+        drop(out_tx);
         writer.join()
     });
-    let mut totals = WorkerStats::default();
+    let mut totals = own.stats();
+    transforms_totals.add_transforms(&own_transforms);
     for h in handles {
         let (stats, t) = h
             .join()
