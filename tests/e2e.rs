@@ -528,13 +528,18 @@ fn public_corpus() {
     );
 }
 
-/// Runs the standard workload generator into a fresh temp dir: (dir, pcap path).
-fn generate(gen: &Path, tag: &str, args: &[&str], faults: &[&str]) -> (PathBuf, PathBuf) {
+/// Runs the standard workload generator (../shared/bench, when present) into a fresh temp dir:
+/// (dir, pcap path).
+fn generate(tag: &str, args: &[&str], faults: &[&str]) -> Option<(PathBuf, PathBuf)> {
+    let gen = root().join("../shared/bench/gen_vxlan_http.py");
+    if !gen.is_file() {
+        return None;
+    }
     let dir = std::env::temp_dir().join(format!("vxtap-e2e-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("w.pcap");
     let status = Command::new("python3")
-        .arg(gen)
+        .arg(&gen)
         .arg("-o")
         .arg(&pcap)
         .arg("--quiet")
@@ -543,23 +548,20 @@ fn generate(gen: &Path, tag: &str, args: &[&str], faults: &[&str]) -> (PathBuf, 
         .status()
         .expect("python3 runs the generator");
     assert!(status.success());
-    (dir, pcap)
+    Some((dir, pcap))
 }
 
 /// The standard workload with faults: every exchange untouched by a drop comes out exact and
 /// nothing is mis-paired.
 #[test]
 fn standard_workload_with_faults() {
-    let gen = root().join("../shared/bench/gen_vxlan_http.py");
-    if !gen.is_file() {
-        return;
-    }
-    let (dir, pcap) = generate(
-        &gen,
+    let Some((dir, pcap)) = generate(
         "gen",
         &["--connections", "150", "--seed", "7", "--manifest"],
         &["--retransmit", "2", "--reorder", "1", "--drop", "0.1"],
-    );
+    ) else {
+        return;
+    };
     let manifest = std::fs::read_to_string(dir.join("w.pcap.manifest.tsv")).unwrap();
     let got = replay(&[&pcap], &["--max-body-bytes", "0"]);
     // Index ours by (client ip, client port, uri) - a URI is unique per connection here.
@@ -984,16 +986,10 @@ fn tshark_agrees_on_the_fixtures() {
 /// kept connection has all its exchanges, and two runs keep the same set.
 #[test]
 fn sampling_keeps_whole_connections_deterministically() {
-    let gen = root().join("../shared/bench/gen_vxlan_http.py");
-    if !gen.is_file() {
+    let Some((dir, pcap)) = generate("sample", &["--connections", "600", "--seed", "3"], &[])
+    else {
         return;
-    }
-    let (dir, pcap) = generate(
-        &gen,
-        "sample",
-        &["--connections", "600", "--seed", "3"],
-        &[],
-    );
+    };
     let conn = |r: &Value| format!("{}:{}", s(&r["client"]["ip"]), s(&r["client"]["port"]));
     let group = |v: &[Value]| {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -227,7 +227,6 @@ fn replay_sharded(
         let mut batches: Vec<SegmentBatch> = (1..n)
             .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES))
             .collect();
-        let mut ready = Vec::new();
         read_all(files, progress, &mut staged, |link, ts, data| {
             front.handle(link, ts, data, |seg| {
                 let shard = (seg.symmetric_hash() % n as u64) as usize;
@@ -246,11 +245,7 @@ fn replay_sharded(
                     let _ = to_workers[shard - 1].send(full);
                 }
             });
-            if own.ready() >= OUTPUT_BATCH {
-                own.drain_into(&mut ready);
-                own_transforms.apply(&mut ready);
-                let _ = out_tx.send(std::mem::take(&mut ready));
-            }
+            send_ready(&mut own, &mut own_transforms, &out_tx, OUTPUT_BATCH);
         });
         for (batch, tx) in batches.into_iter().zip(&to_workers) {
             if !batch.is_empty() {
@@ -259,11 +254,7 @@ fn replay_sharded(
         }
         to_workers.clear();
         own.finish();
-        own.drain_into(&mut ready);
-        own_transforms.apply(&mut ready);
-        if !ready.is_empty() {
-            let _ = out_tx.send(ready);
-        }
+        send_ready(&mut own, &mut own_transforms, &out_tx, 1);
         drop(out_tx);
         writer.join()
     });
@@ -326,7 +317,6 @@ fn replay_shared_nothing(
             .name(format!("worker-{i}"))
             .spawn(move || {
                 let mut staged = ReplayReport::default();
-                let mut ready = Vec::new();
                 let progress = Progress::new(show);
                 read_all(&files, &progress, &mut staged, |link, ts, data| {
                     my_front.handle(link, ts, data, |seg| {
@@ -334,19 +324,11 @@ fn replay_shared_nothing(
                             worker.process(seg);
                         }
                     });
-                    if worker.ready() >= OUTPUT_BATCH {
-                        worker.drain_into(&mut ready);
-                        transforms.apply(&mut ready);
-                        let _ = out_tx.send(std::mem::take(&mut ready));
-                    }
+                    send_ready(&mut worker, &mut transforms, &out_tx, OUTPUT_BATCH);
                 });
                 progress.finish();
                 worker.finish();
-                worker.drain_into(&mut ready);
-                transforms.apply(&mut ready);
-                if !ready.is_empty() {
-                    let _ = out_tx.send(ready);
-                }
+                send_ready(&mut worker, &mut transforms, &out_tx, 1);
                 (worker.stats(), my_front, staged, transforms)
             })
             .map_err(|e| format!("spawn worker: {e}"))?;
@@ -379,26 +361,36 @@ fn run_worker(
     recycle: Sender<SegmentBatch>,
     out: Sender<Vec<Exchange>>,
 ) -> (WorkerStats, Transforms) {
-    let mut ready = Vec::new();
     for mut batch in rx.iter() {
         for seg in batch.iter() {
             worker.process(&seg);
         }
         batch.clear();
         let _ = recycle.send(batch);
-        if worker.ready() >= OUTPUT_BATCH {
-            worker.drain_into(&mut ready);
-            transforms.apply(&mut ready);
-            let _ = out.send(std::mem::take(&mut ready));
-        }
+        send_ready(&mut worker, &mut transforms, &out, OUTPUT_BATCH);
     }
     worker.finish();
-    worker.drain_into(&mut ready);
-    transforms.apply(&mut ready);
-    if !ready.is_empty() {
-        let _ = out.send(ready);
-    }
+    send_ready(&mut worker, &mut transforms, &out, 1);
     (worker.stats(), transforms)
+}
+
+/// Hands the worker's finished exchanges, filtered and redacted, to the writer once at least
+/// `min` are ready.
+fn send_ready(
+    worker: &mut Worker,
+    transforms: &mut Transforms,
+    out: &Sender<Vec<Exchange>>,
+    min: usize,
+) {
+    if worker.ready() >= min {
+        let mut batch = Vec::with_capacity(worker.ready());
+        worker.drain_into(&mut batch);
+        transforms.apply(&mut batch);
+        if !batch.is_empty() {
+            // The writer only goes away when the process is ending.
+            let _ = out.send(batch);
+        }
+    }
 }
 
 /// A progress bar on stderr for long replays (only on a terminal).

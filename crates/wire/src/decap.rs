@@ -387,7 +387,7 @@ impl Decapsulator {
         let Decapsulator { cfg, stats, frags } = self;
         stats.packets += 1;
         stats.bytes += frame.len() as u64;
-        let r = walk(cfg, stats, frags, link, ts_ns, frame);
+        let r = walk_inner(cfg, stats, frags, link, ts_ns, frame).unwrap_or_else(Decoded::Rejected);
         count_result(stats, &r);
         r
     }
@@ -433,20 +433,6 @@ fn net_start(s: NetStart<'_>) -> Net<'_> {
         NetStart::Ethernet(b) => Net::Ethernet(b),
         NetStart::EtherType(t, b) => Net::EtherType(t, b),
         NetStart::Ip(b) => Net::Ip(b),
-    }
-}
-
-fn walk<'a>(
-    cfg: &DecapConfig,
-    stats: &mut DecapStats,
-    frags: &'a mut FragTable,
-    link: LinkType,
-    ts_ns: u64,
-    frame: &'a [u8],
-) -> Decoded<'a> {
-    match walk_inner(cfg, stats, frags, link, ts_ns, frame) {
-        Ok(d) => d,
-        Err(e) => Decoded::Rejected(e),
     }
 }
 
