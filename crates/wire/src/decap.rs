@@ -178,7 +178,7 @@ fn add_all(a: &mut [u64], b: &[u64]) {
     }
 }
 
-fn bump(a: &mut [u64], i: usize) {
+pub(crate) fn bump(a: &mut [u64], i: usize) {
     if let Some(c) = a.get_mut(i) {
         *c += 1;
     }
@@ -387,6 +387,9 @@ impl Decapsulator {
         let Decapsulator { cfg, stats, frags } = self;
         stats.packets += 1;
         stats.bytes += frame.len() as u64;
+        if let Some(r) = crate::fastpath::decode(cfg, stats, link, ts_ns, frame) {
+            return r;
+        }
         let r = walk_inner(cfg, stats, frags, link, ts_ns, frame).unwrap_or_else(Decoded::Rejected);
         count_result(stats, &r);
         r
@@ -1320,6 +1323,73 @@ mod fuzz {
         out
     }
 
+    /// Decodes with the general walk only: the reference the fast path must match.
+    fn decode_general<'a>(d: &'a mut Decapsulator, link: LinkType, frame: &'a [u8]) -> Decoded<'a> {
+        let Decapsulator { cfg, stats, frags } = d;
+        stats.packets += 1;
+        stats.bytes += frame.len() as u64;
+        let r = walk_inner(cfg, stats, frags, link, 7, frame).unwrap_or_else(Decoded::Rejected);
+        count_result(stats, &r);
+        r
+    }
+
+    /// Both decoders on one frame: identical result and identical counters.
+    fn assert_paths_agree(cfg: &DecapConfig, frame: &[u8]) {
+        let (mut fast, mut general) = (
+            Decapsulator::new(cfg.clone()),
+            Decapsulator::new(cfg.clone()),
+        );
+        let a = fast.decode(LinkType::Ethernet, 7, frame);
+        let b = decode_general(&mut general, LinkType::Ethernet, frame);
+        assert_eq!(a, b, "{}", to_hex(frame));
+        assert_eq!(fast.stats(), general.stats());
+    }
+
+    fn to_hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn fast_path_takes_the_common_shapes() {
+        let cfg = DecapConfig::default();
+        let mut stats = DecapStats::default();
+        for frame in [
+            vxlan_frame(1000, None),
+            vxlan_frame(1000, Some(200)),
+            vxlan_frame(0, None),
+            tcp_frame(b"GET / HTTP/1.1\r\n\r\n"),
+        ] {
+            let r = crate::fastpath::decode(&cfg, &mut stats, LinkType::Ethernet, 0, &frame);
+            assert!(
+                matches!(r, Some(Decoded::Segment { .. })),
+                "{}",
+                to_hex(&frame)
+            );
+            assert_paths_agree(&cfg, &frame);
+        }
+        // Shapes it leaves to the general walk.
+        let mut tagged = vxlan_frame(100, None);
+        tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+        let mut reserved = vxlan_frame(100, None);
+        reserved[14 + 20 + 8 + 1] = 1;
+        let checksums = DecapConfig {
+            validate_checksums: true,
+            ..DecapConfig::default()
+        };
+        for (cfg, frame) in [
+            (&cfg, tagged),
+            (&cfg, reserved),
+            (&checksums, vxlan_frame(10, None)),
+        ] {
+            let before = stats.clone();
+            assert!(
+                crate::fastpath::decode(cfg, &mut stats, LinkType::Ethernet, 0, &frame).is_none()
+            );
+            assert_eq!(stats, before, "a declined frame touches no counter");
+            assert_paths_agree(cfg, &frame);
+        }
+    }
+
     fn check_invariants(frame: &[u8], d: Decoded<'_>) {
         if let Decoded::Segment { segment, inner } = d {
             // Payload and inner frame are sub-slices of the input (no reassembly here).
@@ -1396,6 +1466,49 @@ mod fuzz {
                 v.options(),
                 v.payload(),
             );
+        }
+    }
+
+    /// Byte values that flip header decisions (versions, IHLs, fragment bits, protocols, ether
+    /// types, VXLAN flags) more often than uniform random bytes would.
+    fn header_byte() -> impl Strategy<Value = u8> {
+        prop_oneof![
+            any::<u8>(),
+            proptest::sample::select(vec![
+                0x00, 0x01, 0x06, 0x08, 0x11, 0x12, 0x20, 0x3f, 0x40, 0x44, 0x45, 0x46, 0x4f, 0x50,
+                0x60, 0x81, 0x86, 0xb5, 0xdd, 0xf0, 0xff,
+            ]),
+        ]
+    }
+
+    proptest! {
+        // Cheap cases, and a disagreement may hide behind one specific byte: many of them.
+        #![proptest_config(ProptestConfig { cases: 20_000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn fast_path_agrees_with_the_general_walk(
+            payload_len in 0usize..1500,
+            plain in any::<bool>(),
+            cut in proptest::option::of(0usize..1600),
+            truncate_to in proptest::option::of(0usize..1700),
+            // Edits aimed at the header bytes, where the two decoders could disagree.
+            edits in proptest::collection::vec((0usize..120, header_byte()), 0..4),
+            ports in proptest::collection::vec(any::<u16>(), 0..2),
+            max_depth in 0u8..3,
+        ) {
+            let mut f = if plain { tcp_frame(&vec![b'p'; payload_len]) } else { vxlan_frame(payload_len, cut) };
+            for (at, v) in edits {
+                let len = f.len();
+                if len > 0 {
+                    f[at % len] = v;
+                }
+            }
+            if let Some(n) = truncate_to {
+                f.truncate(n);
+            }
+            let mut cfg = DecapConfig { max_depth, ..DecapConfig::default() };
+            cfg.vxlan_ports.extend(ports);
+            assert_paths_agree(&cfg, &f);
         }
     }
 

@@ -32,6 +32,7 @@ pub mod decap;
 pub mod encap;
 pub mod error;
 pub mod ethernet;
+mod fastpath;
 pub mod frag;
 pub mod geneve;
 pub mod ipv4;
