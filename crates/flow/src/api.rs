@@ -170,6 +170,26 @@ pub trait StreamHandler {
         data: &[u8],
     ) -> Verdict;
 
+    /// TCP acknowledgement evidence for the bytes `on_data` delivers next in `dir`, until the
+    /// next call: the segments carrying them acknowledged `acked` bytes of the opposite
+    /// direction's stream, in the offset space the consumer sees for that direction (bytes
+    /// delivered plus gaps since its start). `None`: those bytes carry no usable ack (no ACK
+    /// flag, the peer's stream not started, an ack outside what the peer can have sent, or one
+    /// behind an ack already reported for this direction).
+    ///
+    /// Called only when the evidence changes, before the `on_data` it applies to; reported
+    /// values never decrease per direction. A request/response consumer can tell from it which
+    /// requests the server had received when it sent a response.
+    fn on_ack(
+        &mut self,
+        conn: &mut Self::Conn,
+        meta: &ConnMeta,
+        dir: Direction,
+        acked: Option<u64>,
+    ) {
+        let _ = (conn, meta, dir, acked);
+    }
+
     /// `len` bytes in `dir` will never be delivered; the stream continues after them.
     fn on_gap(
         &mut self,

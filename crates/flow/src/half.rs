@@ -24,6 +24,9 @@ pub(crate) struct Chunk {
     pub data: Box<[u8]>,
     /// Bytes right after `data` that the frame announced but the capture cut.
     pub missing: u32,
+    /// The segment's ack as a peer stream offset ([`NO_ACK`] when unusable), reported with the
+    /// data when it is delivered.
+    pub ack: u64,
 }
 
 impl Chunk {
@@ -54,6 +57,11 @@ const STARTED: u8 = 1;
 const SYN_SEEN: u8 = 2;
 const FIN_SEEN: u8 = 4;
 const FIN_DONE: u8 = 8;
+/// The consumer holds `ack_max` as the ack of this direction's data (see `StreamHandler::on_ack`).
+const ACK_HELD: u8 = 16;
+
+/// A segment's ack that cannot be used as evidence.
+pub(crate) const NO_ACK: u64 = u64::MAX;
 
 /// Reassembly state of one direction. `repr(C)` with the fields every packet touches in the
 /// first cache line.
@@ -81,6 +89,10 @@ pub(crate) struct Half {
     pub acked_since_ns: u64,
     /// The `next_off` that `acked_since_ns` refers to: progress restarts the clock.
     pub acked_at: u64,
+    /// `acked_off` when `acked_since_ns` was set: what the running grace period applies to.
+    pub acked_base: u64,
+    /// Highest ack (peer stream offset) reported to the consumer for this direction's data.
+    pub ack_max: u64,
 }
 
 impl Half {
@@ -98,6 +110,29 @@ impl Half {
     }
     pub fn set_fin_done(&mut self) {
         self.flags |= FIN_DONE;
+    }
+
+    /// What to report before delivering bytes that carried `ack` (a peer offset or
+    /// [`NO_ACK`]): `None` when the consumer already holds the right evidence, else the new one.
+    /// An ack behind one already reported is not evidence (a sender's acks only grow along its
+    /// stream; a retransmission carrying a newer ack than the bytes after it would otherwise
+    /// date those bytes too late).
+    #[inline]
+    pub fn ack_change(&mut self, ack: u64) -> Option<Option<u64>> {
+        let held = self.flags & ACK_HELD != 0;
+        if ack != NO_ACK && ack >= self.ack_max {
+            if held && ack == self.ack_max {
+                return None;
+            }
+            self.ack_max = ack;
+            self.flags |= ACK_HELD;
+            Some(Some(ack))
+        } else if held {
+            self.flags &= !ACK_HELD;
+            Some(None)
+        } else {
+            None
+        }
     }
 
     /// Starts the stream so that `seq` is offset 0.
@@ -143,15 +178,20 @@ impl Half {
     /// a lost FIN must not become a phantom 1-byte gap. Longer tail holes are lost data and are
     /// skipped whole, so a response whose last segment was lost completes at once.
     pub fn ack_limit(&self) -> u64 {
-        if self.acked_off <= self.next_off {
+        self.ack_limit_at(self.acked_off)
+    }
+
+    /// [`Half::ack_limit`] had the peer acknowledged only up to `acked`.
+    pub fn ack_limit_at(&self, acked: u64) -> u64 {
+        if acked <= self.next_off {
             return self.next_off;
         }
         if self.fin_seen() {
-            self.acked_off.min(self.fin_off).max(self.next_off)
-        } else if self.chunks.is_empty() && self.acked_off - self.next_off == 1 {
+            acked.min(self.fin_off).max(self.next_off)
+        } else if self.chunks.is_empty() && acked - self.next_off == 1 {
             self.next_off
         } else {
-            self.acked_off
+            acked
         }
     }
 
@@ -189,7 +229,14 @@ impl Half {
 
     /// Copies the not-yet-held parts of `[off, off + total)` into the buffer (first data wins).
     /// `captured` holds the first bytes of that range; the rest was cut by the capture.
-    pub fn insert(&mut self, off: u64, ts_ns: u64, captured: &[u8], total: u64) -> Inserted {
+    pub fn insert(
+        &mut self,
+        off: u64,
+        ts_ns: u64,
+        ack: u64,
+        captured: &[u8],
+        total: u64,
+    ) -> Inserted {
         let mut out = Inserted::default();
         let end = off + total;
         let cap_end = off + captured.len() as u64;
@@ -226,6 +273,7 @@ impl Half {
                         ts_ns,
                         data,
                         missing,
+                        ack,
                     };
                     out.new_bytes += piece_end - pos;
                     out.copied += chunk.data.len() as u64;
@@ -264,9 +312,9 @@ mod tests {
     fn insert_first_wins_and_fills_around() {
         let mut h = Half::default();
         h.start(0);
-        let r = h.insert(10, 1, b"klmno", 5);
+        let r = h.insert(10, 1, NO_ACK, b"klmno", 5);
         assert_eq!(r.new_bytes, 5);
-        let r = h.insert(5, 2, b"fghijXXXXXpqr", 13);
+        let r = h.insert(5, 2, NO_ACK, b"fghijXXXXXpqr", 13);
         assert_eq!(r.new_bytes, 8);
         assert_eq!(r.dup_bytes, 5);
         assert_eq!(r.conflict_bytes, 5);
@@ -285,14 +333,14 @@ mod tests {
     fn insert_truncated_keeps_missing_tail() {
         let mut h = Half::default();
         h.start(0);
-        h.insert(100, 1, b"ab", 10);
+        h.insert(100, 1, NO_ACK, b"ab", 10);
         assert_eq!(ranges(&h), vec![(100, b"ab".to_vec(), 8)]);
         // A later copy of the cut range is a duplicate: the first version wins.
-        let r = h.insert(102, 2, b"cdefgh", 6);
+        let r = h.insert(102, 2, NO_ACK, b"cdefgh", 6);
         assert_eq!(r.new_bytes, 0);
         assert_eq!(r.dup_bytes, 6);
         // A piece starting inside a cut region of the new segment.
-        let r = h.insert(108, 3, b"", 6);
+        let r = h.insert(108, 3, NO_ACK, b"", 6);
         assert_eq!(r.new_bytes, 4);
         assert_eq!(h.chunks[1].off, 110);
         assert_eq!(h.chunks[1].missing, 4);

@@ -10,12 +10,16 @@
 //!   before a mid-stream pickup's first segment, counted in `pre_start_segments`);
 //! - in-order data with nothing buffered is handed over straight from the segment's slice (no
 //!   copy, no allocation); only out-of-order bytes are copied;
+//! - the bytes come with the ack of the segment that carried them, as an offset of the other
+//!   direction's stream (`on_ack`, called when that evidence changes), so that a consumer can
+//!   tell what the sender had received when it sent them;
 //! - memory stays within [`FlowConfig::max_memory`], whatever the input.
 //!
 //! Holes are skipped (as `Lost` gaps) when bytes buffered above them exceed the per-direction
 //! cap, when they are older than `hole_timeout_ns`, when the peer acknowledged beyond them for
 //! longer than `ack_skip_grace_ns` (acks can overtake their data on a reordering mirror path,
-//! so an ack alone is not proof of loss), and when the connection ends. An ack exactly one
+//! so an ack alone is not proof of loss; each acked hole waits its own grace), and when the
+//! connection ends. An ack exactly one
 //! past everything seen is held back (it is most likely the ack of a FIN that was never seen,
 //! and must not become a phantom one-byte gap) until data beyond it shows up.
 

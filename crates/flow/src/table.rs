@@ -7,7 +7,7 @@ use vxtap_wire::Segment;
 
 use crate::api::{CloseReason, ConnMeta, Direction, Endpoint, GapReason, StreamHandler, Verdict};
 use crate::config::{ConfigError, FlowConfig, FlowKeyMode};
-use crate::half::Half;
+use crate::half::{Half, NO_ACK};
 use crate::hash::FxHasher;
 use crate::index::Index;
 use crate::stats::{EvictReason, FlowStats, SkipTrigger};
@@ -242,11 +242,14 @@ fn apply_verdict(c: &mut ConnCore, v: Verdict, env: &mut Env) {
     }
 }
 
+/// `ack`: what the segment that carried `data` acknowledged, as an offset of the other side's
+/// stream (see [`seg_ack`]).
 fn emit_data<H: StreamHandler>(
     c: &mut Conn<H::Conn>,
     side: usize,
     ts: u64,
     data: &[u8],
+    ack: u64,
     env: &mut Env,
     h: &mut H,
 ) {
@@ -258,6 +261,9 @@ fn emit_data<H: StreamHandler>(
             env.stats.bytes_delivered += data.len() as u64;
             env.stats.data_chunks += 1;
             let dir = dir_of(c.core.client_is_lo, side);
+            if let Some(a) = c.core.halves[side].ack_change(ack) {
+                h.on_ack(u, &c.core.meta, dir, a);
+            }
             let v = h.on_data(u, &c.core.meta, dir, ts, data);
             apply_verdict(&mut c.core, v, env);
         }
@@ -327,6 +333,7 @@ fn flush<H: StreamHandler>(c: &mut Conn<H::Conn>, side: usize, env: &mut Env, h:
                 side,
                 ch.ts_ns,
                 &ch.data[(next - ch.off) as usize..],
+                ch.ack,
                 env,
                 h,
             );
@@ -458,11 +465,13 @@ fn peer_ack<H: StreamHandler>(
         limit = limit.min(hf.fin_off);
     }
     if limit > hf.next_off {
-        if hf.acked_off <= hf.next_off || hf.acked_at != hf.next_off {
+        let restart = hf.acked_off <= hf.next_off || hf.acked_at != hf.next_off;
+        hf.acked_off = hf.acked_off.max(limit);
+        if restart {
             hf.acked_since_ns = ts;
             hf.acked_at = hf.next_off;
+            hf.acked_base = hf.acked_off;
         }
-        hf.acked_off = hf.acked_off.max(limit);
         ack_skip(c, side, ts, env, h);
     }
 }
@@ -485,13 +494,22 @@ fn ack_skip<H: StreamHandler>(
         // mirror path that delays one direction); the new hole's age starts now.
         hf.acked_at = hf.next_off;
         hf.acked_since_ns = now;
+        hf.acked_base = hf.acked_off;
     }
     // Timed from the ack, not from when the hole appeared: a segment held back by the mirror
     // across an idle stretch is overtaken by the peer's ack that answered it (seen in real
     // mirrored traces), and it still arrives right after that ack.
     let since = hf.acked_since_ns;
     if now.saturating_sub(since) >= env.cfg.ack_skip_grace_ns {
-        skip_to(c, side, limit, SkipTrigger::PeerAck, now, env, h);
+        // Only what was acknowledged when the clock started has waited the whole grace: a hole
+        // acked later (the next request held back while this one was lost) gets its own.
+        let due = hf.ack_limit_at(hf.acked_base);
+        if due > hf.next_off {
+            skip_to(c, side, due, SkipTrigger::PeerAck, now, env, h);
+        } else {
+            hf.acked_since_ns = now;
+            hf.acked_base = hf.acked_off;
+        }
     }
 }
 
@@ -536,6 +554,31 @@ fn on_syn(c: &mut ConnCore, side: usize, seg: &Segment<'_>, env: &mut Env) -> Sy
     }
 }
 
+/// The ack of `seg` (sent by `side`) as an offset of the other side's stream, or [`NO_ACK`]
+/// when it is no evidence: no ACK flag, that stream not started (its base unknown), or an ack
+/// before its start, too far ahead, or past its FIN (more than the peer can have sent).
+#[inline]
+fn seg_ack(c: &ConnCore, side: usize, seg: &Segment<'_>, max_ahead: u32) -> u64 {
+    let p = &c.halves[side ^ 1];
+    if !seg.flags.ack() || !p.started() {
+        return NO_ACK;
+    }
+    let rel = p.rel(seg.ack);
+    let off = p.next_off as i64 + rel;
+    if rel > max_ahead as i64 || off < 0 {
+        return NO_ACK;
+    }
+    let off = off as u64;
+    if p.fin_seen() {
+        // The FIN takes one sequence number: its ack is one past the last byte.
+        if off > p.fin_off + 1 {
+            return NO_ACK;
+        }
+        return off.min(p.fin_off);
+    }
+    off
+}
+
 /// Payload (and FIN) of a segment into the stream of `side`.
 fn on_payload<H: StreamHandler>(
     c: &mut Conn<H::Conn>,
@@ -552,6 +595,7 @@ fn on_payload<H: StreamHandler>(
     }
     let data_seq = seg.seq.wrapping_add(seg.flags.syn() as u32);
     let ts = seg.ts_ns;
+    let ack = seg_ack(&c.core, side, seg, env.cfg.max_seq_ahead);
     let hf = &mut c.core.halves[side];
     if !hf.started() {
         hf.start(data_seq);
@@ -597,7 +641,7 @@ fn on_payload<H: StreamHandler>(
             .map_or(total, |ch| total.min(ch.off.saturating_sub(next)));
         let cl = (cap.len() as u64).min(upto);
         hf.next_off = next + upto;
-        emit_data(c, side, ts, &cap[..cl as usize], env, h);
+        emit_data(c, side, ts, &cap[..cl as usize], ack, env, h);
         if upto > cl {
             emit_gap(c, side, ts, upto - cl, GapReason::TruncatedCapture, env, h);
         }
@@ -615,7 +659,7 @@ fn on_payload<H: StreamHandler>(
     }
     let hf = &mut c.core.halves[side];
     let had_hole = hf.has_hole();
-    let r = hf.insert(off, ts, cap, total);
+    let r = hf.insert(off, ts, ack, cap, total);
     if !had_hole && hf.has_hole() {
         hf.hole_since_ns = ts;
     }

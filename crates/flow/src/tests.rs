@@ -39,6 +39,19 @@ struct Rec {
     ptrs: Vec<usize>,
     /// Verdicts to return from the next `on_data` calls.
     verdicts: VecDeque<Verdict>,
+    /// Every `on_ack` call.
+    acks: Vec<(Direction, Option<u64>)>,
+    /// The ack evidence in force for each `on_data` call.
+    data_acks: Vec<(Direction, Option<u64>)>,
+    /// Evidence in force per direction (client to server first).
+    cur_ack: [Option<u64>; 2],
+}
+
+fn dir_index(d: Direction) -> usize {
+    match d {
+        Direction::ClientToServer => 0,
+        Direction::ServerToClient => 1,
+    }
 }
 
 impl StreamHandler for Rec {
@@ -50,6 +63,7 @@ impl StreamHandler for Rec {
     fn on_data(&mut self, c: &mut u64, m: &ConnMeta, dir: Direction, ts: u64, d: &[u8]) -> Verdict {
         assert_eq!(*c, m.conn_id);
         self.ptrs.push(d.as_ptr() as usize);
+        self.data_acks.push((dir, self.cur_ack[dir_index(dir)]));
         self.ev.push(Ev::Data {
             id: *c,
             dir,
@@ -77,6 +91,10 @@ impl StreamHandler for Rec {
     }
     fn on_fin(&mut self, c: &mut u64, _m: &ConnMeta, dir: Direction, _ts: u64) {
         self.ev.push(Ev::Fin { id: *c, dir });
+    }
+    fn on_ack(&mut self, _c: &mut u64, _m: &ConnMeta, dir: Direction, acked: Option<u64>) {
+        self.acks.push((dir, acked));
+        self.cur_ack[dir_index(dir)] = acked;
     }
     fn on_close(&mut self, c: u64, _m: &ConnMeta, _ts: u64, reason: CloseReason) {
         self.ev.push(Ev::Close { id: c, reason });
@@ -891,4 +909,113 @@ fn ipv6_flows_work() {
     a.dst_ip = "2001:db8::2".parse().unwrap();
     t.process(&a, &mut r);
     assert_eq!(r.stream(0, C2S), b"v6");
+}
+
+/// Each delivered byte comes with what its segment acknowledged, as an offset of the other
+/// direction's stream; an unchanged ack is not reported again.
+#[test]
+fn acks_are_reported_as_peer_offsets() {
+    let (mut t, mut r) = (table(), Rec::default());
+    handshake(&mut t, &mut r);
+    t.process(
+        &c(4, CI + 1, SI + 1, ACK, b"GET /a HTTP/1.1\r\n\r\n"),
+        &mut r,
+    );
+    t.process(&s(5, SI + 1, CI + 20, ACK, b"HTTP/1.1 200 OK\r\n"), &mut r);
+    t.process(
+        &s(6, SI + 18, CI + 20, ACK, b"Content-Length: 0\r\n\r\n"),
+        &mut r,
+    );
+    t.process(
+        &c(7, CI + 20, SI + 39, ACK, b"GET /b HTTP/1.1\r\n\r\n"),
+        &mut r,
+    );
+    assert_eq!(
+        r.data_acks,
+        [
+            (C2S, Some(0)),
+            (S2C, Some(19)),
+            (S2C, Some(19)),
+            (C2S, Some(38))
+        ]
+    );
+    assert_eq!(r.acks.len(), 3, "{:?}", r.acks);
+}
+
+/// Out-of-order bytes are delivered with the ack of the segment that carried them, not with
+/// the ack of the segment that closed the hole.
+#[test]
+fn buffered_segments_keep_their_own_acks() {
+    let (mut t, mut r) = (table(), Rec::default());
+    handshake(&mut t, &mut r);
+    t.process(&c(4, CI + 1, SI + 1, ACK, b"aaaa"), &mut r);
+    t.process(&c(5, CI + 5, SI + 1, ACK, b"bbbb"), &mut r);
+    t.process(&s(6, SI + 4, CI + 9, ACK, b"yyy"), &mut r);
+    t.process(&s(7, SI + 1, CI + 5, ACK, b"xxx"), &mut r);
+    assert_eq!(r.stream(0, S2C), b"xxxyyy");
+    let server: Vec<_> = r.data_acks.iter().filter(|(d, _)| *d == S2C).collect();
+    assert_eq!(server, [&(S2C, Some(4)), &(S2C, Some(8))]);
+}
+
+/// Acks that cannot be evidence are reported as none: going backwards, before the peer's
+/// stream, far beyond it, past its FIN, or without the ACK flag.
+#[test]
+fn unusable_acks_are_not_evidence() {
+    let (mut t, mut r) = (table(), Rec::default());
+    handshake(&mut t, &mut r);
+    t.process(&c(4, CI + 1, SI + 1, ACK, b"hello"), &mut r);
+    let sends: [(u32, u8); 6] = [
+        (CI + 6, ACK),
+        (CI + 3, ACK), // backwards
+        (CI + 6, ACK),
+        (CI + 6 + (1 << 30) + 100, ACK), // beyond any window
+        (CI.wrapping_sub(50), ACK),      // before the client's first byte
+        (CI + 6, 0),                     // no ACK flag
+    ];
+    for (i, (ack, fl)) in sends.into_iter().enumerate() {
+        t.process(&s(5 + i as u64, SI + 1 + i as u32, ack, fl, b"x"), &mut r);
+    }
+    t.process(&c(11, CI + 6, SI + 7, ACK | FIN, b""), &mut r);
+    // The FIN's ack (one past the last byte), then one past the FIN.
+    t.process(&s(12, SI + 7, CI + 7, ACK, b"x"), &mut r);
+    t.process(&s(13, SI + 8, CI + 9, ACK, b"x"), &mut r);
+    let server: Vec<Option<u64>> = r
+        .data_acks
+        .iter()
+        .filter(|(d, _)| *d == S2C)
+        .map(|(_, a)| *a)
+        .collect();
+    assert_eq!(
+        server,
+        [Some(5), None, Some(5), None, None, None, Some(5), None]
+    );
+    assert!(r.gaps().is_empty());
+}
+
+/// Without a handshake the peer's stream has no known start until its first byte shows up.
+#[test]
+fn midstream_acks_count_from_the_first_byte_seen() {
+    let (mut t, mut r) = (table(), Rec::default());
+    t.process(&s(1, 7000, 3000, ACK, b"HTTP/1.1 200 OK\r\n"), &mut r);
+    t.process(&c(2, 3000, 7017, ACK, b"GET"), &mut r);
+    t.process(&s(3, 7017, 3003, ACK, b"x"), &mut r);
+    assert_eq!(r.data_acks, [(S2C, None), (C2S, Some(17)), (S2C, Some(3))]);
+}
+
+/// When the grace of an acked hole runs out, a hole acked only later is not skipped with it:
+/// its segment may merely be held back (the next request behind a lost one).
+#[test]
+fn each_acked_hole_gets_its_own_grace() {
+    let (mut t, mut r) = (table_with_ack_grace(10), Rec::default());
+    handshake(&mut t, &mut r);
+    t.process(&c(10, CI + 1, SI + 1, ACK, b"aaaa"), &mut r);
+    t.process(&c(20, CI + 9, SI + 1, ACK, b"cccc"), &mut r); // "bbbb" lost
+    t.process(&s(21, SI + 1, CI + 13, ACK, b""), &mut r);
+    t.process(&c(22, CI + 17, SI + 1, ACK, b"eeee"), &mut r); // "dddd" held back
+    t.process(&s(28, SI + 1, CI + 21, ACK, b""), &mut r);
+    t.process(&s(31, SI + 1, CI + 21, ACK, b""), &mut r);
+    assert_eq!(r.gaps(), [(C2S, 4, GapReason::Lost)]);
+    t.process(&c(35, CI + 13, SI + 1, ACK, b"dddd"), &mut r);
+    assert_eq!(r.stream(0, C2S), b"aaaa????ccccddddeeee");
+    assert_eq!(r.gaps().len(), 1);
 }
