@@ -6,6 +6,13 @@
 //! paired only once a synchronisation point proves which request they answer (see
 //! [`Conn`]); until then they are emitted with `request: null`, and the requests they might have
 //! answered with `response: null`.
+//!
+//! TCP acknowledgements are such proof. Every response segment acks how much of the client
+//! stream the server had received, which brackets the one request it can answer (see
+//! `Conn::ack_pick`); every request acks how much of the server stream the client had, which
+//! tells a waiting client from a pipelining one. Responses that arrive before the requests they
+//! answer (the reassembler holds the client direction at a hole while the server direction
+//! flows on) wait until the client stream reaches their ack.
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
@@ -36,6 +43,8 @@ const HEAD_BUF_KEEP: usize = 4096;
 const MAX_INTERIM: usize = 8;
 const REQ: usize = 0;
 const RESP: usize = 1;
+/// An ack (or offset) that is not known.
+const NO_ACK: u64 = u64::MAX;
 
 /// Limits and options of the HTTP layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +90,10 @@ struct MsgBuild {
     cut: bool,
     /// Expected body length when known, to size the capture buffer once.
     hint: u64,
+    /// Ack of the segment that carried the head's first byte (`NO_ACK`: none).
+    ack: u64,
+    /// Stream offset of the head's first byte.
+    off: u64,
 }
 
 #[derive(Debug)]
@@ -121,6 +134,22 @@ struct Half {
     /// Flags inherited by the next head found by resync (a request smuggled inside a body
     /// whose framing was ambiguous is itself suspect).
     resync_flags: FlagSet,
+    /// Stream offset of the next byte to parse (bytes delivered plus gaps): the offset space in
+    /// which the peer's acks count this direction.
+    off: u64,
+    /// Ack carried by the bytes being parsed, as an offset of the other direction
+    /// (`StreamHandler::on_ack`; `NO_ACK` when none).
+    ack: u64,
+    /// Offset of the current head's first byte.
+    head_off: u64,
+    /// Ack of the segment that carried the head's first byte (in Resync: of every carried byte,
+    /// `NO_ACK` if they differ).
+    head_ack: u64,
+    /// Where the last finished message ended: a message not yet seen starts at or after it.
+    mark: u64,
+    /// The current response waits for the client stream to reach its ack (see
+    /// [`Conn::ack_pick`]).
+    held: bool,
 }
 
 impl Half {
@@ -139,6 +168,12 @@ impl Half {
             interim: false,
             unpaired_flags: FlagSet::EMPTY,
             resync_flags: FlagSet::EMPTY,
+            off: 0,
+            ack: NO_ACK,
+            head_off: 0,
+            head_ack: NO_ACK,
+            mark: 0,
+            held: false,
         }
     }
 
@@ -185,6 +220,15 @@ struct Entry {
     absorbed: bool,
     /// The response direction lost bytes after this entry was queued: its response may be gone.
     resp_lost: bool,
+    /// Client stream offset where the request's head starts (for a placeholder: where the
+    /// lost requests may start).
+    start: u64,
+    /// Where the request's head ends (`NO_ACK` when unknown, as for placeholders): a response
+    /// can answer it only if the server had received this far.
+    head_end: u64,
+    /// The server stream offset the client had received when it sent the request
+    /// (`NO_ACK`: unknown).
+    sent_ack: u64,
 }
 
 /// Per-connection state (stored by the flow table beside its own).
@@ -193,7 +237,10 @@ struct Entry {
 /// while the response direction is between messages and, if the client has been seen pipelining,
 /// no other request is awaiting a response. A client that waits for each response before
 /// sending the next request has by then received every response it will get for the lost
-/// requests, so later responses can only answer later requests.
+/// requests, so later responses can only answer later requests. When the request carries an
+/// ack, that holds only if every server byte it acknowledges has been parsed and none parsed
+/// beyond it holds a response. A final response whose ack proves which request it answers
+/// (`Conn::ack_pick`) is a synchronisation point too.
 #[derive(Debug)]
 pub struct Conn {
     meta: ConnMeta,
@@ -217,14 +264,25 @@ pub struct Conn {
     /// response turns out to have been lost in a gap the reassembler reported late, the
     /// conclusion is withdrawn.
     pipelined_by: Option<u64>,
-    /// Final responses that arrived, on a connection in sync, before any request they could
-    /// answer. A server cannot answer before it has the request, but a mirror (an NLB target,
-    /// a retransmission) can deliver the response first: the next request takes the oldest
-    /// one instead of shifting every later pairing by one.
+    /// Final responses that arrived before any request they could answer. A server cannot
+    /// answer before it has the request, but a mirror (an NLB target, a retransmission) or the
+    /// reassembler waiting at a hole can deliver the response first. Those with an ack wait
+    /// until the client stream reaches it and are then placed by it (`resolve_held`); on a
+    /// connection in sync, ones without take the next request, oldest first, instead of
+    /// shifting every later pairing by one.
     early: VecDeque<Box<MsgBuild>>,
+    /// The server stream offset the last request acknowledged (`NO_ACK`: none yet).
+    last_sent_ack: u64,
+    /// Where the response direction last found its place again after losing it: a response
+    /// to a request sent before the client had this far of the server stream may have been
+    /// lost, however late the reassembler delivers the request.
+    resp_synced_at: u64,
 }
 
-/// Early responses held at most per connection before the oldest is emitted unpaired.
+/// Early responses held at most per connection before the oldest is emitted unpaired, when
+/// only their order can place them; responses whose acks can place them are held up to the
+/// pipelining cap (the reassembler may hold the client direction at a hole for a while, and
+/// the server goes on answering the requests queued behind it).
 const MAX_EARLY: usize = 4;
 
 /// The HTTP/1 consumer of reassembled streams; one per worker.
@@ -239,6 +297,19 @@ enum Ev {
     None,
     Swap,
     Stop,
+}
+
+/// What acknowledgement evidence says about a final response (see [`Conn::ack_pick`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AckPick {
+    /// It answers this queued request.
+    Req(u64),
+    /// It answers a request lost in the placeholder with this sequence number.
+    Lost(u64),
+    /// The server had client bytes not parsed yet: ask again when the client stream gets there.
+    Wait,
+    /// No evidence, or not enough to decide.
+    Unknown,
 }
 
 impl HttpHandler {
@@ -286,7 +357,11 @@ impl HttpHandler {
         let mut role = role_of(dir);
         let mut verdict = Verdict::Continue;
         let mut pos = 0;
+        let base = c.halves[role].off;
         while pos < data.len() {
+            // The steps below move `off` past a message when they finish it, so that it records
+            // exactly where the message ended.
+            c.halves[role].off = base + pos as u64;
             let rest = &data[pos..];
             let (used, ev) = match c.halves[role].state {
                 State::Start => self.feed_head(c, role, ts, rest),
@@ -310,6 +385,7 @@ impl HttpHandler {
                 }
             }
         }
+        c.halves[role].off = base + data.len() as u64;
         verdict
     }
 
@@ -326,9 +402,12 @@ impl HttpHandler {
                 return (skip, Ev::None);
             }
             h.head_ts = ts;
+            h.head_off = h.off;
+            h.head_ack = h.ack;
             let window = &rest[..rest.len().min(max)];
             match find_head_end(window, 0) {
                 Some(end) => {
+                    h.off += end as u64;
                     let ev = self.on_head(c, r, ts, &rest[..end]);
                     (end, ev)
                 }
@@ -350,6 +429,7 @@ impl HttpHandler {
             match find_head_end(&h.head_buf, old) {
                 Some(end) => {
                     h.head_buf.truncate(end);
+                    h.off += (end - old) as u64;
                     let buf = std::mem::take(&mut h.head_buf);
                     let ev = self.on_head(c, r, ts, &buf);
                     let h = &mut c.halves[r];
@@ -384,6 +464,11 @@ impl HttpHandler {
         let old = h.head_buf.len();
         if old == 0 {
             h.head_ts = ts;
+            h.head_ack = h.ack;
+        } else if h.head_ack != h.ack {
+            // The carried bytes came with different acks: which one a head found in them
+            // carried is unknown.
+            h.head_ack = NO_ACK;
         }
         let piece = rest.len().min(RESYNC_PIECE);
         h.head_buf.extend_from_slice(&rest[..piece]);
@@ -398,6 +483,15 @@ impl HttpHandler {
                 // Hand the start line to the head parser: bytes before it are skipped, bytes of
                 // this piece after it are consumed again by the parser.
                 h.head_buf.truncate(old);
+                if !h.is_request {
+                    c.resp_synced_at = h.off + s as u64 - old as u64;
+                }
+                let h = &mut c.halves[r];
+                if s < old {
+                    // The start line begins in the carried bytes, which end where this piece
+                    // begins.
+                    h.head_off = h.off - (old - s) as u64;
+                }
                 let keep = s.min(old);
                 self.stats.resync_skipped_bytes += s as u64;
                 h.head_buf.drain(..keep);
@@ -451,6 +545,7 @@ impl HttpHandler {
                 let n = (*remaining).min(rest.len() as u64) as usize;
                 *remaining -= n as u64;
                 let done = *remaining == 0;
+                c.halves[r].off += n as u64;
                 self.add_body(c, r, ts, &rest[..n]);
                 if done {
                     self.finish_msg(c, r, ts, FlagSet::EMPTY, false);
@@ -473,6 +568,7 @@ impl HttpHandler {
                         if bare_lf {
                             f.insert(Flag::SmugglingSuspect);
                         }
+                        c.halves[r].off += step.consumed as u64;
                         self.finish_msg(c, r, ts, f, false);
                     }
                     step.consumed
@@ -602,6 +698,8 @@ impl HttpHandler {
             flags,
             cut: false,
             hint: 0,
+            ack: NO_ACK,
+            off: 0,
         }
     }
 
@@ -692,8 +790,9 @@ impl HttpHandler {
         if upgrade {
             flags.insert(Flag::Upgrade);
         }
-        let build = self.new_build(msg, head_ts, ts, flags, info.coding);
+        let mut build = self.new_build(msg, head_ts, ts, flags, info.coding);
         let h = &mut c.halves[r];
+        (build.ack, build.off) = (h.head_ack, h.head_off);
         h.cur = Some(Box::new(build));
         h.target = target;
         h.interim = interim;
@@ -769,13 +868,34 @@ impl HttpHandler {
 
     fn push_request(&mut self, c: &mut Conn, is_head: bool, is_connect: bool) -> u64 {
         c.fix_resp_cursor();
+        // Responses held for the client stream to get here first: those that answered requests
+        // before this one (lost ones included) are accounted for before anything is concluded
+        // from requests still waiting.
+        let start = c.halves[REQ].head_off;
+        self.resolve_held(c, Some(start));
+        c.fix_resp_cursor();
         let from = c.next_resp_seq;
         let (mut unanswered, mut blocking, mut evidence) = (0usize, false, None);
         // The response being received right now, if its head has been parsed.
         let answering = c.halves[RESP].cur.as_ref().and(c.halves[RESP].target);
+        // The client had received server bytes not parsed yet when it sent this request: the
+        // responses it waited for may be among them, so a waiting request proves nothing, and
+        // a response still to come may answer an earlier request.
+        let sent_ack = c.halves[REQ].head_ack;
+        let rs = &c.halves[RESP];
+        let behind = sent_ack != NO_ACK && sent_ack > rs.off;
+        // Syncing says the next response answers this request. By its ack, the client had
+        // every response to earlier requests before `sent_ack`; so every server byte parsed
+        // after it must be known to hold no response (a response delivered before its request
+        // was, or one lost in a gap, would otherwise shift every later pairing).
+        let sync_ok = sent_ack == NO_ACK
+            || (rs.mark <= sent_ack
+                && sent_ack <= rs.off
+                && (sent_ack == rs.off || matches!(rs.state, State::Start)));
         for e in c.queue.iter().filter(|e| e.seq >= from) {
             unanswered += 1;
             match &e.kind {
+                _ if behind => {}
                 // A request whose response is already arriving does not prove pipelining: a
                 // mirror that reorders a few packets shows a waiting client's next request
                 // before the tail of the previous response.
@@ -794,9 +914,24 @@ impl HttpHandler {
             c.pipelined_by = evidence;
             blocking = true;
         }
+        // A client that waits gets a whole response (at least a status line) between two
+        // requests, so each acks more of the server stream than the one before; one that acks
+        // no more sent it without waiting. Proof, not a conclusion to withdraw.
+        if sent_ack != NO_ACK && c.last_sent_ack != NO_ACK && sent_ack <= c.last_sent_ack {
+            c.pipelined = true;
+            c.pipelined_by = None;
+        }
+        if sent_ack != NO_ACK {
+            c.last_sent_ack = sent_ack;
+        }
         // A client that waits for each response has, by now, received every response it will
         // get for earlier (lost or unattributable) requests; a pipelining one must first drain.
-        if c.uncertain && c.halves[RESP].idle() && !blocking && (!c.pipelined || unanswered == 0) {
+        if c.uncertain
+            && c.halves[RESP].idle()
+            && !blocking
+            && sync_ok
+            && (!c.pipelined || unanswered == 0)
+        {
             self.sync(c);
         }
         // Give up the oldest unanswered requests beyond the cap; their responses, when they
@@ -816,8 +951,12 @@ impl HttpHandler {
         }
         let seq = c.next_seq;
         c.next_seq += 1;
-        // A response that came before this request (see `Conn::early`) answers it.
-        let early = if c.uncertain || c.next_resp_seq != seq {
+        // A response that came before this request (see `Conn::early`) answers it, unless its
+        // ack can tell which request it answers (`resolve_held`, once this one is queued).
+        let early = if c.uncertain
+            || c.next_resp_seq != seq
+            || c.early.front().is_some_and(|m| m.ack != NO_ACK)
+        {
             None
         } else {
             c.early.pop_front()
@@ -828,16 +967,30 @@ impl HttpHandler {
         } else if !c.uncertain && c.next_resp_seq == seq && !c.midstream_unsynced {
             // ... and so does one still arriving that found no request when its head came.
             let h = &mut c.halves[RESP];
-            if h.cur.is_some() && h.target.is_none() && !h.interim && h.unpaired_flags.is_empty() {
+            if h.cur.is_some()
+                && h.target.is_none()
+                && !h.interim
+                && !h.held
+                && h.unpaired_flags.is_empty()
+            {
                 h.target = Some(seq);
                 c.next_resp_seq = seq + 1;
                 c.orphans = c.orphans.saturating_sub(1);
             }
         }
+        let rq = &c.halves[REQ];
+        let (start, head_end) = (rq.head_off, rq.off);
+        // The response direction lost its place after the client sent this request (the
+        // reassembler may deliver a request long after the responses that followed it).
+        let resp_lost = sent_ack != NO_ACK
+            && (matches!(c.halves[RESP].state, State::Resync) || c.resp_synced_at > sent_ack);
         c.queue.push_back(Entry {
             seq,
             absorbed: false,
-            resp_lost: false,
+            resp_lost,
+            start,
+            head_end,
+            sent_ack,
             kind: Kind::Real(Box::new(Pending {
                 req: None,
                 resp: early.map(|b| *b),
@@ -850,6 +1003,7 @@ impl HttpHandler {
             })),
         });
         self.try_emit(c);
+        self.resolve_held(c, None);
         // Bound the queue even when an endless response holds its head.
         while c.queue.len() > 2 * self.cfg.max_pipelined + 2 {
             let Some(e) = c.queue.pop_front() else { break };
@@ -885,7 +1039,7 @@ impl HttpHandler {
 
     fn interim_target(&mut self, c: &mut Conn) -> Option<u64> {
         c.fix_resp_cursor();
-        if c.skip_responses > 0 {
+        if c.skip_responses > 0 || !c.early.is_empty() {
             return None;
         }
         let seq = c.next_resp_seq;
@@ -905,6 +1059,45 @@ impl HttpHandler {
             c.skip_responses -= 1;
             return (None, Flag::PipelineOverflow.into());
         }
+        let seq = c.next_resp_seq;
+        if c.early.iter().any(|m| m.ack != NO_ACK) {
+            // Earlier responses wait for the client stream to reach their acks: this one
+            // comes after them.
+            c.halves[RESP].held = true;
+            return (None, FlagSet::EMPTY);
+        }
+        let in_order = matches!(
+            c.entry(seq),
+            Some(Entry { kind: Kind::Real(p), .. }) if !p.uncertain
+        );
+        if !in_order {
+            let h = &c.halves[RESP];
+            match c.ack_pick(h.head_ack, h.head_off, c.req_frontier()) {
+                AckPick::Req(seq) => {
+                    self.ack_sync(c, seq);
+                    return (Some(seq), FlagSet::EMPTY);
+                }
+                AckPick::Lost(seq) => {
+                    if let Some(e) = c.entry_mut(seq) {
+                        e.absorbed = true;
+                    }
+                    let mut f = c.desync_flags;
+                    f.insert(Flag::NoRequest);
+                    return (None, f);
+                }
+                AckPick::Wait => {
+                    c.halves[RESP].held = true;
+                    return (None, FlagSet::EMPTY);
+                }
+                AckPick::Unknown => {}
+            }
+        }
+        self.pair_in_order(c)
+    }
+
+    /// Pairing by order alone: the next waiting request, unless a loss made that uncertain.
+    fn pair_in_order(&mut self, c: &mut Conn) -> (Option<u64>, FlagSet) {
+        c.fix_resp_cursor();
         let seq = c.next_resp_seq;
         let pipelined = c.pipelined;
         let desync = c.desync_flags;
@@ -955,6 +1148,105 @@ impl HttpHandler {
                 } else {
                     (Some(seq), FlagSet::EMPTY)
                 }
+            }
+        }
+    }
+
+    /// A final response is proven to answer request `seq` (see [`Conn::ack_pick`]): the requests
+    /// before it lost their responses, and pairing is in order again from here unless requests
+    /// after it were lost as well.
+    fn ack_sync(&mut self, c: &mut Conn, seq: u64) {
+        self.stats.ack_pairings += 1;
+        let flags = c.desync_flags;
+        let from = c.next_resp_seq;
+        let lost_after = c
+            .queue
+            .iter()
+            .any(|e| e.seq > seq && matches!(e.kind, Kind::Lost(_)));
+        let in_sync = !lost_after && !matches!(c.halves[REQ].state, State::Resync);
+        for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
+            let Kind::Real(p) = &mut e.kind else { continue };
+            if e.seq < seq {
+                p.gave_up = true;
+                p.flags.merge(flags);
+            } else if e.seq == seq || in_sync {
+                // What the response direction lost came before this response, so it cannot
+                // have held the responses of later requests.
+                p.uncertain = false;
+                e.resp_lost = false;
+            }
+        }
+        c.next_resp_seq = seq + 1;
+        if in_sync {
+            c.uncertain = false;
+            c.desync_flags = FlagSet::EMPTY;
+            c.orphans = 0;
+        }
+        self.try_emit(c);
+    }
+
+    /// Places held responses (finished ones in `early`, then the one being received) whose acks
+    /// the client stream has now reached; stops at the first that must still wait.
+    ///
+    /// `frontier` overrides how far the client stream is known (a request being queued is
+    /// known to start there, and nothing unqueued before it).
+    fn resolve_held(&mut self, c: &mut Conn, frontier: Option<u64>) {
+        while let Some(m) = c.early.front() {
+            if m.ack == NO_ACK {
+                // Held on FIFO grounds: the next request takes it.
+                return;
+            }
+            let pick = c.ack_pick(m.ack, m.off, frontier.or(c.req_frontier()));
+            if pick == AckPick::Wait {
+                return;
+            }
+            let Some(m) = c.early.pop_front() else { return };
+            match pick {
+                AckPick::Req(seq) => {
+                    self.ack_sync(c, seq);
+                    if let Some(Entry {
+                        kind: Kind::Real(p),
+                        ..
+                    }) = c.entry_mut(seq)
+                    {
+                        p.resp = Some(*m);
+                    }
+                    self.try_emit(c);
+                }
+                other => {
+                    if let AckPick::Lost(seq) = other {
+                        if let Some(e) = c.entry_mut(seq) {
+                            e.absorbed = true;
+                        }
+                    }
+                    let f = c.desync_flags;
+                    self.emit(c, None, Some(*m), Vec::new(), f);
+                }
+            }
+        }
+        let h = &c.halves[RESP];
+        if !(h.held && h.cur.is_some() && h.target.is_none()) {
+            return;
+        }
+        let pick = c.ack_pick(h.head_ack, h.head_off, frontier.or(c.req_frontier()));
+        if pick == AckPick::Wait {
+            return;
+        }
+        c.halves[RESP].held = false;
+        match pick {
+            AckPick::Req(seq) => {
+                c.halves[RESP].target = Some(seq);
+                self.ack_sync(c, seq);
+            }
+            other => {
+                if let AckPick::Lost(seq) = other {
+                    if let Some(e) = c.entry_mut(seq) {
+                        e.absorbed = true;
+                    }
+                }
+                let mut f = c.desync_flags;
+                f.insert(Flag::NoRequest);
+                c.halves[RESP].unpaired_flags = f;
             }
         }
     }
@@ -1014,6 +1306,7 @@ impl HttpHandler {
             h.state = State::Start;
         }
         let Some(m) = h.cur.take() else { return };
+        h.mark = h.off;
         let mut m = *m;
         let target = h.target.take();
         m.flags.merge(flags);
@@ -1033,6 +1326,8 @@ impl HttpHandler {
                 }
                 _ => self.emit(c, Some(m), None, Vec::new(), FlagSet::EMPTY),
             }
+            // The client stream is known further: held responses may be decidable now.
+            self.resolve_held(c, None);
         } else if std::mem::take(&mut h.interim) {
             match target.and_then(|s| c.entry_mut(s)) {
                 Some(Entry {
@@ -1045,6 +1340,7 @@ impl HttpHandler {
             }
         } else {
             let uf = std::mem::take(&mut h.unpaired_flags);
+            let held = std::mem::take(&mut h.held);
             let in_sync = !c.uncertain && !c.midstream_unsynced;
             match target.and_then(|s| c.entry_mut(s)) {
                 Some(Entry {
@@ -1052,10 +1348,24 @@ impl HttpHandler {
                     ..
                 }) => {
                     p.resp = Some(m);
+                    // The next request was sent before the client had all of this response:
+                    // it pipelines (proven by its ack, unlike a request that merely waits).
+                    let end = c.halves[RESP].off;
+                    if let Some(n) = target.and_then(|s| c.entry(s + 1)) {
+                        if n.sent_ack < end {
+                            c.pipelined = true;
+                            c.pipelined_by = None;
+                        }
+                    }
                     self.try_emit(c);
                 }
-                _ if uf.is_empty() && in_sync => {
-                    if c.early.len() >= MAX_EARLY {
+                _ if held || (uf.is_empty() && in_sync) => {
+                    let cap = if m.ack != NO_ACK && !c.pipelined {
+                        self.cfg.max_pipelined
+                    } else {
+                        MAX_EARLY
+                    };
+                    if c.early.len() >= cap {
                         self.flush_early(c, 1);
                     }
                     c.early.push_back(Box::new(m));
@@ -1238,7 +1548,10 @@ impl HttpHandler {
 
     /// Messages of direction `r` may have vanished: pairing is uncertain until a sync point.
     fn note_loss(&mut self, c: &mut Conn, r: usize, flags: FlagSet) {
-        self.flush_early(c, usize::MAX);
+        // Held responses whose acks can still place them stay; FIFO ones cannot survive a loss.
+        if c.pipelined || c.early.iter().any(|m| m.ack == NO_ACK) {
+            self.flush_early(c, usize::MAX);
+        }
         c.uncertain = true;
         c.desync_flags.merge(flags);
         if c.halves[r].is_request {
@@ -1268,6 +1581,9 @@ impl HttpHandler {
                         kind: Kind::Lost(flags),
                         absorbed,
                         resp_lost,
+                        start: c.halves[r].mark,
+                        head_end: NO_ACK,
+                        sent_ack: NO_ACK,
                     });
                 }
             }
@@ -1323,6 +1639,9 @@ impl HttpHandler {
                 }
             }
         };
+        // Where the current message ends when the gap completes it (the caller moves `off` past
+        // the whole gap afterwards).
+        h.off += in_body;
         if in_body > 0 {
             if let Some(m) = h.cur.as_mut() {
                 m.msg.body_len += in_body;
@@ -1395,6 +1714,11 @@ impl HttpHandler {
         f.insert(Flag::Incomplete);
         c.halves[r].resync_flags.merge(f);
         let _ = self.on_head(c, r, ts, &head);
+        let target = c.halves[r].target.filter(|_| c.halves[r].is_request);
+        if let Some(e) = target.and_then(|s| c.entry_mut(s)) {
+            // Where the head really ended is inside the gap.
+            e.head_end = NO_ACK;
+        }
         if c.halves[r].cur.is_some() {
             self.finish_msg(c, r, ts, f, true);
         }
@@ -1478,6 +1802,92 @@ impl Conn {
     /// Exchanges (and lost-request placeholders) waiting for completion.
     pub fn pending(&self) -> usize {
         self.queue.len()
+    }
+
+    fn entry(&self, seq: u64) -> Option<&Entry> {
+        let front = self.queue.front()?.seq;
+        let idx = seq.checked_sub(front)?;
+        self.queue.get(usize::try_from(idx).ok()?)
+    }
+
+    /// The earliest client stream offset at which a request not queued yet can start (`None`
+    /// after an upgrade).
+    fn req_frontier(&self) -> Option<u64> {
+        let h = &self.halves[REQ];
+        match h.state {
+            State::Start if h.head_buf.is_empty() => Some(h.off),
+            State::Start => Some(h.head_off),
+            State::Body(_) => Some(h.off),
+            State::Resync => Some(h.mark),
+            State::ConnectWait | State::Tunnel => None,
+        }
+    }
+
+    /// The request that a final response starting at server offset `resp_off` answers, proven
+    /// by `acked`, the client stream offset its segment acknowledged.
+    ///
+    /// A server answers a request only once it has the request's head, so `acked` is at least
+    /// where that head ends. A client that does not pipeline sends its next request only after
+    /// the whole response, so `acked` is at most where the next request starts. Between the
+    /// two lies exactly one request. Requests before it that are still waiting must have had
+    /// their responses lost (the response direction lost bytes since they were queued),
+    /// otherwise this response would be theirs. A placeholder for lost requests whose span
+    /// holds `acked` means a lost request's response. Nothing is decided for a client seen
+    /// pipelining, for `acked` inside a request's head, or for a request sent after the client
+    /// already had this response's first byte (a late retransmission carries a newer ack than
+    /// the original did).
+    ///
+    /// `frontier`: how far the client stream is known (see [`Conn::req_frontier`]).
+    fn ack_pick(&self, acked: u64, resp_off: u64, frontier: Option<u64>) -> AckPick {
+        if acked == NO_ACK
+            || self.pipelined
+            || self.midstream_unsynced
+            || self.skip_responses > 0
+            || self.stopped
+        {
+            return AckPick::Unknown;
+        }
+        let Some(frontier) = frontier else {
+            return AckPick::Unknown;
+        };
+        let from = self.next_resp_seq;
+        let mut waiting = self.queue.iter().filter(|e| e.seq >= from).peekable();
+        while let Some(e) = waiting.next() {
+            let last = waiting.peek().is_none();
+            let next_start = waiting.peek().map_or(frontier, |n| n.start);
+            match e.kind {
+                Kind::Real(_) => {
+                    if acked < e.head_end {
+                        // Before the server had this request (or where its head ended is
+                        // unknown): an earlier request, already answered or given up.
+                        return AckPick::Unknown;
+                    }
+                    if acked <= next_start {
+                        return if e.sent_ack <= resp_off {
+                            AckPick::Req(e.seq)
+                        } else {
+                            AckPick::Unknown
+                        };
+                    }
+                    if last {
+                        // Its body (or a next request) is still to come.
+                        return AckPick::Wait;
+                    }
+                    if !e.resp_lost {
+                        return AckPick::Unknown;
+                    }
+                }
+                Kind::Lost(_) if acked <= e.start => return AckPick::Unknown,
+                Kind::Lost(_) if acked <= next_start => return AckPick::Lost(e.seq),
+                Kind::Lost(_) if last => return AckPick::Wait,
+                Kind::Lost(_) => {}
+            }
+        }
+        if acked > frontier {
+            AckPick::Wait
+        } else {
+            AckPick::Unknown
+        }
     }
 
     fn entry_mut(&mut self, seq: u64) -> Option<&mut Entry> {
@@ -1578,6 +1988,8 @@ impl StreamHandler for HttpHandler {
             orphans: 0,
             pipelined_by: None,
             early: VecDeque::new(),
+            last_sent_ack: NO_ACK,
+            resp_synced_at: 0,
         }
     }
 
@@ -1597,6 +2009,11 @@ impl StreamHandler for HttpHandler {
         self.feed(conn, dir, ts_ns, data)
     }
 
+    fn on_ack(&mut self, conn: &mut Conn, meta: &ConnMeta, dir: Direction, acked: Option<u64>) {
+        conn.meta = *meta;
+        conn.halves[role_of(dir)].ack = acked.unwrap_or(NO_ACK);
+    }
+
     fn on_gap(
         &mut self,
         conn: &mut Conn,
@@ -1612,7 +2029,10 @@ impl StreamHandler for HttpHandler {
             return Verdict::StopDelivery;
         }
         if len > 0 {
-            self.gap(conn, role_of(dir), ts_ns, len, reason);
+            let r = role_of(dir);
+            let start = conn.halves[r].off;
+            self.gap(conn, r, ts_ns, len, reason);
+            conn.halves[r].off = start + len;
         }
         Verdict::Continue
     }
@@ -1635,6 +2055,17 @@ impl StreamHandler for HttpHandler {
         // Requests first so that a response cut here still finds its request done.
         self.end_half(&mut conn, REQ, ts_ns, close_flags, clean);
         self.end_half(&mut conn, RESP, ts_ns, close_flags, clean);
+        // Responses still waiting for client bytes that never came: their requests were lost.
+        // Order alone cannot place them either, but it says which waiting requests they may
+        // have answered (those are given up, flagged with the loss).
+        while conn.early.front().is_some_and(|m| m.ack != NO_ACK) {
+            let Some(m) = conn.early.pop_front() else {
+                break;
+            };
+            let (target, f) = self.pair_in_order(&mut conn);
+            let f = if target.is_some() { FlagSet::EMPTY } else { f };
+            self.emit(&mut conn, None, Some(*m), Vec::new(), f);
+        }
         self.flush_early(&mut conn, usize::MAX);
         let c = &mut conn;
         let mut rest = FlagSet::EMPTY;

@@ -124,6 +124,9 @@ pub struct HttpStats {
     pub lost_requests: u64,
     /// Interim responses not kept because an exchange already held the maximum.
     pub interim_dropped: u64,
+    /// Final responses paired by TCP acknowledgement evidence where a loss had left FIFO
+    /// pairing uncertain.
+    pub ack_pairings: u64,
     /// Content decodings attempted.
     pub decodes: u64,
     /// Connections opened.
@@ -155,6 +158,7 @@ impl HttpStats {
         self.role_swaps += other.role_swaps;
         self.lost_requests += other.lost_requests;
         self.interim_dropped += other.interim_dropped;
+        self.ack_pairings += other.ack_pairings;
         self.decodes += other.decodes;
         self.conns_opened += other.conns_opened;
         self.conns_closed += other.conns_closed;

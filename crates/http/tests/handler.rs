@@ -880,3 +880,214 @@ fn cut_response_head_with_pipelined_requests_stays_uncertain() {
     assert!(ex.iter().any(|e| uri(e).as_deref() == Some("/1")));
     assert!(ex.iter().any(|e| uri(e).as_deref() == Some("/2")));
 }
+
+// ---- acknowledgement evidence -----------------------------------------------------------
+
+fn req(i: u32) -> Vec<u8> {
+    format!("GET /{i} HTTP/1.1\r\n\r\n").into_bytes()
+}
+
+fn resp(i: u32) -> Vec<u8> {
+    format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nr{i}").into_bytes()
+}
+
+/// (request number, response number) per exchange: "/3" and "r3" both give "3".
+fn pairs(ex: &[vxtap_http::Exchange]) -> Vec<(Option<String>, Option<String>)> {
+    ex.iter()
+        .map(|e| {
+            (
+                e.request
+                    .as_ref()
+                    .and_then(|r| r.uri.as_deref())
+                    .map(|u| u[1..].to_string()),
+                e.response.as_ref().map(|r| body(r)[1..].to_string()),
+            )
+        })
+        .collect()
+}
+
+fn p(q: Option<&str>, r: Option<&str>) -> (Option<String>, Option<String>) {
+    (q.map(String::from), r.map(String::from))
+}
+
+/// The tail of a response is lost after the client, which had it all, sent its next request:
+/// by order alone the next response might answer either request; its ack says the server had
+/// only the first two, and the first was answered.
+#[test]
+fn ack_pairs_the_response_after_a_lost_response_tail() {
+    let run = |acks: bool| {
+        let mut t = T::new(cfg());
+        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nr1\r\n";
+        let r1_len = (head.len() + 5) as u64;
+        let q1 = req(1);
+        let q2 = req(2);
+        let e2 = (q1.len() + q2.len()) as u64;
+        if acks {
+            t.ca(0, &q1);
+            t.sa(q1.len() as u64, head);
+            t.ca(r1_len, &q2);
+        } else {
+            t.c(&q1);
+            t.s(head);
+            t.c(&q2);
+        }
+        t.gap(S2C, 5, GapReason::Lost); // "0\r\n\r\n"
+        if acks {
+            t.sa(e2, &resp(2));
+        } else {
+            t.s(&resp(2));
+        }
+        t.close(CloseReason::Fin)
+    };
+    let ex = run(true);
+    assert_eq!(
+        pairs(&ex),
+        [p(Some("1"), Some("1")), p(Some("2"), Some("2"))],
+        "{ex:#?}"
+    );
+    assert!(flags(&ex[1]).is_empty(), "{:?}", ex[1].flags);
+    // Without the evidence the second exchange stays unpaired (never guessed).
+    let ex = run(false);
+    assert!(ex.iter().all(|e| e.request.is_none()
+        || e.response.is_none()
+        || e.request.as_ref().unwrap().uri.as_deref() == Some("/1")));
+}
+
+/// A request's first segment is lost while the reassembler holds the client direction at the
+/// hole, so the server's answers to it and to the next request arrive before either request:
+/// by their acks, the first answers the lost request and the second the request after it.
+#[test]
+fn ack_places_responses_that_ran_ahead_of_a_lost_request() {
+    let mut t = T::new(cfg());
+    let (q1, q2, q3) = (req(1), req(2), req(3));
+    let (r1, r2, r3) = (resp(1), resp(2), resp(3));
+    let e1 = q1.len() as u64;
+    let e2 = e1 + q2.len() as u64;
+    let e3 = e2 + q3.len() as u64;
+    t.ca(0, &q1);
+    t.sa(e1, &r1);
+    t.sa(e2, &r2);
+    t.sa(e3, &r3);
+    // "GET /" of request 2 never arrives.
+    t.gap(C2S, 5, GapReason::Lost);
+    t.ca(r1.len() as u64, &q2[5..]);
+    t.ca((r1.len() + r2.len()) as u64, &q3);
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(
+        pairs(&ex),
+        [
+            p(Some("1"), Some("1")),
+            p(None, Some("2")),
+            p(Some("3"), Some("3"))
+        ],
+        "{ex:#?}"
+    );
+    assert!(flags(&ex[1]).contains(&"no_request"));
+    assert!(flags(&ex[2]).is_empty(), "{:?}", ex[2].flags);
+    assert_eq!(t.h.stats().ack_pairings, 1);
+}
+
+/// A response sent before the server had a request (its ack says so) does not answer it, even
+/// when order alone would pair them.
+#[test]
+fn response_sent_before_the_request_does_not_answer_it() {
+    let mut t = T::new(cfg());
+    let (q1, q2) = (req(1), req(2));
+    let e1 = q1.len() as u64;
+    t.ca(0, &q1);
+    t.sa(e1, &resp(1));
+    t.sa(e1, &resp(9));
+    t.ca((2 * resp(1).len()) as u64, &q2);
+    t.sa(e1 + q2.len() as u64, &resp(2));
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(
+        pairs(&ex),
+        [
+            p(Some("1"), Some("1")),
+            p(None, Some("9")),
+            p(Some("2"), Some("2"))
+        ],
+        "{ex:#?}"
+    );
+}
+
+/// A response that arrives before the request it answers waits until the request's body has
+/// come (the server answered after receiving all of it).
+#[test]
+fn early_response_waits_for_the_request_body() {
+    let mut t = T::new(cfg());
+    let q1 = req(1);
+    let e1 = q1.len() as u64;
+    t.ca(0, &q1);
+    t.sa(e1, &resp(1));
+    let head = b"POST /2 HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+    let e2 = e1 + head.len() as u64 + 10;
+    t.sa(e2, &resp(2));
+    t.ca(resp(1).len() as u64, head);
+    t.c(b"01234");
+    assert_eq!(t.drain().len(), 1);
+    t.c(b"56789");
+    let ex = t.drain();
+    assert_eq!(pairs(&ex), [p(Some("2"), Some("2"))], "{ex:#?}");
+    assert!(flags(&ex[0]).is_empty(), "{:?}", ex[0].flags);
+}
+
+/// Acks that prove nothing are not used: one beyond anything the client sent, one inside a
+/// request's head. The uncertain connection then stays unpaired rather than guessing.
+#[test]
+fn hostile_acks_never_pair() {
+    for bad in [1_000_000u64, 3] {
+        let mut t = T::new(cfg());
+        let (q1, q2) = (req(1), req(2));
+        let e1 = q1.len() as u64;
+        t.ca(0, &q1);
+        t.sa(
+            e1,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nr1\r\n",
+        );
+        t.gap(S2C, 5, GapReason::Lost);
+        t.ca(1000, &q2);
+        t.sa(e1 + bad, &resp(2));
+        let ex = t.close(CloseReason::Fin);
+        for e in &ex {
+            if let (Some(q), Some(_)) = (&e.request, &e.response) {
+                assert_eq!(q.uri.as_deref(), Some("/1"), "ack {bad}: {ex:#?}");
+            }
+        }
+        assert!(ex.iter().any(|e| e.request.is_none()), "ack {bad}: {ex:#?}");
+    }
+}
+
+/// Pipelined requests are answered in order whatever the acks say (the server had them all),
+/// and after a loss a pipelining client's responses are not placed by acks.
+#[test]
+fn pipelined_requests_stay_fifo_with_acks() {
+    let mut t = T::new(cfg());
+    let all: Vec<u8> = [req(1), req(2), req(3)].concat();
+    let end = all.len() as u64;
+    t.ca(0, &all);
+    for i in 1..=3 {
+        t.sa(end, &resp(i));
+    }
+    let ex = t.drain();
+    assert_eq!(
+        pairs(&ex),
+        [
+            p(Some("1"), Some("1")),
+            p(Some("2"), Some("2")),
+            p(Some("3"), Some("3"))
+        ]
+    );
+    let mut t = T::new(cfg());
+    t.ca(0, &all);
+    t.sa(end, b"HTTP/1.1 200 OK\r\nContent-Le");
+    t.gap(S2C, 100, GapReason::Lost);
+    t.sa(end, &resp(3));
+    let ex = t.close(CloseReason::Fin);
+    for e in &ex {
+        assert!(
+            e.request.is_none() || e.response.is_none(),
+            "paired on a guess: {ex:#?}"
+        );
+    }
+}

@@ -87,6 +87,24 @@ impl T {
         self.data(S2C, d)
     }
 
+    /// The bytes fed next in `dir` acknowledge `acked` bytes of the other direction.
+    pub fn ack(&mut self, dir: Direction, acked: Option<u64>) {
+        self.h
+            .on_ack(self.conn.as_mut().unwrap(), &self.meta, dir, acked);
+    }
+
+    /// Client bytes sent after the client had `acked` bytes of the server stream.
+    pub fn ca(&mut self, acked: u64, d: &[u8]) -> Verdict {
+        self.ack(C2S, Some(acked));
+        self.c(d)
+    }
+
+    /// Server bytes sent after the server had `acked` bytes of the client stream.
+    pub fn sa(&mut self, acked: u64, d: &[u8]) -> Verdict {
+        self.ack(S2C, Some(acked));
+        self.s(d)
+    }
+
     pub fn gap(&mut self, dir: Direction, len: u64, reason: GapReason) -> Verdict {
         let ts = self.tick();
         self.h.on_gap(
