@@ -578,10 +578,10 @@ fn standard_workload_with_faults() {
             );
         }
     }
-    // An exchange untouched by a drop comes out exact, or - when an earlier loss on its
-    // connection made pairing ambiguous - with its request and response emitted unpaired and
-    // flagged (`no_response` / `no_request`), never with a wrong partner.
-    let (mut intact, mut exact, mut unpaired) = (0, 0, 0);
+    // Every exchange untouched by a drop comes out exact, even after losses earlier on its
+    // connection: the acks of the response's segments say which request it answers, and late
+    // segments are waited for rather than skipped.
+    let (mut intact, mut exact) = (0, 0);
     let mut by_key: BTreeMap<(String, String, String), Vec<&str>> = BTreeMap::new();
     for line in manifest.lines().skip(1) {
         let f: Vec<&str> = line.split('\t').collect();
@@ -596,11 +596,7 @@ fn standard_workload_with_faults() {
             .unwrap_or_else(|| panic!("intact exchange missing: {line}"));
         assert_eq!(s(&r["request"]["method"]), f[7], "{line}");
         assert_eq!(s(&r["request"]["body_len"]), f[11], "{line}");
-        if r["response"].is_null() {
-            assert!(flags(r).contains(&"no_response".to_string()), "{r}");
-            unpaired += 1;
-            continue;
-        }
+        assert!(!r["response"].is_null(), "intact exchange unpaired: {r}");
         assert_eq!(s(&r["response"]["status"]), f[9], "{line}");
         if f[13] == "1" {
             // The manifest counts a chunked body with its framing; the record counts the
@@ -624,12 +620,8 @@ fn standard_workload_with_faults() {
         intact > 1000,
         "the workload has intact exchanges ({intact})"
     );
-    assert_eq!(intact, exact + unpaired);
-    // Measured: 99.9 % over five generator seeds, none mis-paired; the margin is for timing.
-    assert!(
-        exact * 100 >= intact * 99,
-        "only {exact} of {intact} intact exchanges exact"
-    );
+    // Measured: all 49,226 over generator seeds 7-11 at 1,000 connections, none mis-paired.
+    assert_eq!(exact, intact);
     // Never mis-paired: every exchange that has both a request and a response answers the
     // request the manifest pairs it with.
     for r in &got {
