@@ -243,7 +243,7 @@ fn apply_verdict(c: &mut ConnCore, v: Verdict, env: &mut Env) {
 }
 
 /// `ack`: what the segment that carried `data` acknowledged, as an offset of the other side's
-/// stream (see [`seg_ack`]).
+/// stream (see [`peer_ack`]).
 fn emit_data<H: StreamHandler>(
     c: &mut Conn<H::Conn>,
     side: usize,
@@ -439,6 +439,10 @@ fn close_conn<H: StreamHandler>(
 }
 
 /// The peer of `side` acknowledged up to `ack`: bytes before it reached the receiver.
+///
+/// Returns the ack as an offset of `side`'s stream, the evidence reported with the peer's data,
+/// or [`NO_ACK`] when it is none: that stream not started (its base unknown), or an ack before
+/// its start, too far ahead, or past its FIN (more than it can have sent).
 fn peer_ack<H: StreamHandler>(
     c: &mut Conn<H::Conn>,
     side: usize,
@@ -446,18 +450,29 @@ fn peer_ack<H: StreamHandler>(
     ts: u64,
     env: &mut Env,
     h: &mut H,
-) {
+) -> u64 {
     let hf = &mut c.core.halves[side];
     if !hf.started() {
         // Handshake seen but not this side's SYN: the ack is exactly where its data begins.
         if c.core.handshake {
             hf.start(ack);
+            return 0;
         }
-        return;
+        return NO_ACK;
     }
     let rel = hf.rel(ack);
-    if rel <= 0 || rel > env.cfg.max_seq_ahead as i64 {
-        return;
+    let off = hf.next_off as i64 + rel;
+    if rel > env.cfg.max_seq_ahead as i64 || off < 0 {
+        return NO_ACK;
+    }
+    let evidence = match off as u64 {
+        // The FIN takes one sequence number: its ack is one past the last byte.
+        o if hf.fin_seen() && o > hf.fin_off + 1 => NO_ACK,
+        o if hf.fin_seen() => o.min(hf.fin_off),
+        o => o,
+    };
+    if rel <= 0 {
+        return evidence;
     }
     let mut limit = hf.next_off + rel as u64;
     if hf.fin_seen() {
@@ -474,6 +489,7 @@ fn peer_ack<H: StreamHandler>(
         }
         ack_skip(c, side, ts, env, h);
     }
+    evidence
 }
 
 /// Skips what the peer acknowledged once the hole is older than the grace period.
@@ -554,36 +570,13 @@ fn on_syn(c: &mut ConnCore, side: usize, seg: &Segment<'_>, env: &mut Env) -> Sy
     }
 }
 
-/// The ack of `seg` (sent by `side`) as an offset of the other side's stream, or [`NO_ACK`]
-/// when it is no evidence: no ACK flag, that stream not started (its base unknown), or an ack
-/// before its start, too far ahead, or past its FIN (more than the peer can have sent).
-#[inline]
-fn seg_ack(c: &ConnCore, side: usize, seg: &Segment<'_>, max_ahead: u32) -> u64 {
-    let p = &c.halves[side ^ 1];
-    if !seg.flags.ack() || !p.started() {
-        return NO_ACK;
-    }
-    let rel = p.rel(seg.ack);
-    let off = p.next_off as i64 + rel;
-    if rel > max_ahead as i64 || off < 0 {
-        return NO_ACK;
-    }
-    let off = off as u64;
-    if p.fin_seen() {
-        // The FIN takes one sequence number: its ack is one past the last byte.
-        if off > p.fin_off + 1 {
-            return NO_ACK;
-        }
-        return off.min(p.fin_off);
-    }
-    off
-}
-
-/// Payload (and FIN) of a segment into the stream of `side`.
+/// Payload (and FIN) of a segment into the stream of `side`; `ack`: its ack as an offset of
+/// the other side's stream (see [`peer_ack`]).
 fn on_payload<H: StreamHandler>(
     c: &mut Conn<H::Conn>,
     side: usize,
     seg: &Segment<'_>,
+    ack: u64,
     env: &mut Env,
     h: &mut H,
 ) {
@@ -595,7 +588,6 @@ fn on_payload<H: StreamHandler>(
     }
     let data_seq = seg.seq.wrapping_add(seg.flags.syn() as u32);
     let ts = seg.ts_ns;
-    let ack = seg_ack(&c.core, side, seg, env.cfg.max_seq_ahead);
     let hf = &mut c.core.halves[side];
     if !hf.started() {
         hf.start(data_seq);
@@ -740,10 +732,12 @@ fn conn_segment<H: StreamHandler>(
             }
         }
     }
-    if seg.flags.ack() {
-        peer_ack(c, side ^ 1, seg.ack, ts, env, h);
-    }
-    on_payload(c, side, seg, env, h);
+    let ack = if seg.flags.ack() {
+        peer_ack(c, side ^ 1, seg.ack, ts, env, h)
+    } else {
+        NO_ACK
+    };
+    on_payload(c, side, seg, ack, env, h);
     for s in [side, 1 - side] {
         // A hole may have aged (or been acked) while only the other direction talked.
         if c.core.halves[s].pending() {
