@@ -70,6 +70,58 @@ impl Out {
     }
 }
 
+/// Serializes records into JSON lines exactly as [`JsonLinesWriter`] writes them, without the
+/// file: workers encode in parallel and the output thread only writes bytes
+/// ([`JsonLinesWriter::write_line_at`]).
+#[derive(Clone, Debug, Default)]
+pub struct LineEncoder {
+    /// Pre-rendered `,"sample_rate":R}` tail.
+    sample_tail: Option<Vec<u8>>,
+}
+
+impl LineEncoder {
+    /// An encoder adding `"sample_rate"` to every object when `sample_rate` is set.
+    pub fn new(sample_rate: Option<f64>) -> Result<Self, SinkError> {
+        let sample_tail = match sample_rate {
+            Some(r) => {
+                let mut tail = b",\"sample_rate\":".to_vec();
+                serde_json::to_writer(&mut tail, &r)?;
+                tail.push(b'}');
+                Some(tail)
+            }
+            None => None,
+        };
+        Ok(LineEncoder { sample_tail })
+    }
+
+    /// Appends `rec` as one line, newline included, to `out`. On error `out` is left as it was.
+    pub fn encode<T: Serialize + ?Sized>(
+        &self,
+        rec: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SinkError> {
+        let start = out.len();
+        if let Err(e) = serde_json::to_writer(&mut *out, rec) {
+            out.truncate(start);
+            return Err(e.into());
+        }
+        if let Some(tail) = &self.sample_tail {
+            // Splicing the field into the closing brace avoids `#[serde(flatten)]`, which
+            // buffers the whole record into an intermediate tree first.
+            if out.len() - start >= 2 && out.last() == Some(&b'}') {
+                out.pop();
+                if out.last() != Some(&b'{') {
+                    out.extend_from_slice(tail);
+                } else {
+                    out.extend_from_slice(&tail[1..]);
+                }
+            }
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
 /// Writes exchanges as JSON lines. Single-threaded: the binary's output thread owns it.
 pub struct JsonLinesWriter {
     cfg: JsonLinesConfig,
@@ -79,8 +131,7 @@ pub struct JsonLinesWriter {
     /// Bytes in the current file, counting what is still buffered.
     file_bytes: u64,
     opened_at: SystemTime,
-    /// Pre-rendered `,"sample_rate":R}` tail.
-    sample_tail: Option<Vec<u8>>,
+    encoder: LineEncoder,
     stats: WriterStats,
 }
 
@@ -152,22 +203,14 @@ impl JsonLinesWriter {
             }
             None => (Out::Stdout(BufWriter::with_capacity(cap, io::stdout())), 0),
         };
-        let sample_tail = match cfg.sample_rate {
-            Some(r) => {
-                let mut tail = b",\"sample_rate\":".to_vec();
-                serde_json::to_writer(&mut tail, &r)?;
-                tail.push(b'}');
-                Some(tail)
-            }
-            None => None,
-        };
+        let encoder = LineEncoder::new(cfg.sample_rate)?;
         Ok(JsonLinesWriter {
             cfg,
             out,
             line: Vec::with_capacity(4096),
             file_bytes,
             opened_at: now,
-            sample_tail,
+            encoder,
             stats: WriterStats::default(),
         })
     }
@@ -213,22 +256,38 @@ impl JsonLinesWriter {
         rec: &T,
         now: SystemTime,
     ) -> Result<(), SinkError> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, rec)?;
-        if let Some(tail) = &self.sample_tail {
-            // Splicing the field into the closing brace avoids `#[serde(flatten)]`, which
-            // buffers the whole record into an intermediate tree first.
-            if self.line.len() >= 2 && self.line.last() == Some(&b'}') {
-                self.line.pop();
-                if self.line.last() != Some(&b'{') {
-                    self.line.extend_from_slice(tail);
-                } else {
-                    self.line.extend_from_slice(&tail[1..]);
-                }
-            }
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        let r = self
+            .encoder
+            .encode(rec, &mut line)
+            .and_then(|()| self.write_line_inner(&line, now));
+        self.line = line;
+        r
+    }
+
+    /// Writes one line that a [`LineEncoder`] made (newline included), rotating first when due.
+    /// Errors count and mean what they mean for [`JsonLinesWriter::write_record_at`].
+    pub fn write_line_at(&mut self, line: &[u8], now: SystemTime) -> Result<(), SinkError> {
+        let r = self.write_line_inner(line, now);
+        if r.is_err() {
+            self.stats.errors += 1;
         }
-        self.line.push(b'\n');
-        let len = self.line.len() as u64;
+        r
+    }
+
+    /// Counts `n` records that failed before they reached the writer (serialized elsewhere).
+    pub fn add_errors(&mut self, n: u64) {
+        self.stats.errors += n;
+    }
+
+    /// The encoder this writer uses, for workers that serialize in parallel.
+    pub fn encoder(&self) -> &LineEncoder {
+        &self.encoder
+    }
+
+    fn write_line_inner(&mut self, line: &[u8], now: SystemTime) -> Result<(), SinkError> {
+        let len = line.len() as u64;
         let mut rotate_err = None;
         if self.rotation_due(len, now) {
             if let Err(e) = self.rotate_inner(now) {
@@ -243,7 +302,7 @@ impl JsonLinesWriter {
         let path = self.cfg.path.as_deref();
         self.out
             .writer()
-            .write_all(&self.line)
+            .write_all(line)
             .map_err(|e| io_err("write", path, e))?;
         self.file_bytes += len;
         self.stats.records += 1;

@@ -16,7 +16,7 @@ pub use filter::{
     Decision, ExchangeDecision, ExchangeFilter, ExchangeFilterConfig, ExchangeFilterReason,
     ExchangeFilterStats, FilterReason, FilterStats, PacketFilter, PacketFilterConfig,
 };
-pub use jsonl::{JsonLinesConfig, JsonLinesWriter, WriterStats};
+pub use jsonl::{JsonLinesConfig, JsonLinesWriter, LineEncoder, WriterStats};
 pub use pipeline::{ExchangePipeline, Sink, Transform};
 
 pub use redact::{RedactConfig, RedactMode, Redactor};
