@@ -121,10 +121,22 @@ pub struct Segment<'a> {
 }
 
 impl Segment<'_> {
-    /// A hash of the inner 5-tuple that is the same for both directions of a connection, used to
-    /// pick a worker shard.
+    /// A hash of the inner 5-tuple that is the same for both directions of a connection and
+    /// stable across versions (what `encap` derives the outer source port from).
     pub fn symmetric_hash(&self) -> u64 {
         symmetric_hash(self.src_ip, self.src_port, self.dst_ip, self.dst_port)
+    }
+
+    /// A cheap direction-independent hash of the 5-tuple for picking a worker shard. Replay
+    /// workers compute it for every segment of the input, so it is a multiply, not the byte
+    /// loop of [`symmetric_hash`] (~25 ns, a twentieth of a worker's time per segment).
+    #[inline]
+    pub fn shard_hash(&self) -> u64 {
+        let a = endpoint_key(self.src_ip, self.src_port);
+        let b = endpoint_key(self.dst_ip, self.dst_port);
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let h = (lo ^ hi.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 32)
     }
 
     /// Bytes of payload the mirror did not deliver.
@@ -132,6 +144,19 @@ impl Segment<'_> {
         self.wire_payload_len
             .saturating_sub(self.payload.len() as u32)
     }
+}
+
+/// An endpoint folded into 64 bits (exact for IPv4).
+#[inline(always)]
+fn endpoint_key(ip: IpAddr, port: u16) -> u64 {
+    let ip = match ip {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let x = u128::from(v6);
+            (x as u64) ^ ((x >> 64) as u64).rotate_left(17)
+        }
+    };
+    (ip << 16) ^ u64::from(port)
 }
 
 /// Direction-independent hash of a TCP 5-tuple (FNV-1a over the ordered endpoints).
@@ -157,4 +182,49 @@ pub fn symmetric_hash(a_ip: IpAddr, a_port: u16, b_ip: IpAddr, b_port: u16) -> u
     }
     eat(&[6]);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(src: &str, sp: u16, dst: &str, dp: u16) -> Segment<'static> {
+        Segment {
+            ts_ns: 0,
+            vni: None,
+            mirror_source: None,
+            src_ip: src.parse().unwrap(),
+            dst_ip: dst.parse().unwrap(),
+            src_port: sp,
+            dst_port: dp,
+            seq: 0,
+            ack: 0,
+            flags: TcpFlags(0),
+            window: 0,
+            payload: &[],
+            wire_payload_len: 0,
+        }
+    }
+
+    #[test]
+    fn shard_hash_is_symmetric_and_spreads_connections() {
+        let (mut two, mut four) = ([0u32; 2], [0u32; 4]);
+        for i in 0..4000u32 {
+            let client = format!("10.0.{}.{}", i % 7, i % 250);
+            let (a, b) = (
+                seg(&client, 30_000 + i as u16, "10.1.0.2", 80),
+                seg("10.1.0.2", 80, &client, 30_000 + i as u16),
+            );
+            assert_eq!(a.shard_hash(), b.shard_hash());
+            assert_eq!(a.symmetric_hash(), b.symmetric_hash());
+            two[(a.shard_hash() % 2) as usize] += 1;
+            four[(a.shard_hash() % 4) as usize] += 1;
+        }
+        let v6 = seg("2001:db8::1", 443, "2001:db8::2", 51000);
+        let v6r = seg("2001:db8::2", 51000, "2001:db8::1", 443);
+        assert_eq!(v6.shard_hash(), v6r.shard_hash());
+        // Within 10 % of an even split.
+        assert!(two.iter().all(|&n| n > 1800), "{two:?}");
+        assert!(four.iter().all(|&n| n > 900), "{four:?}");
+    }
 }
