@@ -203,7 +203,7 @@ pub struct CaptureReader {
 }
 
 /// How far reading runs ahead of the last release of a mapped file's consumed pages.
-const RELEASE_STEP: usize = 16 << 20;
+const RELEASE_STEP: usize = 8 << 20;
 
 #[inline(always)]
 fn rd16(b: &[u8], at: usize, be: bool) -> u16 {
