@@ -24,6 +24,8 @@ struct SegmentHeader {
     payload_start: u32,
     payload_len: u32,
     wire_payload_len: u32,
+    /// Index of the input frame the segment came from (replay's output order key).
+    frame: u64,
 }
 
 /// A reusable batch of owned segments.
@@ -31,6 +33,9 @@ struct SegmentHeader {
 pub struct SegmentBatch {
     headers: Vec<SegmentHeader>,
     arena: Vec<u8>,
+    /// Replay: the reader had read this many frames when it handed the batch over; no later
+    /// batch holds a segment from those frames.
+    pub upto: u64,
 }
 
 impl SegmentBatch {
@@ -39,11 +44,17 @@ impl SegmentBatch {
         SegmentBatch {
             headers: Vec::with_capacity(segments),
             arena: Vec::with_capacity(bytes),
+            upto: 0,
         }
     }
 
     /// Copies `seg` into the batch.
     pub fn push(&mut self, seg: &Segment<'_>) {
+        self.push_framed(seg, 0);
+    }
+
+    /// Copies `seg`, which came from input frame `frame`, into the batch.
+    pub fn push_framed(&mut self, seg: &Segment<'_>, frame: u64) {
         let payload_start = self.arena.len() as u32;
         self.arena.extend_from_slice(seg.payload);
         self.headers.push(SegmentHeader {
@@ -61,6 +72,7 @@ impl SegmentBatch {
             payload_start,
             payload_len: seg.payload.len() as u32,
             wire_payload_len: seg.wire_payload_len,
+            frame,
         });
     }
 
@@ -83,14 +95,20 @@ impl SegmentBatch {
     pub fn clear(&mut self) {
         self.headers.clear();
         self.arena.clear();
+        self.upto = 0;
     }
 
     /// The segments, borrowing their payloads from the arena.
     pub fn iter(&self) -> impl Iterator<Item = Segment<'_>> {
+        self.iter_framed().map(|(_, seg)| seg)
+    }
+
+    /// The segments with the index of the frame each came from.
+    pub fn iter_framed(&self) -> impl Iterator<Item = (u64, Segment<'_>)> {
         self.headers.iter().map(move |h| {
             let start = h.payload_start as usize;
             let end = start + h.payload_len as usize;
-            Segment {
+            let seg = Segment {
                 ts_ns: h.ts_ns,
                 vni: h.vni,
                 mirror_source: h.mirror_source,
@@ -104,7 +122,8 @@ impl SegmentBatch {
                 window: h.window,
                 payload: self.arena.get(start..end).unwrap_or(&[]),
                 wire_payload_len: h.wire_payload_len,
-            }
+            };
+            (h.frame, seg)
         })
     }
 }

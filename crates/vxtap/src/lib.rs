@@ -7,6 +7,7 @@ pub mod config;
 pub mod health;
 pub mod listen;
 pub mod metrics;
+pub mod ordered;
 pub mod pipeline;
 pub mod replay;
 pub mod send;

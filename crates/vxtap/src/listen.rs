@@ -493,7 +493,7 @@ fn run_receiver(
                 Decoded::Segment { segment, .. } => {
                     local.count_vni(segment.vni, d.len as u64);
                     if filter.check(&segment, &mut local.filter).is_keep() {
-                        let shard = (segment.symmetric_hash() % n as u64) as usize;
+                        let shard = (segment.shard_hash() % n as u64) as usize;
                         pending[shard].push(&segment);
                     }
                 }

@@ -183,17 +183,19 @@ impl Transforms {
 
     /// Drops the exchanges the filter rejects and redacts the rest, in place.
     pub fn apply(&mut self, batch: &mut Vec<Exchange>) {
-        batch.retain(|ex| {
-            !matches!(
-                self.filter.check(ex, &mut self.filter_stats),
-                vxtap_sink::ExchangeDecision::Drop(_)
-            )
-        });
-        for ex in batch.iter_mut() {
-            if self.redactor.redact(ex) {
-                self.redacted += 1;
-            }
+        batch.retain_mut(|ex| self.keep(ex));
+    }
+
+    /// False when the filter rejects `ex`; otherwise redacts it and returns true.
+    pub fn keep(&mut self, ex: &mut Exchange) -> bool {
+        if let vxtap_sink::ExchangeDecision::Drop(_) = self.filter.check(ex, &mut self.filter_stats)
+        {
+            return false;
         }
+        if self.redactor.redact(ex) {
+            self.redacted += 1;
+        }
+        true
     }
 }
 

@@ -11,6 +11,7 @@ use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter};
 
 use crate::batch::SegmentBatch;
 use crate::config::Settings;
+use crate::ordered::{merge_write, output_channel, Emitter};
 use crate::pipeline::{
     output_pipeline, writer_only, Front, Totals, Transforms, Worker, WorkerStats,
 };
@@ -21,6 +22,15 @@ const BATCH_SEGMENTS: usize = 256;
 const BATCH_BYTES: usize = 256 * 1024;
 /// Exchanges handed to the output in one message, at most.
 const OUTPUT_BATCH: usize = 256;
+/// Exchanges a worker encodes into one message for the merge (~3 kB a line on the reference
+/// workload), and such messages queued per worker: together they bound the output's memory.
+const ENCODED_BATCH: usize = 64;
+const ENCODED_QUEUE: usize = 4;
+/// Encoded bytes the merge holds per worker when workers read on their own.
+const MERGE_BUDGET: usize = 2 << 20;
+/// The reading thread hands every shard its batch at least this often (in frames), so the
+/// merge learns that a quiet shard has nothing older to send.
+const SHARD_HEARTBEAT_FRAMES: u64 = 1024;
 
 /// What a replay produced.
 #[derive(Debug, Default)]
@@ -181,7 +191,8 @@ fn replay_inline(
 
 /// N flow-sharded workers. The reading thread decapsulates and filters every frame and is
 /// itself worker 0: it processes its own shard in place (no copy) and hands the other shards'
-/// segments over in batches. A writer thread serializes what the workers send it.
+/// segments over in batches, tagged with their frame index. Every worker serializes its own
+/// exchanges; a writer thread merges them in a deterministic order (`ordered`).
 #[allow(clippy::too_many_arguments)]
 fn replay_sharded(
     files: &[PathBuf],
@@ -194,7 +205,9 @@ fn replay_sharded(
 ) -> Result<WorkerStats, String> {
     let n = settings.threads;
     let (recycle_tx, recycle_rx) = unbounded::<SegmentBatch>();
-    let (out_tx, out_rx) = bounded::<Vec<Exchange>>(8);
+    let mut outputs = Vec::with_capacity(n);
+    let (own_tx, own_rx) = output_channel(ENCODED_QUEUE);
+    outputs.push(own_rx);
     // Index 0 stays unused: shard 0 is the reading thread's own.
     let mut to_workers: Vec<Sender<SegmentBatch>> = Vec::with_capacity(n);
     let mut handles = Vec::with_capacity(n);
@@ -203,60 +216,78 @@ fn replay_sharded(
         // drops and counts instead).
         let (tx, rx) = bounded::<SegmentBatch>(8);
         to_workers.push(tx);
+        let (enc_tx, enc_rx) = output_channel(ENCODED_QUEUE);
+        outputs.push(enc_rx);
         let worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
-        let transforms = Transforms::new(settings)?;
-        let (recycle_tx, out_tx) = (recycle_tx.clone(), out_tx.clone());
+        let emitter = Emitter::new(
+            Transforms::new(settings)?,
+            out.sink.encoder().clone(),
+            enc_tx,
+            ENCODED_BATCH,
+        );
+        let recycle_tx = recycle_tx.clone();
         let h = thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || run_worker(worker, transforms, rx, recycle_tx, out_tx))
+            .spawn(move || run_worker(worker, emitter, rx, recycle_tx))
             .map_err(|e| format!("spawn worker: {e}"))?;
         handles.push(h);
     }
     let mut own = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
-    let mut own_transforms = Transforms::new(settings)?;
+    let mut own_emitter = Emitter::new(
+        Transforms::new(settings)?,
+        out.sink.encoder().clone(),
+        own_tx,
+        ENCODED_BATCH,
+    );
 
     let mut staged = ReplayReport::default();
-    let writer = thread::scope(|scope| {
-        let writer = scope.spawn(|| {
-            let mut local = ReplayReport::default();
-            for mut batch in out_rx.iter() {
-                write_all(out, &mut batch, &mut local);
-            }
-            local.output_error
-        });
+    let (writer, own_transforms) = thread::scope(|scope| {
+        // The workers' queues are bounded, so what the merge holds is bounded by them and by
+        // the heartbeat below: no byte budget (it could stall the reading thread for good).
+        let writer = scope.spawn(|| merge_write(outputs, out, None));
         let mut batches: Vec<SegmentBatch> = (1..n)
             .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES))
             .collect();
+        let mut frame = 0u64;
+        let mut last_heartbeat = 0u64;
+        let hand_over = |batch: &mut SegmentBatch, tx: &Sender<SegmentBatch>, upto: u64| {
+            let fresh = recycle_rx
+                .try_recv()
+                .unwrap_or_else(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES));
+            let mut full = std::mem::replace(batch, fresh);
+            full.upto = upto;
+            // A worker only disappears by panicking, which aborts the process.
+            let _ = tx.send(full);
+        };
         read_all(files, progress, &mut staged, |link, ts, data| {
+            frame += 1;
             front.handle(link, ts, data, |seg| {
-                let shard = (seg.symmetric_hash() % n as u64) as usize;
+                let shard = (seg.shard_hash() % n as u64) as usize;
                 if shard == 0 {
                     own.process(seg);
                     return;
                 }
                 let batch = &mut batches[shard - 1];
-                batch.push(seg);
+                batch.push_framed(seg, frame);
                 if batch.len() >= BATCH_SEGMENTS || batch.payload_bytes() >= BATCH_BYTES {
-                    let fresh = recycle_rx.try_recv().unwrap_or_else(|_| {
-                        SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES)
-                    });
-                    let full = std::mem::replace(batch, fresh);
-                    // A worker only disappears by panicking, which aborts the process.
-                    let _ = to_workers[shard - 1].send(full);
+                    hand_over(batch, &to_workers[shard - 1], frame);
                 }
             });
-            send_ready(&mut own, &mut own_transforms, &out_tx, OUTPUT_BATCH);
-        });
-        for (batch, tx) in batches.into_iter().zip(&to_workers) {
-            if !batch.is_empty() {
-                let _ = tx.send(batch);
+            own_emitter.after_frame(&mut own, frame);
+            // Quiet shards still move their watermark, or the merge would wait on them.
+            if frame >= last_heartbeat + SHARD_HEARTBEAT_FRAMES {
+                last_heartbeat = frame;
+                for (batch, tx) in batches.iter_mut().zip(&to_workers) {
+                    hand_over(batch, tx, frame);
+                }
             }
+        });
+        for (batch, tx) in batches.iter_mut().zip(&to_workers) {
+            hand_over(batch, tx, frame);
         }
         to_workers.clear();
-        own.finish();
-        send_ready(&mut own, &mut own_transforms, &out_tx, 1);
-        drop(out_tx);
-        writer.join()
+        let own_transforms = own_emitter.finish(&mut own, frame + 1);
+        (writer.join(), own_transforms)
     });
     let mut totals = own.stats();
     transforms_totals.add_transforms(&own_transforms);
@@ -292,7 +323,9 @@ fn mappable(path: &std::path::Path) -> bool {
 /// N workers over mapped files, sharing nothing: each maps the inputs itself (the page cache
 /// holds one copy), decapsulates every frame and keeps the segments whose symmetric flow hash
 /// is its own. Decapsulating twice costs less than copying every payload into batches for a
-/// reading thread, and the workers never wait on each other. Worker 0's front counts for all.
+/// reading thread, and the workers never wait on each other. Each worker filters, redacts and
+/// serializes its own exchanges; the calling thread merges them in a deterministic order
+/// (`ordered`). Worker 0's front counts for all.
 #[allow(clippy::too_many_arguments)]
 fn replay_shared_nothing(
     files: &[PathBuf],
@@ -304,13 +337,19 @@ fn replay_shared_nothing(
     transforms_totals: &mut Totals,
 ) -> Result<WorkerStats, String> {
     let n = settings.threads;
-    let (out_tx, out_rx) = bounded::<Vec<Exchange>>(8);
     let mut handles = Vec::with_capacity(n);
+    let mut outputs = Vec::with_capacity(n);
     for i in 0..n {
         let mut worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
         let mut my_front = Front::new(settings)?;
-        let mut transforms = Transforms::new(settings)?;
-        let out_tx = out_tx.clone();
+        let (tx, rx) = output_channel(ENCODED_QUEUE);
+        outputs.push(rx);
+        let mut emitter = Emitter::new(
+            Transforms::new(settings)?,
+            out.sink.encoder().clone(),
+            tx,
+            ENCODED_BATCH,
+        );
         let files = files.to_vec();
         let show = progress.bar.is_some() && i == 0;
         let h = thread::Builder::new()
@@ -318,25 +357,27 @@ fn replay_shared_nothing(
             .spawn(move || {
                 let mut staged = ReplayReport::default();
                 let progress = Progress::new(show);
+                let mut frame = 0u64;
                 read_all(&files, &progress, &mut staged, |link, ts, data| {
+                    frame += 1;
                     my_front.handle(link, ts, data, |seg| {
-                        if (seg.symmetric_hash() % n as u64) as usize == i {
+                        if (seg.shard_hash() % n as u64) as usize == i {
                             worker.process(seg);
                         }
                     });
-                    send_ready(&mut worker, &mut transforms, &out_tx, OUTPUT_BATCH);
+                    emitter.after_frame(&mut worker, frame);
                 });
                 progress.finish();
-                worker.finish();
-                send_ready(&mut worker, &mut transforms, &out_tx, 1);
+                let transforms = emitter.finish(&mut worker, frame + 1);
                 (worker.stats(), my_front, staged, transforms)
             })
             .map_err(|e| format!("spawn worker: {e}"))?;
         handles.push(h);
     }
-    drop(out_tx);
-    for mut batch in out_rx.iter() {
-        write_all(out, &mut batch, report);
+    // Workers read on their own, so a worker far ahead can simply wait: cap what the merge
+    // holds for it.
+    if let Some(e) = merge_write(outputs, out, Some(MERGE_BUDGET)) {
+        report.output_error.get_or_insert(e);
     }
     let mut totals = WorkerStats::default();
     for (i, h) in handles.into_iter().enumerate() {
@@ -356,41 +397,24 @@ fn replay_shared_nothing(
 
 fn run_worker(
     mut worker: Worker,
-    mut transforms: Transforms,
+    mut emitter: Emitter,
     rx: Receiver<SegmentBatch>,
     recycle: Sender<SegmentBatch>,
-    out: Sender<Vec<Exchange>>,
 ) -> (WorkerStats, Transforms) {
+    let mut end = 0;
     for mut batch in rx.iter() {
-        for seg in batch.iter() {
+        for (frame, seg) in batch.iter_framed() {
             worker.process(&seg);
+            emitter.key_ready(&worker, frame);
         }
+        // Every batch moves the watermark: the merge may be waiting for exactly this worker.
+        emitter.flush(&mut worker, batch.upto);
+        end = batch.upto;
         batch.clear();
         let _ = recycle.send(batch);
-        send_ready(&mut worker, &mut transforms, &out, OUTPUT_BATCH);
     }
-    worker.finish();
-    send_ready(&mut worker, &mut transforms, &out, 1);
+    let transforms = emitter.finish(&mut worker, end + 1);
     (worker.stats(), transforms)
-}
-
-/// Hands the worker's finished exchanges, filtered and redacted, to the writer once at least
-/// `min` are ready.
-fn send_ready(
-    worker: &mut Worker,
-    transforms: &mut Transforms,
-    out: &Sender<Vec<Exchange>>,
-    min: usize,
-) {
-    if worker.ready() >= min {
-        let mut batch = Vec::with_capacity(worker.ready());
-        worker.drain_into(&mut batch);
-        transforms.apply(&mut batch);
-        if !batch.is_empty() {
-            // The writer only goes away when the process is ending.
-            let _ = out.send(batch);
-        }
-    }
 }
 
 /// A progress bar on stderr for long replays (only on a terminal).

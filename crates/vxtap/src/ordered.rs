@@ -1,0 +1,390 @@
+//! Deterministic output from several replay workers.
+//!
+//! Each worker serializes its own exchanges (JSON encoding is a fifth of a replay's CPU time;
+//! done by the one writer thread it caps the speed-up of a second worker) and tags every line
+//! with the index of the input frame that completed it. The writer merges the workers' streams
+//! by (frame index, worker), so the same input and the same `--threads` give byte-identical
+//! output however the threads were scheduled. Workers also report how far they have read (the
+//! watermark) so the merge never waits for a quiet worker longer than `HEARTBEAT_FRAMES`.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use crossbeam_channel::{bounded, Receiver, Select, Sender};
+use vxtap_http::Exchange;
+use vxtap_sink::{ExchangePipeline, JsonLinesWriter, LineEncoder};
+
+use crate::pipeline::{Transforms, Worker};
+
+/// A worker with nothing to send still reports its progress this often (in input frames).
+pub const HEARTBEAT_FRAMES: u64 = 16 * 1024;
+
+/// Lines one worker serialized, in its output order.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    /// The lines back to back, newlines included.
+    bytes: Vec<u8>,
+    /// Per line: its merge key (the completing frame's index) and where it ends in `bytes`.
+    lines: Vec<(u64, usize)>,
+    /// Every later line of this worker has a key above this.
+    watermark: u64,
+    /// Exchanges that could not be serialized (counted as writer errors).
+    encode_errors: u64,
+}
+
+/// A worker's end of its output: encoded batches out, emptied ones back for reuse (a fresh
+/// buffer per batch costs cache misses and page faults on every line written into it).
+pub struct WorkerEnd {
+    tx: Sender<Encoded>,
+    recycled: Receiver<Encoded>,
+}
+
+/// The merge's end of one worker's output.
+pub struct MergeEnd {
+    rx: Receiver<Encoded>,
+    recycle: Sender<Encoded>,
+}
+
+/// One worker's output channel, `depth` batches deep.
+pub fn output_channel(depth: usize) -> (WorkerEnd, MergeEnd) {
+    let (tx, rx) = bounded(depth);
+    let (recycle, recycled) = bounded(depth + 2);
+    (WorkerEnd { tx, recycled }, MergeEnd { rx, recycle })
+}
+
+/// The worker side: keys, filters, redacts and encodes what a [`Worker`] finishes.
+pub struct Emitter {
+    transforms: Transforms,
+    encoder: LineEncoder,
+    out: WorkerEnd,
+    /// Keys of the exchanges the worker holds ready, in its order.
+    keys: Vec<u64>,
+    drained: Vec<Exchange>,
+    last_sent: u64,
+    batch: usize,
+}
+
+impl Emitter {
+    /// An emitter sending to `out` once `batch` exchanges are ready.
+    pub fn new(transforms: Transforms, encoder: LineEncoder, out: WorkerEnd, batch: usize) -> Self {
+        Emitter {
+            transforms,
+            encoder,
+            out,
+            keys: Vec::new(),
+            drained: Vec::new(),
+            last_sent: 0,
+            batch,
+        }
+    }
+
+    /// Keys the exchanges that became ready while the worker handled input frame `frame`.
+    pub fn key_ready(&mut self, worker: &Worker, frame: u64) {
+        let ready = worker.ready();
+        if ready > self.keys.len() {
+            self.keys.resize(ready, frame);
+        }
+    }
+
+    /// Call after the worker handled input frame `frame`: keys what became ready and sends
+    /// when a batch is full or a heartbeat is due.
+    pub fn after_frame(&mut self, worker: &mut Worker, frame: u64) {
+        self.key_ready(worker, frame);
+        if self.keys.len() >= self.batch || frame >= self.last_sent + HEARTBEAT_FRAMES {
+            self.send(worker, frame);
+        }
+    }
+
+    /// Sends what is ready now, promising that nothing later is keyed at or below `frame`.
+    pub fn flush(&mut self, worker: &mut Worker, frame: u64) {
+        self.key_ready(worker, frame);
+        self.send(worker, frame);
+    }
+
+    /// Finishes the worker: its last exchanges are keyed `end` (the frame count, the same for
+    /// every worker) and everything left is sent with a final watermark.
+    pub fn finish(mut self, worker: &mut Worker, end: u64) -> Transforms {
+        worker.finish();
+        let ready = worker.ready();
+        if ready > self.keys.len() {
+            self.keys.resize(ready, end);
+        }
+        self.send(worker, u64::MAX);
+        self.transforms
+    }
+
+    fn send(&mut self, worker: &mut Worker, watermark: u64) {
+        self.last_sent = watermark;
+        worker.drain_into(&mut self.drained);
+        let mut enc = self.out.recycled.try_recv().unwrap_or_default();
+        enc.bytes.clear();
+        enc.lines.clear();
+        enc.watermark = watermark;
+        enc.encode_errors = 0;
+        for (mut ex, key) in self.drained.drain(..).zip(self.keys.drain(..)) {
+            if !self.transforms.keep(&mut ex) {
+                continue;
+            }
+            match self.encoder.encode(&ex, &mut enc.bytes) {
+                Ok(()) => enc.lines.push((key, enc.bytes.len())),
+                Err(_) => enc.encode_errors += 1,
+            }
+        }
+        // The writer only goes away when the process is ending.
+        let _ = self.out.tx.send(enc);
+    }
+}
+
+/// One worker's stream as the merge sees it.
+struct Source {
+    recycle: Sender<Encoded>,
+    /// Received batches, oldest first; the front one is being written.
+    queue: VecDeque<Encoded>,
+    /// Bytes held in `queue`.
+    queued_bytes: usize,
+    /// Next line of the front batch and where it starts.
+    pos: usize,
+    start: usize,
+    /// Bound on the keys of every line not yet received.
+    watermark: u64,
+    done: bool,
+}
+
+impl Source {
+    /// The next line's key, dropping finished batches (their watermark then applies).
+    fn next_key(&mut self) -> Option<u64> {
+        loop {
+            let front = self.queue.front()?;
+            if let Some(&(k, _)) = front.lines.get(self.pos) {
+                return Some(k);
+            }
+            self.watermark = front.watermark;
+            self.queued_bytes -= front.bytes.len();
+            if let Some(done) = self.queue.pop_front() {
+                // The worker may have hung up already; the buffer is then simply freed.
+                let _ = self.recycle.try_send(done);
+            }
+            self.pos = 0;
+            self.start = 0;
+        }
+    }
+
+    fn push(&mut self, enc: Encoded) {
+        if enc.lines.is_empty() && self.queue.is_empty() {
+            // A heartbeat: nothing to write, only the bound moves.
+            self.watermark = enc.watermark;
+            let _ = self.recycle.try_send(enc);
+            return;
+        }
+        self.queued_bytes += enc.bytes.len();
+        self.queue.push_back(enc);
+    }
+}
+
+/// Writes the workers' lines to `out` in (key, worker) order until every worker has hung up,
+/// and returns the first output error.
+///
+/// While the next line must wait for a lagging worker, the merge keeps receiving from every
+/// worker: in sharded replay the lagging worker is fed by the reading thread, which may itself
+/// wait on a worker whose output the merge must take first. `budget` caps the bytes queued per
+/// worker beyond that (workers that read on their own can simply block instead).
+pub fn merge_write(
+    ends: Vec<MergeEnd>,
+    out: &mut ExchangePipeline<JsonLinesWriter>,
+    budget: Option<usize>,
+) -> Option<String> {
+    let mut first_error = None;
+    let (rxs, mut srcs): (Vec<Receiver<Encoded>>, Vec<Source>) = ends
+        .into_iter()
+        .map(|e| {
+            let src = Source {
+                recycle: e.recycle,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                pos: 0,
+                start: 0,
+                watermark: 0,
+                done: false,
+            };
+            (e.rx, src)
+        })
+        .unzip();
+    let mut now = SystemTime::now();
+    loop {
+        let mut best: Option<(u64, usize)> = None;
+        for (w, s) in srcs.iter_mut().enumerate() {
+            if let Some(k) = s.next_key() {
+                if best.is_none_or(|b| (k, w) < b) {
+                    best = Some((k, w));
+                }
+            }
+        }
+        // A live worker with nothing queued may still send a line keyed just above its
+        // watermark: the best line is safe only when its key is at or below that.
+        let blocked = srcs
+            .iter()
+            .any(|s| !s.done && s.queue.is_empty() && best.is_none_or(|(k, _)| k > s.watermark));
+        if blocked {
+            let mut sel = Select::new();
+            let mut index = Vec::with_capacity(srcs.len());
+            for (w, s) in srcs.iter().enumerate() {
+                let starving = s.queue.is_empty();
+                if !s.done && (starving || budget.is_none_or(|b| s.queued_bytes < b)) {
+                    sel.recv(&rxs[w]);
+                    index.push(w);
+                }
+            }
+            let op = sel.select();
+            let w = index[op.index()];
+            match op.recv(&rxs[w]) {
+                Ok(enc) => {
+                    if enc.encode_errors > 0 {
+                        out.sink.add_errors(enc.encode_errors);
+                    }
+                    srcs[w].push(enc);
+                    // Time-based rotation needs the clock, not per line: per batch is enough.
+                    now = SystemTime::now();
+                }
+                Err(_) => srcs[w].done = true,
+            }
+            continue;
+        }
+        let Some((_, w)) = best else { break };
+        let s = &mut srcs[w];
+        if let Some(front) = s.queue.front() {
+            let (_, end) = front.lines[s.pos];
+            if let Err(e) = out.sink.write_line_at(&front.bytes[s.start..end], now) {
+                first_error.get_or_insert(e.to_string());
+            }
+            s.pos += 1;
+            s.start = end;
+        }
+    }
+    first_error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vxtap_sink::{ExchangeFilter, JsonLinesConfig, Redactor};
+
+    /// A batch of lines "w:key:i" for the given keys.
+    fn batch(w: usize, keys: &[u64], watermark: u64) -> Encoded {
+        let mut enc = Encoded {
+            watermark,
+            ..Encoded::default()
+        };
+        for (i, k) in keys.iter().enumerate() {
+            enc.bytes
+                .extend_from_slice(format!("{w}:{k}:{i}\n").as_bytes());
+            enc.lines.push((*k, enc.bytes.len()));
+        }
+        enc
+    }
+
+    fn merged(streams: Vec<Vec<Encoded>>, budget: Option<usize>) -> Vec<(usize, u64)> {
+        let path = std::env::temp_dir().join(format!(
+            "vxtap-ordered-{}-{:?}.jsonl",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let mut out = ExchangePipeline::new(
+            ExchangeFilter::default(),
+            Redactor::disabled(),
+            JsonLinesWriter::new(JsonLinesConfig {
+                path: Some(path.clone()),
+                ..JsonLinesConfig::default()
+            })
+            .unwrap(),
+        );
+        let mut rxs = Vec::new();
+        let mut senders = Vec::new();
+        for stream in streams {
+            // Tiny queues: producers block, as real workers do.
+            let (worker_end, merge_end) = output_channel(1);
+            rxs.push(merge_end);
+            senders.push(std::thread::spawn(move || {
+                for b in stream {
+                    worker_end.tx.send(b).unwrap();
+                }
+            }));
+        }
+        assert!(merge_write(rxs, &mut out, budget).is_none());
+        out.sink.flush().unwrap();
+        for s in senders {
+            s.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        text.lines()
+            .map(|l| {
+                let mut f = l.split(':');
+                let w = f.next().unwrap().parse().unwrap();
+                let k = f.next().unwrap().parse().unwrap();
+                (w, k)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lines_come_out_by_key_then_worker_whatever_the_timing() {
+        let streams = vec![
+            vec![
+                batch(0, &[1, 1, 5], 6),
+                batch(0, &[], 20),
+                batch(0, &[30], u64::MAX),
+            ],
+            vec![
+                batch(1, &[], 3),
+                batch(1, &[2, 5, 9], 9),
+                batch(1, &[31], u64::MAX),
+            ],
+            vec![batch(2, &[5], u64::MAX)],
+        ];
+        let got = merged(streams, Some(1));
+        assert_eq!(
+            got,
+            [
+                (0, 1),
+                (0, 1),
+                (1, 2),
+                (0, 5),
+                (1, 5),
+                (2, 5),
+                (1, 9),
+                (0, 30),
+                (1, 31)
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_streams_merge_sorted_and_complete(
+            steps in proptest::collection::vec(
+                proptest::collection::vec((0u64..4, 0usize..4), 1..12), 1..4),
+            budget in proptest::option::of(1usize..64),
+        ) {
+            // Each worker's keys rise; watermarks are the last key it has passed.
+            let mut streams = Vec::new();
+            let mut expected = Vec::new();
+            for (w, s) in steps.iter().enumerate() {
+                let mut key = 0u64;
+                let mut batches = Vec::new();
+                for &(advance, count) in s {
+                    key += advance;
+                    let keys = vec![key + 1; count];
+                    expected.extend(keys.iter().map(|&k| (k, w)));
+                    key += 1;
+                    batches.push(batch(w, &keys, key));
+                }
+                batches.push(batch(w, &[], u64::MAX));
+                streams.push(batches);
+            }
+            expected.sort();
+            let got: Vec<(u64, usize)> = merged(streams, budget).into_iter().map(|(w, k)| (k, w)).collect();
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
+}
