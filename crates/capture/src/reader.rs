@@ -126,8 +126,35 @@ struct Stream {
     total: Option<u64>,
 }
 
+/// A read-only mapping of a capture file that other threads may hold on to: a reading thread
+/// hands workers the offsets of payloads inside it instead of copying them.
+#[derive(Clone, Debug)]
+pub struct SharedMap(Arc<Mmap>);
+
+impl SharedMap {
+    /// The whole file.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Where `part` starts in the file, when `part` lies inside it.
+    #[inline]
+    pub fn offset_of(&self, part: &[u8]) -> Option<usize> {
+        let whole = self.0.as_ptr_range();
+        let range = part.as_ptr_range();
+        (range.start >= whole.start && range.end <= whole.end)
+            .then(|| range.start as usize - whole.start as usize)
+    }
+
+    /// True when both are the same mapping.
+    pub fn same(&self, other: &SharedMap) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 enum Source {
-    Map(Mmap),
+    Map(Arc<Mmap>),
     Vec(Vec<u8>),
     Stream(Box<Stream>),
 }
@@ -136,7 +163,7 @@ impl Source {
     #[inline(always)]
     fn bytes(&self) -> &[u8] {
         match self {
-            Source::Map(m) => m,
+            Source::Map(m) => &m[..],
             Source::Vec(v) => v,
             Source::Stream(s) => &s.buf,
         }
@@ -198,8 +225,10 @@ pub struct CaptureReader {
     end: usize,
     state: State,
     format: FileFormat,
-    /// Bytes of a mapped file already handed back to the kernel (see `release_consumed`).
+    /// Bytes of a mapped file already handed back to the kernel (see `release_to`).
     released: usize,
+    /// Pages are released only through `release_before`.
+    manual_release: bool,
 }
 
 /// How far reading runs ahead of the last release of a mapped file's consumed pages.
@@ -293,7 +322,7 @@ impl CaptureReader {
             let map = unsafe { Mmap::map(&file) }.map_err(open_err)?;
             #[cfg(unix)]
             let _ = map.advise(memmap2::Advice::Sequential);
-            return Self::with_source(name, Source::Map(map));
+            return Self::with_source(name, Source::Map(Arc::new(map)));
         }
         let total = meta.is_file().then_some(meta.len());
         if meta.is_file() && meta.len() == 0 {
@@ -374,6 +403,7 @@ impl CaptureReader {
             src,
             start: 0,
             released: 0,
+            manual_release: false,
             end,
             state: State::Done,
             format: FileFormat::Pcapng,
@@ -390,6 +420,15 @@ impl CaptureReader {
     /// The detected container format.
     pub fn format(&self) -> FileFormat {
         self.format
+    }
+
+    /// The mapping of a plain file (`None` for gzip, pipes and memory): packets' data are
+    /// slices of it, so their offsets in it can stand for them across threads.
+    pub fn shared_map(&self) -> Option<SharedMap> {
+        match &self.src {
+            Source::Map(m) => Some(SharedMap(m.clone())),
+            _ => None,
+        }
     }
 
     /// Offset of the next unread byte in the (decompressed) capture stream.
@@ -567,8 +606,8 @@ impl CaptureReader {
     /// The next packet, `Ok(None)` at the clean end, or the damage that stops the file.
     #[inline]
     pub fn next_packet(&mut self) -> Result<Option<Packet<'_>>, CaptureError> {
-        if self.start >= self.released + RELEASE_STEP {
-            self.release_consumed();
+        if self.start >= self.released + RELEASE_STEP && !self.manual_release {
+            self.release_to(self.start);
         }
         match self.state {
             State::Pcap(p) => self.next_pcap(p),
@@ -581,17 +620,17 @@ impl CaptureReader {
     /// set. Without it a replay's RSS grows to the file's size (the page cache stays shared and
     /// warm; only our mapping lets go), which breaks the memory bound users configure.
     #[cold]
-    fn release_consumed(&mut self) {
+    fn release_to(&mut self, offset: usize) {
         let Source::Map(m) = &self.src else {
             self.released = usize::MAX / 2;
             return;
         };
-        let upto = self.start & !(4096 - 1);
+        let upto = offset.min(self.start) & !(4096 - 1);
         if upto > self.released {
             // SAFETY: DONTNEED on a private read-only file mapping only drops our page-table
-            // entries; a later access faults the same file bytes back in. No packet borrowed
-            // from this range is alive: `next_packet` takes `&mut self`, so every earlier
-            // `Packet` borrow has ended when this runs.
+            // entries; a later access faults the same file bytes back in. The mapping is never
+            // written, so there is no private copy that DONTNEED could discard: slices into
+            // the released range (a worker holding a `SharedMap`) stay valid and unchanged.
             let _ = unsafe {
                 m.unchecked_advise_range(
                     memmap2::UncheckedAdvice::DontNeed,
@@ -600,6 +639,22 @@ impl CaptureReader {
                 )
             };
             self.released = upto;
+        }
+    }
+
+    /// Stops releasing consumed pages on its own: a caller that lends offsets into the mapping
+    /// ([`CaptureReader::shared_map`]) to other threads calls
+    /// [`CaptureReader::release_before`] with the oldest offset still in use instead.
+    pub fn set_manual_release(&mut self) {
+        self.manual_release = true;
+    }
+
+    /// Releases the mapped pages before `offset` (never past what was read), once that frees at
+    /// least the release step: the manual counterpart of what `next_packet` does by default.
+    #[inline]
+    pub fn release_before(&mut self, offset: usize) {
+        if offset.min(self.start) >= self.released + RELEASE_STEP {
+            self.release_to(offset);
         }
     }
 
