@@ -3,8 +3,11 @@
 //! A batch owns one byte arena for all payloads and a vector of fixed-size headers, so moving a
 //! batch across a channel is two pointers and filling it allocates nothing once its vectors have
 //! grown to their working size; emptied batches travel back to the producer to be reused.
+//! Payloads that lie in a memory-mapped capture file are not copied at all: the batch keeps
+//! their offsets and a handle on the mapping.
 
 use std::net::IpAddr;
+use vxtap_capture::SharedMap;
 use vxtap_wire::{Segment, TcpFlags};
 
 /// Segment fields without the borrowed payload; the payload lives in the batch arena.
@@ -21,8 +24,10 @@ struct SegmentHeader {
     ack: u32,
     flags: u8,
     window: u16,
-    payload_start: u32,
+    /// Offset in the arena, or in the mapped file when `mapped`.
+    payload_start: u64,
     payload_len: u32,
+    mapped: bool,
     wire_payload_len: u32,
     /// Index of the input frame the segment came from (replay's output order key).
     frame: u64,
@@ -33,9 +38,16 @@ struct SegmentHeader {
 pub struct SegmentBatch {
     headers: Vec<SegmentHeader>,
     arena: Vec<u8>,
+    /// The file that mapped payloads lie in.
+    map: Option<SharedMap>,
     /// Replay: the reader had read this many frames when it handed the batch over; no later
     /// batch holds a segment from those frames.
     pub upto: u64,
+    /// Replay: the worker the batch was handed to.
+    pub owner: usize,
+    /// File offset of the first payload lent from the mapping (the lowest). `clear` keeps it:
+    /// the reading thread takes it when the batch comes back, to know the loan has ended.
+    pub lent_from: Option<u64>,
 }
 
 impl SegmentBatch {
@@ -44,19 +56,40 @@ impl SegmentBatch {
         SegmentBatch {
             headers: Vec::with_capacity(segments),
             arena: Vec::with_capacity(bytes),
+            map: None,
             upto: 0,
+            owner: 0,
+            lent_from: None,
         }
     }
 
     /// Copies `seg` into the batch.
     pub fn push(&mut self, seg: &Segment<'_>) {
-        self.push_framed(seg, 0);
+        self.push_framed(seg, 0, None);
     }
 
-    /// Copies `seg`, which came from input frame `frame`, into the batch.
-    pub fn push_framed(&mut self, seg: &Segment<'_>, frame: u64) {
-        let payload_start = self.arena.len() as u32;
-        self.arena.extend_from_slice(seg.payload);
+    /// Adds `seg`, which came from input frame `frame`. A payload inside `map` is kept as an
+    /// offset (one batch refers to one file); any other is copied.
+    pub fn push_framed(&mut self, seg: &Segment<'_>, frame: u64, map: Option<&SharedMap>) {
+        let in_map = map.and_then(|m| {
+            if self.map.as_ref().is_some_and(|mine| !mine.same(m)) {
+                return None;
+            }
+            let at = m.offset_of(seg.payload)?;
+            if self.map.is_none() {
+                self.map = Some(m.clone());
+            }
+            self.lent_from.get_or_insert(at as u64);
+            Some(at as u64)
+        });
+        let (payload_start, mapped) = match in_map {
+            Some(at) => (at, true),
+            None => {
+                let at = self.arena.len() as u64;
+                self.arena.extend_from_slice(seg.payload);
+                (at, false)
+            }
+        };
         self.headers.push(SegmentHeader {
             ts_ns: seg.ts_ns,
             vni: seg.vni,
@@ -71,6 +104,7 @@ impl SegmentBatch {
             window: seg.window,
             payload_start,
             payload_len: seg.payload.len() as u32,
+            mapped,
             wire_payload_len: seg.wire_payload_len,
             frame,
         });
@@ -95,6 +129,7 @@ impl SegmentBatch {
     pub fn clear(&mut self) {
         self.headers.clear();
         self.arena.clear();
+        self.map = None;
         self.upto = 0;
     }
 
@@ -108,6 +143,11 @@ impl SegmentBatch {
         self.headers.iter().map(move |h| {
             let start = h.payload_start as usize;
             let end = start + h.payload_len as usize;
+            let from: &[u8] = match (&self.map, h.mapped) {
+                (Some(m), true) => m.bytes(),
+                (None, true) => &[],
+                (_, false) => &self.arena,
+            };
             let seg = Segment {
                 ts_ns: h.ts_ns,
                 vni: h.vni,
@@ -120,7 +160,7 @@ impl SegmentBatch {
                 ack: h.ack,
                 flags: TcpFlags(h.flags),
                 window: h.window,
-                payload: self.arena.get(start..end).unwrap_or(&[]),
+                payload: from.get(start..end).unwrap_or(&[]),
                 wire_payload_len: h.wire_payload_len,
             };
             (h.frame, seg)
@@ -161,5 +201,73 @@ mod tests {
         assert_eq!(b.len(), 2);
         b.clear();
         assert!(b.is_empty());
+    }
+
+    /// A one-packet pcap file holding `payload`, opened: the reader and its mapping.
+    fn mapped(payload: &[u8], tag: &str) -> (vxtap_capture::CaptureReader, SharedMap) {
+        let path =
+            std::env::temp_dir().join(format!("vxtap-batch-{}-{tag}.pcap", std::process::id()));
+        let mut w = vxtap_capture::PcapWriter::new(
+            std::fs::File::create(&path).unwrap(),
+            1,
+            vxtap_capture::TsResolution::Micro,
+        )
+        .unwrap();
+        w.write_packet(0, payload, payload.len() as u32).unwrap();
+        drop(w.into_inner().unwrap());
+        let r = vxtap_capture::CaptureReader::open(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        let map = r.shared_map().expect("a plain file is mapped");
+        (r, map)
+    }
+
+    #[test]
+    fn payloads_in_a_mapped_file_are_referenced_not_copied() {
+        let (mut ra, a) = mapped(b"payload in file a", "a");
+        let (mut rb, b_map) = mapped(b"payload in file b", "b");
+        let pa = ra.next_packet().unwrap().unwrap().data.to_vec();
+        let in_a = &a.bytes()[a.bytes().len() - pa.len()..];
+        assert_eq!(in_a, pa.as_slice());
+        let in_b = {
+            let pb = rb.next_packet().unwrap().unwrap().data.len();
+            &b_map.bytes()[b_map.bytes().len() - pb..]
+        };
+        let seg = |payload| Segment {
+            ts_ns: 1,
+            vni: None,
+            mirror_source: None,
+            src_ip: "192.0.2.1".parse().unwrap(),
+            dst_ip: "192.0.2.2".parse().unwrap(),
+            src_port: 1,
+            dst_port: 2,
+            seq: 3,
+            ack: 4,
+            flags: TcpFlags(0),
+            window: 5,
+            payload,
+            wire_payload_len: 17,
+        };
+        let outside = b"a payload on the heap".to_vec();
+        let mut batch = SegmentBatch::with_capacity(4, 64);
+        batch.push_framed(&seg(in_a), 7, Some(&a));
+        // Not in the map: copied. In another file's map: copied too (one map per batch).
+        batch.push_framed(&seg(&outside), 8, Some(&a));
+        batch.push_framed(&seg(in_b), 9, Some(&b_map));
+        assert_eq!(batch.payload_bytes(), outside.len() + in_b.len());
+        drop((ra, rb));
+        let got: Vec<(u64, Vec<u8>)> = batch
+            .iter_framed()
+            .map(|(f, s)| (f, s.payload.to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (7, b"payload in file a".to_vec()),
+                (8, outside.clone()),
+                (9, b"payload in file b".to_vec())
+            ]
+        );
+        batch.clear();
+        assert!(batch.map.is_none());
     }
 }
