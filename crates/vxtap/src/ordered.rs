@@ -116,6 +116,11 @@ impl Emitter {
     fn send(&mut self, worker: &mut Worker, watermark: u64) {
         self.last_sent = watermark;
         worker.drain_into(&mut self.drained);
+        debug_assert_eq!(
+            self.drained.len(),
+            self.keys.len(),
+            "every ready exchange is keyed"
+        );
         let mut enc = self.out.recycled.try_recv().unwrap_or_default();
         enc.bytes.clear();
         enc.lines.clear();
