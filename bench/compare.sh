@@ -61,9 +61,18 @@ if [ -z "${SKIP_SURICATA:-}" ] && command -v suricata >/dev/null; then
   run suricata suricata -r "$PCAP" -k none --runmode single -S "$OUT/empty.rules" -l "$OUT"
 fi
 
+# Correctness of what was timed: every exchange against the generator's manifest.
+if [ -f "$PCAP.manifest.tsv" ]; then
+  for t in 1 2; do
+    "$VX" replay -q --no-progress --threads "$t" -o "$OUT/replay$t.jsonl" "$PCAP"
+    printf 'threads %s: ' "$t"
+    python3 bench/check_exact.py "$PCAP.manifest.tsv" "$OUT/replay$t.jsonl" || true
+  done
+fi
+
 printf '\nworkload: %s (%s packets)\n' "$PCAP" "$packets"
 printf '%-22s %8s %10s %10s\n' tool wall_s Mpkt/s rss_MiB
-for k in tcpdump vxtap_stats suricata vxtap_replay_1 vxtap_replay_2 vxtap_replay_sample; do
+for k in tcpdump vxtap_stats suricata vxtap_replay_1 vxtap_replay_2 vxtap_replay_sample two_solo_replays_at_once; do
   [ -n "${WALL[$k]:-}" ] || continue
   awk -v k="$k" -v w="${WALL[$k]}" -v p="$packets" -v r="${RSS[$k]}" \
     'BEGIN { printf "%-22s %8.2f %10.3f %10.1f\n", k, w, (w > 0 ? p / w / 1e6 : 0), r / 1024 }'
