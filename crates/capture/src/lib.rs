@@ -42,7 +42,10 @@ mod udp;
 mod writer;
 
 pub use error::{CaptureError, Damage};
-pub use reader::{CaptureReader, FileFormat, Packet, Progress, SharedMap, MAX_BLOCK, MAX_SNAPLEN};
+pub use reader::{
+    prefetch_lines, prefetch_value, CaptureReader, FileFormat, Packet, Progress, SharedMap,
+    MAX_BLOCK, MAX_SNAPLEN,
+};
 #[cfg(target_os = "linux")]
 pub use udp::{
     Datagram, RecvBatch, RecvBufferInfo, RecvStats, SendStats, UdpConfig, UdpReceiver, UdpSender,

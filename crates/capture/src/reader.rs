@@ -261,6 +261,42 @@ fn rd32(b: &[u8], at: usize, be: bool) -> u32 {
 /// eight lines: 16, the extra requests cost more than they save).
 const PREFETCH_AHEAD: [usize; 2] = [8192, 8192 + 512];
 
+/// Starts loading the first `lines` cache lines of `bytes` from `at` on (a hint; out-of-range
+/// lines are skipped). For consumers of lent payloads: a worker reading segments that another
+/// thread decoded gets no help from that thread's prefetching.
+#[inline(always)]
+pub fn prefetch_lines(bytes: &[u8], at: usize, lines: usize) {
+    for k in 0..lines {
+        if let Some(b) = bytes.get(at + k * 64) {
+            prefetch_line(b);
+        }
+    }
+}
+
+/// Starts loading the cache lines that hold `value`, `lines` of them from its start: for a
+/// slot about to be written that another core touched last (recycled batches).
+#[inline(always)]
+pub fn prefetch_value<T>(value: &T, lines: usize) {
+    let start = (value as *const T).cast::<u8>();
+    for k in 0..lines {
+        // A hint only: the address is never dereferenced, so it may lie past `value`.
+        prefetch_line(start.wrapping_add(k * 64));
+    }
+}
+
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetch is a hint that never faults, whatever the address; SSE is part of the
+    // x86_64 baseline.
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Starts loading the next record header and the frame headers after it (what a decoder reads
 /// right after), and lines further ahead (see [`PREFETCH_AHEAD`]).
 #[inline(always)]
@@ -271,19 +307,9 @@ fn prefetch_ahead(bytes: &[u8], next: usize) {
         next + PREFETCH_AHEAD[0],
         next + PREFETCH_AHEAD[1],
     ] {
-        #[cfg(target_arch = "x86_64")]
         if let Some(b) = bytes.get(at) {
-            // SAFETY: prefetch is a hint that never faults; `b` points into the live buffer
-            // anyway, and SSE is part of the x86_64 baseline.
-            #[allow(unused_unsafe)]
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    (b as *const u8).cast::<i8>(),
-                )
-            };
+            prefetch_line(b);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (bytes, at);
     }
 }
 
