@@ -18,18 +18,21 @@ use crate::pipeline::{
 };
 
 /// Segments per batch handed to a worker.
-const BATCH_SEGMENTS: usize = 256;
+const BATCH_SEGMENTS: usize = 1024;
+/// Batches queued per worker: with lent payloads the file pages behind them stay mapped, so
+/// this bounds that part of the resident set too.
+const WORKER_QUEUE: usize = 4;
 /// Payload bytes per batch handed to a worker.
-const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
 /// Exchanges handed to the output in one message, at most.
 const OUTPUT_BATCH: usize = 256;
 /// Exchanges a worker encodes into one message for the merge (~3 kB a line on the reference
 /// workload), and such messages queued per worker: together they bound the output's memory.
-const ENCODED_BATCH: usize = 64;
+const ENCODED_BATCH: usize = 128;
 const ENCODED_QUEUE: usize = 4;
 /// The reading thread hands every shard its batch at least this often (in frames), so the
 /// merge learns that a quiet shard has nothing older to send.
-const SHARD_HEARTBEAT_FRAMES: u64 = 1024;
+const SHARD_HEARTBEAT_FRAMES: u64 = 4096;
 
 /// What a replay produced.
 #[derive(Debug, Default)]
@@ -220,7 +223,7 @@ fn replay_sharded(
     for i in 1..n {
         // Replay must not lose data, so the reader blocks on a full worker queue (live mode
         // drops and counts instead).
-        let (tx, rx) = bounded::<SegmentBatch>(8);
+        let (tx, rx) = bounded::<SegmentBatch>(WORKER_QUEUE);
         to_workers.push(tx);
         let (enc_tx, enc_rx) = output_channel(ENCODED_QUEUE);
         outputs.push(enc_rx);
@@ -365,16 +368,20 @@ impl Lending {
 }
 
 /// The worker of a flow when the reading thread is worker 0: it also reads, decapsulates and
-/// batches every frame, so it takes a smaller share of the flows. Weight 3 against 4 for the
-/// others: on the reference workload that left the two threads of a 2-worker replay within 2 %
-/// of each other (3 against 3 left the reader 20 % busier; 2 against 3, the other 10 %).
+/// batches every frame, so it takes a smaller share of the flows. Weight 5 against 8 for the
+/// others: on the reference workload the reading thread's own part is about a quarter of one
+/// worker's whole load, and this split left the two threads of a 2-worker replay within 3 %
+/// of each other (3 against 4 left the reader 15 % busier). A multiply-shift, not a modulo,
+/// maps the hash onto the weights: it runs for every segment.
 fn reader_light_shard(hash: u64, n: usize) -> usize {
-    const READER: u64 = 3;
-    const OTHER: u64 = 4;
+    const READER: u64 = 5;
+    const OTHER: u64 = 8;
     let units = READER + OTHER * (n as u64 - 1);
-    match hash % units {
-        slot if slot < READER => 0,
-        slot => 1 + ((slot - READER) / OTHER) as usize,
+    let slot = ((u128::from(hash) * u128::from(units)) >> 64) as u64;
+    if slot < READER {
+        0
+    } else {
+        1 + ((slot - READER) / OTHER) as usize
     }
 }
 
