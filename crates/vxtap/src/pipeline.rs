@@ -350,6 +350,8 @@ impl Totals {
             ("vxtap_http_responses_total", h.responses),
             ("vxtap_http_gap_bytes_total", h.gap_bytes),
             ("vxtap_http_resyncs_total", h.resyncs),
+            // Responses placed by TCP acknowledgements after a loss left order ambiguous.
+            ("vxtap_http_ack_pairings_total", h.ack_pairings),
             (
                 "vxtap_http_upgrade_skipped_bytes_total",
                 h.upgrade_skipped_bytes,
