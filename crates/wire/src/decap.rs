@@ -1469,6 +1469,19 @@ mod fuzz {
         }
     }
 
+    /// Overwrites bytes (positions wrap around the frame), then cuts the frame.
+    fn mutate(f: &mut Vec<u8>, edits: &[(usize, u8)], truncate_to: Option<usize>) {
+        for &(at, v) in edits {
+            let len = f.len();
+            if len > 0 {
+                f[at % len] = v;
+            }
+        }
+        if let Some(n) = truncate_to {
+            f.truncate(n);
+        }
+    }
+
     /// Byte values that flip header decisions (versions, IHLs, fragment bits, protocols, ether
     /// types, VXLAN flags) more often than uniform random bytes would.
     fn header_byte() -> impl Strategy<Value = u8> {
@@ -1497,15 +1510,7 @@ mod fuzz {
             max_depth in 0u8..3,
         ) {
             let mut f = if plain { tcp_frame(&vec![b'p'; payload_len]) } else { vxlan_frame(payload_len, cut) };
-            for (at, v) in edits {
-                let len = f.len();
-                if len > 0 {
-                    f[at % len] = v;
-                }
-            }
-            if let Some(n) = truncate_to {
-                f.truncate(n);
-            }
+            mutate(&mut f, &edits, truncate_to);
             let mut cfg = DecapConfig { max_depth, ..DecapConfig::default() };
             cfg.vxlan_ports.extend(ports);
             assert_paths_agree(&cfg, &f);
@@ -1538,15 +1543,7 @@ mod fuzz {
             edits in proptest::collection::vec((0usize..1700, any::<u8>()), 0..6),
         ) {
             let mut f = vxlan_frame(payload_len, cut);
-            for (at, v) in edits {
-                let len = f.len();
-                if len > 0 {
-                    f[at % len] = v;
-                }
-            }
-            if let Some(n) = truncate_to {
-                f.truncate(n);
-            }
+            mutate(&mut f, &edits, truncate_to);
             let mut d = Decapsulator::new(DecapConfig { validate_checksums: true, ..DecapConfig::default() });
             let r = d.decode(LinkType::Ethernet, 0, &f);
             check_invariants(&f, r);
