@@ -22,9 +22,9 @@ const BATCH_SEGMENTS: usize = 1024;
 /// Batches queued per worker: with lent payloads the file pages behind them stay mapped, so
 /// this bounds that part of the resident set too.
 const WORKER_QUEUE: usize = 4;
-/// Payload bytes per batch handed to a worker.
+/// Copied payload bytes per batch (pipes and gzip input; lent payloads take none).
 const BATCH_BYTES: usize = 1024 * 1024;
-/// Exchanges handed to the output in one message, at most.
+/// With one worker, the output is written once this many exchanges are ready.
 const OUTPUT_BATCH: usize = 256;
 /// Exchanges a worker encodes into one message for the merge (~3 kB a line on the reference
 /// workload), and such messages queued per worker: together they bound the output's memory.
