@@ -32,7 +32,7 @@ const ENCODED_BATCH: usize = 128;
 const ENCODED_QUEUE: usize = 4;
 /// The reading thread hands every shard its batch at least this often (in frames), so the
 /// merge learns that a quiet shard has nothing older to send.
-const SHARD_HEARTBEAT_FRAMES: u64 = 4096;
+const SHARD_HEARTBEAT_FRAMES: u64 = 1024;
 
 /// What a replay produced.
 #[derive(Debug, Default)]
