@@ -145,8 +145,6 @@ struct Source {
     recycle: Sender<Encoded>,
     /// Received batches, oldest first; the front one is being written.
     queue: VecDeque<Encoded>,
-    /// Bytes held in `queue`.
-    queued_bytes: usize,
     /// Next line of the front batch and where it starts.
     pos: usize,
     start: usize,
@@ -164,7 +162,6 @@ impl Source {
                 return Some(k);
             }
             self.watermark = front.watermark;
-            self.queued_bytes -= front.bytes.len();
             if let Some(done) = self.queue.pop_front() {
                 // The worker may have hung up already; the buffer is then simply freed.
                 let _ = self.recycle.try_send(done);
@@ -181,7 +178,6 @@ impl Source {
             let _ = self.recycle.try_send(enc);
             return;
         }
-        self.queued_bytes += enc.bytes.len();
         self.queue.push_back(enc);
     }
 }
@@ -191,12 +187,11 @@ impl Source {
 ///
 /// While the next line must wait for a lagging worker, the merge keeps receiving from every
 /// worker: in sharded replay the lagging worker is fed by the reading thread, which may itself
-/// wait on a worker whose output the merge must take first. `budget` caps the bytes queued per
-/// worker beyond that (workers that read on their own can simply block instead).
+/// wait on a worker whose output the merge must take first. What it holds is bounded by the
+/// workers' bounded input queues and the reading thread's heartbeats.
 pub fn merge_write(
     ends: Vec<MergeEnd>,
     out: &mut ExchangePipeline<JsonLinesWriter>,
-    budget: Option<usize>,
 ) -> Option<String> {
     let mut first_error = None;
     let (rxs, mut srcs): (Vec<Receiver<Encoded>>, Vec<Source>) = ends
@@ -205,7 +200,6 @@ pub fn merge_write(
             let src = Source {
                 recycle: e.recycle,
                 queue: VecDeque::new(),
-                queued_bytes: 0,
                 pos: 0,
                 start: 0,
                 watermark: 0,
@@ -233,8 +227,7 @@ pub fn merge_write(
             let mut sel = Select::new();
             let mut index = Vec::with_capacity(srcs.len());
             for (w, s) in srcs.iter().enumerate() {
-                let starving = s.queue.is_empty();
-                if !s.done && (starving || budget.is_none_or(|b| s.queued_bytes < b)) {
+                if !s.done {
                     sel.recv(&rxs[w]);
                     index.push(w);
                 }
@@ -287,7 +280,7 @@ mod tests {
         enc
     }
 
-    fn merged(streams: Vec<Vec<Encoded>>, budget: Option<usize>) -> Vec<(usize, u64)> {
+    fn merged(streams: Vec<Vec<Encoded>>) -> Vec<(usize, u64)> {
         let path = std::env::temp_dir().join(format!(
             "vxtap-ordered-{}-{:?}.jsonl",
             std::process::id(),
@@ -315,7 +308,7 @@ mod tests {
                 }
             }));
         }
-        assert!(merge_write(rxs, &mut out, budget).is_none());
+        assert!(merge_write(rxs, &mut out).is_none());
         out.sink.flush().unwrap();
         for s in senders {
             s.join().unwrap();
@@ -347,7 +340,7 @@ mod tests {
             ],
             vec![batch(2, &[5], u64::MAX)],
         ];
-        let got = merged(streams, Some(1));
+        let got = merged(streams);
         assert_eq!(
             got,
             [
@@ -369,7 +362,6 @@ mod tests {
         fn random_streams_merge_sorted_and_complete(
             steps in proptest::collection::vec(
                 proptest::collection::vec((0u64..4, 0usize..4), 1..12), 1..4),
-            budget in proptest::option::of(1usize..64),
         ) {
             // Each worker's keys rise; watermarks are the last key it has passed.
             let mut streams = Vec::new();
@@ -388,7 +380,7 @@ mod tests {
                 streams.push(batches);
             }
             expected.sort();
-            let got: Vec<(u64, usize)> = merged(streams, budget).into_iter().map(|(w, k)| (k, w)).collect();
+            let got: Vec<(u64, usize)> = merged(streams).into_iter().map(|(w, k)| (k, w)).collect();
             proptest::prop_assert_eq!(got, expected);
         }
     }

@@ -181,11 +181,6 @@ impl Transforms {
         })
     }
 
-    /// Drops the exchanges the filter rejects and redacts the rest, in place.
-    pub fn apply(&mut self, batch: &mut Vec<Exchange>) {
-        batch.retain_mut(|ex| self.keep(ex));
-    }
-
     /// False when the filter rejects `ex`; otherwise redacts it and returns true.
     pub fn keep(&mut self, ex: &mut Exchange) -> bool {
         if let vxtap_sink::ExchangeDecision::Drop(_) = self.filter.check(ex, &mut self.filter_stats)

@@ -251,9 +251,7 @@ fn replay_sharded(
 
     let mut staged = ReplayReport::default();
     let (writer, own_transforms) = thread::scope(|scope| {
-        // The workers' queues are bounded, so what the merge holds is bounded by them and by
-        // the heartbeat below: no byte budget (it could stall the reading thread for good).
-        let writer = scope.spawn(|| merge_write(outputs, out, None));
+        let writer = scope.spawn(|| merge_write(outputs, out));
         let mut lending = Lending {
             batches: (1..n)
                 .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES))
