@@ -2,15 +2,18 @@
 //!
 //! Each worker serializes its own exchanges (JSON encoding is a fifth of a replay's CPU time;
 //! done by the one writer thread it caps the speed-up of a second worker) and tags every line
-//! with the index of the input frame that completed it. The writer merges the workers' streams
-//! by (frame index, worker), so the same input and the same `--threads` give byte-identical
+//! with the index of the input frame that completed it. The merge ([`Merger`], run by the
+//! sharded replay's reading thread between frames) writes the workers' streams in order of
+//! (frame index, worker), so the same input and the same `--threads` give byte-identical
 //! output however the threads were scheduled. Workers also report how far they have read (the
 //! watermark) so the merge never waits for a quiet worker longer than `HEARTBEAT_FRAMES`.
 
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
-use crossbeam_channel::{bounded, Receiver, Select, Sender};
+use crossbeam_channel::{
+    bounded, unbounded, Receiver, RecvError, Select, Sender, TryRecvError, TrySendError,
+};
 use vxtap_http::Exchange;
 use vxtap_sink::{ExchangePipeline, JsonLinesWriter, LineEncoder};
 
@@ -49,6 +52,14 @@ pub struct MergeEnd {
 pub fn output_channel(depth: usize) -> (WorkerEnd, MergeEnd) {
     let (tx, rx) = bounded(depth);
     let (recycle, recycled) = bounded(depth + 2);
+    (WorkerEnd { tx, recycled }, MergeEnd { rx, recycle })
+}
+
+/// An output channel that never blocks its worker: for a worker on the thread that also runs
+/// the merge, which would otherwise wait on itself. The merge drains it on every poll.
+pub fn local_output_channel() -> (WorkerEnd, MergeEnd) {
+    let (tx, rx) = unbounded();
+    let (recycle, recycled) = bounded(8);
     (WorkerEnd { tx, recycled }, MergeEnd { rx, recycle })
 }
 
@@ -140,6 +151,22 @@ impl Emitter {
     }
 }
 
+/// Registers every live worker's output on `sel`; returns the worker of each operation.
+fn select_live<'s>(
+    rxs: &'s [Receiver<Encoded>],
+    srcs: &[Source],
+    sel: &mut Select<'s>,
+) -> Vec<usize> {
+    let mut index = Vec::with_capacity(srcs.len());
+    for (w, s) in srcs.iter().enumerate() {
+        if !s.done {
+            sel.recv(&rxs[w]);
+            index.push(w);
+        }
+    }
+    index
+}
+
 /// One worker's stream as the merge sees it.
 struct Source {
     recycle: Sender<Encoded>,
@@ -184,81 +211,164 @@ impl Source {
 
 /// Writes the workers' lines to `out` in (key, worker) order until every worker has hung up,
 /// and returns the first output error.
-///
-/// While the next line must wait for a lagging worker, the merge keeps receiving from every
-/// worker: in sharded replay the lagging worker is fed by the reading thread, which may itself
-/// wait on a worker whose output the merge must take first. What it holds is bounded by the
-/// workers' bounded input queues and the reading thread's heartbeats.
 pub fn merge_write(
     ends: Vec<MergeEnd>,
     out: &mut ExchangePipeline<JsonLinesWriter>,
 ) -> Option<String> {
-    let mut first_error = None;
-    let (rxs, mut srcs): (Vec<Receiver<Encoded>>, Vec<Source>) = ends
-        .into_iter()
-        .map(|e| {
-            let src = Source {
-                recycle: e.recycle,
-                queue: VecDeque::new(),
-                pos: 0,
-                start: 0,
-                watermark: 0,
-                done: false,
-            };
-            (e.rx, src)
-        })
-        .unzip();
-    let mut now = SystemTime::now();
-    loop {
+    Merger::new(ends, out).finish()
+}
+
+/// The merge of the workers' streams into `out`, driven by whichever thread owns it: `poll`
+/// never blocks, so the reading thread of a sharded replay can run it between frames instead
+/// of a third thread that would take a core's time slices from the two workers.
+pub struct Merger<'a> {
+    rxs: Vec<Receiver<Encoded>>,
+    srcs: Vec<Source>,
+    out: &'a mut ExchangePipeline<JsonLinesWriter>,
+    first_error: Option<String>,
+    now: SystemTime,
+}
+
+impl<'a> Merger<'a> {
+    /// A merge of `ends` (worker order: ties on a key go to the lower index) into `out`.
+    pub fn new(ends: Vec<MergeEnd>, out: &'a mut ExchangePipeline<JsonLinesWriter>) -> Self {
+        let (rxs, srcs) = ends
+            .into_iter()
+            .map(|e| {
+                let src = Source {
+                    recycle: e.recycle,
+                    queue: VecDeque::new(),
+                    pos: 0,
+                    start: 0,
+                    watermark: 0,
+                    done: false,
+                };
+                (e.rx, src)
+            })
+            .unzip();
+        Merger {
+            rxs,
+            srcs,
+            out,
+            first_error: None,
+            now: SystemTime::now(),
+        }
+    }
+
+    /// Takes what the workers have sent and writes every line that is safe now, without
+    /// waiting for anything.
+    pub fn poll(&mut self) {
+        for w in 0..self.rxs.len() {
+            while !self.srcs[w].done {
+                match self.rxs[w].try_recv() {
+                    Ok(enc) => self.take(w, Ok(enc)),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => self.take(w, Err(RecvError)),
+                }
+            }
+        }
+        while self.write_next() {}
+    }
+
+    /// Sends `msg` on `tx`; while `tx` is full, keeps merging, so the worker behind `tx` can
+    /// never wait on an output that only this thread would take.
+    pub fn send_merging<T>(&mut self, tx: &Sender<T>, msg: T) {
+        let mut msg = match tx.try_send(msg) {
+            Ok(()) => return,
+            Err(TrySendError::Full(m)) => m,
+            // The receiver only goes away when its thread panicked, which aborts the process.
+            Err(TrySendError::Disconnected(_)) => return,
+        };
+        loop {
+            self.poll();
+            let mut sel = Select::new();
+            let send_at = sel.send(tx);
+            let index = select_live(&self.rxs, &self.srcs, &mut sel);
+            let op = sel.select();
+            if op.index() == send_at {
+                let _ = op.send(tx, msg);
+                return;
+            }
+            let w = index[op.index() - send_at - 1];
+            let got = op.recv(&self.rxs[w]);
+            self.take(w, got);
+            match tx.try_send(msg) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Err(TrySendError::Full(m)) => msg = m,
+            }
+        }
+    }
+
+    /// Blocks until every worker has hung up, writing everything, and returns the first
+    /// output error.
+    pub fn finish(mut self) -> Option<String> {
+        loop {
+            while self.write_next() {}
+            if self.srcs.iter().all(|s| s.done) {
+                // Everything received was written: a line the loop above did not write would
+                // have been safe once every source was done.
+                break;
+            }
+            let mut sel = Select::new();
+            let index = select_live(&self.rxs, &self.srcs, &mut sel);
+            let op = sel.select();
+            let w = index[op.index()];
+            let got = op.recv(&self.rxs[w]);
+            self.take(w, got);
+        }
+        self.first_error
+    }
+
+    /// Takes what worker `w` sent (or its hang-up).
+    fn take(&mut self, w: usize, got: Result<Encoded, RecvError>) {
+        let Ok(enc) = got else {
+            self.srcs[w].done = true;
+            return;
+        };
+        if enc.encode_errors > 0 {
+            self.out.sink.add_errors(enc.encode_errors);
+        }
+        self.srcs[w].push(enc);
+        // Time-based rotation needs the clock, not per line: per batch is enough.
+        self.now = SystemTime::now();
+    }
+
+    /// Writes the next line if it is safe: no live worker can still send a line keyed below
+    /// it. Returns false when it must wait (or everything is written).
+    fn write_next(&mut self) -> bool {
         let mut best: Option<(u64, usize)> = None;
-        for (w, s) in srcs.iter_mut().enumerate() {
+        for (w, s) in self.srcs.iter_mut().enumerate() {
             if let Some(k) = s.next_key() {
                 if best.is_none_or(|b| (k, w) < b) {
                     best = Some((k, w));
                 }
             }
         }
+        let Some((key, w)) = best else { return false };
         // A live worker with nothing queued may still send a line keyed just above its
         // watermark: the best line is safe only when its key is at or below that.
-        let blocked = srcs
+        if self
+            .srcs
             .iter()
-            .any(|s| !s.done && s.queue.is_empty() && best.is_none_or(|(k, _)| k > s.watermark));
-        if blocked {
-            let mut sel = Select::new();
-            let mut index = Vec::with_capacity(srcs.len());
-            for (w, s) in srcs.iter().enumerate() {
-                if !s.done {
-                    sel.recv(&rxs[w]);
-                    index.push(w);
-                }
-            }
-            let op = sel.select();
-            let w = index[op.index()];
-            match op.recv(&rxs[w]) {
-                Ok(enc) => {
-                    if enc.encode_errors > 0 {
-                        out.sink.add_errors(enc.encode_errors);
-                    }
-                    srcs[w].push(enc);
-                    // Time-based rotation needs the clock, not per line: per batch is enough.
-                    now = SystemTime::now();
-                }
-                Err(_) => srcs[w].done = true,
-            }
-            continue;
+            .any(|s| !s.done && s.queue.is_empty() && key > s.watermark)
+        {
+            return false;
         }
-        let Some((_, w)) = best else { break };
-        let s = &mut srcs[w];
+        let s = &mut self.srcs[w];
         if let Some(front) = s.queue.front() {
             let (_, end) = front.lines[s.pos];
-            if let Err(e) = out.sink.write_line_at(&front.bytes[s.start..end], now) {
-                first_error.get_or_insert(e.to_string());
+            if let Err(e) = self
+                .out
+                .sink
+                .write_line_at(&front.bytes[s.start..end], self.now)
+            {
+                self.first_error.get_or_insert(e.to_string());
             }
             s.pos += 1;
             s.start = end;
         }
+        true
     }
-    first_error
 }
 
 #[cfg(test)]
@@ -280,7 +390,8 @@ mod tests {
         enc
     }
 
-    fn merged(streams: Vec<Vec<Encoded>>) -> Vec<(usize, u64)> {
+    /// Runs `merge` against a fresh output file and returns the (worker, key) of every line.
+    fn written(merge: impl FnOnce(&mut ExchangePipeline<JsonLinesWriter>)) -> Vec<(usize, u64)> {
         let path = std::env::temp_dir().join(format!(
             "vxtap-ordered-{}-{:?}.jsonl",
             std::process::id(),
@@ -296,23 +407,8 @@ mod tests {
             })
             .unwrap(),
         );
-        let mut rxs = Vec::new();
-        let mut senders = Vec::new();
-        for stream in streams {
-            // Tiny queues: producers block, as real workers do.
-            let (worker_end, merge_end) = output_channel(1);
-            rxs.push(merge_end);
-            senders.push(std::thread::spawn(move || {
-                for b in stream {
-                    worker_end.tx.send(b).unwrap();
-                }
-            }));
-        }
-        assert!(merge_write(rxs, &mut out).is_none());
+        merge(&mut out);
         out.sink.flush().unwrap();
-        for s in senders {
-            s.join().unwrap();
-        }
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::remove_file(&path).ok();
         text.lines()
@@ -323,6 +419,73 @@ mod tests {
                 (w, k)
             })
             .collect()
+    }
+
+    fn merged(streams: Vec<Vec<Encoded>>) -> Vec<(usize, u64)> {
+        written(|out| {
+            let mut rxs = Vec::new();
+            let mut senders = Vec::new();
+            for stream in streams {
+                // Tiny queues: producers block, as real workers do.
+                let (worker_end, merge_end) = output_channel(1);
+                rxs.push(merge_end);
+                senders.push(std::thread::spawn(move || {
+                    for b in stream {
+                        worker_end.tx.send(b).unwrap();
+                    }
+                }));
+            }
+            assert!(merge_write(rxs, out).is_none());
+            for s in senders {
+                s.join().unwrap();
+            }
+        })
+    }
+
+    /// The sharded replay's shape: the merging thread also feeds a worker through a bounded
+    /// queue and has lines of its own. The worker's output queue holds one batch, so a feeder
+    /// that did not merge while its send waits would deadlock with the worker.
+    #[test]
+    fn the_feeding_thread_merges_while_it_waits() {
+        const FRAMES: u64 = 2_000;
+        let run = || {
+            written(|out| {
+                let (own, own_end) = local_output_channel();
+                let (worker_out, worker_end) = output_channel(1);
+                let (to_worker, input) = bounded::<u64>(1);
+                let worker = std::thread::spawn(move || {
+                    // One line per frame handed over, keyed by it; the watermark follows.
+                    for frame in input {
+                        worker_out.tx.send(batch(1, &[frame], frame)).unwrap();
+                    }
+                    worker_out.tx.send(batch(1, &[], u64::MAX)).unwrap();
+                });
+                let mut merger = Merger::new(vec![own_end, worker_end], out);
+                for frame in 1..=FRAMES {
+                    if frame % 2 == 0 {
+                        merger.send_merging(&to_worker, frame);
+                    } else {
+                        own.tx.send(batch(0, &[frame], frame)).unwrap();
+                    }
+                    if frame % 64 == 0 {
+                        merger.poll();
+                    }
+                }
+                drop(to_worker);
+                own.tx.send(batch(0, &[], u64::MAX)).unwrap();
+                drop(own);
+                assert!(merger.finish().is_none());
+                worker.join().unwrap();
+            })
+        };
+        let (done_tx, done_rx) = bounded(1);
+        std::thread::spawn(move || done_tx.send(run()).unwrap());
+        let got = done_rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the merge and the worker deadlocked");
+        let expected: Vec<(usize, u64)> =
+            (1..=FRAMES).map(|f| ((f % 2 == 0) as usize, f)).collect();
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter};
 
 use crate::batch::SegmentBatch;
 use crate::config::Settings;
-use crate::ordered::{merge_write, output_channel, Emitter};
+use crate::ordered::{local_output_channel, output_channel, Emitter, Merger};
 use crate::pipeline::{
     output_pipeline, writer_only, Front, Totals, Transforms, Worker, WorkerStats,
 };
@@ -196,8 +196,8 @@ fn replay_inline(
 /// itself worker 0: it processes its own shard in place and hands the other shards' segments
 /// over in batches, tagged with their frame index. Payloads of a mapped file are lent by
 /// offset, not copied (only pipes and gzip input are copied into the batch). Every worker
-/// serializes its own exchanges; a writer thread merges them in a deterministic order
-/// (`ordered`).
+/// serializes its own exchanges; the reading thread also merges them, between frames, in a
+/// deterministic order (`ordered`).
 ///
 /// Measured against the alternative where every worker maps and decapsulates the whole file
 /// and keeps only its own flows: that repeats the reading (a fifth of the work) in every
@@ -215,7 +215,7 @@ fn replay_sharded(
     let n = settings.threads;
     let (recycle_tx, recycle_rx) = unbounded::<SegmentBatch>();
     let mut outputs = Vec::with_capacity(n);
-    let (own_tx, own_rx) = output_channel(ENCODED_QUEUE);
+    let (own_tx, own_rx) = local_output_channel();
     outputs.push(own_rx);
     // Worker w >= 1 is fed through to_workers[w - 1]; shard 0 is the reading thread's own.
     let mut to_workers: Vec<Sender<SegmentBatch>> = Vec::with_capacity(n);
@@ -250,54 +250,55 @@ fn replay_sharded(
     );
 
     let mut staged = ReplayReport::default();
-    let (writer, own_transforms) = thread::scope(|scope| {
-        let writer = scope.spawn(|| merge_write(outputs, out));
-        let mut lending = Lending {
-            batches: (1..n)
-                .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES))
-                .collect(),
-            in_flight: vec![VecDeque::new(); n - 1],
-            returned: recycle_rx,
-            free: Vec::new(),
-        };
-        let mut frame = 0u64;
-        let mut last_heartbeat = 0u64;
-        // Nothing is released before the first look at what is lent. (Offsets of a previous
-        // file may linger into the next for a heartbeat; releasing is content-preserving for
-        // a read-only file mapping, so that costs at most some resident pages.)
-        let mut floor = 0;
-        read_all(files, progress, &mut staged, true, |map, link, ts, data| {
-            frame += 1;
-            front.handle(link, ts, data, |seg| {
-                let shard = reader_light_shard(seg.shard_hash(), n);
-                if shard == 0 {
-                    own.process(seg);
-                    return;
-                }
-                let batch = &mut lending.batches[shard - 1];
-                batch.push_framed(seg, frame, map);
-                if batch.len() >= BATCH_SEGMENTS || batch.payload_bytes() >= BATCH_BYTES {
-                    lending.hand_over(shard - 1, &to_workers[shard - 1], frame);
-                }
-            });
-            own_emitter.after_frame(&mut own, frame);
-            // Quiet shards still move their watermark, or the merge would wait on them.
-            if frame >= last_heartbeat + SHARD_HEARTBEAT_FRAMES {
-                last_heartbeat = frame;
-                for (w, tx) in to_workers.iter().enumerate() {
-                    lending.hand_over(w, tx, frame);
-                }
-                floor = lending.oldest_lent();
+    // The merge runs on this thread, between frames: a third thread would take time slices
+    // from the two workers on two cores.
+    let mut merger = Merger::new(outputs, out);
+    let mut lending = Lending {
+        batches: (1..n)
+            .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES))
+            .collect(),
+        in_flight: vec![VecDeque::new(); n - 1],
+        returned: recycle_rx,
+        free: Vec::new(),
+    };
+    let mut frame = 0u64;
+    let mut last_heartbeat = 0u64;
+    // Nothing is released before the first look at what is lent. (Offsets of a previous
+    // file may linger into the next for a heartbeat; releasing is content-preserving for
+    // a read-only file mapping, so that costs at most some resident pages.)
+    let mut floor = 0;
+    read_all(files, progress, &mut staged, true, |map, link, ts, data| {
+        frame += 1;
+        front.handle(link, ts, data, |seg| {
+            let shard = reader_light_shard(seg.shard_hash(), n);
+            if shard == 0 {
+                own.process(seg);
+                return;
             }
-            floor
+            let batch = &mut lending.batches[shard - 1];
+            batch.push_framed(seg, frame, map);
+            if batch.len() >= BATCH_SEGMENTS || batch.payload_bytes() >= BATCH_BYTES {
+                lending.hand_over(shard - 1, &to_workers[shard - 1], frame, &mut merger);
+            }
         });
-        for (w, tx) in to_workers.iter().enumerate() {
-            lending.hand_over(w, tx, frame);
+        own_emitter.after_frame(&mut own, frame);
+        // Quiet shards still move their watermark, or the merge would wait on them.
+        if frame >= last_heartbeat + SHARD_HEARTBEAT_FRAMES {
+            last_heartbeat = frame;
+            for (w, tx) in to_workers.iter().enumerate() {
+                lending.hand_over(w, tx, frame, &mut merger);
+            }
+            merger.poll();
+            floor = lending.oldest_lent();
         }
-        to_workers.clear();
-        let own_transforms = own_emitter.finish(&mut own, frame + 1);
-        (writer.join(), own_transforms)
+        floor
     });
+    for (w, tx) in to_workers.iter().enumerate() {
+        lending.hand_over(w, tx, frame, &mut merger);
+    }
+    to_workers.clear();
+    let own_transforms = own_emitter.finish(&mut own, frame + 1);
+    let output_error = merger.finish();
     let mut totals = own.stats();
     transforms_totals.add_transforms(&own_transforms);
     for h in handles {
@@ -307,7 +308,7 @@ fn replay_sharded(
         totals.merge(&stats);
         transforms_totals.add_transforms(&t);
     }
-    if let Ok(Some(e)) = writer {
+    if let Some(e) = output_error {
         report.output_error.get_or_insert(e);
     }
     report.errors.append(&mut staged.errors);
@@ -327,7 +328,7 @@ struct Lending {
 impl Lending {
     /// Sends worker `w`'s batch (even an empty one: it carries the watermark `upto`) and
     /// starts a fresh one.
-    fn hand_over(&mut self, w: usize, tx: &Sender<SegmentBatch>, upto: u64) {
+    fn hand_over(&mut self, w: usize, tx: &Sender<SegmentBatch>, upto: u64, merger: &mut Merger) {
         self.collect_returned();
         let fresh = self
             .free
@@ -339,8 +340,8 @@ impl Lending {
         if let Some(at) = full.lent_from {
             self.in_flight[w].push_back(at);
         }
-        // A worker only disappears by panicking, which aborts the process.
-        let _ = tx.send(full);
+        // The worker may wait on its output, which only this thread merges.
+        merger.send_merging(tx, full);
     }
 
     /// Takes back the batches workers finished with: what they lent is free again.
@@ -366,13 +367,14 @@ impl Lending {
 }
 
 /// The worker of a flow when the reading thread is worker 0: it also reads, decapsulates and
-/// batches every frame, so it takes a smaller share of the flows. Weight 5 against 8 for the
-/// others: on the reference workload the reading thread's own part is about a quarter of one
-/// worker's whole load, and this split left the two threads of a 2-worker replay within 3 %
-/// of each other (3 against 4 left the reader 15 % busier). A multiply-shift, not a modulo,
-/// maps the hash onto the weights: it runs for every segment.
+/// batches every frame and merges the output, so it takes a smaller share of the flows.
+/// Weight 6 against 8 for the others, measured on the reference workload (medians of 7
+/// interleaved 2-worker runs): 6/8 533 ms, 11/16 537, 5/8 547, 4.5/8 563; per-thread CPU
+/// showed the reader blocked on a full worker queue for 60-90 ms at 5/8 and the worker
+/// starved for ~80 ms at 7/8. A multiply-shift, not a modulo, maps the hash onto the
+/// weights: it runs for every segment.
 fn reader_light_shard(hash: u64, n: usize) -> usize {
-    const READER: u64 = 5;
+    const READER: u64 = 6;
     const OTHER: u64 = 8;
     let units = READER + OTHER * (n as u64 - 1);
     let slot = ((u128::from(hash) * u128::from(units)) >> 64) as u64;
