@@ -74,9 +74,12 @@ pub enum SinkError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// An exchange could not be serialized to JSON.
-    #[error("cannot serialize exchange: {0}")]
+    /// A value could not be serialized to JSON (serde_json: configuration values).
+    #[error("cannot serialize: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// An exchange could not be serialized to its JSON line.
+    #[error("cannot serialize exchange: {0}")]
+    Encode(#[from] sonic_rs::Error),
 }
 
 #[cfg(test)]
