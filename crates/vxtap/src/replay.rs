@@ -20,9 +20,13 @@ use crate::pipeline::{
 /// Segments per batch handed to a worker.
 const BATCH_SEGMENTS: usize = 1024;
 /// Batches queued per worker: with lent payloads the file pages behind them stay mapped, so
-/// this bounds that part of the resident set too.
-const WORKER_QUEUE: usize = 4;
-/// Copied payload bytes per batch (pipes and gzip input; lent payloads take none).
+/// this bounds that part of the resident set too (~1 MiB of the file a batch). 8 rather than
+/// 4 absorbs short stalls of either thread (528 against 541 ms for two workers; 4 MiB more
+/// resident).
+const WORKER_QUEUE: usize = 8;
+/// Copied payload bytes per batch (pipes and gzip input; lent payloads take none). The arena
+/// starts empty and grows only when something is copied: reserving it up front cost a mapped
+/// replay 1-2 MiB of resident memory per batch (the allocator backs it with huge pages).
 const BATCH_BYTES: usize = 1024 * 1024;
 /// With one worker, the output is written once this many exchanges are ready.
 const OUTPUT_BATCH: usize = 256;
@@ -255,7 +259,7 @@ fn replay_sharded(
     let mut merger = Merger::new(outputs, out);
     let mut lending = Lending {
         batches: (1..n)
-            .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES))
+            .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, 0))
             .collect(),
         in_flight: vec![VecDeque::new(); n - 1],
         returned: recycle_rx,
@@ -333,7 +337,7 @@ impl Lending {
         let fresh = self
             .free
             .pop()
-            .unwrap_or_else(|| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_BYTES));
+            .unwrap_or_else(|| SegmentBatch::with_capacity(BATCH_SEGMENTS, 0));
         let mut full = std::mem::replace(&mut self.batches[w], fresh);
         full.upto = upto;
         full.owner = w;
@@ -368,14 +372,15 @@ impl Lending {
 
 /// The worker of a flow when the reading thread is worker 0: it also reads, decapsulates and
 /// batches every frame and merges the output, so it takes a smaller share of the flows.
-/// Weight 6 against 8 for the others, measured on the reference workload (medians of 7
-/// interleaved 2-worker runs): 6/8 533 ms, 11/16 537, 5/8 547, 4.5/8 563; per-thread CPU
-/// showed the reader blocked on a full worker queue for 60-90 ms at 5/8 and the worker
-/// starved for ~80 ms at 7/8. A multiply-shift, not a modulo, maps the hash onto the
-/// weights: it runs for every segment.
+/// Weight 9 against 16 for the others, measured on the reference workload (medians of 7
+/// interleaved 2-worker runs, queue 8): 9/16 530 ms, 10/16 535, 8/16 548, 12/16 567. Per-thread
+/// CPU time shows the balance: at 8/16 the reader waits on a full worker queue, at 12/16 the
+/// worker starves. The right weight moves with the per-exchange cost (it was 6/8 while JSON
+/// encoding was slower). A multiply-shift, not a modulo, maps the hash onto the weights: it
+/// runs for every segment.
 fn reader_light_shard(hash: u64, n: usize) -> usize {
-    const READER: u64 = 6;
-    const OTHER: u64 = 8;
+    const READER: u64 = 9;
+    const OTHER: u64 = 16;
     let units = READER + OTHER * (n as u64 - 1);
     let slot = ((u128::from(hash) * u128::from(units)) >> 64) as u64;
     if slot < READER {
