@@ -27,39 +27,45 @@ cat "$PCAP" >/dev/null
 VX=$T/release/vxtap
 packets=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['packets'])" "$PCAP.truth.json" 2>/dev/null || echo 0)
 
-# run NAME CMD...: median wall seconds and max RSS (KiB) over RUNS runs.
-declare -A WALL RSS
-run() {
-  local name=$1; shift
-  local walls=() rss=0
-  "$@" >/dev/null 2>&1 || true # warm the page cache and the binary
-  for _ in $(seq "$RUNS"); do
-    local t
-    /usr/bin/time -o "$OUT/time.txt" -f '%e %M' "$@" >/dev/null 2>&1 || true
-    t=$(tail -n1 "$OUT/time.txt")
-    walls+=("${t% *}")
-    [ "${t#* }" -gt "$rss" ] && rss=${t#* }
-  done
-  WALL[$name]=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
-  RSS[$name]=$rss
-}
+# add NAME CMD...: a command to time. Every command runs once to warm up, then RUNS rounds
+# run every command in turn, so drift of the machine (it moves 10-20 % over minutes) hits
+# all of them alike. Wall time in ms from the clock; RSS from /usr/bin/time.
+NAMES=()
+declare -A CMD WALL RSS
+add() { local name=$1; shift; NAMES+=("$name"); CMD[$name]=$(printf '%q ' "$@"); }
 
-run tcpdump tcpdump -r "$PCAP" -w /dev/null
-run vxtap_stats "$VX" stats "$PCAP"
-run vxtap_replay_1 "$VX" replay -q --no-progress --threads 1 -o /dev/null "$PCAP"
-run vxtap_replay_2 "$VX" replay -q --no-progress --threads 2 -o /dev/null "$PCAP"
-run vxtap_replay_sample "$VX" replay -q --no-progress --threads 1 --sample 0.05 -o /dev/null "$PCAP"
+add tcpdump tcpdump -r "$PCAP" -w /dev/null
+add vxtap_stats "$VX" stats "$PCAP"
+add vxtap_replay_1 "$VX" replay -q --no-progress --threads 1 -o /dev/null "$PCAP"
+add vxtap_replay_2 "$VX" replay -q --no-progress --threads 2 -o /dev/null "$PCAP"
+add vxtap_replay_sample "$VX" replay -q --no-progress --threads 1 --sample 0.05 -o /dev/null "$PCAP"
 # The machine's own ceiling for two workers: two independent one-worker replays at once.
 # When each takes longer than one alone, the cores share something (memory bandwidth, a
 # hyperthread sibling, a noisy neighbour) that no sharding can get back.
-run two_solo_replays_at_once bash -c '
+add two_solo_replays_at_once bash -c '
   "$0" replay -q --no-progress --threads 1 -o /dev/null "$1" &
   "$0" replay -q --no-progress --threads 1 -o /dev/null "$1"
   wait' "$VX" "$PCAP"
 if [ -z "${SKIP_SURICATA:-}" ] && command -v suricata >/dev/null; then
   : >"$OUT/empty.rules"
-  run suricata suricata -r "$PCAP" -k none --runmode single -S "$OUT/empty.rules" -l "$OUT"
+  add suricata suricata -r "$PCAP" -k none --runmode single -S "$OUT/empty.rules" -l "$OUT"
 fi
+
+declare -A WALLS
+for n in "${NAMES[@]}"; do eval "${CMD[$n]}" >/dev/null 2>&1 || true; RSS[$n]=0; done
+for _ in $(seq "$RUNS"); do
+  for n in "${NAMES[@]}"; do
+    s=$(date +%s%N)
+    eval "/usr/bin/time -o \"\$OUT/time.txt\" -f %M ${CMD[$n]}" >/dev/null 2>&1 || true
+    e=$(date +%s%N)
+    WALLS[$n]+="$(( (e - s) / 1000000 )) "
+    r=$(tail -n1 "$OUT/time.txt")
+    [ "$r" -gt "${RSS[$n]}" ] && RSS[$n]=$r
+  done
+done
+for n in "${NAMES[@]}"; do
+  WALL[$n]=$(printf '%s\n' ${WALLS[$n]} | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p" | awk '{ printf "%.3f", $1 / 1000 }')
+done
 
 # Correctness of what was timed: every exchange against the generator's manifest.
 if [ -f "$PCAP.manifest.tsv" ]; then
@@ -71,11 +77,12 @@ if [ -f "$PCAP.manifest.tsv" ]; then
 fi
 
 printf '\nworkload: %s (%s packets)\n' "$PCAP" "$packets"
-printf '%-22s %8s %10s %10s\n' tool wall_s Mpkt/s rss_MiB
+printf '%-26s %8s %10s %10s  %s\n' tool wall_s Mpkt/s rss_MiB "runs (ms)"
 for k in tcpdump vxtap_stats suricata vxtap_replay_1 vxtap_replay_2 vxtap_replay_sample two_solo_replays_at_once; do
   [ -n "${WALL[$k]:-}" ] || continue
   awk -v k="$k" -v w="${WALL[$k]}" -v p="$packets" -v r="${RSS[$k]}" \
-    'BEGIN { printf "%-22s %8.2f %10.3f %10.1f\n", k, w, (w > 0 ? p / w / 1e6 : 0), r / 1024 }'
+    -v runs="${WALLS[$k]}" \
+    'BEGIN { printf "%-26s %8.3f %10.3f %10.1f  %s\n", k, w, (w > 0 ? p / w / 1e6 : 0), r / 1024, runs }'
 done
 ratio() { awk -v a="${WALL[$2]:-0}" -v b="${WALL[$1]:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 echo
