@@ -2,7 +2,7 @@
 //! ../shared/pcaps/public (when present), the standard workload generator with faults (when
 //! present), and the live listener on loopback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -1102,5 +1102,95 @@ fn mutated_captures_never_crash_the_pipeline() {
             parse_lines(&out.stdout);
         }
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A capture of `conns` complete HTTP/1.1 connections (handshake, one request with the given
+/// extra header, a 200 response, FIN both ways), each from its own client port.
+fn capture_with_header(path: &Path, conns: u16, header: &str) {
+    use etherparse::PacketBuilder;
+    let file = std::fs::File::create(path).unwrap();
+    let mut w =
+        vxtap_capture::PcapWriter::new(file, 1, vxtap_capture::TsResolution::Micro).unwrap();
+    let (cmac, smac) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let (cip, sip) = ([10, 1, 0, 1], [10, 1, 0, 2]);
+    let mut ts = 1_700_000_000_000_000_000u64;
+    for i in 0..conns {
+        let cport = 40_000 + i;
+        let req = format!("GET /r/{i} HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n");
+        let resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        // (from client, seq, ack, syn, fin, payload)
+        let (c0, s0) = (1000u32, 5000u32);
+        let (cq, sq) = (c0 + 1, s0 + 1);
+        let (cl, sl) = (req.len() as u32, resp.len() as u32);
+        let steps: Vec<(bool, u32, u32, bool, bool, &[u8])> = vec![
+            (true, c0, 0, true, false, b""),
+            (false, s0, cq, true, false, b""),
+            (true, cq, sq, false, false, b""),
+            (true, cq, sq, false, false, req.as_bytes()),
+            (false, sq, cq + cl, false, false, resp.as_bytes()),
+            (true, cq + cl, sq + sl, false, true, b""),
+            (false, sq + sl, cq + cl + 1, false, true, b""),
+            (true, cq + cl + 1, sq + sl + 1, false, false, b""),
+        ];
+        for (from_client, seq, ack, syn, fin, payload) in steps {
+            let (smac_, dmac, src, dst, sp, dp) = if from_client {
+                (cmac, smac, cip, sip, cport, 80)
+            } else {
+                (smac, cmac, sip, cip, 80, cport)
+            };
+            let mut b = PacketBuilder::ethernet2(smac_, dmac)
+                .ipv4(src, dst, 64)
+                .tcp(sp, dp, seq, 65_535);
+            if syn {
+                b = b.syn();
+            }
+            if fin {
+                b = b.fin();
+            }
+            if ack != 0 {
+                b = b.ack(ack);
+            }
+            let mut frame = Vec::new();
+            b.write(&mut frame, payload).unwrap();
+            w.write_packet(ts, &frame, frame.len() as u32).unwrap();
+            ts += 1_000_000;
+        }
+    }
+    w.flush().unwrap();
+}
+
+#[test]
+fn redaction_tokens_agree_across_workers() {
+    // Without a configured key every run draws one at random. Equal secrets must still give
+    // equal tokens within the run, whichever worker's flow they were seen on, or analysts
+    // cannot correlate them (each worker used to draw its own key).
+    let dir = std::env::temp_dir().join(format!("vxtap-e2e-redact-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("auth.pcap");
+    capture_with_header(&f, 48, "Authorization: Bearer s3cr3t-value-123456");
+    let out = run(vxtap()
+        .args(["replay", "-q", "--no-progress", "--threads", "3"])
+        .arg(&f));
+    let records = parse_lines(&out.stdout);
+    assert_eq!(records.len(), 48, "every connection gives its exchange");
+    let tokens: BTreeSet<String> = records
+        .iter()
+        .flat_map(|r| {
+            r["request"]["headers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|h| s(&h[0]).eq_ignore_ascii_case("authorization"))
+        .map(|h| s(&h[1]))
+        .collect();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("s3cr3t-value"), "the secret leaked");
+    assert_eq!(tokens.len(), 1, "one secret, one token: {tokens:?}");
+    assert!(
+        tokens.iter().all(|t| t.contains("hmac-sha256:")),
+        "{tokens:?}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -160,7 +160,9 @@ impl Worker {
 }
 
 /// HTTP-level filtering and redaction, run where the exchanges are made when several workers
-/// share one writer, so that the writer only serializes.
+/// share one writer, so that the writer only serializes. Clones share the redaction key:
+/// build one and clone it per worker, so equal secrets give equal tokens on every worker.
+#[derive(Clone)]
 pub struct Transforms {
     filter: ExchangeFilter,
     redactor: Redactor,

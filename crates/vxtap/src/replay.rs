@@ -217,6 +217,9 @@ fn replay_sharded(
     transforms_totals: &mut Totals,
 ) -> Result<WorkerStats, String> {
     let n = settings.threads;
+    // One set of transforms, cloned: a redactor built per worker would draw its own random
+    // key, and the same secret would hash differently depending on its flow's worker.
+    let transforms = Transforms::new(settings)?;
     let (recycle_tx, recycle_rx) = unbounded::<SegmentBatch>();
     let mut outputs = Vec::with_capacity(n);
     let (own_tx, own_rx) = local_output_channel();
@@ -233,7 +236,7 @@ fn replay_sharded(
         outputs.push(enc_rx);
         let worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
         let emitter = Emitter::new(
-            Transforms::new(settings)?,
+            transforms.clone(),
             out.sink.encoder().clone(),
             enc_tx,
             ENCODED_BATCH,
@@ -247,7 +250,7 @@ fn replay_sharded(
     }
     let mut own = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
     let mut own_emitter = Emitter::new(
-        Transforms::new(settings)?,
+        transforms,
         out.sink.encoder().clone(),
         own_tx,
         ENCODED_BATCH,
