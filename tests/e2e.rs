@@ -1105,6 +1105,9 @@ fn mutated_captures_never_crash_the_pipeline() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// One segment of a scripted connection: from the client?, seq, ack, SYN, FIN, payload.
+type Step<'a> = (bool, u32, u32, bool, bool, &'a [u8]);
+
 /// A capture of `conns` complete HTTP/1.1 connections (handshake, one request with the given
 /// extra header, a 200 response, FIN both ways), each from its own client port.
 fn capture_with_header(path: &Path, conns: u16, header: &str) {
@@ -1119,11 +1122,11 @@ fn capture_with_header(path: &Path, conns: u16, header: &str) {
         let cport = 40_000 + i;
         let req = format!("GET /r/{i} HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n");
         let resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-        // (from client, seq, ack, syn, fin, payload)
         let (c0, s0) = (1000u32, 5000u32);
         let (cq, sq) = (c0 + 1, s0 + 1);
         let (cl, sl) = (req.len() as u32, resp.len() as u32);
-        let steps: Vec<(bool, u32, u32, bool, bool, &[u8])> = vec![
+        // (from client, seq, ack, syn, fin, payload)
+        let steps: [Step<'_>; 8] = [
             (true, c0, 0, true, false, b""),
             (false, s0, cq, true, false, b""),
             (true, cq, sq, false, false, b""),
