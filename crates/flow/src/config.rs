@@ -135,6 +135,10 @@ impl FlowConfig {
         if self.max_seq_ahead == 0 {
             return Err(ConfigError::Zero("max_seq_ahead"));
         }
+        // With no wait at all, every reordered segment would open a gap.
+        if self.hole_timeout_ns == 0 {
+            return Err(ConfigError::Zero("hole_timeout"));
+        }
         if self.max_seq_ahead >= 1 << 31 {
             return Err(ConfigError::WindowTooLarge(self.max_seq_ahead));
         }

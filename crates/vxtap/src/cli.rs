@@ -101,6 +101,14 @@ pub struct PipelineOpts {
     /// Idle time after which a connection is closed (flag `timeout`).
     #[arg(long, value_parser = parse_duration)]
     pub idle_timeout: Option<std::time::Duration>,
+    /// How long a hole in a stream waits for its data before it is skipped as a gap (packet
+    /// time; default 3s).
+    #[arg(long, value_parser = parse_duration)]
+    pub hole_timeout: Option<std::time::Duration>,
+    /// How long a hole the peer has already acknowledged still waits for its data: on a
+    /// reordering mirror path acks overtake the data they cover (packet time; default 100ms).
+    #[arg(long, value_parser = parse_duration)]
+    pub ack_grace: Option<std::time::Duration>,
     /// Bytes of each body kept in the record (0 = none).
     #[arg(long)]
     pub max_body_bytes: Option<usize>,

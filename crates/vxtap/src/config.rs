@@ -74,6 +74,10 @@ pub struct FileConfig {
     pub recv_buffer: Option<SizeValue>,
     /// Connection idle timeout.
     pub idle_timeout: Option<DurationValue>,
+    /// Wait for a hole's data before skipping it.
+    pub hole_timeout: Option<DurationValue>,
+    /// Wait for an acknowledged hole's data before skipping it.
+    pub ack_grace: Option<DurationValue>,
     /// Flow key mode.
     pub flow_key: Option<FlowKeyArg>,
     /// Memory budget.
@@ -207,8 +211,25 @@ impl Settings {
             (None, Some(v)) => Some(v.duration()?),
             _ => None,
         };
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         if let Some(d) = idle {
-            flow.idle_timeout_ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            flow.idle_timeout_ns = nanos(d);
+        }
+        let hole = match (pipeline.hole_timeout, &file.hole_timeout) {
+            (Some(d), _) => Some(d),
+            (None, Some(v)) => Some(v.duration()?),
+            _ => None,
+        };
+        if let Some(d) = hole {
+            flow.hole_timeout_ns = nanos(d);
+        }
+        let grace = match (pipeline.ack_grace, &file.ack_grace) {
+            (Some(d), _) => Some(d),
+            (None, Some(v)) => Some(v.duration()?),
+            _ => None,
+        };
+        if let Some(d) = grace {
+            flow.ack_skip_grace_ns = nanos(d);
         }
         flow.validate().map_err(|e| e.to_string())?;
 
@@ -368,6 +389,51 @@ mod tests {
         assert_eq!(
             cfg.idle_timeout.unwrap().duration().unwrap(),
             Duration::from_secs(180)
+        );
+    }
+
+    fn replay_settings(argv: &[&str], toml_text: &str) -> Result<Settings, String> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let crate::cli::Command::Replay(args) = cli.command else {
+            panic!("a replay command line")
+        };
+        let file: FileConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        Settings::resolve(&file, &args.decode, &args.pipeline, &args.privacy, 1)
+    }
+
+    #[test]
+    fn hole_waits_come_from_the_file_and_the_flags_win() {
+        let defaults = replay_settings(&["vxtap", "replay", "x.pcap"], "").unwrap();
+        assert_eq!(defaults.flow.hole_timeout_ns, 3_000_000_000);
+        assert_eq!(defaults.flow.ack_skip_grace_ns, 100_000_000);
+        let file = "hole_timeout = \"5s\"\nack_grace = \"250ms\"";
+        let from_file = replay_settings(&["vxtap", "replay", "x.pcap"], file).unwrap();
+        assert_eq!(from_file.flow.hole_timeout_ns, 5_000_000_000);
+        assert_eq!(from_file.flow.ack_skip_grace_ns, 250_000_000);
+        let argv = [
+            "vxtap",
+            "replay",
+            "--ack-grace",
+            "20ms",
+            "--hole-timeout",
+            "1s",
+            "x.pcap",
+        ];
+        let flags = replay_settings(&argv, file).unwrap();
+        assert_eq!(flags.flow.hole_timeout_ns, 1_000_000_000);
+        assert_eq!(flags.flow.ack_skip_grace_ns, 20_000_000);
+        // Every reordered segment would open a gap.
+        let zero = ["vxtap", "replay", "--hole-timeout", "0s", "x.pcap"];
+        assert!(replay_settings(&zero, "").is_err());
+        // Skipping acknowledged holes at once is allowed (a mirror that never reorders).
+        let at_once = ["vxtap", "replay", "--ack-grace", "0s", "x.pcap"];
+        assert_eq!(
+            replay_settings(&at_once, "")
+                .unwrap()
+                .flow
+                .ack_skip_grace_ns,
+            0
         );
     }
 
