@@ -388,16 +388,9 @@ fn secrets_never_reach_the_output() {
     let f = public.join("zeek__pipelined-requests.pcap");
     let raw = replay(&[&f], &["--no-redact"]);
     let red = replay(&[&f], &[]);
-    let cookie = raw
-        .iter()
-        .flat_map(|r| {
-            r["request"]["headers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .find(|h| s(&h[0]).eq_ignore_ascii_case("cookie"))
-        .map(|h| s(&h[1]))
+    let cookie = request_header_values(&raw, "cookie")
+        .into_iter()
+        .next()
         .expect("the capture sends a Cookie header");
     let text = serde_json::to_string(&red).unwrap();
     for part in cookie.split(';') {
@@ -409,6 +402,21 @@ fn secrets_never_reach_the_output() {
     assert!(text.contains("hmac-sha256:"));
     // Stable for equal values within and across runs with the same key.
     assert_eq!(red, replay(&[&f], &[]));
+}
+
+/// The values of every request header called `name` (any case), in record order.
+fn request_header_values(records: &[Value], name: &str) -> Vec<String> {
+    records
+        .iter()
+        .flat_map(|r| {
+            r["request"]["headers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|h| s(&h[0]).eq_ignore_ascii_case(name))
+        .map(|h| s(&h[1]))
+        .collect()
 }
 
 /// Expectations for the public corpus, decided from the packets themselves.
@@ -1177,16 +1185,8 @@ fn redaction_tokens_agree_across_workers() {
         .arg(&f));
     let records = parse_lines(&out.stdout);
     assert_eq!(records.len(), 48, "every connection gives its exchange");
-    let tokens: BTreeSet<String> = records
-        .iter()
-        .flat_map(|r| {
-            r["request"]["headers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|h| s(&h[0]).eq_ignore_ascii_case("authorization"))
-        .map(|h| s(&h[1]))
+    let tokens: BTreeSet<String> = request_header_values(&records, "authorization")
+        .into_iter()
         .collect();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("s3cr3t-value"), "the secret leaked");

@@ -206,29 +206,20 @@ impl Settings {
         if let Some(n) = pipeline.max_flows.or(file.max_flows) {
             flow.max_flows = n;
         }
-        let idle = match (pipeline.idle_timeout, &file.idle_timeout) {
-            (Some(d), _) => Some(d),
-            (None, Some(v)) => Some(v.duration()?),
-            _ => None,
+        // A flag wins over the file; the file's value may fail to parse.
+        let wait = |flag: Option<Duration>, file: &Option<DurationValue>| match (flag, file) {
+            (Some(d), _) => Ok(Some(d)),
+            (None, Some(v)) => v.duration().map(Some),
+            _ => Ok(None),
         };
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        if let Some(d) = idle {
+        if let Some(d) = wait(pipeline.idle_timeout, &file.idle_timeout)? {
             flow.idle_timeout_ns = nanos(d);
         }
-        let hole = match (pipeline.hole_timeout, &file.hole_timeout) {
-            (Some(d), _) => Some(d),
-            (None, Some(v)) => Some(v.duration()?),
-            _ => None,
-        };
-        if let Some(d) = hole {
+        if let Some(d) = wait(pipeline.hole_timeout, &file.hole_timeout)? {
             flow.hole_timeout_ns = nanos(d);
         }
-        let grace = match (pipeline.ack_grace, &file.ack_grace) {
-            (Some(d), _) => Some(d),
-            (None, Some(v)) => Some(v.duration()?),
-            _ => None,
-        };
-        if let Some(d) = grace {
+        if let Some(d) = wait(pipeline.ack_grace, &file.ack_grace)? {
             flow.ack_skip_grace_ns = nanos(d);
         }
         flow.validate().map_err(|e| e.to_string())?;
