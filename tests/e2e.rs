@@ -603,8 +603,9 @@ fn standard_workload_with_faults() {
 }
 
 /// Harsher mixes than the standard workload's. Measured at 300 connections: seeds 13-21 of the
-/// first and 30-33 of the second all exact (before the fix for lost requests behind a resync,
-/// seed 13 left 1 exchange in two halves and seeds 30-33 left 10).
+/// first, 30-33 of the second and 40-43 of the third all exact (before the fixes for lost
+/// requests behind a resync, seed 13 left 1 exchange in two halves, seeds 30-33 left 10 and
+/// seed 41 left 5).
 #[test]
 fn harsher_fault_mixes() {
     check_fault_mix(
@@ -616,6 +617,11 @@ fn harsher_fault_mixes() {
         "harsher",
         &["--connections", "300", "--seed", "31"],
         &["--retransmit", "5", "--reorder", "5", "--drop", "3"],
+    );
+    check_fault_mix(
+        "extreme",
+        &["--connections", "300", "--seed", "41"],
+        &["--retransmit", "10", "--reorder", "10", "--drop", "5"],
     );
 }
 

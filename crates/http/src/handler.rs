@@ -1576,11 +1576,17 @@ impl HttpHandler {
                     // The response direction lost its place too: this request's response may
                     // have gone with it, so its absence proves nothing about pipelining. The
                     // lost request was sent after the last one queued, so after the client had
-                    // at least `last_sent_ack` of the server stream: a place found again beyond
-                    // that may have swallowed its response as well (as for a request whose own
-                    // ack is known, see `push_request`).
+                    // at least `last_sent_ack` of the server stream (at least nothing, before
+                    // the first): a place found again beyond that may have swallowed its
+                    // response as well (as for a request whose own ack is known, see
+                    // `push_request`).
+                    let sent_at_least = if c.last_sent_ack == NO_ACK {
+                        0
+                    } else {
+                        c.last_sent_ack
+                    };
                     let resp_lost = matches!(c.halves[RESP].state, State::Resync)
-                        || (c.last_sent_ack != NO_ACK && c.resp_synced_at > c.last_sent_ack);
+                        || c.resp_synced_at > sent_at_least;
                     c.queue.push_back(Entry {
                         seq,
                         kind: Kind::Lost(flags),
