@@ -595,11 +595,7 @@ fn generate(tag: &str, args: &[&str], faults: &[&str]) -> Option<(PathBuf, PathB
 #[test]
 fn standard_workload_with_faults() {
     // Measured: all 49,226 over generator seeds 7-11 at 1,000 connections, none mis-paired.
-    check_fault_mix(
-        "gen",
-        &["--connections", "150", "--seed", "7"],
-        &["--retransmit", "2", "--reorder", "1", "--drop", "0.1"],
-    );
+    check_fault_mix("gen", 150, 7, "2", "1", "0.1");
 }
 
 /// Harsher mixes than the standard workload's. Measured at 300 connections: seeds 13-21 of the
@@ -608,28 +604,26 @@ fn standard_workload_with_faults() {
 /// seed 41 left 5).
 #[test]
 fn harsher_fault_mixes() {
-    check_fault_mix(
-        "harsh",
-        &["--connections", "300", "--seed", "13"],
-        &["--retransmit", "3", "--reorder", "3", "--drop", "1"],
-    );
-    check_fault_mix(
-        "harsher",
-        &["--connections", "300", "--seed", "31"],
-        &["--retransmit", "5", "--reorder", "5", "--drop", "3"],
-    );
-    check_fault_mix(
-        "extreme",
-        &["--connections", "300", "--seed", "41"],
-        &["--retransmit", "10", "--reorder", "10", "--drop", "5"],
-    );
+    check_fault_mix("harsh", 300, 13, "3", "3", "1");
+    check_fault_mix("harsher", 300, 31, "5", "5", "3");
+    check_fault_mix("extreme", 300, 41, "10", "10", "5");
 }
 
-/// Replays a generated workload with `faults` and checks it against the generator's
+/// Replays a generated workload (`conns` connections, `seed`) with the generator's faults (in
+/// percent of segments: retransmitted, reordered, dropped) and checks it against the
 /// manifest: every exchange untouched by a drop is exact, and none is mis-paired.
-fn check_fault_mix(tag: &str, args: &[&str], faults: &[&str]) {
-    let args: Vec<&str> = args.iter().copied().chain(["--manifest"]).collect();
-    let Some((dir, pcap)) = generate(tag, &args, faults) else {
+fn check_fault_mix(tag: &str, conns: u32, seed: u32, retransmit: &str, reorder: &str, drop: &str) {
+    let (conns, seed) = (conns.to_string(), seed.to_string());
+    let args = ["--connections", &conns, "--seed", &seed, "--manifest"];
+    let faults = [
+        "--retransmit",
+        retransmit,
+        "--reorder",
+        reorder,
+        "--drop",
+        drop,
+    ];
+    let Some((dir, pcap)) = generate(tag, &args, &faults) else {
         return;
     };
     let manifest = std::fs::read_to_string(dir.join("w.pcap.manifest.tsv")).unwrap();
