@@ -21,8 +21,8 @@ use crate::pipeline::{
 const BATCH_SEGMENTS: usize = 1024;
 /// Batches queued per worker: with lent payloads the file pages behind them stay mapped, so
 /// this bounds that part of the resident set too (~1 MiB of the file a batch). 8 rather than
-/// 4 absorbs short stalls of either thread (528 against 541 ms for two workers; 4 MiB more
-/// resident).
+/// 4 absorbs short stalls of either thread (535 against 541 ms for two workers, medians of 7
+/// interleaved runs; 4 MiB more resident).
 const WORKER_QUEUE: usize = 8;
 /// Copied payload bytes per batch (pipes and gzip input; lent payloads take none). The arena
 /// starts empty and grows only when something is copied: reserving it up front cost a mapped
