@@ -209,15 +209,6 @@ impl Source {
     }
 }
 
-/// Writes the workers' lines to `out` in (key, worker) order until every worker has hung up,
-/// and returns the first output error.
-pub fn merge_write(
-    ends: Vec<MergeEnd>,
-    out: &mut ExchangePipeline<JsonLinesWriter>,
-) -> Option<String> {
-    Merger::new(ends, out).finish()
-}
-
 /// The merge of the workers' streams into `out`, driven by whichever thread owns it: `poll`
 /// never blocks, so the reading thread of a sharded replay can run it between frames instead
 /// of a third thread that would take a core's time slices from the two workers.
@@ -435,7 +426,7 @@ mod tests {
                     }
                 }));
             }
-            assert!(merge_write(rxs, out).is_none());
+            assert!(Merger::new(rxs, out).finish().is_none());
             for s in senders {
                 s.join().unwrap();
             }
