@@ -264,7 +264,7 @@ impl<'a> Merger<'a> {
     /// Sends `msg` on `tx`; while `tx` is full, keeps merging, so the worker behind `tx` can
     /// never wait on an output that only this thread would take.
     pub fn send_merging<T>(&mut self, tx: &Sender<T>, msg: T) {
-        let mut msg = match tx.try_send(msg) {
+        let msg = match tx.try_send(msg) {
             Ok(()) => return,
             Err(TrySendError::Full(m)) => m,
             // The receiver only goes away when its thread panicked, which aborts the process.
@@ -280,13 +280,11 @@ impl<'a> Merger<'a> {
                 let _ = op.send(tx, msg);
                 return;
             }
+            // Some output came instead: take it, merge, and select again (the send is among
+            // the operations, so room in `tx` ends the loop).
             let w = index[op.index() - send_at - 1];
             let got = op.recv(&self.rxs[w]);
             self.take(w, got);
-            match tx.try_send(msg) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
-                Err(TrySendError::Full(m)) => msg = m,
-            }
         }
     }
 
