@@ -7,6 +7,7 @@ use crate::checksum;
 use crate::ethernet::{ethertype, strip_vlans, EthernetFrame};
 use crate::frag::{FragConfig, FragKey, FragOutcome, FragStats, FragTable, Fragment};
 use crate::geneve::{GeneveHeader, GeneveNext};
+use crate::gre::{ErspanHeader, ErspanNext, GreHeader, GreNext};
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::Ipv6Packet;
 use crate::labels::labeled_enum;
@@ -19,8 +20,11 @@ use std::net::IpAddr;
 
 /// IANA port for VXLAN (what AWS Traffic Mirroring sends to).
 pub const VXLAN_PORT: u16 = 4789;
+/// IANA port for VXLAN-GPE: the only port where the GPE next-protocol field is read.
+pub const VXLAN_GPE_PORT: u16 = 4790;
 /// IANA port for Geneve (what a Gateway Load Balancer sends to).
 pub const GENEVE_PORT: u16 = 6081;
+pub use crate::gre::GRE_UDP_PORT;
 
 labeled_enum! {
     /// The tunnel a decoded packet arrived in (innermost one when nested).
@@ -32,6 +36,16 @@ labeled_enum! {
         Vxlan => "vxlan",
         /// Geneve.
         Geneve => "geneve",
+        /// GRE (IP protocol 47) carrying Ethernet (0x6558), IPv4 or IPv6.
+        Gre => "gre",
+        /// GRE-in-UDP (RFC 8086) carrying Ethernet, IPv4 or IPv6.
+        GreUdp => "gre_udp",
+        /// ERSPAN type I (GRE 0x88BE without a sequence number, no ERSPAN header).
+        Erspan1 => "erspan1",
+        /// ERSPAN type II (GRE 0x88BE with a sequence number).
+        Erspan2 => "erspan2",
+        /// ERSPAN type III (GRE 0x22EB).
+        Erspan3 => "erspan3",
     }
 }
 
@@ -57,10 +71,16 @@ labeled_enum! {
 /// Decapsulation settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecapConfig {
-    /// UDP destination ports carrying VXLAN (4790 VXLAN-GPE and 8472 Linux are common).
+    /// UDP destination ports carrying VXLAN (8472, the Linux default, is common too). Bits
+    /// other than the I flag are reserved and ignored there (RFC 7348 section 5).
     pub vxlan_ports: Vec<u16>,
+    /// UDP destination ports carrying VXLAN-GPE, where the P flag and next-protocol byte
+    /// are read. Takes precedence over `vxlan_ports` for a port in both.
+    pub vxlan_gpe_ports: Vec<u16>,
     /// UDP destination ports carrying Geneve.
     pub geneve_ports: Vec<u16>,
+    /// UDP destination ports carrying GRE-in-UDP (RFC 8086).
+    pub gre_udp_ports: Vec<u16>,
     /// Tunnels peeled at most; one more is rejected as `tunnel_depth_exceeded`.
     pub max_depth: u8,
     /// VLAN tags peeled at most per Ethernet header.
@@ -74,11 +94,40 @@ pub struct DecapConfig {
     pub frag: FragConfig,
 }
 
+/// The tunnels found in UDP, by destination port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UdpTunnel {
+    Vxlan,
+    VxlanGpe,
+    Geneve,
+    Gre,
+}
+
+impl DecapConfig {
+    /// The tunnel a UDP destination port carries. A port in several lists goes to the first
+    /// of VXLAN-GPE, VXLAN, Geneve, GRE-in-UDP.
+    fn udp_tunnel(&self, port: u16) -> Option<UdpTunnel> {
+        if self.vxlan_gpe_ports.contains(&port) {
+            Some(UdpTunnel::VxlanGpe)
+        } else if self.vxlan_ports.contains(&port) {
+            Some(UdpTunnel::Vxlan)
+        } else if self.geneve_ports.contains(&port) {
+            Some(UdpTunnel::Geneve)
+        } else if self.gre_udp_ports.contains(&port) {
+            Some(UdpTunnel::Gre)
+        } else {
+            None
+        }
+    }
+}
+
 impl Default for DecapConfig {
     fn default() -> Self {
         Self {
             vxlan_ports: vec![VXLAN_PORT],
+            vxlan_gpe_ports: vec![VXLAN_GPE_PORT],
             geneve_ports: vec![GENEVE_PORT],
+            gre_udp_ports: vec![GRE_UDP_PORT],
             max_depth: 4,
             max_vlan_tags: crate::ethernet::MAX_VLAN_TAGS,
             max_ipv6_ext_headers: crate::ipv6::MAX_EXT_HEADERS,
@@ -149,7 +198,8 @@ pub struct DecapStats {
     pub bad_ipv4_checksums: u64,
     /// Complete inner TCP segments with a wrong checksum (only with `validate_checksums`).
     pub bad_tcp_checksums: u64,
-    /// VXLAN headers with reserved bits set (tolerated).
+    /// VXLAN(-GPE) headers with reserved bits set: decoded all the same (RFC 7348 section 5
+    /// says receivers ignore them), counted for information.
     pub vxlan_reserved_bits: u64,
 }
 
@@ -353,6 +403,7 @@ struct Ctx<'a> {
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+const IPPROTO_GRE: u8 = 47;
 const IPPROTO_ICMPV6: u8 = 58;
 
 impl Decapsulator {
@@ -397,8 +448,8 @@ impl Decapsulator {
 
     /// Decodes the payload of a UDP datagram received on a tunnel socket (the live listener:
     /// the kernel already removed the outer Ethernet, IP and UDP headers). `dst_port` picks
-    /// Geneve when it is one of the Geneve ports, VXLAN otherwise; `outer_src` is the mirror
-    /// source.
+    /// the tunnel as for a whole frame (VXLAN-GPE, Geneve or GRE-in-UDP when it is one of
+    /// their ports), VXLAN otherwise; `outer_src` is the mirror source.
     pub fn decode_tunnel_payload<'a>(
         &'a mut self,
         ts_ns: u64,
@@ -409,8 +460,8 @@ impl Decapsulator {
         let Decapsulator { cfg, stats, .. } = self;
         stats.packets += 1;
         stats.bytes += payload.len() as u64;
-        let is_vxlan = !cfg.geneve_ports.contains(&dst_port);
-        let r = peel_tunnel(stats, is_vxlan, payload, outer_src, 0)
+        let tunnel = cfg.udp_tunnel(dst_port).unwrap_or(UdpTunnel::Vxlan);
+        let r = peel_udp_tunnel(stats, tunnel, payload, outer_src, 0)
             .and_then(|(ctx, net)| walk_from(cfg, stats, None, ts_ns, ctx, net));
         let r = r.unwrap_or_else(Decoded::Rejected);
         count_result(stats, &r);
@@ -461,50 +512,115 @@ fn walk_inner<'a>(
     walk_from(cfg, stats, Some(frags), ts_ns, ctx, net)
 }
 
-/// Peels one VXLAN or Geneve header off a UDP payload: the context and layer inside it.
-fn peel_tunnel<'a>(
-    stats: &mut DecapStats,
-    is_vxlan: bool,
-    udp_payload: &'a [u8],
+/// The context of a tunnel just peeled, with the layer inside it.
+fn tunnel_ctx<'a>(
+    kind: TunnelKind,
+    vni: Option<u32>,
     outer_src: IpAddr,
     depth: u8,
-) -> Result<(Ctx<'a>, Net<'a>), Error> {
-    let (kind, vni, next) = if is_vxlan {
-        let h = VxlanHeader::new_checked(udp_payload)?;
-        if h.reserved_bits_set() {
-            stats.vxlan_reserved_bits += 1;
-        }
-        let next = match h.next()? {
-            VxlanNext::Ethernet => (LinkType::Ethernet, Net::Ethernet(h.payload())),
-            VxlanNext::Ipv4 => (LinkType::Ipv4, Net::Ipv4(h.payload())),
-            VxlanNext::Ipv6 => (LinkType::Ipv6, Net::Ipv6(h.payload())),
-        };
-        (TunnelKind::Vxlan, h.vni(), next)
-    } else {
-        let h = GeneveHeader::new_checked(udp_payload)?;
-        let next = match h.next()? {
-            GeneveNext::Ethernet => (LinkType::Ethernet, Net::Ethernet(h.payload())),
-            GeneveNext::Ipv4 => (LinkType::Ipv4, Net::Ipv4(h.payload())),
-            GeneveNext::Ipv6 => (LinkType::Ipv6, Net::Ipv6(h.payload())),
-        };
-        (TunnelKind::Geneve, h.vni(), next)
-    };
-    let (inner_link, inner_net) = next;
-    let inner_frame = match inner_net {
+    link: LinkType,
+    net: Net<'a>,
+) -> (Ctx<'a>, Net<'a>) {
+    let frame = match net {
         Net::Ethernet(b) | Net::Ipv4(b) | Net::Ipv6(b) => b,
         Net::EtherType(_, b) | Net::Ip(b) => b,
     };
     let ctx = Ctx {
-        vni: Some(vni),
+        vni,
         mirror_source: Some(outer_src),
         inner: Inner {
             tunnel: kind,
             depth: depth.saturating_add(1),
-            link: inner_link,
-            frame: inner_frame,
+            link,
+            frame,
         },
     };
-    Ok((ctx, inner_net))
+    (ctx, net)
+}
+
+/// Peels one VXLAN(-GPE), Geneve or GRE-in-UDP header off a UDP payload: the context and
+/// layer inside it.
+fn peel_udp_tunnel<'a>(
+    stats: &mut DecapStats,
+    tunnel: UdpTunnel,
+    udp_payload: &'a [u8],
+    outer_src: IpAddr,
+    depth: u8,
+) -> Result<(Ctx<'a>, Net<'a>), Error> {
+    let (kind, vni, (link, net)) = match tunnel {
+        UdpTunnel::Vxlan => {
+            // Only the I flag decides validity; the rest is reserved (RFC 7348 section 5),
+            // including what VXLAN-GPE would read as its P flag and next protocol.
+            let h = VxlanHeader::new_checked(udp_payload)?;
+            if h.reserved_bits_set() {
+                stats.vxlan_reserved_bits += 1;
+            }
+            let next = (LinkType::Ethernet, Net::Ethernet(h.payload()));
+            (TunnelKind::Vxlan, h.vni(), next)
+        }
+        UdpTunnel::VxlanGpe => {
+            let h = VxlanHeader::new_checked(udp_payload)?;
+            if h.gpe_reserved_bits_set() {
+                stats.vxlan_reserved_bits += 1;
+            }
+            let next = match h.gpe_next()? {
+                VxlanNext::Ethernet => (LinkType::Ethernet, Net::Ethernet(h.payload())),
+                VxlanNext::Ipv4 => (LinkType::Ipv4, Net::Ipv4(h.payload())),
+                VxlanNext::Ipv6 => (LinkType::Ipv6, Net::Ipv6(h.payload())),
+            };
+            (TunnelKind::Vxlan, h.vni(), next)
+        }
+        UdpTunnel::Geneve => {
+            let h = GeneveHeader::new_checked(udp_payload)?;
+            let next = match h.next()? {
+                GeneveNext::Ethernet => (LinkType::Ethernet, Net::Ethernet(h.payload())),
+                GeneveNext::Ipv4 => (LinkType::Ipv4, Net::Ipv4(h.payload())),
+                GeneveNext::Ipv6 => (LinkType::Ipv6, Net::Ipv6(h.payload())),
+            };
+            (TunnelKind::Geneve, h.vni(), next)
+        }
+        UdpTunnel::Gre => return peel_gre(udp_payload, outer_src, depth, true),
+    };
+    Ok(tunnel_ctx(kind, Some(vni), outer_src, depth, link, net))
+}
+
+/// Peels a GRE header (and the ERSPAN header inside it, if any) off an IP payload or a
+/// GRE-in-UDP datagram. The VNI-equivalent is the ERSPAN session id, or else the GRE key.
+fn peel_gre<'a>(
+    payload: &'a [u8],
+    outer_src: IpAddr,
+    depth: u8,
+    over_udp: bool,
+) -> Result<(Ctx<'a>, Net<'a>), Error> {
+    let h = GreHeader::new_checked(payload)?;
+    let plain = if over_udp {
+        TunnelKind::GreUdp
+    } else {
+        TunnelKind::Gre
+    };
+    let ethernet = |b| (LinkType::Ethernet, Net::Ethernet(b));
+    let (kind, vni, (link, net)) = match h.next()? {
+        GreNext::Ethernet => (plain, h.key(), ethernet(h.payload())),
+        GreNext::Ipv4 => (plain, h.key(), (LinkType::Ipv4, Net::Ipv4(h.payload()))),
+        GreNext::Ipv6 => (plain, h.key(), (LinkType::Ipv6, Net::Ipv6(h.payload()))),
+        // No ERSPAN header, so no session id: a key, if the GRE header has one.
+        GreNext::Erspan1 => (TunnelKind::Erspan1, h.key(), ethernet(h.payload())),
+        GreNext::Erspan2 => {
+            let e = ErspanHeader::new_checked_ii(h.payload())?;
+            let sid = Some(u32::from(e.session_id()));
+            (TunnelKind::Erspan2, sid, ethernet(e.payload()))
+        }
+        GreNext::Erspan3 => {
+            let e = ErspanHeader::new_checked_iii(h.payload())?;
+            let sid = Some(u32::from(e.session_id()));
+            let next = match e.next()? {
+                ErspanNext::Ethernet => ethernet(e.payload()),
+                ErspanNext::Ip => (LinkType::Raw, Net::Ip(e.payload())),
+            };
+            (TunnelKind::Erspan3, sid, next)
+        }
+    };
+    Ok(tunnel_ctx(kind, vni, outer_src, depth, link, net))
 }
 
 /// The layer walk from a given point (a frame's link layer, or the inside of a tunnel).
@@ -580,10 +696,16 @@ fn walk_from<'a>(
         if let IpView::V4(p) = ip {
             if p.is_fragment() {
                 // Only the outermost layer is reassembled: that is where a VXLAN datagram
-                // larger than the underlay MTU gets split. Inner fragments are the mirrored
+                // (or an ERSPAN/GRE packet) larger than the underlay MTU gets split. Inner fragments are the mirrored
                 // host's business; we count and skip them.
                 let table = match frags.take() {
-                    Some(t) if ctx.inner.depth == 0 && proto == IPPROTO_UDP && t.enabled() => t,
+                    Some(t)
+                        if ctx.inner.depth == 0
+                            && (proto == IPPROTO_UDP || proto == IPPROTO_GRE)
+                            && t.enabled() =>
+                    {
+                        t
+                    }
                     _ => return Err(Error::IpFragment),
                 };
                 let f = Fragment {
@@ -646,20 +768,24 @@ fn walk_from<'a>(
             }
             IPPROTO_UDP => {
                 let udp = UdpDatagram::new_checked(l4)?;
-                let port = udp.dst_port();
-                let is_vxlan = cfg.vxlan_ports.contains(&port);
-                let is_geneve = !is_vxlan && cfg.geneve_ports.contains(&port);
-                if !is_vxlan && !is_geneve {
+                let Some(tunnel) = cfg.udp_tunnel(udp.dst_port()) else {
                     if truncated_by > 0 {
                         stats.truncated += 1;
                         stats.truncated_bytes += truncated_by as u64;
                     }
                     return Ok(other(&ctx, InnerProto::Udp));
-                }
+                };
                 if ctx.inner.depth >= cfg.max_depth {
                     return Err(Error::TunnelDepthExceeded);
                 }
-                (ctx, net) = peel_tunnel(stats, is_vxlan, udp.payload(), src, ctx.inner.depth)?;
+                (ctx, net) = peel_udp_tunnel(stats, tunnel, udp.payload(), src, ctx.inner.depth)?;
+            }
+            IPPROTO_GRE => {
+                // Truncation is accounted at the innermost packet, as for UDP tunnels.
+                if ctx.inner.depth >= cfg.max_depth {
+                    return Err(Error::TunnelDepthExceeded);
+                }
+                (ctx, net) = peel_gre(l4, src, ctx.inner.depth, false)?;
             }
             p => {
                 if truncated_by > 0 {
@@ -1056,6 +1182,378 @@ pub(crate) mod tests {
         }
     }
 
+    /// A VXLAN frame on `port` whose 8-byte VXLAN header is `vx`.
+    fn vxlan_with_header(port: u16, vx: [u8; 8], inner: &[u8]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let outer = OuterParams {
+            dst_port: port,
+            ..OuterParams::default()
+        };
+        wrap_vxlan(inner, 5, &outer, None, &mut buf).unwrap();
+        buf[42..50].copy_from_slice(&vx);
+        buf
+    }
+
+    #[test]
+    fn vxlan_reserved_bits_are_ignored_and_counted() {
+        let inner = tcp_frame(b"GET / HTTP/1.1\r\n\r\n");
+        let mut d = Decapsulator::default();
+        // RFC 7348 section 5: every bit but I may be set, the VNI still decides.
+        for vx in [
+            [0x08, 0, 0, 0, 0, 0, 5, 0x01],
+            [0x0c, 0, 0, 0, 0, 0, 5, 0],
+            [0x0c, 0, 0, 0x7f, 0, 0, 5, 0],
+            [0xff, 0xff, 0xff, 0xff, 0, 0, 5, 0xff],
+        ] {
+            let f = vxlan_with_header(VXLAN_PORT, vx, &inner);
+            let r = d.decode(LinkType::Ethernet, 0, &f);
+            let (s, i) = seg(&r);
+            assert_eq!(
+                (s.vni, i.tunnel, i.link),
+                (Some(5), TunnelKind::Vxlan, LinkType::Ethernet)
+            );
+            assert_eq!(s.payload, b"GET / HTTP/1.1\r\n\r\n");
+        }
+        assert_eq!(d.stats().vxlan_reserved_bits, 4);
+        assert_eq!(d.stats().rejected_total(), 0);
+        // Without the I flag the header is invalid whatever else is set.
+        let f = vxlan_with_header(VXLAN_PORT, [0xf7, 0xff, 0xff, 0xff, 0, 0, 5, 0xff], &inner);
+        assert_eq!(
+            d.decode(LinkType::Ethernet, 0, &f),
+            Decoded::Rejected(Error::BadVxlanFlags)
+        );
+
+        // On the VXLAN-GPE port the P flag and next protocol mean what GPE says.
+        let mut gpe = Decapsulator::default();
+        let f = vxlan_with_header(VXLAN_GPE_PORT, [0x0c, 0, 0, 3, 0, 0, 5, 0], &inner);
+        assert_eq!(seg(&gpe.decode(LinkType::Ethernet, 0, &f)).0.vni, Some(5));
+        let mut ip_only = vxlan_with_header(VXLAN_GPE_PORT, [0x0c, 0, 0, 1, 0, 0, 6, 0], &inner);
+        ip_only.drain(50..64);
+        let fixed_len = (ip_only.len() - 14) as u16;
+        ip_only[16..18].copy_from_slice(&fixed_len.to_be_bytes());
+        ip_only[38..40].copy_from_slice(&(fixed_len - 20).to_be_bytes());
+        let r = gpe.decode(LinkType::Ethernet, 0, &ip_only);
+        let (s, i) = seg(&r);
+        assert_eq!((s.vni, i.link), (Some(6), LinkType::Ipv4));
+        let f = vxlan_with_header(VXLAN_GPE_PORT, [0x0c, 0, 0, 4, 0, 0, 5, 0], &inner);
+        assert_eq!(
+            gpe.decode(LinkType::Ethernet, 0, &f),
+            Decoded::Rejected(Error::UnknownGpeProtocol)
+        );
+        // The same NSH-announcing header on the plain VXLAN port is reserved bits: decoded.
+        let f = vxlan_with_header(VXLAN_PORT, [0x0c, 0, 0, 4, 0, 0, 5, 0], &inner);
+        assert!(matches!(
+            gpe.decode(LinkType::Ethernet, 0, &f),
+            Decoded::Segment { .. }
+        ));
+        assert_eq!(gpe.stats().vxlan_reserved_bits, 1);
+        // GPE configured on another port.
+        let mut custom = Decapsulator::new(DecapConfig {
+            vxlan_gpe_ports: vec![4789],
+            ..DecapConfig::default()
+        });
+        let f = vxlan_with_header(VXLAN_PORT, [0x0c, 0, 0, 4, 0, 0, 5, 0], &inner);
+        assert_eq!(
+            custom.decode(LinkType::Ethernet, 0, &f),
+            Decoded::Rejected(Error::UnknownGpeProtocol)
+        );
+    }
+
+    /// Ethernet / IPv4 (protocol 47) from 10.9.0.1 / `gre` / `payload`: a GRE mirror frame.
+    pub(crate) fn gre_frame(gre: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = (20 + gre.len() + payload.len()) as u16;
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 47, 0, 0, 10, 9, 0, 1, 10, 9, 0, 2]);
+        let c = checksum::checksum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(gre);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    pub(crate) type GreVariant = (&'static str, Vec<u8>, bool, TunnelKind, Option<u32>);
+
+    /// The GRE headers of every variant with what each must decode to: (name, GRE header
+    /// with any ERSPAN header, whether the payload is the IP packet rather than the Ethernet
+    /// frame, tunnel, VNI-equivalent).
+    pub(crate) fn gre_variants() -> Vec<GreVariant> {
+        vec![
+            ("teb", vec![0, 0, 0x65, 0x58], false, TunnelKind::Gre, None),
+            (
+                "teb_key",
+                vec![0x20, 0, 0x65, 0x58, 0, 1, 0xe2, 0x40],
+                false,
+                TunnelKind::Gre,
+                Some(123_456),
+            ),
+            (
+                "teb_csum_key_seq",
+                vec![
+                    0xb0, 0, 0x65, 0x58, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1,
+                ],
+                false,
+                TunnelKind::Gre,
+                Some(0xdead_beef),
+            ),
+            ("ipv4", vec![0, 0, 0x08, 0x00], true, TunnelKind::Gre, None),
+            (
+                "ipv4_key",
+                vec![0x20, 0, 0x08, 0x00, 0, 0, 0, 9],
+                true,
+                TunnelKind::Gre,
+                Some(9),
+            ),
+            (
+                "erspan1",
+                vec![0, 0, 0x88, 0xbe],
+                false,
+                TunnelKind::Erspan1,
+                None,
+            ),
+            (
+                "erspan2",
+                vec![
+                    0x10, 0, 0x88, 0xbe, 0, 0, 0, 7, 0x10, 0x64, 0x01, 0x2c, 0, 0, 0, 3,
+                ],
+                false,
+                TunnelKind::Erspan2,
+                Some(300),
+            ),
+            (
+                "erspan3",
+                vec![
+                    0x10, 0, 0x22, 0xeb, 0, 0, 0, 7, 0x20, 0, 0x03, 0xff, 0, 0, 0, 1, 0, 0, 0, 0,
+                ],
+                false,
+                TunnelKind::Erspan3,
+                Some(1023),
+            ),
+            (
+                "erspan3_platform",
+                vec![
+                    0, 0, 0x22, 0xeb, 0x20, 0, 0, 42, 0, 0, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7,
+                    8,
+                ],
+                false,
+                TunnelKind::Erspan3,
+                Some(42),
+            ),
+            (
+                "erspan3_ip",
+                vec![0, 0, 0x22, 0xeb, 0x20, 0, 0, 5, 0, 0, 0, 1, 0, 0, 2 << 2, 0],
+                true,
+                TunnelKind::Erspan3,
+                Some(5),
+            ),
+        ]
+    }
+
+    #[test]
+    fn gre_and_erspan_variants_decode_like_the_plain_frame() {
+        let inner = tcp_frame(b"GET /gre HTTP/1.1\r\n\r\n");
+        let mut plain = Decapsulator::default();
+        let r = plain.decode(LinkType::Ethernet, 3, &inner);
+        let (want, _) = seg(&r);
+        let mut d = Decapsulator::default();
+        for (name, gre, ip_only, kind, vni) in gre_variants() {
+            let payload = if ip_only { &inner[14..] } else { &inner[..] };
+            let f = gre_frame(&gre, payload);
+            let r = d.decode(LinkType::Ethernet, 3, &f);
+            let (s, i) = seg(&r);
+            assert_eq!((i.tunnel, s.vni, i.depth), (kind, vni, 1), "{name}");
+            assert_eq!(i.frame, payload, "{name}");
+            assert_eq!(
+                s.mirror_source,
+                Some(IpAddr::V4(Ipv4Addr::new(10, 9, 0, 1))),
+                "{name}"
+            );
+            assert_eq!(
+                Segment {
+                    vni: None,
+                    mirror_source: None,
+                    ..s
+                },
+                want,
+                "{name}"
+            );
+            // GRE-in-UDP (RFC 8086): the same GRE header as a UDP payload on port 4754.
+            if kind == TunnelKind::Gre {
+                let mut udp = Vec::new();
+                let outer = OuterParams {
+                    dst_port: GRE_UDP_PORT,
+                    ..OuterParams::default()
+                };
+                wrap_vxlan(&[], 0, &outer, None, &mut udp).unwrap();
+                udp.truncate(42);
+                let f = [&udp[..], &gre, payload].concat();
+                let mut f = f;
+                let ip_total = (f.len() - 14) as u16;
+                f[16..18].copy_from_slice(&ip_total.to_be_bytes());
+                f[38..40].copy_from_slice(&(ip_total - 20).to_be_bytes());
+                let r = d.decode(LinkType::Ethernet, 3, &f);
+                let (s, i) = seg(&r);
+                assert_eq!(
+                    (i.tunnel, s.vni),
+                    (TunnelKind::GreUdp, vni),
+                    "{name} over UDP"
+                );
+                assert_eq!(
+                    Segment {
+                        vni: None,
+                        mirror_source: None,
+                        ..s
+                    },
+                    want,
+                    "{name}"
+                );
+                // And as the live listener receives it.
+                let mut live = Decapsulator::default();
+                let r = live.decode_tunnel_payload(3, outer.src_ip, GRE_UDP_PORT, &f[42..]);
+                assert_eq!(seg(&r).1.tunnel, TunnelKind::GreUdp, "{name} live");
+            }
+        }
+        assert_eq!(d.stats().rejected_total(), 0);
+        for k in [TunnelKind::Gre, TunnelKind::Erspan1, TunnelKind::Erspan2] {
+            assert!(d.stats().segments[k.index()] > 0, "{}", k.as_str());
+        }
+        assert_eq!(d.stats().segments[TunnelKind::Erspan3.index()], 3);
+        assert_eq!(d.stats().segments[TunnelKind::GreUdp.index()], 5);
+    }
+
+    #[test]
+    fn malformed_gre_and_erspan_are_counted_rejections() {
+        let inner = tcp_frame(b"x");
+        let cases: Vec<(Vec<u8>, &[u8], Error)> = vec![
+            (vec![0, 1, 0x65, 0x58], &inner, Error::BadGreVersion),
+            (
+                vec![0x30, 0x81, 0x88, 0x0b, 0, 0, 0, 0, 0, 0, 0, 0],
+                &inner,
+                Error::BadGreVersion,
+            ),
+            (
+                vec![0x40, 0, 0x65, 0x58, 0, 0, 0, 0],
+                &inner,
+                Error::GreRouting,
+            ),
+            (vec![0x08, 0, 0x65, 0x58], &inner, Error::GreRouting),
+            (vec![0, 0, 0x88, 0x47], &inner, Error::UnknownGreProtocol),
+            // Key and sequence announced, packet ends inside them.
+            (vec![0x30, 0, 0x65, 0x58, 0, 0, 0], &[], Error::ShortGre),
+            (vec![0, 0, 0x65], &[], Error::ShortGre),
+            (
+                vec![0x10, 0, 0x88, 0xbe, 0, 0, 0, 1, 0x10, 0],
+                &[],
+                Error::ShortErspan,
+            ),
+            (
+                vec![0x10, 0, 0x88, 0xbe, 0, 0, 0, 1, 0x20, 0, 0, 1, 0, 0, 0, 0],
+                &inner,
+                Error::BadErspanVersion,
+            ),
+            (
+                vec![0, 0, 0x22, 0xeb, 0x10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+                &inner,
+                Error::BadErspanVersion,
+            ),
+            (
+                vec![0, 0, 0x22, 0xeb, 0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1],
+                &[1, 2, 3],
+                Error::ShortErspan,
+            ),
+            (
+                vec![0, 0, 0x22, 0xeb, 0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3 << 2, 0],
+                &inner,
+                Error::UnknownErspanFrameType,
+            ),
+        ];
+        let mut d = Decapsulator::default();
+        for (gre, payload, want) in &cases {
+            let f = gre_frame(gre, payload);
+            assert_eq!(
+                d.decode(LinkType::Ethernet, 0, &f),
+                Decoded::Rejected(*want),
+                "{}",
+                want.as_str()
+            );
+        }
+        for e in [
+            Error::BadGreVersion,
+            Error::GreRouting,
+            Error::ShortGre,
+            Error::ShortErspan,
+            Error::BadErspanVersion,
+        ] {
+            assert_eq!(d.stats().rejected_for(e), 2, "{}", e.as_str());
+        }
+        assert_eq!(d.stats().rejected_for(Error::UnknownGreProtocol), 1);
+        assert_eq!(d.stats().rejected_for(Error::UnknownErspanFrameType), 1);
+        assert_eq!(d.stats().rejected_total(), cases.len() as u64);
+
+        // Depth: GRE counts as a tunnel like the UDP ones.
+        let mut none = Decapsulator::new(DecapConfig {
+            max_depth: 0,
+            ..DecapConfig::default()
+        });
+        let f = gre_frame(&[0, 0, 0x65, 0x58], &inner);
+        assert_eq!(
+            none.decode(LinkType::Ethernet, 0, &f),
+            Decoded::Rejected(Error::TunnelDepthExceeded)
+        );
+    }
+
+    #[test]
+    fn gre_truncation_is_accounted_and_every_cut_is_clean() {
+        let body = vec![b'g'; 300];
+        let inner = tcp_frame(&body);
+        for (name, gre, ip_only, _, _) in gre_variants() {
+            let payload = if ip_only { &inner[14..] } else { &inner[..] };
+            let f = gre_frame(&gre, payload);
+            // Where the inner TCP payload starts in the GRE frame.
+            let payload_at = f.len() - body.len();
+            let mut d = Decapsulator::default();
+            for n in 0..=f.len() {
+                // A mirror that cuts the packet leaves the outer IP length saying so too.
+                match d.decode(LinkType::Ethernet, 0, &f[..n]) {
+                    Decoded::Segment { segment, .. } => {
+                        assert!(n >= payload_at, "{name} len {n}");
+                        assert_eq!(segment.payload, &body[..n - payload_at]);
+                        assert_eq!(segment.wire_payload_len, 300);
+                    }
+                    Decoded::Rejected(_) => assert!(n < payload_at, "{name} len {n}"),
+                    o => panic!("{name} len {n}: {o:?}"),
+                }
+            }
+            // Every cut after the inner IP header (TCP header included) is counted with the
+            // bytes it lost, at the innermost layer only.
+            assert_eq!(d.stats().truncated, 320, "{name}");
+            assert_eq!(d.stats().truncated_bytes, (1..=320).sum::<u64>(), "{name}");
+        }
+    }
+
+    #[test]
+    fn outer_gre_fragments_are_reassembled() {
+        let body: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let inner = tcp_frame(&body);
+        let f = gre_frame(
+            &[0x10, 0, 0x88, 0xbe, 0, 0, 0, 7, 0x10, 0, 0, 9, 0, 0, 0, 0],
+            &inner,
+        );
+        let frags = fragment(&f, 1480, 0x77);
+        let mut d = Decapsulator::default();
+        for p in &frags[..frags.len() - 1] {
+            assert_eq!(d.decode(LinkType::Ethernet, 0, p), Decoded::FragmentHeld);
+        }
+        let r = d.decode(LinkType::Ethernet, 0, frags.last().unwrap());
+        let (s, i) = seg(&r);
+        assert_eq!(
+            (s.vni, i.tunnel, s.payload),
+            (Some(9), TunnelKind::Erspan2, &body[..])
+        );
+    }
+
     #[test]
     fn inner_fragment_rejected() {
         let mut inner = tcp_frame(b"0123456789abcdef");
@@ -1293,14 +1791,17 @@ pub(crate) mod tests {
         fn assert_send<T: Send>() {}
         assert_send::<Decapsulator>();
         let labels: Vec<_> = TunnelKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(labels, ["none", "vxlan", "geneve"]);
+        assert_eq!(
+            labels,
+            ["none", "vxlan", "geneve", "gre", "gre_udp", "erspan1", "erspan2", "erspan3"]
+        );
         assert_eq!(InnerProto::ALL.len(), InnerProto::COUNT);
     }
 }
 
 #[cfg(test)]
 mod fuzz {
-    use super::tests::tcp_frame;
+    use super::tests::{gre_frame, gre_variants, tcp_frame};
     use super::*;
     use crate::encap::{wrap_vxlan, OuterParams};
     use proptest::prelude::*;
@@ -1315,6 +1816,14 @@ mod fuzz {
         LinkType::Null,
         LinkType::Loop,
     ];
+
+    /// GRE variant `which` (see `gre_variants`) around a TCP frame of `payload_len` bytes.
+    fn gre_variant_frame(which: usize, payload_len: usize) -> Vec<u8> {
+        let inner = tcp_frame(&vec![b'g'; payload_len]);
+        let variants = gre_variants();
+        let (_, gre, ip_only, _, _) = &variants[which % variants.len()];
+        gre_frame(gre, if *ip_only { &inner[14..] } else { &inner[..] })
+    }
 
     fn vxlan_frame(payload_len: usize, cut: Option<usize>) -> Vec<u8> {
         let inner = tcp_frame(&vec![b'z'; payload_len]);
@@ -1455,7 +1964,32 @@ mod fuzz {
             );
         }
         if let Ok(v) = crate::vxlan::VxlanHeader::new_checked(b) {
-            let _ = (v.vni(), v.reserved_bits_set(), v.next(), v.payload());
+            let _ = (
+                v.vni(),
+                v.reserved_bits_set(),
+                v.gpe_reserved_bits_set(),
+                v.gpe_next(),
+                v.payload(),
+            );
+        }
+        if let Ok(v) = crate::gre::GreHeader::new_checked(b) {
+            let _ = (v.checksum(), v.key(), v.sequence(), v.next(), v.payload());
+        }
+        for v in [
+            crate::gre::ErspanHeader::new_checked_ii(b),
+            crate::gre::ErspanHeader::new_checked_iii(b),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = (
+                v.vlan(),
+                v.cos(),
+                v.truncated(),
+                v.session_id(),
+                v.frame_type(),
+            );
+            let _ = (v.has_platform_subheader(), v.next(), v.payload());
         }
         if let Ok(v) = crate::geneve::GeneveHeader::new_checked(b) {
             let _ = (
@@ -1489,7 +2023,8 @@ mod fuzz {
             any::<u8>(),
             proptest::sample::select(vec![
                 0x00, 0x01, 0x06, 0x08, 0x11, 0x12, 0x20, 0x3f, 0x40, 0x44, 0x45, 0x46, 0x4f, 0x50,
-                0x60, 0x81, 0x86, 0xb5, 0xdd, 0xf0, 0xff,
+                0x60, 0x81, 0x86, 0xb5, 0xdd, 0xf0, 0xff, 0x2f, 0x88, 0xbe, 0x22, 0xeb, 0x65, 0x58,
+                0x10, 0x30, 0xb0, 0x04, 0x0c, 0x12,
             ]),
         ]
     }
@@ -1501,18 +2036,28 @@ mod fuzz {
         #[test]
         fn fast_path_agrees_with_the_general_walk(
             payload_len in 0usize..1500,
-            plain in any::<bool>(),
+            // 0: plain, 1: VXLAN, 2..: a GRE/ERSPAN variant (the fast path must decline them).
+            shape in 0usize..12,
             cut in proptest::option::of(0usize..1600),
             truncate_to in proptest::option::of(0usize..1700),
             // Edits aimed at the header bytes, where the two decoders could disagree.
             edits in proptest::collection::vec((0usize..120, header_byte()), 0..4),
             ports in proptest::collection::vec(any::<u16>(), 0..2),
+            // Sometimes the VXLAN port is a VXLAN-GPE port too (GPE wins).
+            gpe_on_vxlan in any::<bool>(),
             max_depth in 0u8..3,
         ) {
-            let mut f = if plain { tcp_frame(&vec![b'p'; payload_len]) } else { vxlan_frame(payload_len, cut) };
+            let mut f = match shape {
+                0 => tcp_frame(&vec![b'p'; payload_len]),
+                1 => vxlan_frame(payload_len, cut),
+                n => gre_variant_frame(n - 2, payload_len),
+            };
             mutate(&mut f, &edits, truncate_to);
             let mut cfg = DecapConfig { max_depth, ..DecapConfig::default() };
             cfg.vxlan_ports.extend(ports);
+            if gpe_on_vxlan {
+                cfg.vxlan_gpe_ports.push(VXLAN_PORT);
+            }
             assert_paths_agree(&cfg, &f);
         }
     }
@@ -1549,6 +2094,26 @@ mod fuzz {
             check_invariants(&f, r);
             prop_assert_eq!(d.stats().packets, 1);
             poke_views(&f);
+        }
+
+        #[test]
+        fn mutated_gre_never_panics(
+            which in 0usize..10,
+            payload_len in 0usize..1500,
+            truncate_to in proptest::option::of(0usize..1600),
+            edits in proptest::collection::vec((0usize..80, header_byte()), 0..6),
+        ) {
+            let mut f = gre_variant_frame(which, payload_len);
+            mutate(&mut f, &edits, truncate_to);
+            let mut d = Decapsulator::new(DecapConfig { validate_checksums: true, ..DecapConfig::default() });
+            let r = d.decode(LinkType::Ethernet, 0, &f);
+            check_invariants(&f, r);
+            prop_assert_eq!(d.stats().packets, 1);
+            let counted = d.stats().rejected_total()
+                + d.stats().inner_protos.iter().sum::<u64>()
+                + d.stats().fragments.held;
+            prop_assert_eq!(counted, 1, "every frame is counted once");
+            poke_views(&f[f.len().min(34)..]);
         }
 
         #[test]

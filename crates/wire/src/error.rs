@@ -67,7 +67,7 @@ labeled_enum! {
         /// VXLAN I flag (0x08) not set.
         #[error("VXLAN I flag not set")]
         BadVxlanFlags => "bad_vxlan_flags",
-        /// VXLAN-GPE next protocol that is not Ethernet/IPv4/IPv6.
+        /// VXLAN-GPE next protocol (on a VXLAN-GPE port) that is not Ethernet/IPv4/IPv6.
         #[error("unknown VXLAN-GPE next protocol")]
         UnknownGpeProtocol => "unknown_gpe_protocol",
         /// Geneve header or its options cut off.
@@ -79,6 +79,28 @@ labeled_enum! {
         /// Geneve protocol type that is not Ethernet/IPv4/IPv6.
         #[error("unknown Geneve protocol type")]
         UnknownGeneveProtocol => "unknown_geneve_protocol",
+        /// GRE header or its checksum/key/sequence options cut off.
+        #[error("packet shorter than its GRE header and options")]
+        ShortGre => "short_gre",
+        /// GRE version other than 0 (version 1 is PPTP's enhanced GRE).
+        #[error("bad GRE version")]
+        BadGreVersion => "bad_gre_version",
+        /// GRE routing or strict source route bit set (RFC 1701 routing, deprecated).
+        #[error("GRE routing present")]
+        GreRouting => "gre_routing",
+        /// GRE protocol type that is not Ethernet/IPv4/IPv6/ERSPAN.
+        #[error("unknown GRE protocol type")]
+        UnknownGreProtocol => "unknown_gre_protocol",
+        /// ERSPAN header (or its platform-specific subheader) cut off.
+        #[error("packet shorter than its ERSPAN header")]
+        ShortErspan => "short_erspan",
+        /// ERSPAN version field not the one its GRE protocol type announces (1 for type II,
+        /// 2 for type III).
+        #[error("bad ERSPAN version")]
+        BadErspanVersion => "bad_erspan_version",
+        /// ERSPAN type III frame type that is neither Ethernet (0) nor IP (2).
+        #[error("unknown ERSPAN frame type")]
+        UnknownErspanFrameType => "unknown_erspan_frame_type",
         /// More nested tunnels than the configured depth.
         #[error("tunnel nesting deeper than the limit")]
         TunnelDepthExceeded => "tunnel_depth_exceeded",

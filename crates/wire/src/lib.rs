@@ -35,6 +35,7 @@ pub mod ethernet;
 mod fastpath;
 pub mod frag;
 pub mod geneve;
+pub mod gre;
 pub mod ipv4;
 pub mod ipv6;
 pub mod link;
@@ -44,7 +45,7 @@ pub mod vxlan;
 
 pub use decap::{
     Counter, DecapConfig, DecapStats, Decapsulator, Decoded, Inner, InnerProto, TunnelKind,
-    GENEVE_PORT, VXLAN_PORT,
+    GENEVE_PORT, GRE_UDP_PORT, VXLAN_GPE_PORT, VXLAN_PORT,
 };
 pub use encap::{wrap_vxlan, EncapError, OuterParams};
 pub use error::Error;

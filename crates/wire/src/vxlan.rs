@@ -1,8 +1,14 @@
 //! VXLAN (RFC 7348) headers, with the VXLAN-GPE next-protocol extension.
 //!
+//! Only the I flag decides validity: RFC 7348 section 5 says the reserved fields "MUST be set
+//! to zero on transmission and ignored on receipt", so a plain VXLAN header with reserved bits
+//! set still carries an Ethernet frame (they are reported for counting, never rejected). The
+//! GPE reading of the same bits (the P flag and a next-protocol byte) applies only on a
+//! VXLAN-GPE port: on a plain VXLAN port those bits are reserved too.
+//!
 //! Hand-written: etherparse 0.16 has no VXLAN support.
 
-use crate::bytes::{be32, tail, u8_at};
+use crate::bytes::{be16, be32, tail, u8_at};
 use crate::Error;
 
 /// Zero-copy view of a VXLAN header and the frame it carries.
@@ -53,15 +59,22 @@ impl<'a> VxlanHeader<'a> {
         be32(self.data, 4) >> 8
     }
 
-    /// True when any bit other than the I flag is set in the header.
+    /// Plain VXLAN (RFC 7348): true when any bit other than the I flag and the VNI is set.
     pub fn reserved_bits_set(&self) -> bool {
         self.flags() & !Self::FLAG_I != 0
             || be32(self.data, 0) & 0x00ff_ffff != 0
             || u8_at(self.data, 7) != 0
     }
 
-    /// What follows: Ethernet unless the GPE P flag names another protocol.
-    pub fn next(&self) -> Result<VxlanNext, Error> {
+    /// VXLAN-GPE: true when a bit outside I, P, B, O, the next protocol and the VNI is set
+    /// (the two R bits, the version, bytes 1-2 and the last byte).
+    pub fn gpe_reserved_bits_set(&self) -> bool {
+        self.flags() & 0xf0 != 0 || be16(self.data, 1) != 0 || u8_at(self.data, 7) != 0
+    }
+
+    /// VXLAN-GPE: what follows, Ethernet unless the P flag names another protocol. Only for
+    /// a VXLAN-GPE port; plain VXLAN always carries Ethernet.
+    pub fn gpe_next(&self) -> Result<VxlanNext, Error> {
         if self.flags() & Self::FLAG_P == 0 {
             return Ok(VxlanNext::Ethernet);
         }
@@ -90,7 +103,8 @@ mod tests {
         let h = VxlanHeader::new_checked(&b).unwrap();
         assert_eq!(h.vni(), 5_569_041);
         assert!(!h.reserved_bits_set());
-        assert_eq!(h.next(), Ok(VxlanNext::Ethernet));
+        assert_eq!(h.gpe_next(), Ok(VxlanNext::Ethernet));
+        assert!(!h.gpe_reserved_bits_set());
         assert_eq!(h.payload(), &[0x02, 0x29]);
         for n in 0..8 {
             assert_eq!(
@@ -115,14 +129,19 @@ mod tests {
         let last = [0x08, 0, 0, 0, 0, 0, 1, 7];
         assert!(VxlanHeader::new_checked(&last).unwrap().reserved_bits_set());
         let gpe_v6 = [0x0c, 0, 0, 2, 0, 0, 1, 0];
-        assert_eq!(
-            VxlanHeader::new_checked(&gpe_v6).unwrap().next(),
-            Ok(VxlanNext::Ipv6)
-        );
+        let h = VxlanHeader::new_checked(&gpe_v6).unwrap();
+        assert_eq!(h.gpe_next(), Ok(VxlanNext::Ipv6));
+        // The GPE fields are defined on a GPE port, reserved on a plain VXLAN one.
+        assert!(!h.gpe_reserved_bits_set());
+        assert!(h.reserved_bits_set());
         let gpe_nsh = [0x0c, 0, 0, 4, 0, 0, 1, 0];
         assert_eq!(
-            VxlanHeader::new_checked(&gpe_nsh).unwrap().next(),
+            VxlanHeader::new_checked(&gpe_nsh).unwrap().gpe_next(),
             Err(Error::UnknownGpeProtocol)
         );
+        let gpe_r = [0x4c, 0, 1, 3, 0, 0, 1, 0];
+        assert!(VxlanHeader::new_checked(&gpe_r)
+            .unwrap()
+            .gpe_reserved_bits_set());
     }
 }
