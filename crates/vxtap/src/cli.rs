@@ -61,9 +61,16 @@ pub struct DecodeOpts {
     /// UDP destination ports carrying VXLAN (repeatable).
     #[arg(long = "vxlan-port", value_name = "PORT", default_values_t = [4789u16])]
     pub vxlan_ports: Vec<u16>,
+    /// UDP destination ports carrying VXLAN-GPE, where the P flag and next protocol are read
+    /// (repeatable). On plain VXLAN ports those bits are reserved and ignored (RFC 7348).
+    #[arg(long = "vxlan-gpe-port", value_name = "PORT", default_values_t = [4790u16])]
+    pub vxlan_gpe_ports: Vec<u16>,
     /// UDP destination ports carrying Geneve (repeatable).
     #[arg(long = "geneve-port", value_name = "PORT", default_values_t = [6081u16])]
     pub geneve_ports: Vec<u16>,
+    /// UDP destination ports carrying GRE-in-UDP, RFC 8086 (repeatable).
+    #[arg(long = "gre-udp-port", value_name = "PORT", default_values_t = [4754u16])]
+    pub gre_udp_ports: Vec<u16>,
     /// Maximum number of nested tunnels to peel.
     #[arg(long, default_value_t = 4)]
     pub max_tunnel_depth: u8,

@@ -114,6 +114,10 @@ pub struct FileConfig {
     pub vxlan_ports: Option<Vec<u16>>,
     /// Geneve ports.
     pub geneve_ports: Option<Vec<u16>>,
+    /// VXLAN-GPE ports.
+    pub vxlan_gpe_ports: Option<Vec<u16>>,
+    /// GRE-in-UDP ports.
+    pub gre_udp_ports: Option<Vec<u16>>,
     /// Log format.
     pub log_format: Option<LogFormat>,
     /// HMAC key environment variable for redaction.
@@ -185,6 +189,14 @@ impl Settings {
         decap.geneve_ports = match &file.geneve_ports {
             Some(p) if decode.geneve_ports == [vxtap_wire::GENEVE_PORT] => p.clone(),
             _ => decode.geneve_ports.clone(),
+        };
+        decap.vxlan_gpe_ports = match &file.vxlan_gpe_ports {
+            Some(p) if decode.vxlan_gpe_ports == [vxtap_wire::VXLAN_GPE_PORT] => p.clone(),
+            _ => decode.vxlan_gpe_ports.clone(),
+        };
+        decap.gre_udp_ports = match &file.gre_udp_ports {
+            Some(p) if decode.gre_udp_ports == [vxtap_wire::GRE_UDP_PORT] => p.clone(),
+            _ => decode.gre_udp_ports.clone(),
         };
 
         let mut flow = FlowConfig::default();
@@ -425,6 +437,39 @@ mod tests {
                 .flow
                 .ack_skip_grace_ns,
             0
+        );
+    }
+
+    #[test]
+    fn tunnel_ports_from_the_file_and_the_flags() {
+        let d = replay_settings(&["vxtap", "replay", "x.pcap"], "")
+            .unwrap()
+            .decap;
+        assert_eq!(
+            (d.vxlan_gpe_ports, d.gre_udp_ports),
+            (vec![4790], vec![4754])
+        );
+        let file = "vxlan_gpe_ports = [4791]\ngre_udp_ports = [4754, 5000]";
+        let d = replay_settings(&["vxtap", "replay", "x.pcap"], file)
+            .unwrap()
+            .decap;
+        assert_eq!(
+            (d.vxlan_gpe_ports, d.gre_udp_ports),
+            (vec![4791], vec![4754, 5000])
+        );
+        let argv = [
+            "vxtap",
+            "replay",
+            "--vxlan-gpe-port",
+            "4792",
+            "--gre-udp-port",
+            "6000",
+            "x.pcap",
+        ];
+        let d = replay_settings(&argv, file).unwrap().decap;
+        assert_eq!(
+            (d.vxlan_gpe_ports, d.gre_udp_ports),
+            (vec![4792], vec![6000])
         );
     }
 

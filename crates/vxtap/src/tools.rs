@@ -18,7 +18,9 @@ use crate::cli::DecodeOpts;
 pub fn decap_config(d: &DecodeOpts) -> DecapConfig {
     DecapConfig {
         vxlan_ports: d.vxlan_ports.clone(),
+        vxlan_gpe_ports: d.vxlan_gpe_ports.clone(),
         geneve_ports: d.geneve_ports.clone(),
+        gre_udp_ports: d.gre_udp_ports.clone(),
         max_depth: d.max_tunnel_depth,
         validate_checksums: d.validate_checksums,
         ..DecapConfig::default()
@@ -212,6 +214,8 @@ pub struct StatsReport {
     pub truncated_bytes: u64,
     /// Outer fragments held / reassembled.
     pub fragments_reassembled: u64,
+    /// VXLAN headers with reserved bits set (decoded all the same, RFC 7348 section 5).
+    pub vxlan_reserved_bits: u64,
     /// Frames with a link type vxtap does not decode.
     pub unsupported_link: u64,
     /// Damage found in the inputs (the frames before it are counted).
@@ -294,6 +298,7 @@ pub fn stats(files: &[PathBuf], cfg: DecapConfig) -> StatsReport {
     report.truncated_frames = s.truncated;
     report.truncated_bytes = s.truncated_bytes;
     report.fragments_reassembled = s.fragments.reassembled;
+    report.vxlan_reserved_bits = s.vxlan_reserved_bits;
     report
 }
 
@@ -322,10 +327,12 @@ impl StatsReport {
         }
         let _ = writeln!(
             s,
-            "truncated frames {} (missing {} bytes); fragments reassembled {}; unsupported link {}",
+            "truncated frames {} (missing {} bytes); fragments reassembled {}; \
+             vxlan reserved bits {}; unsupported link {}",
             self.truncated_frames,
             self.truncated_bytes,
             self.fragments_reassembled,
+            self.vxlan_reserved_bits,
             self.unsupported_link
         );
         for e in &self.errors {
