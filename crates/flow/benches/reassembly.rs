@@ -92,6 +92,7 @@ fn workload(target: usize, payload: &'static [u8]) -> Vec<Segment<'static>> {
         let base = |from_client: bool, c: &Conn| Segment {
             ts_ns: ts,
             vni: Some(42),
+            tunnel: vxtap_wire::TunnelKind::None,
             mirror_source: None,
             src_ip: if from_client { c.c_ip } else { c.s_ip },
             dst_ip: if from_client { c.s_ip } else { c.c_ip },

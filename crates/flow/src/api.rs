@@ -54,8 +54,10 @@ pub struct ConnMeta {
     pub client: Endpoint,
     /// The server side.
     pub server: Endpoint,
-    /// VNI of the first segment seen, if encapsulated.
+    /// VNI (or GRE key, ERSPAN session id) of the first segment seen, if encapsulated.
     pub vni: Option<u32>,
+    /// Innermost tunnel of the first segment seen (`TunnelKind::None` when plain).
+    pub tunnel: vxtap_wire::TunnelKind,
     /// Mirror source (outer IP) of the first segment seen, if encapsulated.
     pub mirror_source: Option<IpAddr>,
     /// No SYN was seen: the capture picked the connection up mid-stream.

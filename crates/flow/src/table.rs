@@ -3,7 +3,7 @@
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
-use vxtap_wire::Segment;
+use vxtap_wire::{Segment, TunnelKind};
 
 use crate::api::{CloseReason, ConnMeta, Direction, Endpoint, GapReason, StreamHandler, Verdict};
 use crate::config::{ConfigError, FlowConfig, FlowKeyMode};
@@ -59,8 +59,9 @@ struct FlowKey {
     mirror: [u64; 2],
     lo_port: u16,
     hi_port: u16,
-    /// VNI in `Session` mode (zero otherwise), high bit set when present.
-    vni: u32,
+    /// In `Session` mode (zero otherwise): bit 40 set, the tunnel kind in bits 32-39 and the
+    /// VNI-equivalent below, so a 32-bit GRE key cannot collide with another tunnel's id.
+    vni: u64,
 }
 
 impl Hash for FlowKey {
@@ -72,7 +73,7 @@ impl Hash for FlowKey {
             state.write_u64(self.lo_ip[0] ^ self.hi_ip[0].rotate_left(17));
         }
         if self.vni != 0 {
-            state.write_u64(self.vni as u64 ^ self.mirror[0] ^ self.mirror[1].rotate_left(23));
+            state.write_u64(self.vni ^ self.mirror[0] ^ self.mirror[1].rotate_left(23));
         }
     }
 }
@@ -82,6 +83,7 @@ impl FlowKey {
         a: (IpAddr, u16),
         b: (IpAddr, u16),
         vni: Option<u32>,
+        tunnel: TunnelKind,
         mirror: Option<IpAddr>,
         mode: FlowKeyMode,
     ) -> (FlowKey, bool) {
@@ -89,7 +91,7 @@ impl FlowKey {
         let (vni, mirror) = match mode {
             FlowKeyMode::FiveTuple => (0, [0, 0]),
             FlowKeyMode::Session => (
-                0x8000_0000 | vni.unwrap_or(0),
+                1 << 40 | (tunnel.index() as u64) << 32 | u64::from(vni.unwrap_or(0)),
                 mirror.map_or([0, 0], ip_words),
             ),
         };
@@ -120,6 +122,7 @@ impl FlowKey {
             (seg.src_ip, seg.src_port),
             (seg.dst_ip, seg.dst_port),
             seg.vni,
+            seg.tunnel,
             seg.mirror_source,
             mode,
         )
@@ -1079,6 +1082,7 @@ impl<H: StreamHandler> FlowTable<H> {
             client,
             server,
             vni: seg.vni,
+            tunnel: seg.tunnel,
             mirror_source: seg.mirror_source,
             midstream,
             first_ts_ns: seg.ts_ns,

@@ -177,6 +177,7 @@ fn seg(from_client: bool, ts: u64, seq: u32, ack: u32, flags: u8, payload: &[u8]
     Segment {
         ts_ns: ts,
         vni: Some(7),
+        tunnel: vxtap_wire::TunnelKind::Vxlan,
         mirror_source: Some(IpAddr::V4(Ipv4Addr::new(172, 16, 0, 9))),
         src_ip,
         dst_ip,
@@ -775,6 +776,32 @@ fn mirrored_twice_two_connections_in_session_mode() {
         assert_eq!(r.stream(id, C2S), b"GET / HTTP/1.1\r\n\r\n");
     }
     assert_eq!(r.closes().len(), 2);
+}
+
+/// Session mode: the same id under two tunnel kinds from one mirror source is two sessions,
+/// and a 32-bit GRE key with its top bit set stays distinct from a small VNI.
+#[test]
+fn session_key_includes_the_tunnel_kind_and_all_32_key_bits() {
+    let cfg = FlowConfig {
+        key_mode: FlowKeyMode::Session,
+        ..FlowConfig::default()
+    };
+    let (mut t, mut r) = (FlowTable::new(cfg).unwrap(), Rec::default());
+    let variants = [
+        (vxtap_wire::TunnelKind::Vxlan, Some(7)),
+        (vxtap_wire::TunnelKind::Gre, Some(7)),
+        (vxtap_wire::TunnelKind::Gre, Some(0x8000_0007)),
+        (vxtap_wire::TunnelKind::Erspan2, Some(7)),
+    ];
+    for (i, (tunnel, vni)) in variants.into_iter().enumerate() {
+        let mut p = c(i as u64, CI, 0, SYN, b"");
+        (p.tunnel, p.vni) = (tunnel, vni);
+        t.process(&p, &mut r);
+    }
+    let o = r.opens();
+    assert_eq!(o.len(), 4);
+    let got: Vec<_> = o.iter().map(|m| (m.tunnel, m.vni)).collect();
+    assert_eq!(got, variants);
 }
 
 #[test]

@@ -33,6 +33,7 @@ fn seg(i: u32, ts: u64, seq: u32, flags: u8, payload: &[u8]) -> Segment<'_> {
     Segment {
         ts_ns: ts,
         vni: None,
+        tunnel: vxtap_wire::TunnelKind::None,
         mirror_source: None,
         src_ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (i / 60_000))),
         dst_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1)),

@@ -76,6 +76,7 @@ fn in_order_path_does_not_allocate() {
         Segment {
             ts_ns: ts,
             vni: Some(1),
+            tunnel: vxtap_wire::TunnelKind::None,
             mirror_source: None,
             src_ip: src.0,
             dst_ip: dst.0,

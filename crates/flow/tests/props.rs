@@ -91,6 +91,7 @@ fn mk<'a>(p: &Pkt, ts: u64, isn: [u32; 2], data: &'a [Vec<u8>; 2], pl: usize) ->
     Segment {
         ts_ns: ts,
         vni: Some(p.vni),
+        tunnel: vxtap_wire::TunnelKind::None,
         mirror_source: None,
         src_ip,
         dst_ip,

@@ -28,6 +28,7 @@ fn main() {
             client: ep(1),
             server: ep(2),
             vni: None,
+            tunnel: vxtap_wire::TunnelKind::None,
             mirror_source: None,
             midstream: false,
             first_ts_ns: 0,

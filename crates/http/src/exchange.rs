@@ -14,8 +14,12 @@ pub struct Exchange {
     pub ts: String,
     /// Stable hex id from the connection's stable id and the exchange index.
     pub id: String,
-    /// VNI of the mirror session, if the traffic was encapsulated.
+    /// The mirror session's id, if the traffic was encapsulated and the tunnel has one: the
+    /// VXLAN or Geneve VNI, the ERSPAN session id, the GRE key.
     pub vni: Option<u32>,
+    /// The tunnel the traffic arrived in (`TunnelKind` label: "vxlan", "geneve", "gre",
+    /// "gre_udp", "erspan1", "erspan2", "erspan3"), or null when not encapsulated.
+    pub tunnel: Option<&'static str>,
     /// Outer source IP of the tunnel (the mirror source), if encapsulated.
     pub mirror_source: Option<IpAddr>,
     /// Client endpoint.

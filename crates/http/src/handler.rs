@@ -1506,6 +1506,10 @@ impl HttpHandler {
             ts: rfc3339_us(ts_ns),
             id: hex16(exchange_id(meta.stable_id, index)),
             vni: meta.vni,
+            tunnel: match meta.tunnel {
+                vxtap_wire::TunnelKind::None => None,
+                t => Some(t.as_str()),
+            },
             mirror_source: meta.mirror_source,
             client: Peer {
                 ip: meta.client.ip,

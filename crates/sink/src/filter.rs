@@ -652,6 +652,7 @@ mod tests {
         Segment {
             ts_ns: 0,
             vni: Some(100),
+            tunnel: vxtap_wire::TunnelKind::Vxlan,
             mirror_source: Some("192.0.2.10".parse().unwrap()),
             src_ip: src.parse().unwrap(),
             dst_ip: dst.parse().unwrap(),

@@ -132,6 +132,7 @@ pub(crate) mod testutil {
             ts: "2026-01-01T00:00:00.000000Z".to_string(),
             id: "0123456789abcdef".to_string(),
             vni: Some(7),
+            tunnel: None,
             mirror_source: None,
             client: Peer {
                 ip: "10.0.0.1".parse().unwrap(),

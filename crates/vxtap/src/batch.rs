@@ -8,13 +8,14 @@
 
 use std::net::IpAddr;
 use vxtap_capture::{prefetch_lines, prefetch_value, SharedMap};
-use vxtap_wire::{Segment, TcpFlags};
+use vxtap_wire::{Segment, TcpFlags, TunnelKind};
 
 /// Segment fields without the borrowed payload; the payload lives in the batch arena.
 #[derive(Clone, Copy, Debug)]
 struct SegmentHeader {
     ts_ns: u64,
     vni: Option<u32>,
+    tunnel: TunnelKind,
     mirror_source: Option<IpAddr>,
     src_ip: IpAddr,
     dst_ip: IpAddr,
@@ -98,6 +99,7 @@ impl SegmentBatch {
         self.headers.push(SegmentHeader {
             ts_ns: seg.ts_ns,
             vni: seg.vni,
+            tunnel: seg.tunnel,
             mirror_source: seg.mirror_source,
             src_ip: seg.src_ip,
             dst_ip: seg.dst_ip,
@@ -159,6 +161,7 @@ impl SegmentBatch {
             let seg = Segment {
                 ts_ns: h.ts_ns,
                 vni: h.vni,
+                tunnel: h.tunnel,
                 mirror_source: h.mirror_source,
                 src_ip: h.src_ip,
                 dst_ip: h.dst_ip,
@@ -198,6 +201,7 @@ mod tests {
         let seg = Segment {
             ts_ns: 42,
             vni: Some(7),
+            tunnel: TunnelKind::Vxlan,
             mirror_source: Some("10.0.0.1".parse().unwrap()),
             src_ip: "192.0.2.1".parse().unwrap(),
             dst_ip: "2001:db8::1".parse().unwrap(),
@@ -256,6 +260,7 @@ mod tests {
         let seg = |payload| Segment {
             ts_ns: 1,
             vni: None,
+            tunnel: TunnelKind::None,
             mirror_source: None,
             src_ip: "192.0.2.1".parse().unwrap(),
             dst_ip: "192.0.2.2".parse().unwrap(),

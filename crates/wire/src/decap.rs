@@ -751,6 +751,7 @@ fn walk_from<'a>(
                     segment: Segment {
                         ts_ns,
                         vni: ctx.vni,
+                        tunnel: ctx.inner.tunnel,
                         mirror_source: ctx.mirror_source,
                         src_ip: src,
                         dst_ip: dst,
@@ -1364,6 +1365,7 @@ pub(crate) mod tests {
             let r = d.decode(LinkType::Ethernet, 3, &f);
             let (s, i) = seg(&r);
             assert_eq!((i.tunnel, s.vni, i.depth), (kind, vni, 1), "{name}");
+            assert_eq!(s.tunnel, kind, "{name}");
             assert_eq!(i.frame, payload, "{name}");
             assert_eq!(
                 s.mirror_source,
@@ -1373,6 +1375,7 @@ pub(crate) mod tests {
             assert_eq!(
                 Segment {
                     vni: None,
+                    tunnel: TunnelKind::None,
                     mirror_source: None,
                     ..s
                 },
@@ -1403,6 +1406,7 @@ pub(crate) mod tests {
                 assert_eq!(
                     Segment {
                         vni: None,
+                        tunnel: TunnelKind::None,
                         mirror_source: None,
                         ..s
                     },

@@ -98,6 +98,7 @@ fn tcp<'a>(
         segment: Segment {
             ts_ns,
             vni,
+            tunnel: inner.tunnel,
             mirror_source,
             src_ip: addr(ip.header, 12),
             dst_ip: addr(ip.header, 16),

@@ -94,8 +94,11 @@ impl TcpFlags {
 pub struct Segment<'a> {
     /// Capture timestamp, nanoseconds since the Unix epoch.
     pub ts_ns: u64,
-    /// VXLAN VNI / Geneve VNI of the innermost tunnel, if the frame was encapsulated.
+    /// The VNI-equivalent of the innermost tunnel, if the frame was encapsulated and the
+    /// tunnel has one: VXLAN or Geneve VNI, ERSPAN session id, GRE key.
     pub vni: Option<u32>,
+    /// The innermost tunnel (`TunnelKind::None` for a plain capture).
+    pub tunnel: TunnelKind,
     /// Outer IP source of the innermost tunnel (the mirror source), if encapsulated.
     pub mirror_source: Option<IpAddr>,
     /// Inner IP source address.
@@ -193,6 +196,7 @@ mod tests {
         Segment {
             ts_ns: 0,
             vni: None,
+            tunnel: TunnelKind::None,
             mirror_source: None,
             src_ip: src.parse().unwrap(),
             dst_ip: dst.parse().unwrap(),

@@ -21,6 +21,7 @@ pub fn meta(midstream: bool) -> ConnMeta {
             port: 80,
         },
         vni: Some(42),
+        tunnel: vxtap_wire::TunnelKind::Vxlan,
         mirror_source: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
         midstream,
         first_ts_ns: 1_704_164_645_000_000_000,
