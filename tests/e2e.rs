@@ -419,6 +419,178 @@ fn request_header_values(records: &[Value], name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The tunnel fixtures of pcaps/gre (made by pcaps/tools/grewrap.py from the plain captures):
+/// every variant yields exactly the records of the capture it wraps, plus the tunnel's name,
+/// its id in `vni` and its outer source.
+#[test]
+fn gre_erspan_and_reserved_bit_fixtures_yield_the_plain_exchanges() {
+    let cases: [(&str, &str, &str, Value, &str); 10] = [
+        (
+            "keepalive-gre-teb",
+            "http-keepalive",
+            "gre",
+            Value::Null,
+            "192.0.2.10",
+        ),
+        (
+            "keepalive-gre-teb-key",
+            "http-keepalive",
+            "gre",
+            1001.into(),
+            "192.0.2.10",
+        ),
+        (
+            "keepalive-gre-csum-key-seq",
+            "http-keepalive",
+            "gre",
+            0xdead_beef_u32.into(),
+            "192.0.2.10",
+        ),
+        (
+            "keepalive-gre-ip",
+            "http-keepalive",
+            "gre",
+            1001.into(),
+            "192.0.2.10",
+        ),
+        ("ipv6-gre-ip", "http-ipv6", "gre", 1001.into(), "192.0.2.10"),
+        (
+            "keepalive-gre-udp",
+            "http-keepalive",
+            "gre_udp",
+            4242.into(),
+            "192.0.2.10",
+        ),
+        (
+            "keepalive-erspan1",
+            "http-keepalive",
+            "erspan1",
+            Value::Null,
+            "192.0.2.10",
+        ),
+        (
+            "keepalive-erspan2",
+            "http-keepalive",
+            "erspan2",
+            300.into(),
+            "192.0.2.10",
+        ),
+        (
+            "keepalive-erspan3-ipv6",
+            "http-keepalive",
+            "erspan3",
+            1023.into(),
+            "2001:db8::10",
+        ),
+        // Every reserved VXLAN bit set, GPE's P flag and next protocol included (RFC 7348
+        // section 5: ignored on receipt).
+        (
+            "keepalive-vxlan-reserved",
+            "http-keepalive",
+            "vxlan",
+            7001.into(),
+            "192.0.2.10",
+        ),
+    ];
+    for (wrapped, plain, tunnel, vni, source) in cases {
+        let wrapped = fixture(&format!("gre/{wrapped}.pcap"));
+        let want = replay(&[&fixture(&format!("plain/{plain}.pcap"))], &[]);
+        let mut got = replay(&[&wrapped], &[]);
+        assert!(!want.is_empty());
+        for r in &mut got {
+            let name = wrapped.display();
+            assert_eq!(r["tunnel"], tunnel, "{name}");
+            assert_eq!(r["vni"], vni, "{name}");
+            assert_eq!(r["mirror_source"], source, "{name}");
+            let o = r.as_object_mut().unwrap();
+            // What the plain capture says instead: not encapsulated.
+            for k in ["tunnel", "vni", "mirror_source"] {
+                o.insert(k.into(), Value::Null);
+            }
+        }
+        assert_eq!(
+            got,
+            want,
+            "{} differs from its plain capture",
+            wrapped.display()
+        );
+        let st: Value =
+            serde_json::from_slice(&run(vxtap().args(["stats", "--json"]).arg(&wrapped)).stdout)
+                .unwrap();
+        assert_eq!(
+            st["rejected"],
+            serde_json::json!({}),
+            "{}",
+            wrapped.display()
+        );
+        let frames = st["packets"].as_u64().unwrap();
+        let reserved = if tunnel == "vxlan" { frames } else { 0 };
+        assert_eq!(st["vxlan_reserved_bits"], reserved, "{}", wrapped.display());
+    }
+    // One broken GRE/ERSPAN frame per defect: each a counted rejection under its label.
+    let st: Value = serde_json::from_slice(
+        &run(vxtap()
+            .args(["stats", "--json"])
+            .arg(fixture("gre/malformed.pcap")))
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        st["rejected"],
+        serde_json::json!({
+            "bad_gre_version": 2, "gre_routing": 2, "unknown_gre_protocol": 1, "short_gre": 1,
+            "short_erspan": 2, "bad_erspan_version": 2, "unknown_erspan_frame_type": 1,
+        })
+    );
+    assert_eq!(st["packets"], 11);
+}
+
+/// A public VXLAN capture rewritten with every reserved VXLAN bit set, the GPE P flag and
+/// next-protocol byte included: still the same exchanges (none of the public captures sets
+/// them, so the bits are set here on a real one).
+#[test]
+fn public_vxlan_capture_with_reserved_bits_set_keeps_its_exchanges() {
+    let Some(p) = shared_public() else { return };
+    let src = p.join("zeek__vxlan-overlapping-http-get.pcap");
+    let mut data = std::fs::read(&src).unwrap();
+    // Classic little-endian pcap of untagged Ethernet / IPv4 / UDP frames.
+    assert_eq!(data[..4], [0xd4, 0xc3, 0xb2, 0xa1]);
+    let (mut off, mut rewritten) = (24, 0);
+    while off + 16 <= data.len() {
+        let caplen = u32::from_le_bytes(data[off + 8..off + 12].try_into().unwrap()) as usize;
+        let f = off + 16;
+        let ihl = usize::from(data[f + 14] & 0x0f) * 4;
+        let udp = f + 14 + ihl;
+        if data[f + 12..f + 14] == [0x08, 0x00]
+            && data[f + 23] == 17
+            && data[udp + 2..udp + 4] == 4789u16.to_be_bytes()
+        {
+            let vx = udp + 8;
+            data[vx] = 0xff;
+            data[vx + 1..vx + 4].copy_from_slice(&[0xff, 0xff, 0x7f]);
+            data[vx + 7] = 0xff;
+            rewritten += 1;
+        }
+        off = f + caplen;
+    }
+    assert_eq!(rewritten, 28);
+    let dir = std::env::temp_dir().join(format!("vxtap-e2e-reserved-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let changed = dir.join("reserved.pcap");
+    std::fs::write(&changed, &data).unwrap();
+    let session = ["--flow-key", "session"];
+    let want = replay(&[&src], &session);
+    let got = replay(&[&changed], &session);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got, want);
+    let st: Value =
+        serde_json::from_slice(&run(vxtap().args(["stats", "--json"]).arg(&changed)).stdout)
+            .unwrap();
+    assert_eq!(st["vxlan_reserved_bits"], 28);
+    assert_eq!(st["rejected"], serde_json::json!({}));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Expectations for the public corpus, decided from the packets themselves.
 #[test]
 fn public_corpus() {
