@@ -13,9 +13,9 @@ use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vxtap_http::Exchange;
 
@@ -332,9 +332,7 @@ impl JsonLinesWriter {
             }
         }
         let path = self.cfg.path.as_deref();
-        self.out
-            .push(line)
-            .map_err(|e| io_err("write", path, e))?;
+        self.out.push(line).map_err(|e| io_err("write", path, e))?;
         self.file_bytes += len;
         rotate_err.map_or(Ok(()), Err)
     }

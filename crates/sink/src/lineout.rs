@@ -116,7 +116,10 @@ impl<T: LineTarget> LineOut<T> {
     pub fn push(&mut self, line: &[u8]) -> io::Result<()> {
         if let Some(kind) = self.stopped {
             self.stats.failed += 1;
-            return Err(io::Error::new(kind, "output was given up after an earlier failure"));
+            return Err(io::Error::new(
+                kind,
+                "output was given up after an earlier failure",
+            ));
         }
         let mut result = Ok(());
         if !self.buf.is_empty() && self.buf.len() + line.len() > self.cap {
@@ -255,7 +258,8 @@ mod tests {
         // Every room size, including ones that cut a line mid-way, and short writes.
         for room in [0, 1, 10, 100, 333, 1000, 2500] {
             for chunk in [7, 64, usize::MAX] {
-                let mut out = LineOut::new(target(room, chunk, io::ErrorKind::StorageFull, true), 256);
+                let mut out =
+                    LineOut::new(target(room, chunk, io::ErrorKind::StorageFull, true), 256);
                 let mut errors = 0;
                 for i in 0..100 {
                     errors += out.push(&line(i)).is_err() as u64;
@@ -264,7 +268,10 @@ mod tests {
                 let s = out.stats();
                 let data = &out.target.data;
                 let lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
-                assert!(data.is_empty() || data.ends_with(b"\n"), "room {room}: torn tail");
+                assert!(
+                    data.is_empty() || data.ends_with(b"\n"),
+                    "room {room}: torn tail"
+                );
                 assert_eq!(s.records, lines, "room {room} chunk {chunk}");
                 assert_eq!(s.bytes, data.len() as u64);
                 assert_eq!(s.records + s.failed, 100, "room {room} chunk {chunk}");
@@ -277,7 +284,10 @@ mod tests {
 
     #[test]
     fn a_torn_line_that_cannot_be_cut_stops_the_output() {
-        let mut out = LineOut::new(target(50, usize::MAX, io::ErrorKind::StorageFull, false), 64);
+        let mut out = LineOut::new(
+            target(50, usize::MAX, io::ErrorKind::StorageFull, false),
+            64,
+        );
         for i in 0..10 {
             let _ = out.push(&line(i));
         }
@@ -298,7 +308,10 @@ mod tests {
         let e = out.flush().unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
         assert_eq!(out.stopped(), Some(io::ErrorKind::BrokenPipe));
-        assert_eq!(out.push(&line(2)).unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(
+            out.push(&line(2)).unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
         assert_eq!(out.stats().failed, 2);
     }
 

@@ -297,7 +297,10 @@ impl Server {
             {
                 let mut live = lock(&self.live);
                 if live.len() >= self.limits.max_connections {
-                    match live.iter().position(|(_, s)| !s.busy.load(Ordering::Relaxed)) {
+                    match live
+                        .iter()
+                        .position(|(_, s)| !s.busy.load(Ordering::Relaxed))
+                    {
                         Some(i) => {
                             if let Some((_, victim)) = live.remove(i) {
                                 victim.kill.notify_one();
@@ -411,7 +414,10 @@ impl Server {
             // The body is never read: closing the connection is what keeps it out of memory.
             self.stats.bad_request.fetch_add(1, Ordering::Relaxed);
             let (code, text) = if has_body {
-                (StatusCode::PAYLOAD_TOO_LARGE, "request bodies are not accepted\n")
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request bodies are not accepted\n",
+                )
             } else {
                 (StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n")
             };
@@ -677,7 +683,10 @@ mod tests {
         });
         assert_ready(addr, "a 64 MiB header");
         let sent = streamer.join().unwrap();
-        assert!(sent < 64 << 20, "server read all {sent} bytes of the header");
+        assert!(
+            sent < 64 << 20,
+            "server read all {sent} bytes of the header"
+        );
         eventually("two heads too large", || {
             counter(&srv.stats.head_too_large) >= 2
         });
@@ -687,10 +696,7 @@ mod tests {
     fn a_long_request_line_and_many_headers_are_refused() {
         let srv = server(AdminLimits::default());
         let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(1 << 20));
-        let many = format!(
-            "GET /readyz HTTP/1.1\r\n{}\r\n",
-            "A: b\r\n".repeat(100_000)
-        );
+        let many = format!("GET /readyz HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(100_000));
         for (i, req) in [long_line, many].iter().enumerate() {
             let mut s = StdStream::connect(srv.local_addr).unwrap();
             s.set_read_timeout(Some(PROBE_TIMEOUT)).unwrap();
@@ -753,7 +759,9 @@ mod tests {
             held.push(s);
         }
         assert_ready(srv.local_addr, "2,000 slowloris connections");
-        eventually("connections shed", || counter(&srv.stats.shed) >= 2_000 - 64);
+        eventually("connections shed", || {
+            counter(&srv.stats.shed) >= 2_000 - 64
+        });
         assert!(counter(&srv.stats.active) <= 64);
         drop(held);
     }
@@ -807,9 +815,14 @@ mod tests {
         assert_eq!(counter(&srv.stats.refused), 1);
         assert_eq!(counter(&srv.stats.shed), 0);
         let mut resp = String::new();
-        scrape.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        scrape
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         scrape.read_to_string(&mut resp).unwrap();
-        assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("slow"), "{resp}");
+        assert!(
+            resp.starts_with("HTTP/1.1 200") && resp.contains("slow"),
+            "{resp}"
+        );
         assert!(resp.contains("vxtap_admin_connections_rejected_total{reason=\"over_limit\"} 1"));
     }
 }

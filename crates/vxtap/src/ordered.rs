@@ -288,6 +288,11 @@ impl<'a> Merger<'a> {
         }
     }
 
+    /// True once the output's reader is gone (a closed pipe): nothing more can be written.
+    pub fn output_closed(&self) -> bool {
+        self.out.sink.stopped() == Some(std::io::ErrorKind::BrokenPipe)
+    }
+
     /// Blocks until every worker has hung up, writing everything, and returns the first
     /// output error.
     pub fn finish(mut self) -> Option<String> {
