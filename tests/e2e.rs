@@ -1294,8 +1294,15 @@ fn replay_into_dev_full_writes_nothing_and_says_so() {
 
 #[test]
 fn replay_into_a_closed_pipe_stops_reading_and_exits_quietly() {
+    // One worker writes inline; several merge on the reading thread.
+    for threads in ["1", "2"] {
+        replay_into_a_closed_pipe(threads);
+    }
+}
+
+fn replay_into_a_closed_pipe(threads: &str) {
     let mut child = vxtap()
-        .args(["replay", "--no-progress", "-"])
+        .args(["replay", "--no-progress", "--threads", threads, "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
