@@ -1379,6 +1379,10 @@ fn listen_into_dev_full_counts_logs_and_exits_non_zero() {
     assert_eq!(l.metric("vxtap_output_records_total"), 0);
     assert!(l.metric("vxtap_output_errors_total") > 0);
     assert_eq!(http_get(l.admin, "/readyz").map(|r| r.0), Some(503));
+    // Still failing after the output thread's next idle flush (of nothing): no write has
+    // succeeded, so the output has not recovered.
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(http_get(l.admin, "/readyz").map(|r| r.0), Some(503));
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(l.child.id() as i32, libc::SIGTERM) };
     let (status, err) = wait_for(&mut l.child, Duration::from_secs(30), "listen stop");

@@ -240,6 +240,12 @@ impl JsonLinesWriter {
         self.out.progress()
     }
 
+    /// True while the output does not take data: the last write failed and none succeeded
+    /// since, or the output was given up (for readiness; an idle flush proves nothing).
+    pub fn output_failing(&self) -> bool {
+        self.out.failing()
+    }
+
     /// Set once the output was given up for good: `BrokenPipe` when the reader of a pipe went
     /// away, or the error that left a line torn on an output that cannot be cut back. Every
     /// later record then counts as failed.
@@ -270,7 +276,10 @@ impl JsonLinesWriter {
     /// Writes any serializable object as a line (the `sample_rate` field is added to objects).
     ///
     /// An `Io` error with op `rename` or `open` means the rotation failed but the record was
-    /// still written (to the current file); any other error means it was not.
+    /// still accepted (for the current file). An error with op `write` means the output
+    /// failed: what it could not write is counted in [`WriterStats::failed`], and this record
+    /// too once the output was given up ([`JsonLinesWriter::stopped`]); otherwise the record
+    /// waits in the buffer for the next flush. Any other error means it was not accepted.
     pub fn write_record_at<T: Serialize + ?Sized>(
         &mut self,
         rec: &T,

@@ -67,6 +67,8 @@ pub struct LineOut<T: LineTarget> {
     progress: Arc<AtomicU64>,
     /// Set when the output was given up (closed pipe, or a torn line that could not be cut).
     stopped: Option<io::ErrorKind>,
+    /// The last write failed and none has succeeded since.
+    failing: bool,
 }
 
 impl<T: LineTarget> LineOut<T> {
@@ -81,6 +83,7 @@ impl<T: LineTarget> LineOut<T> {
             stats: LineOutStats::default(),
             progress: Arc::new(AtomicU64::new(0)),
             stopped: None,
+            failing: false,
         }
     }
 
@@ -103,6 +106,12 @@ impl<T: LineTarget> LineOut<T> {
     pub fn inherit(&mut self, old: &LineOut<T>) {
         self.stats = old.stats;
         self.progress = old.progress.clone();
+    }
+
+    /// True while the output does not take data: the last write failed and none succeeded
+    /// since (an empty buffer proves nothing), or the output was given up.
+    pub fn failing(&self) -> bool {
+        self.failing || self.stopped.is_some()
     }
 
     /// Why the output was given up, if it was.
@@ -153,6 +162,7 @@ impl<T: LineTarget> LineOut<T> {
                     break;
                 }
                 Ok(n) => {
+                    self.failing = false;
                     let chunk = &self.buf[off..off + n];
                     let lines = memchr::memchr_iter(b'\n', chunk).count() as u64;
                     match memchr::memrchr(b'\n', chunk) {
@@ -179,6 +189,7 @@ impl<T: LineTarget> LineOut<T> {
             self.pending = 0;
             return Ok(());
         };
+        self.failing = true;
         // Lines not written are dropped: keeping them would grow without bound while the
         // output stays broken.
         self.stats.failed += self.pending - done;
@@ -277,6 +288,10 @@ mod tests {
                 assert_eq!(s.records + s.failed, 100, "room {room} chunk {chunk}");
                 assert_eq!(out.pending(), 0);
                 assert_eq!(errors > 0, s.failed > 0);
+                assert_eq!(out.failing(), s.failed > 0);
+                // An empty flush does not make a failing output look healthy.
+                let _ = out.flush();
+                assert_eq!(out.failing(), s.failed > 0);
                 assert_eq!(out.progress().load(Ordering::Relaxed), s.records);
             }
         }

@@ -786,6 +786,12 @@ mod tests {
     #[test]
     fn every_connection_busy_means_refused() {
         let health = Arc::new(Health::default());
+        // The render waits until the test opens the gate (10 s at most, so a failing test
+        // cannot hang).
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let gate2 = gate.clone();
+        let started = Arc::new(AtomicBool::new(false));
+        let started2 = started.clone();
         let srv = AdminServer::start_with(
             "127.0.0.1:0".parse().unwrap(),
             AdminLimits {
@@ -794,8 +800,11 @@ mod tests {
             },
             health,
             60_000,
-            || {
-                std::thread::sleep(Duration::from_millis(1_500));
+            move || {
+                started2.store(true, Ordering::SeqCst);
+                let (open, cv) = &*gate2;
+                let guard = lock(open);
+                let _ = cv.wait_timeout_while(guard, Duration::from_secs(10), |o| !*o);
                 "slow\n".into()
             },
         )
@@ -806,7 +815,8 @@ mod tests {
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .unwrap();
         eventually("scrape accepted", || counter(&srv.stats.accepted) == 1);
-        std::thread::sleep(Duration::from_millis(100));
+        // The request is being answered once the render started (the connection is busy).
+        eventually("scrape in progress", || started.load(Ordering::SeqCst));
         let refused = get(srv.local_addr, "/healthz");
         assert!(
             refused.as_ref().map_or(true, |(s, _)| s.is_empty()),
@@ -814,6 +824,11 @@ mod tests {
         );
         assert_eq!(counter(&srv.stats.refused), 1);
         assert_eq!(counter(&srv.stats.shed), 0);
+        {
+            let (open, cv) = &*gate;
+            *lock(open) = true;
+            cv.notify_all();
+        }
         let mut resp = String::new();
         scrape
             .set_read_timeout(Some(Duration::from_secs(5)))

@@ -295,7 +295,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
                                 errors.error("output failing", &e);
                             }
                         }
-                        if failed {
+                        if failed || out.sink.output_failing() {
                             out_health.set_output_failing(true);
                         }
                         publish_settled(&out);
@@ -314,7 +314,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
                     if let Err(e) = &r {
                         errors.error("output failing", e);
                     }
-                    out_health.set_output_failing(r.is_err());
+                    out_health.set_output_failing(r.is_err() || out.sink.output_failing());
                     publish_settled(&out);
                     let mut t = lock(&out_totals);
                     *t = Totals::default();
