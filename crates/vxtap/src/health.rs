@@ -111,6 +111,9 @@ impl Every {
     }
 }
 
+/// How often a failing output is logged (`listen` and `replay`).
+pub const OUTPUT_ERROR_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Logs a recurring error at most once per period, saying how many were left out between: a
 /// failing disk must be visible in the log without flooding it once per record.
 #[derive(Debug)]

@@ -24,7 +24,7 @@ use vxtap_wire::{DecapStats, Decapsulator, Decoded};
 use crate::admin::AdminServer;
 use crate::batch::SegmentBatch;
 use crate::config::ListenSettings;
-use crate::health::{Beat, Every, Health, RateLimitedLog};
+use crate::health::{Beat, Every, Health, RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::metrics::MetricSet;
 use crate::pipeline::{output_pipeline, Totals, Worker, WorkerStats, MAX_SILENCE};
 
@@ -268,7 +268,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         .name("output".into())
         .spawn(move || {
             let mut tick = Every::new(Duration::from_millis(500));
-            let mut errors = RateLimitedLog::new(Duration::from_secs(10));
+            let mut errors = RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY);
             // Published after each batch for the shutdown deadline: what this thread dealt
             // with without writing it.
             let publish_settled = |out: &vxtap_sink::ExchangePipeline| {

@@ -12,6 +12,7 @@ use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter};
 
 use crate::batch::SegmentBatch;
 use crate::config::Settings;
+use crate::health::{RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::ordered::{local_output_channel, output_channel, Emitter, Merger};
 use crate::pipeline::{
     output_pipeline, writer_only, Front, Totals, Transforms, Worker, WorkerStats,
@@ -174,9 +175,14 @@ fn write_all(
     out: &mut ExchangePipeline<JsonLinesWriter>,
     exchanges: &mut Vec<Exchange>,
     report: &mut ReplayReport,
+    errors: &mut RateLimitedLog,
 ) {
     for ex in exchanges.drain(..) {
         if let Err(e) = out.handle(ex) {
+            // A closed pipe is the reader's choice, not a failure to report.
+            if !output_closed(out) {
+                errors.error("output failing", &e);
+            }
             report.output_error.get_or_insert(e.to_string());
         }
     }
@@ -193,12 +199,13 @@ fn replay_inline(
 ) -> Result<WorkerStats, String> {
     let mut worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
     let mut ready = Vec::new();
+    let mut errors = RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY);
     let mut staged = ReplayReport::default();
     read_all(files, progress, &mut staged, false, |_, link, ts, data| {
         front.handle(link, ts, data, |seg| worker.process(seg));
         if worker.ready() >= OUTPUT_BATCH {
             worker.drain_into(&mut ready);
-            write_all(out, &mut ready, report);
+            write_all(out, &mut ready, report, &mut errors);
             if output_closed(out) {
                 return None;
             }
@@ -207,7 +214,7 @@ fn replay_inline(
     });
     worker.finish();
     worker.drain_into(&mut ready);
-    write_all(out, &mut ready, report);
+    write_all(out, &mut ready, report, &mut errors);
     report.errors.append(&mut staged.errors);
     report.totals.frames += staged.totals.frames;
     Ok(worker.stats())
