@@ -1451,3 +1451,69 @@ impl NonBlockingOpen for std::fs::OpenOptions {
         self.custom_flags(libc::O_NONBLOCK)
     }
 }
+
+/// A small tmpfs, unmounted on drop; `None` where mounting is not allowed (not root, or a
+/// container without the capability).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(tag: &str, size: &str) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(format!("vxtap-e2e-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_disk_that_fills_mid_run_keeps_whole_lines_and_honest_counts() {
+    let Some(disk) = SmallDisk::mount("fill", "64k") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("vxtap-e2e-fill-src-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let capture = dir.join("many.pcap");
+    capture_with_header(&capture, 400, &format!("X-Pad: {}", "p".repeat(400)));
+    for threads in ["1", "2"] {
+        let out_path = disk.0.join(format!("out-{threads}.jsonl"));
+        let out = vxtap()
+            .args(["replay", "--no-progress", "--threads", threads, "-o"])
+            .arg(&out_path)
+            .arg(&capture)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let text = std::fs::read(&out_path).unwrap();
+        assert!(text.ends_with(b"\n"), "torn last line: {err}");
+        let lines = parse_lines(&text).len();
+        assert!(lines > 0 && lines < 400, "{lines} lines");
+        assert!(
+            err.contains(&format!(", {lines} written")),
+            "summary disagrees with the {lines} lines in the file: {err}"
+        );
+        assert!(
+            err.contains(&format!("failed_records={}", 400 - lines)),
+            "{err}"
+        );
+        std::fs::remove_file(&out_path).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
