@@ -342,7 +342,7 @@ done
 # Keys that `vxtap listen` accepts in its TOML file: the fields of `FileConfig` in
 # crates/vxtap/src/config.rs (it denies unknown fields), or this list if that file is absent.
 known_keys="bind admin_bind output rotate_size rotate_interval threads recv_threads recv_buffer
-idle_timeout flow_key max_memory max_flows max_body_bytes decode_content sample sample_seed
+idle_timeout drain_timeout flow_key max_memory max_flows max_body_bytes decode_content sample sample_seed
 allow_source cidrs ports vni_allow vni_deny hosts path_prefixes methods statuses vxlan_ports
 geneve_ports log_format redact_key_env no_redact redact"
 if [[ -f $repo/crates/vxtap/src/config.rs ]]; then

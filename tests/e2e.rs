@@ -1320,56 +1320,70 @@ type Step<'a> = (bool, u32, u32, bool, bool, &'a [u8]);
 /// A capture of `conns` complete HTTP/1.1 connections (handshake, one request with the given
 /// extra header, a 200 response, FIN both ways), each from its own client port.
 fn capture_with_header(path: &Path, conns: u16, header: &str) {
-    use etherparse::PacketBuilder;
     let file = std::fs::File::create(path).unwrap();
     let mut w =
         vxtap_capture::PcapWriter::new(file, 1, vxtap_capture::TsResolution::Micro).unwrap();
-    let (cmac, smac) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
-    let (cip, sip) = ([10, 1, 0, 1], [10, 1, 0, 2]);
-    let mut ts = 1_700_000_000_000_000_000u64;
-    for i in 0..conns {
-        let cport = 40_000 + i;
-        let req = format!("GET /r/{i} HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n");
-        let resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-        let (c0, s0) = (1000u32, 5000u32);
-        let (cq, sq) = (c0 + 1, s0 + 1);
-        let (cl, sl) = (req.len() as u32, resp.len() as u32);
-        // (from client, seq, ack, syn, fin, payload)
-        let steps: [Step<'_>; 8] = [
-            (true, c0, 0, true, false, b""),
-            (false, s0, cq, true, false, b""),
-            (true, cq, sq, false, false, b""),
-            (true, cq, sq, false, false, req.as_bytes()),
-            (false, sq, cq + cl, false, false, resp.as_bytes()),
-            (true, cq + cl, sq + sl, false, true, b""),
-            (false, sq + sl, cq + cl + 1, false, true, b""),
-            (true, cq + cl + 1, sq + sl + 1, false, false, b""),
-        ];
-        for (from_client, seq, ack, syn, fin, payload) in steps {
-            let (smac_, dmac, src, dst, sp, dp) = if from_client {
-                (cmac, smac, cip, sip, cport, 80)
-            } else {
-                (smac, cmac, sip, cip, 80, cport)
-            };
-            let mut b = PacketBuilder::ethernet2(smac_, dmac)
-                .ipv4(src, dst, 64)
-                .tcp(sp, dp, seq, 65_535);
-            if syn {
-                b = b.syn();
-            }
-            if fin {
-                b = b.fin();
-            }
-            if ack != 0 {
-                b = b.ack(ack);
-            }
-            let mut frame = Vec::new();
-            b.write(&mut frame, payload).unwrap();
-            w.write_packet(ts, &frame, frame.len() as u32).unwrap();
-            ts += 1_000_000;
-        }
+    for i in 0..u32::from(conns) {
+        write_connection(&mut w, i, header).unwrap();
     }
     w.flush().unwrap();
+}
+
+/// Writes connection number `i` (its own client address and port, its own second of capture
+/// time) as [`capture_with_header`] describes.
+fn write_connection<W: Write>(
+    w: &mut vxtap_capture::PcapWriter<W>,
+    i: u32,
+    header: &str,
+) -> Result<(), vxtap_capture::CaptureError> {
+    use etherparse::PacketBuilder;
+    let (cmac, smac) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let (cip, sip) = (
+        [10, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8],
+        [10, 0, 0, 2],
+    );
+    let mut ts = 1_700_000_000_000_000_000u64 + u64::from(i) * 8_000_000;
+    let cport = 40_000 + (i % 20_000) as u16;
+    let req = format!("GET /r/{i} HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n");
+    let resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    let (c0, s0) = (1000u32, 5000u32);
+    let (cq, sq) = (c0 + 1, s0 + 1);
+    let (cl, sl) = (req.len() as u32, resp.len() as u32);
+    // (from client, seq, ack, syn, fin, payload)
+    let steps: [Step<'_>; 8] = [
+        (true, c0, 0, true, false, b""),
+        (false, s0, cq, true, false, b""),
+        (true, cq, sq, false, false, b""),
+        (true, cq, sq, false, false, req.as_bytes()),
+        (false, sq, cq + cl, false, false, resp.as_bytes()),
+        (true, cq + cl, sq + sl, false, true, b""),
+        (false, sq + sl, cq + cl + 1, false, true, b""),
+        (true, cq + cl + 1, sq + sl + 1, false, false, b""),
+    ];
+    for (from_client, seq, ack, syn, fin, payload) in steps {
+        let (smac_, dmac, src, dst, sp, dp) = if from_client {
+            (cmac, smac, cip, sip, cport, 80)
+        } else {
+            (smac, cmac, sip, cip, 80, cport)
+        };
+        let mut b = PacketBuilder::ethernet2(smac_, dmac)
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 65_535);
+        if syn {
+            b = b.syn();
+        }
+        if fin {
+            b = b.fin();
+        }
+        if ack != 0 {
+            b = b.ack(ack);
+        }
+        let mut frame = Vec::new();
+        b.write(&mut frame, payload).unwrap();
+        w.write_packet(ts, &frame, frame.len() as u32)?;
+        ts += 1_000_000;
+    }
+    Ok(())
 }
 
 #[test]
@@ -1397,4 +1411,281 @@ fn redaction_tokens_agree_across_workers() {
         "{tokens:?}"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---- output faults and shutdown ---------------------------------------------------------
+
+/// Waits for `child` for up to `limit` (generous: these tests assert that it ends at all),
+/// then returns its status and stderr; kills it and fails when it does not end.
+fn wait_for(child: &mut Child, limit: Duration, what: &str) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return (st, err);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn replay_into_dev_full_writes_nothing_and_says_so() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let f = fixture("plain/http-mixed.pcap");
+    let to_file = vxtap()
+        .args(["replay", "--no-progress", "-o", "/dev/full"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let to_stdout = vxtap()
+        .args(["replay", "--no-progress"])
+        .arg(&f)
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .output()
+        .unwrap();
+    for out in [to_file, to_stdout] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(" exchanges (") && err.contains(", 0 written"),
+            "{err}"
+        );
+        assert!(err.contains("failed_records=48"), "{err}");
+        assert!(err.contains("No space left on device"), "{err}");
+    }
+}
+
+#[test]
+fn replay_into_a_closed_pipe_stops_reading_and_exits_quietly() {
+    // One worker writes inline; several merge on the reading thread.
+    for threads in ["1", "2"] {
+        replay_into_a_closed_pipe(threads);
+    }
+}
+
+fn replay_into_a_closed_pipe(threads: &str) {
+    let mut child = vxtap()
+        .args(["replay", "--no-progress", "--threads", threads, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // An endless capture: only a replay that stops reading can ever end.
+    let stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let mut w =
+            vxtap_capture::PcapWriter::new(stdin, 1, vxtap_capture::TsResolution::Micro).unwrap();
+        let mut i = 0u32;
+        while write_connection(&mut w, i % 4_000_000, "X-Pad: 0123456789").is_ok() {
+            i += 1;
+        }
+        i
+    });
+    // `head -1`: read one line, then close the pipe.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while stdout.read_exact(&mut byte).is_ok() && byte[0] != b'\n' {
+        first.push(byte[0]);
+    }
+    drop(stdout);
+    serde_json::from_slice::<Value>(&first).expect("the first line is a whole record");
+    let (status, err) = wait_for(&mut child, Duration::from_secs(30), "replay | head -1");
+    assert_eq!(status.code(), Some(141), "{err}");
+    assert_eq!(err, "", "a closed pipe is not an error to report");
+    let sent = feeder.join().unwrap();
+    assert!(sent > 0);
+}
+
+/// A listener writing to `output` (stderr piped), up on loopback.
+fn listener_to(output: &Path, extra: &[&str]) -> Listener {
+    let (udp, admin) = (free_port(), free_tcp_port());
+    let child = vxtap()
+        .env("VXTAP_LOG", "info")
+        .args(["listen", "--threads", "2", "--recv-buffer", "16MiB"])
+        .args(["--bind", &format!("127.0.0.1:{udp}")])
+        .args(["--admin-bind", &format!("127.0.0.1:{admin}")])
+        .arg("-o")
+        .arg(output)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let l = Listener {
+        child,
+        udp,
+        admin,
+        out: std::env::temp_dir().join(format!("vxtap-e2e-unused-{udp}")),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(admin, "/healthz").is_none() {
+        assert!(Instant::now() < deadline, "listener did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    l
+}
+
+#[test]
+fn listen_into_dev_full_counts_logs_and_exits_non_zero() {
+    if !Path::new("/dev/full").exists() {
+        return;
+    }
+    let mut l = listener_to(Path::new("/dev/full"), &[]);
+    l.send(&fixture("vxlan/mixed-vni101.pcap"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while l.metric("vxtap_output_failed_records_total") == 0 {
+        assert!(Instant::now() < deadline, "failed records never counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(l.metric("vxtap_output_records_total"), 0);
+    assert!(l.metric("vxtap_output_errors_total") > 0);
+    assert_eq!(http_get(l.admin, "/readyz").map(|r| r.0), Some(503));
+    // Still failing after the output thread's next idle flush (of nothing): no write has
+    // succeeded, so the output has not recovered.
+    std::thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(http_get(l.admin, "/readyz").map(|r| r.0), Some(503));
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(l.child.id() as i32, libc::SIGTERM) };
+    let (status, err) = wait_for(&mut l.child, Duration::from_secs(30), "listen stop");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("output failing"), "logged: {err}");
+    assert!(err.contains("records not written"), "{err}");
+    assert!(err.contains(", 0 written"), "{err}");
+}
+
+#[test]
+fn sigterm_with_the_output_blocked_exits_by_the_drain_deadline() {
+    let dir = std::env::temp_dir().join(format!("vxtap-e2e-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("out.fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) on a NUL-terminated path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A reader that never reads: the pipe fills and the writer blocks.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags_nonblocking()
+        .open(&fifo)
+        .unwrap();
+    let capture = dir.join("many.pcap");
+    capture_with_header(&capture, 2_000, &format!("X-Pad: {}", "p".repeat(400)));
+    let mut l = listener_to(&fifo, &["--drain-timeout", "1s"]);
+    l.send(&capture);
+    // Wait until the output is stuck: records handed over but no longer being written.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while l.metric("vxtap_http_exchanges_total") < 2_000 {
+        assert!(Instant::now() < deadline, "exchanges not all made");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(l.child.id() as i32, libc::SIGTERM) };
+    let (status, err) = wait_for(&mut l.child, Duration::from_secs(15), "blocked shutdown");
+    assert_eq!(status.code(), Some(1), "{err}");
+    let lost: u64 = err
+        .split("output blocked at shutdown: ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of records not written: {err}"));
+    // 2,000 records of ~700 bytes cannot fit a 64 KiB pipe and a 64 KiB buffer; those the
+    // full output queue dropped before the signal are counted apart (queue drops).
+    let written: u64 = err
+        .split("no_request), ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {err}"));
+    assert!(lost > 0 && lost + written <= 2_000, "{err}");
+    drop(reader);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Opening a FIFO for reading without blocking until a writer appears.
+trait NonBlockingOpen {
+    fn custom_flags_nonblocking(&mut self) -> &mut Self;
+}
+
+impl NonBlockingOpen for std::fs::OpenOptions {
+    fn custom_flags_nonblocking(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}
+
+/// A small tmpfs, unmounted on drop; `None` where mounting is not allowed (not root, or a
+/// container without the capability).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(tag: &str, size: &str) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(format!("vxtap-e2e-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(SmallDisk(dir))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_disk_that_fills_mid_run_keeps_whole_lines_and_honest_counts() {
+    let Some(disk) = SmallDisk::mount("fill", "64k") else {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("vxtap-e2e-fill-src-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let capture = dir.join("many.pcap");
+    capture_with_header(&capture, 400, &format!("X-Pad: {}", "p".repeat(400)));
+    for threads in ["1", "2"] {
+        let out_path = disk.0.join(format!("out-{threads}.jsonl"));
+        let out = vxtap()
+            .args(["replay", "--no-progress", "--threads", threads, "-o"])
+            .arg(&out_path)
+            .arg(&capture)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let text = std::fs::read(&out_path).unwrap();
+        assert!(text.ends_with(b"\n"), "torn last line: {err}");
+        let lines = parse_lines(&text).len();
+        assert!(lines > 0 && lines < 400, "{lines} lines");
+        assert!(
+            err.contains(&format!(", {lines} written")),
+            "summary disagrees with the {lines} lines in the file: {err}"
+        );
+        assert!(
+            err.contains(&format!("failed_records={}", 400 - lines)),
+            "{err}"
+        );
+        std::fs::remove_file(&out_path).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,14 +3,19 @@
 //!
 //! Rotation renames `out.jsonl` to `out.jsonl.<YYYYMMDDTHHMMSS.ffffff>Z` (UTC, so names sort in
 //! time order; `.N` is appended on the rare collision) and opens a fresh `out.jsonl`. Lines are
-//! only ever written whole into the buffer and the buffer is flushed before a rename, so each
-//! file ends on a line boundary unless the disk itself fails mid-write.
+//! only ever written whole into the buffer and the buffer is flushed before a rename, and a
+//! failed write is cut back to the last whole line ([`crate::lineout`]), so each file ends on
+//! a line boundary even when the disk fills.
 
+use crate::lineout::LineOut;
 use crate::SinkError;
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vxtap_http::Exchange;
 
@@ -44,30 +49,19 @@ impl Default for JsonLinesConfig {
 /// Counters of the writer, for metrics and readiness.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterStats {
-    /// Records written (to the buffer).
+    /// Records written: their whole line reached the operating system (buffered records
+    /// are not counted until they do).
     pub records: u64,
-    /// Bytes written (to the buffer), newlines included.
+    /// Bytes of those records, newlines included.
     pub bytes: u64,
+    /// Records that could not be written because the output failed (dropped).
+    pub failed: u64,
     /// Rotations done.
     pub rotations: u64,
     /// Reopens done (SIGHUP).
     pub reopens: u64,
     /// Operations that returned an error (serialize, write, flush, rename, open).
     pub errors: u64,
-}
-
-enum Out {
-    Stdout(BufWriter<io::Stdout>),
-    File(BufWriter<File>),
-}
-
-impl Out {
-    fn writer(&mut self) -> &mut dyn Write {
-        match self {
-            Out::Stdout(w) => w,
-            Out::File(w) => w,
-        }
-    }
 }
 
 /// Serializes records into JSON lines exactly as [`JsonLinesWriter`] writes them, without the
@@ -129,7 +123,7 @@ impl LineEncoder {
 /// Writes exchanges as JSON lines. Single-threaded: the binary's output thread owns it.
 pub struct JsonLinesWriter {
     cfg: JsonLinesConfig,
-    out: Out,
+    out: LineOut<File>,
     /// Reused for every record so serialization does not grow a String from zero each time.
     line: Vec<u8>,
     /// Bytes in the current file, counting what is still buffered.
@@ -157,7 +151,7 @@ fn io_err(op: &'static str, path: Option<&Path>, source: io::Error) -> SinkError
     }
 }
 
-fn open_append(path: &Path, capacity: usize) -> Result<(BufWriter<File>, u64), SinkError> {
+fn open_append(path: &Path, capacity: usize) -> Result<(LineOut<File>, u64), SinkError> {
     let f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -165,7 +159,7 @@ fn open_append(path: &Path, capacity: usize) -> Result<(BufWriter<File>, u64), S
         .map_err(|e| io_err("open", Some(path), e))?;
     // Appending to an existing file (restart) counts its size towards the rotation limit.
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    Ok((BufWriter::with_capacity(capacity, f), len))
+    Ok((LineOut::new(f, capacity), len))
 }
 
 /// `YYYYMMDDTHHMMSS.ffffffZ` for a UTC time (Howard Hinnant's civil-from-days).
@@ -201,11 +195,16 @@ impl JsonLinesWriter {
     pub fn new_at(cfg: JsonLinesConfig, now: SystemTime) -> Result<Self, SinkError> {
         let cap = cfg.buffer_bytes.max(4096);
         let (out, file_bytes) = match &cfg.path {
-            Some(p) => {
-                let (w, len) = open_append(p, cap)?;
-                (Out::File(w), len)
+            Some(p) => open_append(p, cap)?,
+            None => {
+                // A duplicate of fd 1 written to directly: std's stdout buffers and retries
+                // on its own, which would hide what reached the pipe or file.
+                let fd = io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| io_err("open", None, e))?;
+                (LineOut::new(File::from(fd), cap), 0)
             }
-            None => (Out::Stdout(BufWriter::with_capacity(cap, io::stdout())), 0),
         };
         let encoder = LineEncoder::new(cfg.sample_rate)?;
         Ok(JsonLinesWriter {
@@ -221,7 +220,42 @@ impl JsonLinesWriter {
 
     /// The counters so far.
     pub fn stats(&self) -> WriterStats {
-        self.stats
+        let o = self.out.stats();
+        WriterStats {
+            records: o.records,
+            bytes: o.bytes,
+            failed: o.failed,
+            ..self.stats
+        }
+    }
+
+    /// Records accepted but still buffered (neither written nor failed yet).
+    pub fn pending(&self) -> u64 {
+        self.out.pending()
+    }
+
+    /// The count of records written, readable by another thread while this writer is blocked
+    /// in a write (a shutdown deadline reports what never made it out).
+    pub fn written_counter(&self) -> Arc<AtomicU64> {
+        self.out.progress()
+    }
+
+    /// True while the output does not take data: the last write failed and none succeeded
+    /// since, or the output was given up (for readiness; an idle flush proves nothing).
+    pub fn output_failing(&self) -> bool {
+        self.out.failing()
+    }
+
+    /// Set once the output was given up for good: `BrokenPipe` when the reader of a pipe went
+    /// away, or the error that left a line torn on an output that cannot be cut back. Every
+    /// later record then counts as failed.
+    pub fn stopped(&self) -> Option<io::ErrorKind> {
+        self.out.stopped()
+    }
+
+    /// Drops the buffered records without writing them (counted as failed): shutdown gave up.
+    pub fn discard_pending(&mut self) {
+        self.out.discard();
     }
 
     /// The output file, `None` for stdout.
@@ -242,7 +276,10 @@ impl JsonLinesWriter {
     /// Writes any serializable object as a line (the `sample_rate` field is added to objects).
     ///
     /// An `Io` error with op `rename` or `open` means the rotation failed but the record was
-    /// still written (to the current file); any other error means it was not.
+    /// still accepted (for the current file). An error with op `write` means the output
+    /// failed: what it could not write is counted in [`WriterStats::failed`], and this record
+    /// too once the output was given up ([`JsonLinesWriter::stopped`]); otherwise the record
+    /// waits in the buffer for the next flush. Any other error means it was not accepted.
     pub fn write_record_at<T: Serialize + ?Sized>(
         &mut self,
         rec: &T,
@@ -304,13 +341,8 @@ impl JsonLinesWriter {
             }
         }
         let path = self.cfg.path.as_deref();
-        self.out
-            .writer()
-            .write_all(line)
-            .map_err(|e| io_err("write", path, e))?;
+        self.out.push(line).map_err(|e| io_err("write", path, e))?;
         self.file_bytes += len;
-        self.stats.records += 1;
-        self.stats.bytes += len;
         rotate_err.map_or(Ok(()), Err)
     }
 
@@ -386,8 +418,9 @@ impl JsonLinesWriter {
     }
 
     fn open_fresh(&mut self, path: &Path, now: SystemTime) -> Result<(), SinkError> {
-        let (w, len) = open_append(path, self.cfg.buffer_bytes.max(4096))?;
-        self.out = Out::File(w);
+        let (mut w, len) = open_append(path, self.cfg.buffer_bytes.max(4096))?;
+        w.inherit(&self.out);
+        self.out = w;
         self.file_bytes = len;
         self.opened_at = now;
         Ok(())
@@ -424,17 +457,13 @@ impl JsonLinesWriter {
 
     fn flush_inner(&mut self) -> Result<(), SinkError> {
         let path = self.cfg.path.as_deref();
-        self.out
-            .writer()
-            .flush()
-            .map_err(|e| io_err("flush", path, e))
+        self.out.flush().map_err(|e| io_err("flush", path, e))
     }
 }
 
 impl Drop for JsonLinesWriter {
     fn drop(&mut self) {
-        // Best effort: BufWriter would also flush on drop, but stdout's needs an explicit call
-        // to get past its own line buffer, and an error here has nowhere to go.
+        // Best effort: an error here has nowhere to go (callers flush and check first).
         let _ = self.flush_inner();
     }
 }
@@ -727,6 +756,10 @@ mod tests {
             let e = w.flush().unwrap_err();
             assert!(matches!(e, SinkError::Io { op: "flush", .. }), "{e}");
             assert_eq!(w.stats().errors, 1);
+            // Nothing reached the file: nothing counts as written, the record as failed.
+            assert_eq!(w.stats().records, 0);
+            assert_eq!(w.stats().failed, 1);
+            assert_eq!(w.pending(), 0);
         }
     }
 }

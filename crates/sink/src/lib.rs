@@ -9,6 +9,7 @@
 
 pub mod filter;
 pub mod jsonl;
+pub mod lineout;
 pub mod pipeline;
 pub mod redact;
 

@@ -221,6 +221,10 @@ pub struct ListenArgs {
     /// Accept datagrams only from these source CIDRs (repeatable; default: any).
     #[arg(long = "allow-source", value_name = "CIDR")]
     pub allow_source: Vec<String>,
+    /// On SIGTERM/SIGINT, how long to wait for the queued records to be written before
+    /// giving up (exit status 1, reporting how many were not written) [default: 10s].
+    #[arg(long, value_parser = parse_duration)]
+    pub drain_timeout: Option<std::time::Duration>,
     /// Exit after this long (for tests and benchmarks).
     #[arg(long, value_parser = parse_duration, hide = true)]
     pub run_for: Option<std::time::Duration>,

@@ -74,6 +74,8 @@ pub struct FileConfig {
     pub recv_buffer: Option<SizeValue>,
     /// Connection idle timeout.
     pub idle_timeout: Option<DurationValue>,
+    /// Shutdown: longest wait for queued records to be written.
+    pub drain_timeout: Option<DurationValue>,
     /// Wait for a hole's data before skipping it.
     pub hole_timeout: Option<DurationValue>,
     /// Wait for an acknowledged hole's data before skipping it.
@@ -332,7 +334,13 @@ pub struct ListenSettings {
     pub recv_threads: usize,
     /// Requested SO_RCVBUF.
     pub recv_buffer: usize,
+    /// Shutdown: longest wait for queued records to be written.
+    pub drain_timeout: Duration,
 }
+
+/// Default of `--drain-timeout`: within the 30 s a container runtime usually allows between
+/// SIGTERM and SIGKILL, so that vxtap reports what it lost instead of being killed silently.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ListenSettings {
     /// Resolves `vxtap listen` arguments over the config file.
@@ -355,6 +363,11 @@ impl ListenSettings {
             (None, Some(v)) => Some(v.duration()?),
             _ => None,
         };
+        let drain_timeout = match (args.drain_timeout, &file.drain_timeout) {
+            (Some(d), _) => d,
+            (None, Some(v)) => v.duration()?,
+            _ => DEFAULT_DRAIN_TIMEOUT,
+        };
         let recv_buffer = match (args.recv_buffer, &file.recv_buffer) {
             (Some(s), _) => s,
             (None, Some(v)) => v.bytes()?,
@@ -375,6 +388,7 @@ impl ListenSettings {
             rotate_interval,
             recv_threads: args.recv_threads.or(file.recv_threads).unwrap_or(1).max(1),
             recv_buffer: usize::try_from(recv_buffer).unwrap_or(usize::MAX),
+            drain_timeout,
         })
     }
 }
@@ -471,6 +485,24 @@ mod tests {
             (d.vxlan_gpe_ports, d.gre_udp_ports),
             (vec![4792], vec![6000])
         );
+    }
+
+    #[test]
+    fn drain_timeout_defaults_comes_from_the_file_and_the_flag_wins() {
+        use clap::Parser;
+        let resolve = |argv: &[&str], toml_text: &str| {
+            let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+            let crate::cli::Command::Listen(args) = cli.command else {
+                panic!("a listen command line")
+            };
+            let file: FileConfig = toml::from_str(toml_text).unwrap();
+            ListenSettings::resolve(&args, &file).unwrap().drain_timeout
+        };
+        assert_eq!(resolve(&["vxtap", "listen"], ""), DEFAULT_DRAIN_TIMEOUT);
+        let file = "drain_timeout = \"3s\"";
+        assert_eq!(resolve(&["vxtap", "listen"], file), Duration::from_secs(3));
+        let flag = ["vxtap", "listen", "--drain-timeout", "500ms"];
+        assert_eq!(resolve(&flag, file), Duration::from_millis(500));
     }
 
     #[test]

@@ -111,6 +111,53 @@ impl Every {
     }
 }
 
+/// How often a failing output is logged (`listen` and `replay`).
+pub const OUTPUT_ERROR_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs a recurring error at most once per period, saying how many were left out between: a
+/// failing disk must be visible in the log without flooding it once per record.
+#[derive(Debug)]
+pub struct RateLimitedLog {
+    period: std::time::Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    /// At most one line per `period`.
+    pub fn new(period: std::time::Duration) -> Self {
+        RateLimitedLog {
+            period,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// Logs `what: err` now, or counts it to be mentioned with the next line. Returns whether
+    /// it logged.
+    pub fn error(&mut self, what: &str, err: &dyn std::fmt::Display) -> bool {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.period)
+        {
+            self.suppressed += 1;
+            return false;
+        }
+        if self.suppressed > 0 {
+            tracing::error!(
+                "{what}: {err} ({} more such errors since the last report)",
+                self.suppressed
+            );
+        } else {
+            tracing::error!("{what}: {err}");
+        }
+        self.last = Some(now);
+        self.suppressed = 0;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +173,17 @@ mod tests {
         b.beat();
         h.set_output_failing(true);
         assert!(h.readiness(10_000).unwrap_err().contains("output"));
+    }
+
+    #[test]
+    fn rate_limited_log_logs_once_per_period() {
+        let mut log = RateLimitedLog::new(std::time::Duration::from_secs(3600));
+        assert!(log.error("output", &"disk full"));
+        for _ in 0..1000 {
+            assert!(!log.error("output", &"disk full"));
+        }
+        assert_eq!(log.suppressed, 1000);
+        let mut log = RateLimitedLog::new(std::time::Duration::ZERO);
+        assert!(log.error("output", &"a") && log.error("output", &"b"));
     }
 }

@@ -10,7 +10,7 @@
 //! takes; nothing on the hot path is shared between workers.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,7 +24,7 @@ use vxtap_wire::{DecapStats, Decapsulator, Decoded};
 use crate::admin::AdminServer;
 use crate::batch::SegmentBatch;
 use crate::config::ListenSettings;
-use crate::health::{Beat, Every, Health};
+use crate::health::{Beat, Every, Health, RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::metrics::MetricSet;
 use crate::pipeline::{output_pipeline, Totals, Worker, WorkerStats, MAX_SILENCE};
 
@@ -93,6 +93,11 @@ struct Shared {
     output: Arc<Mutex<Totals>>,
     output_drops: Arc<Mutex<u64>>,
     metrics: Arc<Mutex<MetricSet>>,
+    /// Exchanges the workers put on the output queue (counted per batch).
+    handed: Arc<AtomicU64>,
+    /// Exchanges the output thread dealt with without writing them (filtered out, or failed),
+    /// published per batch.
+    unwritten_settled: Arc<AtomicU64>,
 }
 
 fn now_ns() -> u64 {
@@ -147,6 +152,8 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         output: Arc::new(Mutex::new(Totals::default())),
         output_drops: Arc::new(Mutex::new(0)),
         metrics: Arc::new(Mutex::new(MetricSet::new())),
+        handed: Arc::new(AtomicU64::new(0)),
+        unwritten_settled: Arc::new(AtomicU64::new(0)),
     };
     if let Some(rate) = common.packet_filter.sample {
         lock(&shared.metrics).sample_rate.set(rate);
@@ -231,6 +238,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         let out_tx = out_tx.clone();
         let recycle_tx = recycle_tx.clone();
         let drops = shared.output_drops.clone();
+        let handed = shared.handed.clone();
         let stall = if i == 0 {
             hooks.stall_worker_after
         } else {
@@ -239,7 +247,11 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         worker_handles.push(
             thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || run_worker(worker, rx, recycle_tx, out_tx, beat, snap, drops, stall))
+                .spawn(move || {
+                    run_worker(
+                        worker, rx, recycle_tx, out_tx, beat, snap, drops, handed, stall,
+                    )
+                })
                 .map_err(|e| e.to_string())?,
         );
     }
@@ -250,10 +262,19 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
     let out_health = shared.health.clone();
     let out_totals = shared.output.clone();
     let out_metrics = shared.metrics.clone();
+    let written = out.sink.written_counter();
+    let settled = shared.unwritten_settled.clone();
     let output = thread::Builder::new()
         .name("output".into())
         .spawn(move || {
             let mut tick = Every::new(Duration::from_millis(500));
+            let mut errors = RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY);
+            // Published after each batch for the shutdown deadline: what this thread dealt
+            // with without writing it.
+            let publish_settled = |out: &vxtap_sink::ExchangePipeline| {
+                let filtered: u64 = out.filter_stats.iter().map(|(_, n)| n).sum();
+                settled.store(filtered + out.sink.stats().failed, Ordering::Relaxed);
+            };
             loop {
                 match out_rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(batch) => {
@@ -269,11 +290,15 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
                         drop(m);
                         let mut failed = false;
                         for ex in batch {
-                            failed |= out.handle(ex).is_err();
+                            if let Err(e) = out.handle(ex) {
+                                failed = true;
+                                errors.error("output failing", &e);
+                            }
                         }
-                        if failed {
+                        if failed || out.sink.output_failing() {
                             out_health.set_output_failing(true);
                         }
+                        publish_settled(&out);
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -285,14 +310,21 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
                 }
                 if tick.due() {
                     out_beat.beat();
-                    let ok = out.sink.tick(SystemTime::now()).is_ok() && out.flush().is_ok();
-                    out_health.set_output_failing(!ok);
+                    let r = out.sink.tick(SystemTime::now()).and_then(|()| out.flush());
+                    if let Err(e) = &r {
+                        errors.error("output failing", e);
+                    }
+                    out_health.set_output_failing(r.is_err() || out.sink.output_failing());
+                    publish_settled(&out);
                     let mut t = lock(&out_totals);
                     *t = Totals::default();
                     t.add_output(&out);
                 }
             }
-            let _ = out.flush();
+            if let Err(e) = out.flush() {
+                // The last flush is reported whatever the rate limit says.
+                tracing::error!("output failing at shutdown: {e}");
+            }
             let mut t = lock(&out_totals);
             *t = Totals::default();
             t.add_output(&out);
@@ -332,6 +364,33 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
     }
     tracing::info!("stopping: draining queues");
     shared.health.set_stopping();
+    // Every thread drains into the next and the output thread ends last, unless the output
+    // is blocked (a FIFO or a pipe whose reader stopped): a write(2) cannot be called off, so
+    // past the deadline the process gives up on it and says what was lost.
+    let deadline = Instant::now() + settings.drain_timeout;
+    while !output.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    if !output.is_finished() {
+        let written_now = written.load(Ordering::Relaxed);
+        let lost = shared
+            .handed
+            .load(Ordering::Relaxed)
+            .saturating_sub(written_now)
+            .saturating_sub(shared.unwritten_settled.load(Ordering::Relaxed));
+        tracing::error!(
+            "drain deadline ({:?}) passed with the output blocked: {lost} records not written",
+            settings.drain_timeout
+        );
+        let mut totals = collect(&shared.recv, &shared.workers, &shared.output);
+        totals.frames = totals.decap.packets;
+        // The output thread's last snapshot may be older than what it wrote since.
+        totals.writer.records = totals.writer.records.max(written_now);
+        totals.abandoned_at_shutdown = Some(lost);
+        drop(admin);
+        // The blocked threads are left behind: the process exits when the caller returns.
+        return Ok(totals);
+    }
     for h in recv_handles {
         let _ = h.join();
     }
@@ -559,6 +618,7 @@ fn run_worker(
     beat: Arc<Beat>,
     snap: Arc<Mutex<WorkerStats>>,
     output_drops: Arc<Mutex<u64>>,
+    handed: Arc<AtomicU64>,
     stall_after: Option<Duration>,
 ) {
     let started = Instant::now();
@@ -569,9 +629,14 @@ fn run_worker(
             return;
         }
         let batch = std::mem::take(ready);
-        if let Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) = out.try_send(batch)
-        {
-            *lock(&output_drops) += b.len() as u64;
+        let n = batch.len() as u64;
+        match out.try_send(batch) {
+            Ok(()) => {
+                handed.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
+                *lock(&output_drops) += b.len() as u64;
+            }
         }
     };
     loop {
@@ -609,6 +674,9 @@ fn run_worker(
     worker.drain_into(&mut ready);
     // Shutdown drains completely: block rather than drop the last exchanges.
     if !ready.is_empty() {
+        // Counted before the send: if the output is blocked for good, these are among the
+        // records the shutdown deadline reports as not written.
+        handed.fetch_add(ready.len() as u64, Ordering::Relaxed);
         let _ = out.send(std::mem::take(&mut ready));
     }
     *lock(&snap) = worker.stats();

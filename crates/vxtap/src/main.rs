@@ -55,6 +55,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let report = replay::replay(&args.files, &settings, sink, !args.no_progress)
                 .map_err(anyhow::Error::msg)?;
+            if report.output_closed {
+                // `vxtap replay ... | head`: the reader had what it wanted. Quiet, with the
+                // status of a command-line tool ended by SIGPIPE (128 + 13), so that a
+                // pipeline under `set -o pipefail` sees what happened.
+                return Ok(ExitCode::from(141));
+            }
             if !args.quiet {
                 eprint!("{}", report.totals.summary());
             }
@@ -123,6 +129,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let totals = listen::listen(settings, hooks).map_err(anyhow::Error::msg)?;
             eprint!("{}", totals.summary());
+            let w = &totals.writer;
+            if let Some(lost) = totals.abandoned_at_shutdown {
+                eprintln!("vxtap: error: output blocked at shutdown: {lost} records not written");
+                return Ok(ExitCode::from(1));
+            }
+            if w.failed > 0 || w.errors > 0 {
+                eprintln!(
+                    "vxtap: error: output failed: {} records not written ({} errors)",
+                    w.failed, w.errors
+                );
+                return Ok(ExitCode::from(1));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(a) => {

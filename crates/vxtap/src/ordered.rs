@@ -17,6 +17,7 @@ use crossbeam_channel::{
 use vxtap_http::Exchange;
 use vxtap_sink::{ExchangePipeline, JsonLinesWriter, LineEncoder};
 
+use crate::health::{RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::pipeline::{Transforms, Worker};
 
 /// A worker with nothing to send still reports its progress this often (in input frames).
@@ -217,6 +218,7 @@ pub struct Merger<'a> {
     srcs: Vec<Source>,
     out: &'a mut ExchangePipeline<JsonLinesWriter>,
     first_error: Option<String>,
+    errors: RateLimitedLog,
     now: SystemTime,
 }
 
@@ -242,6 +244,7 @@ impl<'a> Merger<'a> {
             srcs,
             out,
             first_error: None,
+            errors: RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY),
             now: SystemTime::now(),
         }
     }
@@ -286,6 +289,11 @@ impl<'a> Merger<'a> {
             let got = op.recv(&self.rxs[w]);
             self.take(w, got);
         }
+    }
+
+    /// True once the output's reader is gone (a closed pipe): nothing more can be written.
+    pub fn output_closed(&self) -> bool {
+        self.out.sink.stopped() == Some(std::io::ErrorKind::BrokenPipe)
     }
 
     /// Blocks until every worker has hung up, writing everything, and returns the first
@@ -351,6 +359,10 @@ impl<'a> Merger<'a> {
                 .sink
                 .write_line_at(&front.bytes[s.start..end], self.now)
             {
+                // A closed pipe is the reader's choice, not a failure to report.
+                if self.out.sink.stopped() != Some(std::io::ErrorKind::BrokenPipe) {
+                    self.errors.error("output failing", &e);
+                }
                 self.first_error.get_or_insert(e.to_string());
             }
             s.pos += 1;

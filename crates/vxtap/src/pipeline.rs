@@ -257,6 +257,9 @@ pub struct Totals {
     pub redacted: u64,
     /// The output writer.
     pub writer: WriterStats,
+    /// Records given up at shutdown because the drain deadline passed with the output still
+    /// blocked (`listen`); `None` when the drain finished.
+    pub abandoned_at_shutdown: Option<u64>,
 }
 
 impl Totals {
@@ -372,9 +375,15 @@ impl Totals {
         );
         m.counter(
             "vxtap_output_records_total",
-            "Exchange records written.",
+            "Exchange records written (their whole line reached the output).",
             &[],
             self.writer.records,
+        );
+        m.counter(
+            "vxtap_output_failed_records_total",
+            "Exchange records dropped because the output failed (never written).",
+            &[],
+            self.writer.failed,
         );
         m.counter(
             "vxtap_output_errors_total",
@@ -487,6 +496,11 @@ impl Totals {
             vec![
                 ("redacted".into(), self.redacted),
                 ("write_errors".into(), self.writer.errors),
+                ("failed_records".into(), self.writer.failed),
+                (
+                    "not_written_at_shutdown".into(),
+                    self.abandoned_at_shutdown.unwrap_or(0),
+                ),
             ],
         );
         s

@@ -12,6 +12,7 @@ use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter};
 
 use crate::batch::SegmentBatch;
 use crate::config::Settings;
+use crate::health::{RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::ordered::{local_output_channel, output_channel, Emitter, Merger};
 use crate::pipeline::{
     output_pipeline, writer_only, Front, Totals, Transforms, Worker, WorkerStats,
@@ -47,6 +48,15 @@ pub struct ReplayReport {
     pub errors: Vec<CaptureError>,
     /// The output failed (records may be missing).
     pub output_error: Option<String>,
+    /// The output is a pipe whose reader went away (`vxtap replay ... | head`): reading
+    /// stopped early, as command-line tools do.
+    pub output_closed: bool,
+}
+
+/// True once the output's reader is gone: nothing more can be written, so reading on would
+/// only waste the input.
+fn output_closed(out: &ExchangePipeline<JsonLinesWriter>) -> bool {
+    out.sink.stopped() == Some(std::io::ErrorKind::BrokenPipe)
 }
 
 /// Runs a replay of `files` with `settings`, writing records as `sink` says.
@@ -105,19 +115,21 @@ pub fn replay(
         .merge(&transforms_totals.exchange_filter);
     report.totals.redacted += transforms_totals.redacted;
     report.totals.files = files.len() as u64;
+    report.output_closed = output_closed(&out);
     Ok(report)
 }
 
 /// Reads every file and calls `frame` for each packet; damaged files are reported and the
 /// next file is read. With `lend`, `frame` also gets the file's mapping (when it is mapped) so
 /// payloads can be lent to other threads by offset, and returns the oldest offset still lent:
-/// pages are released only before it. Without, its return value is ignored.
+/// pages are released only before it. Without, that value is ignored. `frame` returns `None`
+/// to stop reading altogether (the output is gone).
 fn read_all(
     files: &[PathBuf],
     progress: &Progress,
     report: &mut ReplayReport,
     lend: bool,
-    mut frame: impl FnMut(Option<&SharedMap>, u32, u64, &[u8]) -> usize,
+    mut frame: impl FnMut(Option<&SharedMap>, u32, u64, &[u8]) -> Option<usize>,
 ) {
     for path in files {
         let mut reader = match CaptureReader::open(path) {
@@ -137,7 +149,10 @@ fn read_all(
             match reader.next_packet() {
                 Ok(Some(p)) => {
                     n += 1;
-                    let floor = frame(map.as_ref(), p.linktype, p.ts_ns, p.data);
+                    let Some(floor) = frame(map.as_ref(), p.linktype, p.ts_ns, p.data) else {
+                        report.totals.frames += n;
+                        return;
+                    };
                     if map.is_some() {
                         reader.release_before(floor);
                     }
@@ -160,9 +175,14 @@ fn write_all(
     out: &mut ExchangePipeline<JsonLinesWriter>,
     exchanges: &mut Vec<Exchange>,
     report: &mut ReplayReport,
+    errors: &mut RateLimitedLog,
 ) {
     for ex in exchanges.drain(..) {
         if let Err(e) = out.handle(ex) {
+            // A closed pipe is the reader's choice, not a failure to report.
+            if !output_closed(out) {
+                errors.error("output failing", &e);
+            }
             report.output_error.get_or_insert(e.to_string());
         }
     }
@@ -179,18 +199,22 @@ fn replay_inline(
 ) -> Result<WorkerStats, String> {
     let mut worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
     let mut ready = Vec::new();
+    let mut errors = RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY);
     let mut staged = ReplayReport::default();
     read_all(files, progress, &mut staged, false, |_, link, ts, data| {
         front.handle(link, ts, data, |seg| worker.process(seg));
         if worker.ready() >= OUTPUT_BATCH {
             worker.drain_into(&mut ready);
-            write_all(out, &mut ready, report);
+            write_all(out, &mut ready, report, &mut errors);
+            if output_closed(out) {
+                return None;
+            }
         }
-        usize::MAX
+        Some(usize::MAX)
     });
     worker.finish();
     worker.drain_into(&mut ready);
-    write_all(out, &mut ready, report);
+    write_all(out, &mut ready, report, &mut errors);
     report.errors.append(&mut staged.errors);
     report.totals.frames += staged.totals.frames;
     Ok(worker.stats())
@@ -296,9 +320,12 @@ fn replay_sharded(
                 lending.hand_over(w, tx, frame, &mut merger);
             }
             merger.poll();
+            if merger.output_closed() {
+                return None;
+            }
             floor = lending.oldest_lent();
         }
-        floor
+        Some(floor)
     });
     for (w, tx) in to_workers.iter().enumerate() {
         lending.hand_over(w, tx, frame, &mut merger);
