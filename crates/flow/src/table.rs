@@ -183,6 +183,9 @@ struct ConnCore {
     /// `halves[0]` carries bytes from the `lo` endpoint, `halves[1]` from `hi`.
     halves: [Half; 2],
     meta: ConnMeta,
+    /// Heap bytes of the consumer's state as last reported (`StreamHandler::mem_bytes`), part
+    /// of `Env::user_mem`.
+    user_mem: usize,
 }
 
 struct Conn<U> {
@@ -220,6 +223,20 @@ struct Env {
     stats: FlowStats,
     /// Cost of all out-of-order chunks in the table.
     buffered: usize,
+    /// Sum of `ConnCore::user_mem`: the consumer's per-connection heap.
+    user_mem: usize,
+}
+
+/// The slab and the index may take at most 1/`SLAB_SHARE` of the budget: they do not shrink
+/// while connections live, so a SYN flood must not leave the buffers and the consumer's state
+/// (heads, bodies, pending requests) without room once it is over.
+const SLAB_SHARE: usize = 2;
+
+/// Re-reads the consumer's heap for `c` after callbacks and moves the difference into the total.
+fn recharge<H: StreamHandler>(c: &mut Conn<H::Conn>, env: &mut Env, h: &H) {
+    let m = c.user.as_ref().map_or(0, |u| h.mem_bytes(u));
+    env.user_mem = env.user_mem - c.core.user_mem + m;
+    c.core.user_mem = m;
 }
 
 fn dir_of(client_is_lo: bool, side: usize) -> Direction {
@@ -435,6 +452,7 @@ fn close_conn<H: StreamHandler>(
         env.stats.add_close(reason);
         h.on_close(u, &c.core.meta, ts, reason);
     }
+    env.user_mem -= std::mem::take(&mut c.core.user_mem);
     // `closed` (which list the connection is on) is set by the table when it moves it.
 }
 
@@ -804,7 +822,7 @@ impl<H: StreamHandler> FlowTable<H> {
     pub fn new(cfg: FlowConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
         // Slot, index entries (load between 1/4 and 1/2: up to 32 bytes), free-list entry.
-        let per_flow_cost = std::mem::size_of::<Option<Conn<H::Conn>>>() + 32 + 4;
+        let per_flow_cost = Self::SLOT_SIZE + 32 + 4;
         Ok(FlowTable {
             index: Index::new(),
             slots: Vec::new(),
@@ -816,6 +834,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 cfg,
                 stats: FlowStats::default(),
                 buffered: 0,
+                user_mem: 0,
             },
             next_conn_id: 0,
             now: 0,
@@ -843,12 +862,33 @@ impl<H: StreamHandler> FlowTable<H> {
         self.open.len + self.lingering.len
     }
 
-    /// Bytes held: out-of-order buffers plus per-connection state (what `max_memory` bounds).
+    const SLOT_SIZE: usize = std::mem::size_of::<Option<Conn<H::Conn>>>();
+
+    /// Bytes held, as allocated (what `max_memory` bounds): slab, index and free list at their
+    /// capacity, out-of-order buffers, and the consumer's per-connection heap.
     pub fn memory_in_use(&self) -> usize {
-        self.tracked_flows() * self.per_flow_cost + self.env.buffered
+        self.table_bytes() + self.env.buffered + self.env.user_mem
     }
 
-    /// Bytes charged per tracked connection (state, consumer state, map entry).
+    /// The slab, index and free list, at their capacity.
+    pub fn table_bytes(&self) -> usize {
+        self.slots.capacity() * Self::SLOT_SIZE
+            + self.index.bytes()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// The consumer's per-connection heap, as last reported by `StreamHandler::mem_bytes`.
+    pub fn consumer_bytes(&self) -> usize {
+        self.env.user_mem
+    }
+
+    /// Out-of-order bytes held (payload plus per-chunk overhead).
+    pub fn buffered_bytes(&self) -> usize {
+        self.env.buffered
+    }
+
+    /// Bytes the table's own structures take per tracked connection at most (slot with the
+    /// consumer's state, index entries, free-list entry).
     pub fn per_flow_cost(&self) -> usize {
         self.per_flow_cost
     }
@@ -885,6 +925,9 @@ impl<H: StreamHandler> FlowTable<H> {
                 None => return,
             }
             outcome = self.feed(idx, side, seg, handler);
+        }
+        if let Some(c) = self.slots.get_mut(idx as usize).and_then(|s| s.as_mut()) {
+            recharge(c, &mut self.env, handler);
         }
         match outcome {
             Outcome::Open => {
@@ -959,6 +1002,7 @@ impl<H: StreamHandler> FlowTable<H> {
                     enforce_bounds(c, side, now, &mut self.env, handler);
                 }
             }
+            recharge(c, &mut self.env, handler);
             let still = c.core.halves.iter().any(|hf| hf.pending());
             let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
             if fin_both {
@@ -1046,9 +1090,19 @@ impl<H: StreamHandler> FlowTable<H> {
                 break;
             }
         }
-        while self.memory_in_use() + self.per_flow_cost > self.env.cfg.max_memory {
+        while self.memory_in_use() > self.env.cfg.max_memory {
             if !self.relieve_one(h) {
                 break;
+            }
+        }
+        if self.free.is_empty() && self.slots.len() == self.slots.capacity() && !self.grow_slab()
+        {
+            // The slab is at its share of the budget (or growing it would break the budget):
+            // the least recently used connection gives up its slot.
+            self.evict_one(EvictReason::Memory, h);
+            if self.free.is_empty() && self.slots.len() == self.slots.capacity() {
+                // That was the last connection, and the empty table gave its slab back.
+                self.grow_slab();
             }
         }
         let src = Endpoint {
@@ -1099,6 +1153,7 @@ impl<H: StreamHandler> FlowTable<H> {
             stopped: false,
             in_pending: false,
             handshake: false,
+            user_mem: 0,
         };
         let conn = Conn {
             core,
@@ -1111,20 +1166,9 @@ impl<H: StreamHandler> FlowTable<H> {
             }
             None => {
                 if self.slots.len() == self.slots.capacity() {
-                    // Double, but never past what the limits allow to be live at once: the slab
-                    // must not overshoot the memory budget by a doubling.
-                    let bound = self
-                        .env
-                        .cfg
-                        .max_flows
-                        .min(self.env.cfg.max_memory / self.per_flow_cost)
-                        + 1;
-                    let want = self
-                        .slots
-                        .len()
-                        .max(16)
-                        .min(bound.saturating_sub(self.slots.len()));
-                    self.slots.reserve_exact(want.max(1));
+                    // Nothing could be evicted and the slab could not grow within the budget
+                    // (a budget too small for even one slot): one slot more, not a doubling.
+                    self.slots.reserve_exact(1);
                 }
                 self.slots.push(Some(conn));
                 (self.slots.len() - 1) as u32
@@ -1162,8 +1206,35 @@ impl<H: StreamHandler> FlowTable<H> {
             for hf in c.core.halves.iter_mut() {
                 self.env.buffered -= hf.clear();
             }
+            self.env.user_mem -= c.core.user_mem;
         }
         self.free.push(idx);
+        if self.open.len + self.lingering.len == 0 {
+            // Nothing tracked: give the slab and the index back (after a flood, a quiet table
+            // should not keep its peak).
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.index.clear();
+        }
+    }
+
+    /// Grows the slab by a quarter (at least 16 slots) if that stays within its share of the
+    /// budget, within the whole budget as it stands, and within `max_flows`.
+    fn grow_slab(&mut self) -> bool {
+        let cfg = &self.env.cfg;
+        let len = self.slots.len();
+        let limit = (cfg.max_memory / SLAB_SHARE / self.per_flow_cost).min(cfg.max_flows + 1);
+        let want = (len / 4).max(16).min(limit.saturating_sub(len));
+        if want == 0 {
+            return false;
+        }
+        // Index and free list grow with the slab: charge their worst case now.
+        let extra = want * self.per_flow_cost;
+        if self.memory_in_use() + extra > cfg.max_memory {
+            return false;
+        }
+        self.slots.reserve_exact(want);
+        true
     }
 
     /// Moves a just-closed connection from the open list to the lingering list.
@@ -1239,6 +1310,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 for side in 0..2 {
                     drain_side(c, side, SkipTrigger::Memory, ts, &mut self.env, h);
                 }
+                recharge(c, &mut self.env, h);
                 let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
                 if fin_both {
                     close_conn(
