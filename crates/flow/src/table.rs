@@ -1095,8 +1095,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 break;
             }
         }
-        if self.free.is_empty() && self.slots.len() == self.slots.capacity() && !self.grow_slab()
-        {
+        if self.free.is_empty() && self.slots.len() == self.slots.capacity() && !self.grow_slab() {
             // The slab is at its share of the budget (or growing it would break the budget):
             // the least recently used connection gives up its slot.
             self.evict_one(EvictReason::Memory, h);

@@ -44,6 +44,37 @@ pub(crate) fn trim(v: &[u8]) -> &[u8] {
     &v[s..e.max(s)]
 }
 
+/// What an allocator spends per heap block beyond the bytes asked for (glibc: an 8-byte
+/// header, 16-byte granules), so that charges match what is really allocated.
+pub(crate) const ALLOC_OVERHEAD: usize = 16;
+
+/// Bytes a heap block of `cap` bytes really takes (0: no block).
+pub(crate) fn heap_block(cap: usize) -> usize {
+    if cap == 0 {
+        0
+    } else {
+        cap + ALLOC_OVERHEAD
+    }
+}
+
+/// Largest growth of a capped buffer at once (see [`extend_capped`]).
+pub(crate) const GROWTH_STEP: usize = 64 * 1024;
+
+/// Appends `bytes` to `v` without letting its capacity pass `cap` (when `v.len() +
+/// bytes.len() <= cap`): growth doubles as usual up to [`GROWTH_STEP`], then goes by that step,
+/// and never past the cap. A capped buffer thus never holds up to twice its cap, and one
+/// segment grows a buffer by a bounded amount: the flow table charges growth after the
+/// callback that caused it, so this step bounds how far a worker can overshoot its budget.
+pub(crate) fn extend_capped(v: &mut Vec<u8>, bytes: &[u8], cap: usize) {
+    let need = v.len() + bytes.len();
+    if need > v.capacity() {
+        let grown = v.capacity() + v.capacity().clamp(16, GROWTH_STEP);
+        let target = need.max(grown).min(cap.max(need));
+        v.reserve_exact(target - v.len());
+    }
+    v.extend_from_slice(bytes);
+}
+
 /// A sink that accepts at most `cap` bytes and remembers when it refused some.
 #[derive(Debug, Default)]
 pub(crate) struct Bounded {
@@ -60,7 +91,7 @@ impl Write for Bounded {
             return Err(io::Error::other("decode bound reached"));
         }
         let n = room.min(b.len());
-        self.buf.extend_from_slice(&b[..n]);
+        extend_capped(&mut self.buf, &b[..n], self.cap);
         if n < b.len() {
             self.full = true;
         }
@@ -97,6 +128,18 @@ pub(crate) enum DecodeEnd {
     InputCut,
 }
 
+/// What an inflater holds beside its output: flate2's 32 KiB input buffer and miniz_oxide's
+/// state (32 KiB window plus tables). Checked against a counting allocator by the http tests.
+const INFLATE_STATE: usize = 80 * 1024;
+/// Brotli: the decoder's ring buffer is as large as the stream's window, up to 16 MiB (a
+/// window is at most 2^24 bytes without the large-window extension, which is not enabled),
+/// plus tables and the 4 KiB writer buffer.
+const BROTLI_STATE: usize = (16 << 20) + 64 * 1024;
+/// Zstd windows are capped at 2^ZSTD_WINDOW_LOG (8 MiB, the limit RFC 9659 sets for HTTP);
+/// the context adds about 160 KiB.
+const ZSTD_WINDOW_LOG: u32 = 23;
+const ZSTD_STATE: usize = (1 << ZSTD_WINDOW_LOG) + 256 * 1024;
+
 /// One streaming decoder with its bounded output.
 pub(crate) struct Decoder {
     inner: Inner,
@@ -126,13 +169,31 @@ impl Decoder {
             Coding::Brotli => Inner::Brotli(Box::new(
                 brotli_decompressor::DecompressorWriter::new(sink, 4096),
             )),
-            Coding::Zstd => Inner::Zstd(zstd::stream::write::Decoder::new(sink).ok()?),
+            Coding::Zstd => {
+                let mut d = zstd::stream::write::Decoder::new(sink).ok()?;
+                // A frame may ask for a window of up to 2 GiB; more than HTTP allows is refused
+                // (a decode error) rather than allocated.
+                d.window_log_max(ZSTD_WINDOW_LOG).ok()?;
+                Inner::Zstd(d)
+            }
         };
         Some(Decoder {
             inner,
             cap,
             status: None,
         })
+    }
+
+    /// Heap bytes this decoder may hold: its output at capacity, plus a worst case for the
+    /// codec's own state (which the codec libraries allocate out of sight).
+    pub fn heap_bytes(&self) -> usize {
+        let state = match &self.inner {
+            Inner::DeflatePending | Inner::Stopped(_) => 0,
+            Inner::Gzip(_) | Inner::Zlib(_) | Inner::Raw(_) => INFLATE_STATE,
+            Inner::Brotli(_) => BROTLI_STATE,
+            Inner::Zstd(_) => ZSTD_STATE,
+        };
+        state + self.sink().map_or(0, |s| heap_block(s.buf.capacity()))
     }
 
     fn sink(&self) -> Option<&Bounded> {
