@@ -152,15 +152,34 @@ pub struct Settings {
     pub threads: usize,
 }
 
+/// Smallest share of `--max-memory` one worker's flow table may get: less is refused.
+pub const MIN_WORKER_MEMORY: usize = 1 << 20;
+
 impl Settings {
     /// The flow-table configuration of one of `threads` workers: the global caps are shared.
+    /// The budget is split exactly (each worker owns its share; nothing is shared or locked),
+    /// never raised: [`Settings::check_worker_memory`] refuses a budget too small to split.
     pub fn flow_for_worker(&self) -> FlowConfig {
         let n = self.threads.max(1);
+        let max_memory = self.flow.max_memory / n;
         FlowConfig {
-            max_memory: (self.flow.max_memory / n).max(1 << 20),
+            max_memory,
             max_flows: (self.flow.max_flows / n).max(1024),
             ..self.flow
         }
+    }
+
+    /// Refuses a flow-table budget that leaves a worker less than [`MIN_WORKER_MEMORY`].
+    pub fn check_worker_memory(&self) -> Result<(), String> {
+        let n = self.threads.max(1);
+        if self.flow.max_memory / n < MIN_WORKER_MEMORY {
+            return Err(format!(
+                "--max-memory leaves {} bytes for the flow tables of {n} workers; each needs at \
+                 least {MIN_WORKER_MEMORY} (raise --max-memory or lower --threads)",
+                self.flow.max_memory
+            ));
+        }
+        Ok(())
     }
 
     /// Resolves the shared option groups over an optional config file.
@@ -289,7 +308,7 @@ impl Settings {
             .or(file.threads)
             .unwrap_or(default_threads)
             .max(1);
-        Ok(Settings {
+        let settings = Settings {
             decap,
             flow,
             http,
@@ -297,7 +316,9 @@ impl Settings {
             exchange_filter,
             redact,
             threads,
-        })
+        };
+        settings.check_worker_memory()?;
+        Ok(settings)
     }
 }
 
