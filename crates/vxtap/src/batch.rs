@@ -104,7 +104,9 @@ impl SegmentBatch {
                 let at = self.arena.len() as u64;
                 let need = self.arena.len() + seg.payload.len();
                 if need > self.arena.capacity() {
-                    let target = (self.arena.capacity() * 2).max(need).min(ARENA_MAX.max(need));
+                    let target = (self.arena.capacity() * 2)
+                        .max(need)
+                        .min(ARENA_MAX.max(need));
                     self.arena.reserve_exact(target - self.arena.len());
                 }
                 self.arena.extend_from_slice(seg.payload);

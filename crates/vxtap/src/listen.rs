@@ -60,7 +60,11 @@ pub struct QueuePlan {
 /// batches each). The receive batches exist whatever the traffic, so they are charged up
 /// front; a budget that cannot hold [`WORKER_QUEUE_MIN`] batches per worker within half of it
 /// is refused rather than silently raised.
-pub fn queue_plan(max_memory: usize, workers: usize, recv_threads: usize) -> Result<QueuePlan, String> {
+pub fn queue_plan(
+    max_memory: usize,
+    workers: usize,
+    recv_threads: usize,
+) -> Result<QueuePlan, String> {
     let workers = workers.max(1);
     let batch = SegmentBatch::footprint(BATCH_SEGMENTS, BATCH_ARENA);
     let fixed = 1 + 2 * recv_threads.max(1);

@@ -43,7 +43,9 @@ const SHARD_HEARTBEAT_FRAMES: u64 = 1024;
 /// [`ARENA_MAX`] of copied payload (pipes and gzip input; mapped files lend theirs, and the
 /// mapped pages behind them take that room instead).
 pub fn queue_reservation(threads: usize) -> usize {
-    threads.saturating_sub(1) * (WORKER_QUEUE + 2) * SegmentBatch::footprint(BATCH_SEGMENTS, ARENA_MAX)
+    threads.saturating_sub(1)
+        * (WORKER_QUEUE + 2)
+        * SegmentBatch::footprint(BATCH_SEGMENTS, ARENA_MAX)
 }
 
 /// What a replay produced.
@@ -81,17 +83,18 @@ pub fn replay(
     let mut settings = settings.clone();
     if settings.threads > 1 {
         let reserved = queue_reservation(settings.threads);
-        settings.flow.max_memory = settings
-            .flow
-            .max_memory
-            .checked_sub(reserved)
-            .ok_or_else(|| {
-                format!(
+        settings.flow.max_memory =
+            settings
+                .flow
+                .max_memory
+                .checked_sub(reserved)
+                .ok_or_else(|| {
+                    format!(
                     "--max-memory {} is too small for {} workers: their queues need {reserved} \
                      bytes (raise --max-memory or lower --threads)",
                     settings.flow.max_memory, settings.threads
                 )
-            })?;
+                })?;
         settings.check_worker_memory()?;
     }
     let settings = &settings;
