@@ -415,6 +415,39 @@ mod tests {
     }
 
     #[test]
+    fn the_budget_is_split_exactly_and_small_ones_are_refused() {
+        let s = replay_settings(
+            &[
+                "vxtap",
+                "replay",
+                "--threads",
+                "2",
+                "--max-memory",
+                "16MiB",
+                "x",
+            ],
+            "",
+        )
+        .unwrap();
+        assert_eq!(s.flow_for_worker().max_memory, 8 << 20);
+        // Before: each worker's share was raised to 1 MiB without a word.
+        let e = replay_settings(
+            &[
+                "vxtap",
+                "replay",
+                "--threads",
+                "4",
+                "--max-memory",
+                "2MiB",
+                "x",
+            ],
+            "",
+        )
+        .unwrap_err();
+        assert!(e.contains("--max-memory"), "{e}");
+    }
+
+    #[test]
     fn hole_waits_come_from_the_file_and_the_flags_win() {
         let defaults = replay_settings(&["vxtap", "replay", "x.pcap"], "").unwrap();
         assert_eq!(defaults.flow.hole_timeout_ns, 3_000_000_000);

@@ -678,3 +678,30 @@ fn run_worker(
     }
     *lock(&snap) = worker.stats();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_take_at_most_a_quarter_of_the_budget() {
+        let batch = SegmentBatch::footprint(BATCH_SEGMENTS, BATCH_ARENA);
+        // The default budget on two workers: queues shrink to fit their quarter.
+        let p = queue_plan(64 << 20, 2, 1).unwrap();
+        assert!(p.reserved <= 16 << 20, "{p:?}");
+        assert_eq!(p.reserved, (p.depth + 3) * batch * 2);
+        assert!(p.depth >= WORKER_QUEUE_MIN && p.depth < WORKER_QUEUE_MAX);
+        // A large budget gets the full depth, and no more.
+        let p = queue_plan(4 << 30, 2, 1).unwrap();
+        assert_eq!(p.depth, WORKER_QUEUE_MAX);
+        // The 16 MiB on two workers still runs, within half the budget.
+        let p = queue_plan(16 << 20, 2, 1).unwrap();
+        assert!(p.reserved <= 8 << 20, "{p:?}");
+    }
+
+    #[test]
+    fn budgets_too_small_for_the_queues_are_refused() {
+        let e = queue_plan(4 << 20, 8, 2).unwrap_err();
+        assert!(e.contains("--max-memory"), "{e}");
+    }
+}
