@@ -1217,13 +1217,16 @@ impl<H: StreamHandler> FlowTable<H> {
         }
     }
 
-    /// Grows the slab by a quarter (at least 16 slots) if that stays within its share of the
-    /// budget, within the whole budget as it stands, and within `max_flows`.
+    /// Gives the slab its whole share of the budget at once (bounded by `max_flows`), if that
+    /// fits in the budget as it stands. At once, because growing it step by step reallocates:
+    /// the old block lives beside the new one while it is copied, and an allocator that keeps
+    /// freed pages (mimalloc) kept every step's old block resident, about twice the slab in
+    /// all. Pages not yet used are not resident, but they are charged: they are allocated.
     fn grow_slab(&mut self) -> bool {
         let cfg = &self.env.cfg;
         let len = self.slots.len();
         let limit = (cfg.max_memory / SLAB_SHARE / self.per_flow_cost).min(cfg.max_flows + 1);
-        let want = (len / 4).max(16).min(limit.saturating_sub(len));
+        let want = limit.saturating_sub(len);
         if want == 0 {
             return false;
         }
