@@ -1026,7 +1026,20 @@ impl<H: StreamHandler> FlowTable<H> {
     /// End of input: closes every connection with `EndOfInput`, delivering what is buffered
     /// (holes become gaps), and forgets everything.
     pub fn finish(&mut self, handler: &mut H) {
+        while !self.finish_some(usize::MAX, handler) {}
+    }
+
+    /// [`FlowTable::finish`] in steps: closes at most `n` connections (oldest first) and
+    /// returns true once everything is closed and forgotten. The consumer's exchanges can be
+    /// drained between steps, so that ending a table full of pending state does not turn all
+    /// of it into output at once (that doubled the memory at the end of a replay).
+    pub fn finish_some(&mut self, n: usize, handler: &mut H) -> bool {
+        let mut left = n;
         while self.open.head != NIL {
+            if left == 0 {
+                return false;
+            }
+            left -= 1;
             let i = self.open.head;
             if let Some(c) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) {
                 let ts = c.core.last_ts;
@@ -1048,6 +1061,7 @@ impl<H: StreamHandler> FlowTable<H> {
         self.index.clear();
         self.slots = Vec::new();
         self.free = Vec::new();
+        true
     }
 
     fn slot(&mut self, i: u32) -> Option<&mut Conn<H::Conn>> {

@@ -1021,3 +1021,19 @@ fn each_acked_hole_gets_its_own_grace() {
     assert_eq!(r.stream(0, C2S), b"aaaa????ccccddddeeee");
     assert_eq!(r.gaps().len(), 1);
 }
+
+#[test]
+fn finish_some_closes_in_steps() {
+    let (mut t, mut r) = (table(), Rec::default());
+    for i in 0..3u16 {
+        let mut p = c(1, 1, 0, SYN, b"");
+        p.src_port = 1000 + i;
+        t.process(&p, &mut r);
+    }
+    assert!(!t.finish_some(2, &mut r));
+    assert_eq!(r.closes().len(), 2);
+    assert!(t.finish_some(2, &mut r));
+    assert_eq!(r.closes().len(), 3);
+    assert_eq!(t.tracked_flows(), 0);
+    assert_eq!(t.memory_in_use(), 0);
+}

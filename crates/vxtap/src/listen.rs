@@ -670,11 +670,17 @@ fn run_worker(
             *lock(&snap) = worker.stats();
         }
     }
-    worker.finish();
-    worker.drain_into(&mut ready);
-    // Shutdown drains completely: block rather than drop the last exchanges.
-    if !ready.is_empty() {
-        let _ = out.send(std::mem::take(&mut ready));
+    // Shutdown drains completely: block rather than drop the last exchanges; in steps, so
+    // that the pending state of a full table does not become output all at once.
+    loop {
+        let done = worker.finish_some(BATCH_SEGMENTS);
+        worker.drain_into(&mut ready);
+        if !ready.is_empty() {
+            let _ = out.send(std::mem::take(&mut ready));
+        }
+        if done {
+            break;
+        }
     }
     *lock(&snap) = worker.stats();
 }

@@ -218,9 +218,16 @@ fn replay_inline(
         }
         usize::MAX
     });
-    worker.finish();
-    worker.drain_into(&mut ready);
-    write_all(out, &mut ready, report);
+    // In steps, writing as it goes: the pending state of a full table, turned into exchanges
+    // all at once, would take as much memory again as the budget.
+    loop {
+        let done = worker.finish_some(OUTPUT_BATCH);
+        worker.drain_into(&mut ready);
+        write_all(out, &mut ready, report);
+        if done {
+            break;
+        }
+    }
     report.errors.append(&mut staged.errors);
     report.totals.frames += staged.totals.frames;
     Ok(worker.stats())
