@@ -10,7 +10,7 @@
 //! takes; nothing on the hot path is shared between workers.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,6 +40,40 @@ const BATCH_ARENA: usize = BATCH_BYTES + DATAGRAM_BUF;
 /// Batches queued per worker before the receive threads start dropping, when the memory budget
 /// allows; fewer with a smaller budget (see [`queue_plan`]).
 const WORKER_QUEUE_MAX: usize = 128;
+/// Exchanges waiting for the output thread, in bytes (all workers): beyond it, a worker drops
+/// its batch and counts it (`vxtap_output_queue_dropped_exchanges_total`), as when the queue
+/// is full. Part of the fixed overhead: evictions under memory pressure emit whole pipelines
+/// of pending requests at once, and a slow output must not let them pile up.
+const OUTPUT_QUEUE_BYTES: usize = 8 << 20;
+
+/// Heap bytes of an exchange waiting for output, closely enough to bound the output queue
+/// (strings at capacity; the fixed-size parts with the vec slot).
+fn exchange_bytes(ex: &Exchange) -> usize {
+    fn msg(m: &vxtap_http::Message) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        m.headers.capacity() * std::mem::size_of::<(String, String)>()
+            + m.headers
+                .iter()
+                .map(|(a, b)| a.capacity() + b.capacity() + 32)
+                .sum::<usize>()
+            + opt(&m.method)
+            + opt(&m.uri)
+            + opt(&m.reason)
+            + opt(&m.body)
+            + m.version.capacity()
+    }
+    // The record's own strings (timestamps, id) and vecs, roughly.
+    std::mem::size_of::<Exchange>()
+        + 256
+        + ex.request.as_ref().map_or(0, msg)
+        + ex.response.as_ref().map_or(0, msg)
+        + ex.interim.iter().map(msg).sum::<usize>()
+}
+
+fn batch_bytes(batch: &[Exchange]) -> usize {
+    batch.iter().map(exchange_bytes).sum()
+}
+
 /// Fewest batches queued per worker: below this, `--max-memory` is refused as too small.
 const WORKER_QUEUE_MIN: usize = 2;
 /// The worker queues take at most 1/QUEUE_SHARE of `--max-memory`; the flow tables get the rest.
@@ -208,6 +242,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         },
     )?;
     let (out_tx, out_rx) = bounded::<Vec<Exchange>>(256);
+    let queued_out = Arc::new(AtomicUsize::new(0));
 
     // Sockets next: a bind error should stop startup before threads exist.
     let mut receivers = Vec::new();
@@ -281,6 +316,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         let out_tx = out_tx.clone();
         let recycle_tx = recycle_tx.clone();
         let drops = shared.output_drops.clone();
+        let queued = queued_out.clone();
         let stall = if i == 0 {
             hooks.stall_worker_after
         } else {
@@ -289,13 +325,18 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         worker_handles.push(
             thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || run_worker(worker, rx, recycle_tx, out_tx, beat, snap, drops, stall))
+                .spawn(move || {
+                    run_worker(
+                        worker, rx, recycle_tx, out_tx, queued, beat, snap, drops, stall,
+                    )
+                })
                 .map_err(|e| e.to_string())?,
         );
     }
     drop(out_tx);
 
     // Output thread.
+    let out_queued = queued_out.clone();
     let out_beat = shared.health.register("output");
     let out_health = shared.health.clone();
     let out_totals = shared.output.clone();
@@ -307,6 +348,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
             loop {
                 match out_rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(batch) => {
+                        out_queued.fetch_sub(batch_bytes(&batch), Ordering::Relaxed);
                         let m = lock(&out_metrics);
                         for ex in &batch {
                             if let Some(d) = ex.timing.duration_us {
@@ -621,6 +663,7 @@ fn run_worker(
     rx: Receiver<SegmentBatch>,
     recycle: Sender<SegmentBatch>,
     out: Sender<Vec<Exchange>>,
+    queued: Arc<AtomicUsize>,
     beat: Arc<Beat>,
     snap: Arc<Mutex<WorkerStats>>,
     output_drops: Arc<Mutex<u64>>,
@@ -634,8 +677,17 @@ fn run_worker(
             return;
         }
         let batch = std::mem::take(ready);
+        let bytes = batch_bytes(&batch);
+        let before = queued.load(Ordering::Relaxed);
+        // An empty queue takes any batch, however large: the output must not starve.
+        if before > 0 && before + bytes > OUTPUT_QUEUE_BYTES {
+            *lock(&output_drops) += batch.len() as u64;
+            return;
+        }
+        queued.fetch_add(bytes, Ordering::Relaxed);
         if let Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) = out.try_send(batch)
         {
+            queued.fetch_sub(bytes, Ordering::Relaxed);
             *lock(&output_drops) += b.len() as u64;
         }
     };
@@ -676,6 +728,7 @@ fn run_worker(
         let done = worker.finish_some(BATCH_SEGMENTS);
         worker.drain_into(&mut ready);
         if !ready.is_empty() {
+            queued.fetch_add(batch_bytes(&ready), Ordering::Relaxed);
             let _ = out.send(std::mem::take(&mut ready));
         }
         if done {
