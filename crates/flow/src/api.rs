@@ -206,6 +206,16 @@ pub trait StreamHandler {
     /// The peer in `dir` sent FIN (all its bytes before it have been delivered or gapped).
     fn on_fin(&mut self, conn: &mut Self::Conn, meta: &ConnMeta, dir: Direction, ts_ns: u64);
 
+    /// Heap bytes `conn` holds beyond its own `size_of` (which the table charges with its slot):
+    /// buffered heads, queued messages, captured bodies, decoders. The table asks after every
+    /// callback on a connection and charges the answer against [`crate::FlowConfig::max_memory`],
+    /// so that eviction (least recently used first) frees whatever holds the bytes. Must be
+    /// cheap (it runs once per segment) and count capacity, not length.
+    fn mem_bytes(&self, conn: &Self::Conn) -> usize {
+        let _ = conn;
+        0
+    }
+
     /// The connection is gone; the consumer must finish it (emit pending exchanges).
     fn on_close(&mut self, conn: Self::Conn, meta: &ConnMeta, ts_ns: u64, reason: CloseReason);
 }

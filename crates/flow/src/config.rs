@@ -71,8 +71,11 @@ pub struct FlowConfig {
     /// Bytes held out of order per direction (payload plus a fixed per-chunk overhead) before
     /// the oldest hole is skipped as a gap (default 256 KiB).
     pub max_buffer_per_direction: usize,
-    /// Global budget: out-of-order bytes plus per-connection state of the whole table
-    /// (default 64 MiB).
+    /// Global budget, charged at what is allocated (capacities, not lengths): the connection
+    /// slab and index, out-of-order buffers, and the consumer's per-connection heap as
+    /// [`crate::StreamHandler::mem_bytes`] reports it (default 64 MiB). The slab and index
+    /// take at most half of it (they do not shrink while connections live); past the budget,
+    /// buffers are flushed and then the least recently used connections are evicted.
     pub max_memory: usize,
     /// Connections tracked at once, lingering closed ones included (default 1,000,000; the
     /// memory budget usually bites first).

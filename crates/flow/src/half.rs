@@ -11,8 +11,10 @@
 //! (thousands of 1-byte chunks) are bounded because every chunk is charged `CHUNK_OVERHEAD`
 //! against the caps.
 
-/// Bytes charged per buffered chunk on top of its payload (vec slot, allocation header).
-pub(crate) const CHUNK_OVERHEAD: usize = 64;
+/// Bytes charged per buffered chunk on top of its payload: its slot in the chunk vec, counted
+/// twice because a vec's capacity runs up to twice its length, plus the payload allocation's
+/// header and rounding (glibc: 8 bytes of header, 16-byte granules).
+pub(crate) const CHUNK_OVERHEAD: usize = 2 * std::mem::size_of::<Chunk>() + 24;
 
 /// A copied run of out-of-order bytes, followed by bytes the mirror announced but cut.
 pub(crate) struct Chunk {

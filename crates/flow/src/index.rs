@@ -25,17 +25,26 @@ fn slot_of(e: u64) -> u32 {
 }
 
 impl Index {
+    /// An empty index; allocates nothing until the first insert (an idle table holds no heap).
     pub fn new() -> Self {
         Index {
-            entries: vec![EMPTY; 16],
-            mask: 15,
+            entries: Vec::new(),
+            mask: 0,
             len: 0,
         }
+    }
+
+    /// Bytes allocated for entries.
+    pub fn bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<u64>()
     }
 
     /// The slot whose key `is_key` accepts, among those filed under `hash`.
     #[inline]
     pub fn find(&self, hash: u64, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
         let h = hash as u32;
         let mut i = h as usize & self.mask;
         loop {
@@ -68,7 +77,7 @@ impl Index {
     }
 
     fn grow(&mut self) {
-        let cap = self.entries.len() * 2;
+        let cap = (self.entries.len() * 2).max(16);
         let old = std::mem::replace(&mut self.entries, vec![EMPTY; cap]);
         self.mask = self.entries.len() - 1;
         for e in old.into_iter().filter(|e| *e != EMPTY) {
@@ -78,6 +87,9 @@ impl Index {
 
     /// Removes `slot` filed under `hash`; false if it was not there.
     pub fn remove(&mut self, hash: u64, slot: u32) -> bool {
+        if self.len == 0 {
+            return false;
+        }
         let h = hash as u32;
         let mut i = h as usize & self.mask;
         loop {

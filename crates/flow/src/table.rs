@@ -186,6 +186,9 @@ struct ConnCore {
     /// `halves[0]` carries bytes from the `lo` endpoint, `halves[1]` from `hi`.
     halves: [Half; 2],
     meta: ConnMeta,
+    /// Heap bytes of the consumer's state as last reported (`StreamHandler::mem_bytes`), part
+    /// of `Env::user_mem`.
+    user_mem: usize,
 }
 
 struct Conn<U> {
@@ -223,6 +226,20 @@ struct Env {
     stats: FlowStats,
     /// Cost of all out-of-order chunks in the table.
     buffered: usize,
+    /// Sum of `ConnCore::user_mem`: the consumer's per-connection heap.
+    user_mem: usize,
+}
+
+/// The slab and the index may take at most 1/`SLAB_SHARE` of the budget: they do not shrink
+/// while connections live, so a SYN flood must not leave the buffers and the consumer's state
+/// (heads, bodies, pending requests) without room once it is over.
+const SLAB_SHARE: usize = 2;
+
+/// Re-reads the consumer's heap for `c` after callbacks and moves the difference into the total.
+fn recharge<H: StreamHandler>(c: &mut Conn<H::Conn>, env: &mut Env, h: &H) {
+    let m = c.user.as_ref().map_or(0, |u| h.mem_bytes(u));
+    env.user_mem = env.user_mem - c.core.user_mem + m;
+    c.core.user_mem = m;
 }
 
 fn dir_of(client_is_lo: bool, side: usize) -> Direction {
@@ -438,6 +455,7 @@ fn close_conn<H: StreamHandler>(
         env.stats.add_close(reason);
         h.on_close(u, &c.core.meta, ts, reason);
     }
+    env.user_mem -= std::mem::take(&mut c.core.user_mem);
     // `closed` (which list the connection is on) is set by the table when it moves it.
 }
 
@@ -807,7 +825,7 @@ impl<H: StreamHandler> FlowTable<H> {
     pub fn new(cfg: FlowConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
         // Slot, index entries (load between 1/4 and 1/2: up to 32 bytes), free-list entry.
-        let per_flow_cost = std::mem::size_of::<Option<Conn<H::Conn>>>() + 32 + 4;
+        let per_flow_cost = Self::SLOT_SIZE + 32 + 4;
         Ok(FlowTable {
             index: Index::new(),
             slots: Vec::new(),
@@ -819,6 +837,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 cfg,
                 stats: FlowStats::default(),
                 buffered: 0,
+                user_mem: 0,
             },
             next_conn_id: 0,
             now: 0,
@@ -846,12 +865,33 @@ impl<H: StreamHandler> FlowTable<H> {
         self.open.len + self.lingering.len
     }
 
-    /// Bytes held: out-of-order buffers plus per-connection state (what `max_memory` bounds).
+    const SLOT_SIZE: usize = std::mem::size_of::<Option<Conn<H::Conn>>>();
+
+    /// Bytes held, as allocated (what `max_memory` bounds): slab, index and free list at their
+    /// capacity, out-of-order buffers, and the consumer's per-connection heap.
     pub fn memory_in_use(&self) -> usize {
-        self.tracked_flows() * self.per_flow_cost + self.env.buffered
+        self.table_bytes() + self.env.buffered + self.env.user_mem
     }
 
-    /// Bytes charged per tracked connection (state, consumer state, map entry).
+    /// The slab, index and free list, at their capacity.
+    pub fn table_bytes(&self) -> usize {
+        self.slots.capacity() * Self::SLOT_SIZE
+            + self.index.bytes()
+            + self.free.capacity() * std::mem::size_of::<u32>()
+    }
+
+    /// The consumer's per-connection heap, as last reported by `StreamHandler::mem_bytes`.
+    pub fn consumer_bytes(&self) -> usize {
+        self.env.user_mem
+    }
+
+    /// Out-of-order bytes held (payload plus per-chunk overhead).
+    pub fn buffered_bytes(&self) -> usize {
+        self.env.buffered
+    }
+
+    /// Bytes the table's own structures take per tracked connection at most (slot with the
+    /// consumer's state, index entries, free-list entry).
     pub fn per_flow_cost(&self) -> usize {
         self.per_flow_cost
     }
@@ -888,6 +928,9 @@ impl<H: StreamHandler> FlowTable<H> {
                 None => return,
             }
             outcome = self.feed(idx, side, seg, handler);
+        }
+        if let Some(c) = self.slots.get_mut(idx as usize).and_then(|s| s.as_mut()) {
+            recharge(c, &mut self.env, handler);
         }
         match outcome {
             Outcome::Open => {
@@ -962,6 +1005,7 @@ impl<H: StreamHandler> FlowTable<H> {
                     enforce_bounds(c, side, now, &mut self.env, handler);
                 }
             }
+            recharge(c, &mut self.env, handler);
             let still = c.core.halves.iter().any(|hf| hf.pending());
             let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
             if fin_both {
@@ -985,7 +1029,20 @@ impl<H: StreamHandler> FlowTable<H> {
     /// End of input: closes every connection with `EndOfInput`, delivering what is buffered
     /// (holes become gaps), and forgets everything.
     pub fn finish(&mut self, handler: &mut H) {
+        while !self.finish_some(usize::MAX, handler) {}
+    }
+
+    /// [`FlowTable::finish`] in steps: closes at most `n` connections (oldest first) and
+    /// returns true once everything is closed and forgotten. The consumer's exchanges can be
+    /// drained between steps, so that ending a table full of pending state does not turn all
+    /// of it into output at once (that doubled the memory at the end of a replay).
+    pub fn finish_some(&mut self, n: usize, handler: &mut H) -> bool {
+        let mut left = n;
         while self.open.head != NIL {
+            if left == 0 {
+                return false;
+            }
+            left -= 1;
             let i = self.open.head;
             if let Some(c) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) {
                 let ts = c.core.last_ts;
@@ -1007,6 +1064,7 @@ impl<H: StreamHandler> FlowTable<H> {
         self.index.clear();
         self.slots = Vec::new();
         self.free = Vec::new();
+        true
     }
 
     fn slot(&mut self, i: u32) -> Option<&mut Conn<H::Conn>> {
@@ -1049,9 +1107,18 @@ impl<H: StreamHandler> FlowTable<H> {
                 break;
             }
         }
-        while self.memory_in_use() + self.per_flow_cost > self.env.cfg.max_memory {
+        while self.memory_in_use() > self.env.cfg.max_memory {
             if !self.relieve_one(h) {
                 break;
+            }
+        }
+        if self.free.is_empty() && self.slots.len() == self.slots.capacity() && !self.grow_slab() {
+            // The slab is at its share of the budget (or growing it would break the budget):
+            // the least recently used connection gives up its slot.
+            self.evict_one(EvictReason::Memory, h);
+            if self.free.is_empty() && self.slots.len() == self.slots.capacity() {
+                // That was the last connection, and the empty table gave its slab back.
+                self.grow_slab();
             }
         }
         let src = Endpoint {
@@ -1103,6 +1170,7 @@ impl<H: StreamHandler> FlowTable<H> {
             stopped: false,
             in_pending: false,
             handshake: false,
+            user_mem: 0,
         };
         let conn = Conn {
             core,
@@ -1115,20 +1183,9 @@ impl<H: StreamHandler> FlowTable<H> {
             }
             None => {
                 if self.slots.len() == self.slots.capacity() {
-                    // Double, but never past what the limits allow to be live at once: the slab
-                    // must not overshoot the memory budget by a doubling.
-                    let bound = self
-                        .env
-                        .cfg
-                        .max_flows
-                        .min(self.env.cfg.max_memory / self.per_flow_cost)
-                        + 1;
-                    let want = self
-                        .slots
-                        .len()
-                        .max(16)
-                        .min(bound.saturating_sub(self.slots.len()));
-                    self.slots.reserve_exact(want.max(1));
+                    // Nothing could be evicted and the slab could not grow within the budget
+                    // (a budget too small for even one slot): one slot more, not a doubling.
+                    self.slots.reserve_exact(1);
                 }
                 self.slots.push(Some(conn));
                 (self.slots.len() - 1) as u32
@@ -1166,8 +1223,38 @@ impl<H: StreamHandler> FlowTable<H> {
             for hf in c.core.halves.iter_mut() {
                 self.env.buffered -= hf.clear();
             }
+            self.env.user_mem -= c.core.user_mem;
         }
         self.free.push(idx);
+        if self.open.len + self.lingering.len == 0 {
+            // Nothing tracked: give the slab and the index back (after a flood, a quiet table
+            // should not keep its peak).
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.index.clear();
+        }
+    }
+
+    /// Gives the slab its whole share of the budget at once (bounded by `max_flows`), if that
+    /// fits in the budget as it stands. At once, because growing it step by step reallocates:
+    /// the old block lives beside the new one while it is copied, and an allocator that keeps
+    /// freed pages (mimalloc) kept every step's old block resident, about twice the slab in
+    /// all. Pages not yet used are not resident, but they are charged: they are allocated.
+    fn grow_slab(&mut self) -> bool {
+        let cfg = &self.env.cfg;
+        let len = self.slots.len();
+        let limit = (cfg.max_memory / SLAB_SHARE / self.per_flow_cost).min(cfg.max_flows + 1);
+        let want = limit.saturating_sub(len);
+        if want == 0 {
+            return false;
+        }
+        // Index and free list grow with the slab: charge their worst case now.
+        let extra = want * self.per_flow_cost;
+        if self.memory_in_use() + extra > cfg.max_memory {
+            return false;
+        }
+        self.slots.reserve_exact(want);
+        true
     }
 
     /// Moves a just-closed connection from the open list to the lingering list.
@@ -1243,6 +1330,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 for side in 0..2 {
                     drain_side(c, side, SkipTrigger::Memory, ts, &mut self.env, h);
                 }
+                recharge(c, &mut self.env, h);
                 let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
                 if fin_both {
                     close_conn(

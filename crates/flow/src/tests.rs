@@ -294,6 +294,7 @@ fn handshake_data_fin() {
 fn in_order_data_is_not_copied() {
     let (mut t, mut r) = (table(), Rec::default());
     handshake(&mut t, &mut r);
+    let base = t.memory_in_use();
     let bufs: Vec<Vec<u8>> = (0..5).map(|i| vec![b'a' + i; 100]).collect();
     let mut seq = CI + 1;
     for (i, b) in bufs.iter().enumerate() {
@@ -303,16 +304,17 @@ fn in_order_data_is_not_copied() {
     let want: Vec<usize> = bufs.iter().map(|b| b.as_ptr() as usize).collect();
     assert_eq!(r.ptrs, want, "on_data must get the segment's own slice");
     assert_eq!(t.stats().ooo_segments, 0);
-    assert_eq!(t.memory_in_use(), t.per_flow_cost());
+    assert_eq!(t.memory_in_use(), base);
 }
 
 #[test]
 fn reorder_is_buffered_and_delivered_in_order() {
     let (mut t, mut r) = (table(), Rec::default());
     handshake(&mut t, &mut r);
+    let base = t.memory_in_use();
     t.process(&c(10, CI + 6, SI + 1, ACK, b"world"), &mut r);
     t.process(&c(11, CI + 11, SI + 1, ACK, b"!"), &mut r);
-    assert!(t.memory_in_use() > t.per_flow_cost());
+    assert!(t.memory_in_use() > base);
     t.process(&c(12, CI + 1, SI + 1, ACK, b"hello"), &mut r);
     assert_eq!(r.stream(0, C2S), b"helloworld!");
     // Timestamp is the one of the segment that carried the first byte of each chunk.
@@ -325,7 +327,7 @@ fn reorder_is_buffered_and_delivered_in_order() {
             .collect();
     assert_eq!(ts, vec![12, 10, 11]);
     assert_eq!(t.stats().ooo_segments, 2);
-    assert_eq!(t.memory_in_use(), t.per_flow_cost());
+    assert_eq!(t.memory_in_use(), base);
     assert!(r.gaps().is_empty());
 }
 
@@ -559,7 +561,7 @@ fn per_flow_cap_skips_hole() {
     assert_eq!(r.gaps(), vec![(C2S, 100, GapReason::Lost)]);
     assert_eq!(r.stream(0, C2S).len(), 5100);
     assert_eq!(t.stats().holes_skipped_flow_cap, 1);
-    assert_eq!(t.memory_in_use(), t.per_flow_cost());
+    assert_eq!(t.buffered_bytes(), 0);
 }
 
 #[test]
@@ -1045,4 +1047,20 @@ fn each_acked_hole_gets_its_own_grace() {
     t.process(&c(35, CI + 13, SI + 1, ACK, b"dddd"), &mut r);
     assert_eq!(r.stream(0, C2S), b"aaaa????ccccddddeeee");
     assert_eq!(r.gaps().len(), 1);
+}
+
+#[test]
+fn finish_some_closes_in_steps() {
+    let (mut t, mut r) = (table(), Rec::default());
+    for i in 0..3u16 {
+        let mut p = c(1, 1, 0, SYN, b"");
+        p.src_port = 1000 + i;
+        t.process(&p, &mut r);
+    }
+    assert!(!t.finish_some(2, &mut r));
+    assert_eq!(r.closes().len(), 2);
+    assert!(t.finish_some(2, &mut r));
+    assert_eq!(r.closes().len(), 3);
+    assert_eq!(t.tracked_flows(), 0);
+    assert_eq!(t.memory_in_use(), 0);
 }

@@ -44,6 +44,37 @@ pub(crate) fn trim(v: &[u8]) -> &[u8] {
     &v[s..e.max(s)]
 }
 
+/// What an allocator spends per heap block beyond the bytes asked for (glibc: an 8-byte
+/// header, 16-byte granules), so that charges match what is really allocated.
+pub(crate) const ALLOC_OVERHEAD: usize = 16;
+
+/// Bytes a heap block of `cap` bytes really takes (0: no block).
+pub(crate) fn heap_block(cap: usize) -> usize {
+    if cap == 0 {
+        0
+    } else {
+        cap + ALLOC_OVERHEAD
+    }
+}
+
+/// Largest growth of a capped buffer at once (see [`extend_capped`]).
+pub(crate) const GROWTH_STEP: usize = 64 * 1024;
+
+/// Appends `bytes` to `v` without letting its capacity pass `cap` (when `v.len() +
+/// bytes.len() <= cap`): growth doubles as usual up to [`GROWTH_STEP`], then goes by that step,
+/// and never past the cap. A capped buffer thus never holds up to twice its cap, and one
+/// segment grows a buffer by a bounded amount: the flow table charges growth after the
+/// callback that caused it, so this step bounds how far a worker can overshoot its budget.
+pub(crate) fn extend_capped(v: &mut Vec<u8>, bytes: &[u8], cap: usize) {
+    let need = v.len() + bytes.len();
+    if need > v.capacity() {
+        let grown = v.capacity() + v.capacity().clamp(16, GROWTH_STEP);
+        let target = need.max(grown).min(cap.max(need));
+        v.reserve_exact(target - v.len());
+    }
+    v.extend_from_slice(bytes);
+}
+
 /// A sink that accepts at most `cap` bytes and remembers when it refused some.
 #[derive(Debug, Default)]
 pub(crate) struct Bounded {
@@ -60,7 +91,7 @@ impl Write for Bounded {
             return Err(io::Error::other("decode bound reached"));
         }
         let n = room.min(b.len());
-        self.buf.extend_from_slice(&b[..n]);
+        extend_capped(&mut self.buf, &b[..n], self.cap);
         if n < b.len() {
             self.full = true;
         }
@@ -97,11 +128,58 @@ pub(crate) enum DecodeEnd {
     InputCut,
 }
 
+/// What an inflater holds beside its output: flate2's 32 KiB input buffer and miniz_oxide's
+/// state (32 KiB window plus tables). Checked against a counting allocator by the http tests.
+const INFLATE_STATE: usize = 80 * 1024;
+/// Brotli beside its ring buffer (which is at most the stream's window, read from the stream's
+/// first byte): tables and the 4 KiB writer buffer.
+const BROTLI_STATE: usize = 64 * 1024;
+/// Zstd windows are capped at 2^ZSTD_WINDOW_LOG (8 MiB, the limit RFC 9659 sets for HTTP).
+const ZSTD_WINDOW_LOG: u32 = 23;
+/// Zstd beside its window: the decompression context.
+const ZSTD_STATE: usize = 256 * 1024;
+
+/// The window a brotli stream declares in its first byte (RFC 7932 9.1), the most its ring
+/// buffer takes; `None` for the large-window extension (not enabled: the stream fails).
+fn brotli_window(first: u8) -> Option<usize> {
+    let wbits = if first & 1 == 0 {
+        16
+    } else if (first >> 1) & 7 != 0 {
+        17 + ((first >> 1) & 7) as u32
+    } else {
+        match (first >> 4) & 7 {
+            0 => 17,
+            1 => return None,
+            m => 8 + m as u32,
+        }
+    };
+    Some(1 << wbits)
+}
+
+/// The window a zstd frame header declares (RFC 8878 3.1.1.1), when `head` holds enough of it.
+fn zstd_window(head: &[u8]) -> Option<usize> {
+    if head.len() < 6 || head[..4] != [0x28, 0xb5, 0x2f, 0xfd] {
+        return None;
+    }
+    let fhd = head[4];
+    if fhd & 0x20 != 0 {
+        // Single segment: the window is the content size, whose field comes after a
+        // dictionary id; not worth parsing here (the cap applies).
+        return None;
+    }
+    let wd = head[5];
+    let base = 1usize << (10 + (wd >> 3) as u32);
+    Some(base + base / 8 * (wd & 7) as usize)
+}
+
 /// One streaming decoder with its bounded output.
 pub(crate) struct Decoder {
     inner: Inner,
     cap: usize,
     status: Option<DecodeEnd>,
+    /// Window the stream declared (its decoder's history buffer), once its first bytes are
+    /// seen; the worst case for its coding until then.
+    window: usize,
 }
 
 impl std::fmt::Debug for Decoder {
@@ -126,13 +204,37 @@ impl Decoder {
             Coding::Brotli => Inner::Brotli(Box::new(
                 brotli_decompressor::DecompressorWriter::new(sink, 4096),
             )),
-            Coding::Zstd => Inner::Zstd(zstd::stream::write::Decoder::new(sink).ok()?),
+            Coding::Zstd => {
+                let mut d = zstd::stream::write::Decoder::new(sink).ok()?;
+                // A frame may ask for a window of up to 2 GiB; more than HTTP allows is refused
+                // (a decode error) rather than allocated.
+                d.window_log_max(ZSTD_WINDOW_LOG).ok()?;
+                Inner::Zstd(d)
+            }
         };
         Some(Decoder {
             inner,
             cap,
             status: None,
+            window: match coding {
+                Coding::Brotli => 1 << 24,
+                Coding::Zstd => 1 << ZSTD_WINDOW_LOG,
+                // Inflaters carry their 32 KiB window in INFLATE_STATE.
+                Coding::Gzip | Coding::Deflate => 0,
+            },
         })
+    }
+
+    /// Heap bytes this decoder may hold: its output at capacity, plus a worst case for the
+    /// codec's own state (which the codec libraries allocate out of sight).
+    pub fn heap_bytes(&self) -> usize {
+        let state = match &self.inner {
+            Inner::DeflatePending | Inner::Stopped(_) => 0,
+            Inner::Gzip(_) | Inner::Zlib(_) | Inner::Raw(_) => INFLATE_STATE,
+            Inner::Brotli(_) => BROTLI_STATE + self.window,
+            Inner::Zstd(_) => ZSTD_STATE + self.window,
+        };
+        state + self.sink().map_or(0, |s| heap_block(s.buf.capacity()))
     }
 
     fn sink(&self) -> Option<&Bounded> {
@@ -172,6 +274,17 @@ impl Decoder {
     pub fn write(&mut self, data: &[u8]) {
         if data.is_empty() || self.status.is_some() {
             return;
+        }
+        if let (Inner::Brotli(_), true) = (&self.inner, self.window == 1 << 24) {
+            // Charged by the window the stream asks for (usually 4 MiB or less), not 16 MiB.
+            if let Some(w) = brotli_window(data[0]) {
+                self.window = w;
+            }
+        }
+        if let (Inner::Zstd(_), true) = (&self.inner, self.window == 1 << ZSTD_WINDOW_LOG) {
+            if let Some(w) = zstd_window(data) {
+                self.window = w.min(1 << ZSTD_WINDOW_LOG);
+            }
         }
         if let Inner::DeflatePending = self.inner {
             let sink = Bounded {
@@ -279,6 +392,30 @@ mod tests {
         let mut d = Decoder::new(Coding::Zstd, 100).unwrap();
         d.write(&z);
         assert_eq!(d.finish(true), (b"zstd data".to_vec(), DecodeEnd::Ok));
+    }
+
+    #[test]
+    fn declared_windows_are_read_from_the_stream_head() {
+        // RFC 7932: lgwin 22 (brotli's default) and 16.
+        let mut c = brotli_window_of(22);
+        assert_eq!(brotli_window(c.remove(0)), Some(1 << 22));
+        assert_eq!(brotli_window(brotli_window_of(16)[0]), Some(1 << 16));
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.write_all(&vec![7u8; 1 << 20]).unwrap();
+        let z = e.finish().unwrap();
+        // Level 3 without a pledged size: a 2 MiB window.
+        assert_eq!(zstd_window(&z), Some(2 << 20));
+        assert_eq!(zstd_window(b"not zstd"), None);
+    }
+
+    /// The first bytes of a brotli stream with window `lgwin`, built by hand (RFC 7932 9.1).
+    fn brotli_window_of(lgwin: u32) -> Vec<u8> {
+        match lgwin {
+            16 => vec![0],
+            18..=24 => vec![1 | (((lgwin - 17) as u8) << 1)],
+            17 => vec![1],
+            _ => vec![1 | ((lgwin - 8) as u8) << 4],
+        }
     }
 
     #[test]

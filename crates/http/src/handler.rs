@@ -21,7 +21,7 @@ use base64::Engine as _;
 use vxtap_flow::{CloseReason, ConnMeta, Direction, GapReason, StreamHandler, Verdict};
 
 use crate::chunked::ChunkDecoder;
-use crate::decode::{Coding, DecodeEnd, Decoder};
+use crate::decode::{extend_capped, heap_block, Coding, DecodeEnd, Decoder, GROWTH_STEP};
 use crate::exchange::{BodyEncoding, Exchange, Message, Peer, Timing};
 use crate::flags::{Flag, FlagSet};
 use crate::framing::{analyze, find_head_end, find_start_line, has_bare_lf, Class, Scan};
@@ -94,6 +94,8 @@ struct MsgBuild {
     ack: u64,
     /// Stream offset of the head's first byte.
     off: u64,
+    /// Heap bytes of `msg` (fixed once the head is parsed; see `message_heap`).
+    heap: usize,
 }
 
 #[derive(Debug)]
@@ -425,7 +427,8 @@ impl HttpHandler {
         } else {
             let old = h.head_buf.len();
             let take = rest.len().min(max.saturating_sub(old));
-            h.head_buf.extend_from_slice(&rest[..take]);
+            // Capped growth: an amortized doubling would allocate up to twice the head cap.
+            extend_capped(&mut h.head_buf, &rest[..take], max);
             match find_head_end(&h.head_buf, old) {
                 Some(end) => {
                     h.head_buf.truncate(end);
@@ -595,12 +598,17 @@ impl HttpHandler {
             m.msg.body_len += bytes.len() as u64;
             m.end_ts = ts;
             if m.raw.capacity() == 0 && cap > 0 {
-                let want = m.hint.max(bytes.len() as u64).min(cap as u64);
+                // Sized by the announced length, but not past one growth step: capacity is
+                // charged against the memory budget whether or not the bytes ever come.
+                let want = m
+                    .hint
+                    .max(bytes.len() as u64)
+                    .min(cap.min(GROWTH_STEP) as u64);
                 m.raw.reserve_exact(want as usize);
             }
             if m.raw.len() < cap {
                 let n = (cap - m.raw.len()).min(bytes.len());
-                m.raw.extend_from_slice(&bytes[..n]);
+                extend_capped(&mut m.raw, &bytes[..n], cap);
             }
             if let Some(d) = m.decoder.as_mut() {
                 d.write(bytes);
@@ -690,6 +698,7 @@ impl HttpHandler {
             _ => None,
         };
         MsgBuild {
+            heap: message_heap(&msg),
             msg,
             raw: Vec::new(),
             decoder,
@@ -1779,39 +1788,77 @@ impl HttpHandler {
     }
 }
 
-fn build_bytes(m: &MsgBuild) -> usize {
+fn str_heap(s: &String) -> usize {
+    heap_block(s.capacity())
+}
+
+/// Heap bytes of a message: every string and the header vec, at capacity.
+fn message_heap(m: &Message) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, str_heap);
     let headers: usize = m
-        .msg
         .headers
         .iter()
-        .map(|(a, b)| a.len() + b.len() + 48)
+        .map(|(a, b)| str_heap(a) + str_heap(b))
         .sum();
-    m.raw.capacity() + headers + m.decoder.as_ref().map_or(0, |_| 64 * 1024) + 256
+    heap_block(m.headers.capacity() * std::mem::size_of::<(String, String)>())
+        + headers
+        + opt(&m.method)
+        + opt(&m.uri)
+        + opt(&m.reason)
+        + str_heap(&m.version)
+        + opt(&m.body)
+}
+
+/// Heap bytes a message being built holds (not counting the `MsgBuild` itself).
+fn build_heap(m: &MsgBuild) -> usize {
+    m.heap
+        + heap_block(m.raw.capacity())
+        + m.decoder.as_ref().map_or(0, |d| {
+            heap_block(std::mem::size_of::<Decoder>()) + d.heap_bytes()
+        })
+}
+
+/// A boxed message being built.
+fn boxed_build_heap(m: &MsgBuild) -> usize {
+    heap_block(std::mem::size_of::<MsgBuild>()) + build_heap(m)
 }
 
 impl Conn {
-    /// Approximate bytes held by this connection (head buffers, captured bodies, queued
-    /// messages), for memory accounting and tests of boundedness.
+    /// Bytes held by this connection: its own size plus [`Conn::heap_bytes`].
     pub fn buffered_bytes(&self) -> usize {
+        std::mem::size_of::<Conn>() + self.heap_bytes()
+    }
+
+    /// Heap bytes held by this connection, as allocated (capacities, allocator overhead): head
+    /// buffers, messages being read, queued exchanges with their captured bodies, decoders,
+    /// early responses. What the flow table charges against the memory budget
+    /// (`StreamHandler::mem_bytes`), so it runs once per segment: its cost is a few operations
+    /// per pending message (a message's headers are summed once, when its head is parsed).
+    pub fn heap_bytes(&self) -> usize {
         let halves: usize = self
             .halves
             .iter()
-            .map(|h| h.head_buf.capacity() + h.cur.as_deref().map_or(0, build_bytes))
-            .sum();
-        let queued: usize = self
-            .queue
-            .iter()
-            .map(|e| match &e.kind {
-                Kind::Lost(_) => 32,
-                Kind::Real(p) => {
-                    p.req.as_ref().map_or(0, build_bytes)
-                        + p.resp.as_ref().map_or(0, build_bytes)
-                        + p.interim.len() * 256
-                        + 128
-                }
+            .map(|h| {
+                heap_block(h.head_buf.capacity()) + h.cur.as_deref().map_or(0, boxed_build_heap)
             })
             .sum();
-        std::mem::size_of::<Conn>() + halves + queued
+        let mut queued = heap_block(self.queue.capacity() * std::mem::size_of::<Entry>());
+        for e in &self.queue {
+            if let Kind::Real(p) = &e.kind {
+                queued += heap_block(std::mem::size_of::<Pending>())
+                    + p.req.as_ref().map_or(0, build_heap)
+                    + p.resp.as_ref().map_or(0, build_heap)
+                    + heap_block(p.interim.capacity() * std::mem::size_of::<Message>())
+                    + p.interim.iter().map(message_heap).sum::<usize>();
+            }
+        }
+        let early = heap_block(self.early.capacity() * std::mem::size_of::<Box<MsgBuild>>())
+            + self
+                .early
+                .iter()
+                .map(|m| boxed_build_heap(m))
+                .sum::<usize>();
+        halves + queued + early
     }
 
     /// Exchanges (and lost-request placeholders) waiting for completion.
@@ -2055,6 +2102,10 @@ impl StreamHandler for HttpHandler {
     fn on_fin(&mut self, conn: &mut Conn, meta: &ConnMeta, dir: Direction, ts_ns: u64) {
         conn.meta = *meta;
         self.end_half(conn, role_of(dir), ts_ns, FlagSet::EMPTY, true);
+    }
+
+    fn mem_bytes(&self, conn: &Conn) -> usize {
+        conn.heap_bytes()
     }
 
     fn on_close(&mut self, mut conn: Conn, meta: &ConnMeta, ts_ns: u64, reason: CloseReason) {

@@ -10,6 +10,11 @@ use std::net::IpAddr;
 use vxtap_capture::{prefetch_lines, prefetch_value, SharedMap};
 use vxtap_wire::{Segment, TcpFlags, TunnelKind};
 
+/// Copied payload bytes a batch's arena grows to at most, past the point where its producer
+/// hands it over (replay: 1 MiB), plus one largest payload: amortized doubling would otherwise
+/// take it to twice that, beyond what the memory budget reserved for the queues.
+pub const ARENA_MAX: usize = (1 << 20) + 64 * 1024;
+
 /// Segment fields without the borrowed payload; the payload lives in the batch arena.
 #[derive(Clone, Copy, Debug)]
 struct SegmentHeader {
@@ -64,6 +69,12 @@ impl SegmentBatch {
         }
     }
 
+    /// Bytes a batch allocated with [`SegmentBatch::with_capacity`]`(segments, bytes)` holds,
+    /// as long as it is never filled past those capacities.
+    pub fn footprint(segments: usize, bytes: usize) -> usize {
+        segments * std::mem::size_of::<SegmentHeader>() + bytes
+    }
+
     /// Copies `seg` into the batch.
     pub fn push(&mut self, seg: &Segment<'_>) {
         self.push_framed(seg, 0, None);
@@ -92,6 +103,13 @@ impl SegmentBatch {
             Some(at) => (at, true),
             None => {
                 let at = self.arena.len() as u64;
+                let need = self.arena.len() + seg.payload.len();
+                if need > self.arena.capacity() {
+                    let target = (self.arena.capacity() * 2)
+                        .max(need)
+                        .min(ARENA_MAX.max(need));
+                    self.arena.reserve_exact(target - self.arena.len());
+                }
                 self.arena.extend_from_slice(seg.payload);
                 (at, false)
             }

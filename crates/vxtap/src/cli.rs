@@ -98,8 +98,13 @@ pub struct PipelineOpts {
     /// What identifies a connection.
     #[arg(long, value_enum)]
     pub flow_key: Option<FlowKeyArg>,
-    /// Memory budget for flow state and reassembly buffers across all workers (listen: the
-    /// worker queues are taken from it too).
+    /// Memory budget for everything that grows with traffic [default: 64MiB]: connections,
+    /// reassembly buffers, partial heads, pending requests, captured bodies, decoders and the
+    /// worker queues, charged as allocated. Split evenly across workers; when it binds, the
+    /// least recently used connections are evicted (flag `evicted`). The worker queues take
+    /// their share first (listen: up to a quarter, fewer queued batches with a smaller budget);
+    /// a budget too small for the workers is refused, never raised. Peak RSS stays within it
+    /// plus a fixed overhead (see README).
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
     /// Maximum concurrent connections tracked, across all workers.

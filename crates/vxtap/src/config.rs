@@ -158,15 +158,34 @@ pub struct Settings {
     pub threads: usize,
 }
 
+/// Smallest share of `--max-memory` one worker's flow table may get: less is refused.
+pub const MIN_WORKER_MEMORY: usize = 1 << 20;
+
 impl Settings {
     /// The flow-table configuration of one of `threads` workers: the global caps are shared.
+    /// The budget is split exactly (each worker owns its share; nothing is shared or locked),
+    /// never raised: [`Settings::check_worker_memory`] refuses a budget too small to split.
     pub fn flow_for_worker(&self) -> FlowConfig {
         let n = self.threads.max(1);
+        let max_memory = self.flow.max_memory / n;
         FlowConfig {
-            max_memory: (self.flow.max_memory / n).max(1 << 20),
+            max_memory,
             max_flows: (self.flow.max_flows / n).max(1024),
             ..self.flow
         }
+    }
+
+    /// Refuses a flow-table budget that leaves a worker less than [`MIN_WORKER_MEMORY`].
+    pub fn check_worker_memory(&self) -> Result<(), String> {
+        let n = self.threads.max(1);
+        if self.flow.max_memory / n < MIN_WORKER_MEMORY {
+            return Err(format!(
+                "--max-memory leaves {} bytes for the flow tables of {n} workers; each needs at \
+                 least {MIN_WORKER_MEMORY} (raise --max-memory or lower --threads)",
+                self.flow.max_memory
+            ));
+        }
+        Ok(())
     }
 
     /// Resolves the shared option groups over an optional config file.
@@ -303,7 +322,7 @@ impl Settings {
             .or(file.threads)
             .unwrap_or(default_threads)
             .max(1);
-        Ok(Settings {
+        let settings = Settings {
             decap,
             flow,
             http,
@@ -311,7 +330,9 @@ impl Settings {
             exchange_filter,
             redact,
             threads,
-        })
+        };
+        settings.check_worker_memory()?;
+        Ok(settings)
     }
 }
 
@@ -417,6 +438,39 @@ mod tests {
         };
         let file: FileConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
         Settings::resolve(&file, &args.decode, &args.pipeline, &args.privacy, 1)
+    }
+
+    #[test]
+    fn the_budget_is_split_exactly_and_small_ones_are_refused() {
+        let s = replay_settings(
+            &[
+                "vxtap",
+                "replay",
+                "--threads",
+                "2",
+                "--max-memory",
+                "16MiB",
+                "x",
+            ],
+            "",
+        )
+        .unwrap();
+        assert_eq!(s.flow_for_worker().max_memory, 8 << 20);
+        // Before: each worker's share was raised to 1 MiB without a word.
+        let e = replay_settings(
+            &[
+                "vxtap",
+                "replay",
+                "--threads",
+                "4",
+                "--max-memory",
+                "2MiB",
+                "x",
+            ],
+            "",
+        )
+        .unwrap_err();
+        assert!(e.contains("--max-memory"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! takes; nothing on the hot path is shared between workers.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,8 +34,89 @@ const MAX_VNI_LABELS: usize = 64;
 const BATCH_SEGMENTS: usize = 128;
 /// Payload bytes per batch handed to a worker (jumbo frames fill a batch sooner).
 const BATCH_BYTES: usize = BATCH_SEGMENTS * 1500;
-/// Batches queued per worker before the receive threads start dropping.
-const WORKER_QUEUE: usize = 128;
+/// Arena of a receive batch: a batch is handed over as soon as it holds `BATCH_BYTES`, so the
+/// datagram that fills it fits and the arena never reallocates.
+const BATCH_ARENA: usize = BATCH_BYTES + DATAGRAM_BUF;
+/// Batches queued per worker before the receive threads start dropping, when the memory budget
+/// allows; fewer with a smaller budget (see [`queue_plan`]).
+const WORKER_QUEUE_MAX: usize = 128;
+/// Exchanges waiting for the output thread, in bytes (all workers): beyond it, a worker drops
+/// its batch and counts it (`vxtap_output_queue_dropped_exchanges_total`), as when the queue
+/// is full. Part of the fixed overhead: evictions under memory pressure emit whole pipelines
+/// of pending requests at once, and a slow output must not let them pile up.
+const OUTPUT_QUEUE_BYTES: usize = 8 << 20;
+
+/// Heap bytes of an exchange waiting for output, closely enough to bound the output queue
+/// (strings at capacity; the fixed-size parts with the vec slot).
+fn exchange_bytes(ex: &Exchange) -> usize {
+    fn msg(m: &vxtap_http::Message) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        m.headers.capacity() * std::mem::size_of::<(String, String)>()
+            + m.headers
+                .iter()
+                .map(|(a, b)| a.capacity() + b.capacity() + 32)
+                .sum::<usize>()
+            + opt(&m.method)
+            + opt(&m.uri)
+            + opt(&m.reason)
+            + opt(&m.body)
+            + m.version.capacity()
+    }
+    // The record's own strings (timestamps, id) and vecs, roughly.
+    std::mem::size_of::<Exchange>()
+        + 256
+        + ex.request.as_ref().map_or(0, msg)
+        + ex.response.as_ref().map_or(0, msg)
+        + ex.interim.iter().map(msg).sum::<usize>()
+}
+
+fn batch_bytes(batch: &[Exchange]) -> usize {
+    batch.iter().map(exchange_bytes).sum()
+}
+
+/// Fewest batches queued per worker: below this, `--max-memory` is refused as too small.
+const WORKER_QUEUE_MIN: usize = 2;
+/// The worker queues take at most 1/QUEUE_SHARE of `--max-memory`; the flow tables get the rest.
+const QUEUE_SHARE: usize = 4;
+
+/// How deep the worker queues are and what they may hold, taken off `--max-memory`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuePlan {
+    /// Batches queued per worker.
+    pub depth: usize,
+    /// Bytes every batch in existence can hold at once, all workers together: the queued
+    /// ones, the one each worker is processing, and each receive thread's partial and spare
+    /// batch per worker.
+    pub reserved: usize,
+}
+
+/// Sizes the worker queues within a quarter of `max_memory` (at most [`WORKER_QUEUE_MAX`]
+/// batches each). The receive batches exist whatever the traffic, so they are charged up
+/// front; a budget that cannot hold [`WORKER_QUEUE_MIN`] batches per worker within half of it
+/// is refused rather than silently raised.
+pub fn queue_plan(
+    max_memory: usize,
+    workers: usize,
+    recv_threads: usize,
+) -> Result<QueuePlan, String> {
+    let workers = workers.max(1);
+    let batch = SegmentBatch::footprint(BATCH_SEGMENTS, BATCH_ARENA);
+    let fixed = 1 + 2 * recv_threads.max(1);
+    let per_worker = max_memory / QUEUE_SHARE / workers / batch;
+    let depth = per_worker.saturating_sub(fixed).min(WORKER_QUEUE_MAX);
+    let depth = depth.max(WORKER_QUEUE_MIN);
+    let reserved = (depth + fixed) * batch * workers;
+    if reserved > max_memory / 2 {
+        return Err(format!(
+            "--max-memory {max_memory} is too small for {workers} workers: their queues need \
+             {reserved} bytes ({depth} batches of {batch} bytes queued per worker, plus those \
+             being filled and processed), more than half the budget; raise --max-memory to at \
+             least {} or lower --threads",
+            2 * reserved
+        ));
+    }
+    Ok(QueuePlan { depth, reserved })
+}
 /// Longest time a segment waits in a receive thread's partial batch.
 const FLUSH_EVERY: Duration = Duration::from_millis(1);
 
@@ -129,17 +210,15 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
 
     let n_workers = settings.common.threads.max(1);
     // `--max-memory` covers the queues too: what the worker queues can hold at most is taken
-    // off the flow tables' budget (never below 16 MiB for the tables).
-    // A batch is handed over once it holds BATCH_BYTES, so it holds at most that plus one
-    // 9 KB datagram.
-    let queue_bytes = WORKER_QUEUE * (BATCH_BYTES + 9216) * n_workers;
+    // off the flow tables' budget.
+    let plan = queue_plan(
+        settings.common.flow.max_memory,
+        n_workers,
+        settings.recv_threads,
+    )?;
     let mut settings = settings;
-    settings.common.flow.max_memory = settings
-        .common
-        .flow
-        .max_memory
-        .saturating_sub(queue_bytes)
-        .max(16 << 20);
+    settings.common.flow.max_memory -= plan.reserved;
+    settings.common.check_worker_memory()?;
     let common = &settings.common;
     let shared = Shared {
         health: Arc::new(Health::default()),
@@ -170,6 +249,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         },
     )?;
     let (out_tx, out_rx) = bounded::<Vec<Exchange>>(256);
+    let queued_out = Arc::new(AtomicUsize::new(0));
 
     // Sockets next: a bind error should stop startup before threads exist.
     let mut receivers = Vec::new();
@@ -222,15 +302,20 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         admin = %admin.local_addr,
         workers = n_workers,
         recv_threads = settings.recv_threads,
+        queue_depth = plan.depth,
+        queue_bytes = plan.reserved,
+        flow_memory = common.flow.max_memory,
         "vxtap listening"
     );
 
     // Workers. Emptied batches travel back to the receive threads to be reused.
-    let (recycle_tx, recycle_rx) = bounded::<SegmentBatch>(WORKER_QUEUE * n_workers * 2);
+    // Batches beyond what the queues can hold are freed on their way back: a burst does not
+    // leave more batches alive than the plan charged for.
+    let (recycle_tx, recycle_rx) = bounded::<SegmentBatch>(plan.depth * n_workers);
     let mut to_workers = Vec::new();
     let mut worker_handles: Vec<JoinHandle<()>> = Vec::new();
     for i in 0..n_workers {
-        let (tx, rx) = bounded::<SegmentBatch>(WORKER_QUEUE);
+        let (tx, rx) = bounded::<SegmentBatch>(plan.depth);
         to_workers.push(tx);
         let worker = Worker::new(common.flow_for_worker(), common.http.clone())?;
         let beat = shared.health.register(format!("worker-{i}"));
@@ -239,6 +324,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         let recycle_tx = recycle_tx.clone();
         let drops = shared.output_drops.clone();
         let handed = shared.handed.clone();
+        let queued = queued_out.clone();
         let stall = if i == 0 {
             hooks.stall_worker_after
         } else {
@@ -249,7 +335,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
                 .name(format!("worker-{i}"))
                 .spawn(move || {
                     run_worker(
-                        worker, rx, recycle_tx, out_tx, beat, snap, drops, handed, stall,
+                        worker, rx, recycle_tx, out_tx, queued, beat, snap, drops, handed, stall,
                     )
                 })
                 .map_err(|e| e.to_string())?,
@@ -258,6 +344,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
     drop(out_tx);
 
     // Output thread.
+    let out_queued = queued_out.clone();
     let out_beat = shared.health.register("output");
     let out_health = shared.health.clone();
     let out_totals = shared.output.clone();
@@ -278,6 +365,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
             loop {
                 match out_rx.recv_timeout(Duration::from_millis(200)) {
                     Ok(batch) => {
+                        out_queued.fetch_sub(batch_bytes(&batch), Ordering::Relaxed);
                         let m = lock(&out_metrics);
                         for ex in &batch {
                             if let Some(d) = ex.timing.duration_us {
@@ -525,7 +613,7 @@ fn run_receiver(
     let n = to_workers.len().max(1);
     let mut batch = RecvBatch::new(64, DATAGRAM_BUF);
     let mut pending: Vec<SegmentBatch> = (0..n)
-        .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_SEGMENTS * 1500))
+        .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_ARENA))
         .collect();
     let mut local = RecvSnapshot::default();
     let mut publish = Every::new(Duration::from_millis(500));
@@ -553,7 +641,13 @@ fn run_receiver(
                     local.count_vni(segment.vni, d.len as u64);
                     if filter.check(&segment, &mut local.filter).is_keep() {
                         let shard = (segment.shard_hash() % n as u64) as usize;
-                        pending[shard].push(&segment);
+                        let b = &mut pending[shard];
+                        b.push(&segment);
+                        // Handed over the moment it is full, so that it never grows past the
+                        // capacities the memory plan charged for.
+                        if b.len() >= BATCH_SEGMENTS || b.payload_bytes() >= BATCH_BYTES {
+                            hand_over(b, &to_workers[shard], &mut spare, &recycle, &mut local);
+                        }
                     }
                 }
                 Decoded::Other { vni, .. } => local.count_vni(vni, d.len as u64),
@@ -568,25 +662,10 @@ fn run_receiver(
         if flush_all {
             next_flush = now + FLUSH_EVERY;
         }
-        for (shard, tx) in to_workers.iter().enumerate() {
-            let full = pending[shard].len() >= BATCH_SEGMENTS
-                || pending[shard].payload_bytes() >= BATCH_BYTES;
-            if pending[shard].is_empty() || !(flush_all || full) {
-                continue;
-            }
-            let fresh = spare
-                .pop()
-                .or_else(|| recycle.try_recv().ok())
-                .unwrap_or_else(|| {
-                    SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_SEGMENTS * 1500)
-                });
-            let full = std::mem::replace(&mut pending[shard], fresh);
-            match tx.try_send(full) {
-                Ok(()) => {}
-                Err(TrySendError::Full(mut b)) | Err(TrySendError::Disconnected(mut b)) => {
-                    local.queue_dropped_segments += b.len() as u64;
-                    b.clear();
-                    spare.push(b);
+        if flush_all {
+            for (b, tx) in pending.iter_mut().zip(&to_workers) {
+                if !b.is_empty() {
+                    hand_over(b, tx, &mut spare, &recycle, &mut local);
                 }
             }
         }
@@ -609,12 +688,37 @@ fn run_receiver(
     *lock(&snap) = local;
 }
 
+/// Sends `pending` to its worker and puts a fresh batch in its place (a spare one, a recycled
+/// one, or a new one); a full queue drops the batch's segments (counted) and keeps it as spare.
+fn hand_over(
+    pending: &mut SegmentBatch,
+    tx: &Sender<SegmentBatch>,
+    spare: &mut Vec<SegmentBatch>,
+    recycle: &Receiver<SegmentBatch>,
+    local: &mut RecvSnapshot,
+) {
+    let fresh = spare
+        .pop()
+        .or_else(|| recycle.try_recv().ok())
+        .unwrap_or_else(|| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_ARENA));
+    let full = std::mem::replace(pending, fresh);
+    match tx.try_send(full) {
+        Ok(()) => {}
+        Err(TrySendError::Full(mut b)) | Err(TrySendError::Disconnected(mut b)) => {
+            local.queue_dropped_segments += b.len() as u64;
+            b.clear();
+            spare.push(b);
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_worker(
     mut worker: Worker,
     rx: Receiver<SegmentBatch>,
     recycle: Sender<SegmentBatch>,
     out: Sender<Vec<Exchange>>,
+    queued: Arc<AtomicUsize>,
     beat: Arc<Beat>,
     snap: Arc<Mutex<WorkerStats>>,
     output_drops: Arc<Mutex<u64>>,
@@ -630,11 +734,20 @@ fn run_worker(
         }
         let batch = std::mem::take(ready);
         let n = batch.len() as u64;
+        let bytes = batch_bytes(&batch);
+        let before = queued.load(Ordering::Relaxed);
+        // An empty queue takes any batch, however large: the output must not starve.
+        if before > 0 && before + bytes > OUTPUT_QUEUE_BYTES {
+            *lock(&output_drops) += n;
+            return;
+        }
+        queued.fetch_add(bytes, Ordering::Relaxed);
         match out.try_send(batch) {
             Ok(()) => {
                 handed.fetch_add(n, Ordering::Relaxed);
             }
             Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
+                queued.fetch_sub(bytes, Ordering::Relaxed);
                 *lock(&output_drops) += b.len() as u64;
             }
         }
@@ -670,14 +783,48 @@ fn run_worker(
             *lock(&snap) = worker.stats();
         }
     }
-    worker.finish();
-    worker.drain_into(&mut ready);
-    // Shutdown drains completely: block rather than drop the last exchanges.
-    if !ready.is_empty() {
-        // Counted before the send: if the output is blocked for good, these are among the
-        // records the shutdown deadline reports as not written.
-        handed.fetch_add(ready.len() as u64, Ordering::Relaxed);
-        let _ = out.send(std::mem::take(&mut ready));
+    // Shutdown drains completely: block rather than drop the last exchanges; in steps, so
+    // that the pending state of a full table does not become output all at once.
+    loop {
+        let done = worker.finish_some(BATCH_SEGMENTS);
+        worker.drain_into(&mut ready);
+        if !ready.is_empty() {
+            // Counted before the send: if the output is blocked for good, these are among the
+            // records the shutdown deadline reports as not written.
+            handed.fetch_add(ready.len() as u64, Ordering::Relaxed);
+            queued.fetch_add(batch_bytes(&ready), Ordering::Relaxed);
+            let _ = out.send(std::mem::take(&mut ready));
+        }
+        if done {
+            break;
+        }
     }
     *lock(&snap) = worker.stats();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_take_at_most_a_quarter_of_the_budget() {
+        let batch = SegmentBatch::footprint(BATCH_SEGMENTS, BATCH_ARENA);
+        // The default budget on two workers: queues shrink to fit their quarter.
+        let p = queue_plan(64 << 20, 2, 1).unwrap();
+        assert!(p.reserved <= 16 << 20, "{p:?}");
+        assert_eq!(p.reserved, (p.depth + 3) * batch * 2);
+        assert!(p.depth >= WORKER_QUEUE_MIN && p.depth < WORKER_QUEUE_MAX);
+        // A large budget gets the full depth, and no more.
+        let p = queue_plan(4 << 30, 2, 1).unwrap();
+        assert_eq!(p.depth, WORKER_QUEUE_MAX);
+        // The issue's 16 MiB on two workers still runs, within half the budget.
+        let p = queue_plan(16 << 20, 2, 1).unwrap();
+        assert!(p.reserved <= 8 << 20, "{p:?}");
+    }
+
+    #[test]
+    fn budgets_too_small_for_the_queues_are_refused() {
+        let e = queue_plan(4 << 20, 8, 2).unwrap_err();
+        assert!(e.contains("--max-memory"), "{e}");
+    }
 }

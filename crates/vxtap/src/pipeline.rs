@@ -138,6 +138,12 @@ impl Worker {
         self.flows.finish(&mut self.http);
     }
 
+    /// Ends at most `n` connections; true once all are ended (see `FlowTable::finish_some`).
+    /// Drain the exchanges between calls to keep the end of the input within the budget.
+    pub fn finish_some(&mut self, n: usize) -> bool {
+        self.flows.finish_some(n, &mut self.http)
+    }
+
     /// Exchanges ready to be written.
     pub fn ready(&self) -> usize {
         self.http.ready()

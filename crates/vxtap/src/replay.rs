@@ -10,7 +10,7 @@ use vxtap_capture::{CaptureError, CaptureReader, SharedMap};
 use vxtap_http::Exchange;
 use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter};
 
-use crate::batch::SegmentBatch;
+use crate::batch::{SegmentBatch, ARENA_MAX};
 use crate::config::Settings;
 use crate::health::{RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::ordered::{local_output_channel, output_channel, Emitter, Merger};
@@ -38,6 +38,16 @@ const ENCODED_QUEUE: usize = 4;
 /// The reading thread hands every shard its batch at least this often (in frames), so the
 /// merge learns that a quiet shard has nothing older to send.
 const SHARD_HEARTBEAT_FRAMES: u64 = 1024;
+
+/// Bytes the batches of a sharded replay can hold at once: per worker fed by the reading
+/// thread, its queue, the batch it is processing and the one being filled, each with up to
+/// [`ARENA_MAX`] of copied payload (pipes and gzip input; mapped files lend theirs, and the
+/// mapped pages behind them take that room instead).
+pub fn queue_reservation(threads: usize) -> usize {
+    threads.saturating_sub(1)
+        * (WORKER_QUEUE + 2)
+        * SegmentBatch::footprint(BATCH_SEGMENTS, ARENA_MAX)
+}
 
 /// What a replay produced.
 #[derive(Debug, Default)]
@@ -78,6 +88,26 @@ pub fn replay(
     } else {
         writer_only(settings, sink)?
     };
+    // `--max-memory` covers the worker queues too: with several workers, what their batches can
+    // hold at most is taken off the flow tables' budget.
+    let mut settings = settings.clone();
+    if settings.threads > 1 {
+        let reserved = queue_reservation(settings.threads);
+        settings.flow.max_memory =
+            settings
+                .flow
+                .max_memory
+                .checked_sub(reserved)
+                .ok_or_else(|| {
+                    format!(
+                    "--max-memory {} is too small for {} workers: their queues need {reserved} \
+                     bytes (raise --max-memory or lower --threads)",
+                    settings.flow.max_memory, settings.threads
+                )
+                })?;
+        settings.check_worker_memory()?;
+    }
+    let settings = &settings;
     let mut transforms_totals = Totals::default();
     let mut front = Front::new(settings)?;
     let progress = Progress::new(show_progress && std::io::stderr().is_terminal());
@@ -212,9 +242,16 @@ fn replay_inline(
         }
         Some(usize::MAX)
     });
-    worker.finish();
-    worker.drain_into(&mut ready);
-    write_all(out, &mut ready, report, &mut errors);
+    // In steps, writing as it goes: the pending state of a full table, turned into exchanges
+    // all at once, would take as much memory again as the budget.
+    loop {
+        let done = worker.finish_some(OUTPUT_BATCH);
+        worker.drain_into(&mut ready);
+        write_all(out, &mut ready, report, &mut errors);
+        if done {
+            break;
+        }
+    }
     report.errors.append(&mut staged.errors);
     report.totals.frames += staged.totals.frames;
     Ok(worker.stats())
