@@ -157,6 +157,7 @@ fn seg<'a>(
     Segment {
         ts_ns: ts,
         vni: Some(1),
+        tunnel: vxtap_wire::TunnelKind::Vxlan,
         mirror_source: None,
         src_ip: src.0,
         dst_ip: dst.0,
