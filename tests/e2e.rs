@@ -476,6 +476,25 @@ fn public_corpus() {
         .all(|(m, _, st)| m == "GET" && st == "200"));
     assert_eq!(sum(&pipelined)[0].1, "/style/enhanced.css");
 
+    // 49 probes with unusual and malformed request lines, each answered: all 49 paired, the
+    // malformed ones flagged with their raw line kept.
+    let methods = one("zeek__methods.pcap", &["--no-redact"]);
+    assert_eq!(methods.len(), 49);
+    assert!(methods
+        .iter()
+        .all(|r| !r["request"].is_null() && !r["response"].is_null()));
+    let malformed: Vec<&Value> = methods
+        .iter()
+        .filter(|r| flags(r).contains(&"parse_error".to_string()))
+        .collect();
+    assert_eq!(malformed.len(), 40);
+    assert!(malformed
+        .iter()
+        .all(|r| r["request"]["start_line"].is_string()));
+    assert!(methods
+        .iter()
+        .any(|r| r["request"]["start_line"] == "OPTIONSHTTP/1.1"));
+
     let cont = one("zeek__100-continue.pcap", &[]);
     assert_eq!(sum(&cont), [t("POST", "/", "200")]);
     assert_eq!(cont[0]["interim"][0]["status"], 100);

@@ -62,6 +62,11 @@ pub struct Message {
     /// Request target as sent (requests only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// The request line as sent, when it did not parse (flag `parse_error`): `method` and `uri`
+    /// are then a best-effort reading of it and may be absent. At most 8 KiB; lossily decoded as
+    /// UTF-8; redacted like `uri`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_line: Option<String>,
     /// Status code (responses only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,

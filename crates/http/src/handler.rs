@@ -24,7 +24,9 @@ use crate::chunked::ChunkDecoder;
 use crate::decode::{Coding, DecodeEnd, Decoder};
 use crate::exchange::{BodyEncoding, Exchange, Message, Peer, Timing};
 use crate::flags::{Flag, FlagSet};
-use crate::framing::{analyze, find_head_end, find_start_line, has_bare_lf, Class, Scan};
+use crate::framing::{
+    analyze, find_head_end, find_start_line, has_bare_lf, loose_request_line, Class, Scan,
+};
 use crate::stats::{HttpStats, Outcome, ParseError};
 use crate::time::rfc3339_us;
 
@@ -629,14 +631,22 @@ impl HttpHandler {
                         ..Message::default()
                     };
                     let info = analyze(req.headers, true);
-                    self.on_request(c, r, ts, msg, info, flags)
+                    self.on_request(c, r, ts, msg, info, flags, true)
                 }
                 Ok(httparse::Status::Partial) => {
+                    if let Some(ev) = self.loose_request(c, r, ts, head, flags) {
+                        return ev;
+                    }
                     self.head_error(c, r, ParseError::BadStartLine, flags);
                     Ev::None
                 }
                 Err(e) => {
                     let (kind, f) = classify_httparse(e);
+                    if kind == ParseError::BadStartLine {
+                        if let Some(ev) = self.loose_request(c, r, ts, head, flags) {
+                            return ev;
+                        }
+                    }
                     flags.merge(f);
                     self.head_error(c, r, kind, flags);
                     Ev::None
@@ -672,6 +682,47 @@ impl HttpHandler {
         }
     }
 
+    /// A request head that is complete (it ended with an empty line) but whose start line does
+    /// not parse: probes and attacks send exactly these, and the server answers them, so the
+    /// request is kept (flagged `parse_error`, the raw line in `start_line`) and paired like any
+    /// other. Only when its fields parse and say unambiguously where it ends; otherwise (None)
+    /// the stream is resynchronised as before.
+    fn loose_request(
+        &mut self,
+        c: &mut Conn,
+        r: usize,
+        ts: u64,
+        head: &[u8],
+        mut flags: FlagSet,
+    ) -> Option<Ev> {
+        let line = loose_request_line(head, self.cfg.max_head_bytes.min(RESYNC_LINE_MAX))?;
+        let fields = &head[memchr::memchr(b'\n', head)? + 1..];
+        let mut slots = [httparse::EMPTY_HEADER; HEADERS_LIMIT];
+        let slots = &mut slots[..self.cfg.max_headers];
+        let headers = match httparse::parse_headers(fields, slots) {
+            Ok(httparse::Status::Complete((_, h))) => &*h,
+            _ => return None,
+        };
+        let info = analyze(headers, true);
+        if info.suspect || info.error.is_some() {
+            // A request already malformed whose framing is also doubtful: where it ends is
+            // anyone's guess.
+            return None;
+        }
+        self.stats.parse_errors[ParseError::BadStartLine as usize] += 1;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let msg = Message {
+            method: line.method.map(text),
+            uri: line.target.map(text),
+            start_line: Some(text(line.raw)),
+            version: version_str(Some(if line.http10 { 0 } else { 1 })),
+            headers: copy_headers(headers),
+            ..Message::default()
+        };
+        flags.insert(Flag::ParseError);
+        Some(self.on_request(c, r, ts, msg, info, flags, line.method_delimited))
+    }
+
     fn new_build(
         &self,
         msg: Message,
@@ -703,6 +754,7 @@ impl HttpHandler {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_request(
         &mut self,
         c: &mut Conn,
@@ -711,13 +763,19 @@ impl HttpHandler {
         msg: Message,
         info: crate::framing::HeadInfo,
         mut flags: FlagSet,
+        method_counts: bool,
     ) -> Ev {
         self.stats.requests += 1;
         c.roles_fixed = true;
         if info.suspect {
             flags.insert(Flag::SmugglingSuspect);
         }
-        let method = msg.method.as_deref().unwrap_or("");
+        // A method read out of a malformed line ("HEAD/ HTTP/1.1") says nothing about how the
+        // server treats it: its response is framed as if for a plain request.
+        let method = match &msg.method {
+            Some(m) if method_counts => m.as_str(),
+            _ => "",
+        };
         let is_head = method.eq_ignore_ascii_case("HEAD");
         let is_connect = method.eq_ignore_ascii_case("CONNECT");
         let head_ts = c.halves[r].head_ts;

@@ -1166,3 +1166,128 @@ fn pipelined_requests_stay_fifo_with_acks() {
         );
     }
 }
+
+// ---- malformed request lines (issue 13, section 4) --------------------------------------
+
+/// A framed request head whose start line does not parse is kept, paired with its response and
+/// flagged `parse_error`: the raw line, the best-effort method and target, the fields.
+#[test]
+fn malformed_request_lines_are_emitted_and_paired() {
+    let cases: &[(&[u8], Option<&str>, Option<&str>)] = &[
+        (b"OPTIONS HTTP/1.1", Some("OPTIONS"), None),
+        (b"OPTIONSHTTP/1.1", Some("OPTIONS"), None),
+        (b"OPTIONS", Some("OPTIONS"), None),
+        (b"GET / HTTP/1.", Some("GET"), Some("/")),
+        (b"GET /HTTP/1.1", Some("GET"), Some("/")),
+        (b"GET/ HTTP/1.1", Some("GET"), Some("/")),
+        (b"GET/HTTP/1.1", Some("GET"), Some("/")),
+        (b"GET /x HTTP/2.0", Some("GET"), Some("/x")),
+        (b"GET /a b HTTP/1.1", Some("GET"), Some("/a")),
+        ("\u{c3}\u{c2}\u{c3} / HTTP/1.".as_bytes(), None, Some("/")),
+        ("\u{c3}\u{c2}\u{c3}/HTTP/1.1".as_bytes(), None, None),
+        (b"CCM_POST /HTTP/1.1", Some("CCM_POST"), Some("/")),
+    ];
+    for (line, method, target) in cases {
+        for end in ["\r\n", "\n"] {
+            let mut t = T::new(cfg());
+            let mut head = line.to_vec();
+            head.extend_from_slice(format!("{end}Host: x{end}{end}").as_bytes());
+            t.c(&head);
+            t.s(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad");
+            t.c(GET);
+            t.s(OK5);
+            let ex = t.close(CloseReason::Fin);
+            let name = String::from_utf8_lossy(line);
+            assert_eq!(ex.len(), 2, "{name}: {ex:#?}");
+            let rq = ex[0].request.as_ref().expect("request kept");
+            assert_eq!(rq.start_line.as_deref(), Some(&*name), "{name}");
+            assert_eq!(rq.method.as_deref(), *method, "{name}");
+            assert_eq!(rq.uri.as_deref(), *target, "{name}");
+            assert_eq!(rq.headers, vec![("Host".to_string(), "x".to_string())]);
+            assert_eq!(ex[0].response.as_ref().unwrap().status, Some(400));
+            assert!(flags(&ex[0]).contains(&"parse_error"), "{:?}", ex[0].flags);
+            assert!(!flags(&ex[0]).contains(&"no_request"));
+            // Bare LF line ends are still what the smuggling rules flag.
+            assert_eq!(
+                flags(&ex[0]).contains(&"smuggling_suspect"),
+                end == "\n",
+                "{name}: {:?}",
+                ex[0].flags
+            );
+            // The connection stays in step.
+            assert_eq!(ex[1].request.as_ref().unwrap().uri.as_deref(), Some("/a"));
+            assert_eq!(body(ex[1].response.as_ref().unwrap()), "hello");
+            assert!(flags(&ex[1]).is_empty(), "{name}: {:?}", ex[1].flags);
+        }
+    }
+    // Extension methods (any token) are methods, not errors.
+    let mut t = T::new(cfg());
+    t.c(b"CCM_POST / HTTP/1.1\r\n\r\n");
+    t.s(OK5);
+    let ex = t.drain();
+    assert_eq!(
+        ex[0].request.as_ref().unwrap().method.as_deref(),
+        Some("CCM_POST")
+    );
+    assert!(ex[0].request.as_ref().unwrap().start_line.is_none());
+    assert!(flags(&ex[0]).is_empty(), "{:?}", ex[0].flags);
+}
+
+/// HEAD and CONNECT read out of a malformed line shape the response framing only when the
+/// method is cleanly delimited; a body declared by the malformed request is still delimited.
+#[test]
+fn malformed_request_framing() {
+    // "HEAD /HTTP/1.1": a HEAD, so its response has no body.
+    let mut t = T::new(cfg());
+    t.c(b"HEAD /HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 925\r\n\r\n");
+    t.c(GET);
+    t.s(OK5);
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 2, "{ex:#?}");
+    assert_eq!(ex[0].response.as_ref().unwrap().body_len, 0);
+    assert_eq!(body(ex[1].response.as_ref().unwrap()), "hello");
+    // "HEAD/ HTTP/1.1": no method a server would act on; the response's body is read.
+    let mut t = T::new(cfg());
+    t.c(b"HEAD/ HTTP/1.1\r\n\r\n");
+    t.s(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad");
+    t.c(GET);
+    t.s(OK5);
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 2, "{ex:#?}");
+    assert_eq!(body(ex[0].response.as_ref().unwrap()), "bad");
+    assert!(flags(&ex[1]).is_empty(), "{:?}", ex[1].flags);
+    // A body of known length after a malformed line is skipped as its body.
+    let mut t = T::new(cfg());
+    t.c(b"POST/ HTTP/1.1\r\nContent-Length: 9\r\n\r\nGET /x HT");
+    t.s(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad");
+    t.c(GET);
+    t.s(OK5);
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 2, "{ex:#?}");
+    assert_eq!(ex[0].request.as_ref().unwrap().body_len, 9);
+    assert_eq!(ex[1].request.as_ref().unwrap().uri.as_deref(), Some("/a"));
+}
+
+/// What cannot be framed is still resynchronised: a malformed line whose fields do not parse,
+/// whose framing is ambiguous, or which holds control bytes.
+#[test]
+fn unframable_malformed_requests_still_resync() {
+    for head in [
+        &b"GET/ HTTP/1.1\r\nBad Header\r\n\r\n"[..],
+        b"GET/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        b"GET/ HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n",
+        b"\x16\x03\x01\x00 HTTP/1.1\r\n\r\n",
+    ] {
+        let mut t = T::new(cfg());
+        t.c(head);
+        t.s(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad");
+        let ex = t.close(CloseReason::Fin);
+        let name = String::from_utf8_lossy(head);
+        assert!(ex.iter().all(|e| e.request.is_none()), "{name}: {ex:#?}");
+        assert!(
+            ex.iter().any(|e| flags(e).contains(&"parse_error")),
+            "{name}"
+        );
+    }
+}
