@@ -47,6 +47,17 @@ const REQ: usize = 0;
 const RESP: usize = 1;
 /// An ack (or offset) that is not known.
 const NO_ACK: u64 = u64::MAX;
+/// What one pending-request placeholder costs (see [`HttpConfig::max_pending_bytes`]).
+pub const PLACEHOLDER_BYTES: usize = std::mem::size_of::<Brief>();
+/// Smallest pending budget accepted: room for a few full records.
+const MIN_PENDING_BYTES: usize = 16 * 1024;
+/// What a full pending entry costs before its record's fields are known.
+const FULL_ENTRY_BYTES: usize =
+    std::mem::size_of::<Entry>() + std::mem::size_of::<Pending>() + std::mem::size_of::<MsgBuild>();
+/// Waiting requests examined for evidence of pipelining per new request (see `push_request`).
+const PIPELINE_SCAN: usize = 64;
+/// Responses whose acks can place them held at most per connection (see `Conn::early`).
+const MAX_EARLY_ACKED: usize = 64;
 
 /// Limits and options of the HTTP layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +73,16 @@ pub struct HttpConfig {
     /// Bound on decoded bytes per message when decoding (the emitted body is further capped by
     /// `max_body_bytes`); default 64 KiB.
     pub max_decoded_bytes: usize,
-    /// Requests awaiting a response per connection before the oldest is given up; default 64.
-    pub max_pipelined: usize,
+    /// Bytes of pending request records (requests awaiting their responses, with the responses
+    /// held for them) one connection may keep; default 4 MiB. Beyond it, a new request keeps
+    /// only a compact placeholder ([`PLACEHOLDER_BYTES`]: its position, method and timestamp,
+    /// what pairing and HEAD/CONNECT framing need), so that its response still finds it; its
+    /// record is emitted with the method alone, flagged `pipeline_overflow`. Placeholders are
+    /// kept up to the same amount again; beyond that the oldest request is given up.
+    pub max_pending_bytes: usize,
+    /// Bytes of pending request records across all connections of one handler (one worker);
+    /// default 64 MiB. Over it, new requests keep only placeholders, as above.
+    pub max_pending_bytes_total: usize,
 }
 
 impl Default for HttpConfig {
@@ -74,7 +93,8 @@ impl Default for HttpConfig {
             max_body_bytes: 4096,
             decode_content: false,
             max_decoded_bytes: 64 * 1024,
-            max_pipelined: 64,
+            max_pending_bytes: 4 << 20,
+            max_pending_bytes_total: 64 << 20,
         }
     }
 }
@@ -231,7 +251,82 @@ struct Entry {
     /// The server stream offset the client had received when it sent the request
     /// (`NO_ACK`: unknown).
     sent_ack: u64,
+    /// Bytes this entry is charged against the pending budgets (see `HttpHandler::q_push`).
+    charge: u32,
 }
+
+/// A pending request kept in compact form when the pending budget is spent: what pairing and
+/// response framing need, and what the record keeps (method, time). Lives in `Conn::overflow`,
+/// behind the full entries of `Conn::queue`, and becomes a full entry again (with a record
+/// holding the method alone) when room frees up or its response comes.
+#[derive(Clone, Copy, Debug)]
+struct Brief {
+    seq: u64,
+    /// Client stream offset of the request head (see `Entry::start`).
+    start: u64,
+    /// Time of the request's first byte.
+    ts: u64,
+    flags: FlagSet,
+    /// The method, zero-padded; all zero when longer than 8 bytes.
+    method: [u8; 8],
+    /// `B_*` bits.
+    bits: u8,
+}
+
+/// The placeholders of a connection; boxed, since few connections ever have any and the flow
+/// table keeps a `Conn` per connection.
+#[derive(Debug)]
+struct Overflow(Option<Box<Briefs>>);
+
+#[derive(Debug, Default)]
+struct Briefs {
+    q: VecDeque<Brief>,
+}
+
+impl Overflow {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| b.q.len())
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn front(&self) -> Option<&Brief> {
+        self.0.as_ref()?.q.front()
+    }
+    fn back_mut(&mut self) -> Option<&mut Brief> {
+        self.0.as_mut()?.q.back_mut()
+    }
+    fn push_back(&mut self, b: Brief) {
+        self.0.get_or_insert_with(Default::default).q.push_back(b);
+    }
+    fn pop_front(&mut self) -> Option<Brief> {
+        let b = self.0.as_mut()?;
+        let first = b.q.pop_front();
+        if b.q.is_empty() {
+            self.0 = None;
+        }
+        first
+    }
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Brief> {
+        self.0.iter().flat_map(|b| b.q.iter())
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Brief> {
+        self.0.iter_mut().flat_map(|b| b.q.iter_mut())
+    }
+}
+
+/// It stands for requests lost to a gap (`Kind::Lost`).
+const B_LOST: u8 = 1;
+const B_HEAD: u8 = 2;
+const B_CONNECT: u8 = 4;
+/// `Pending::uncertain`.
+const B_UNCERTAIN: u8 = 8;
+/// `Entry::resp_lost`.
+const B_RESP_LOST: u8 = 16;
+/// `Pending::gave_up`.
+const B_GAVE_UP: u8 = 32;
+/// `Entry::absorbed`.
+const B_ABSORBED: u8 = 64;
 
 /// Per-connection state (stored by the flow table beside its own).
 ///
@@ -265,7 +360,8 @@ pub struct Conn {
     /// Newest request whose missing response made us conclude the client pipelines. If that
     /// response turns out to have been lost in a gap the reassembler reported late, the
     /// conclusion is withdrawn.
-    pipelined_by: Option<u64>,
+    /// (`NO_ACK`: none.)
+    pipelined_by: u64,
     /// Final responses that arrived before any request they could answer. A server cannot
     /// answer before it has the request, but a mirror (an NLB target, a retransmission) or the
     /// reassembler waiting at a hole can deliver the response first. Those with an ack wait
@@ -279,6 +375,11 @@ pub struct Conn {
     /// to a request sent before the client had this far of the server stream may have been
     /// lost, however late the reassembler delivers the request.
     resp_synced_at: u64,
+    /// Pending requests beyond the budget, in compact form, after those of `queue`.
+    overflow: Overflow,
+    /// Bytes the entries of `queue` are charged (wrapping: every charge is taken back
+    /// exactly).
+    queued_bytes: u32,
 }
 
 /// Early responses held at most per connection before the oldest is emitted unpaired, when
@@ -293,6 +394,9 @@ pub struct HttpHandler {
     cfg: HttpConfig,
     stats: HttpStats,
     out: Vec<Exchange>,
+    /// Bytes charged by the pending requests of all connections (see
+    /// [`HttpConfig::max_pending_bytes_total`]).
+    pending_total: usize,
 }
 
 enum Ev {
@@ -320,11 +424,13 @@ impl HttpHandler {
         let mut cfg = cfg;
         cfg.max_headers = cfg.max_headers.clamp(1, HEADERS_LIMIT);
         cfg.max_head_bytes = cfg.max_head_bytes.max(64);
-        cfg.max_pipelined = cfg.max_pipelined.max(1);
+        cfg.max_pending_bytes = cfg.max_pending_bytes.max(MIN_PENDING_BYTES);
+        cfg.max_pending_bytes_total = cfg.max_pending_bytes_total.max(MIN_PENDING_BYTES);
         HttpHandler {
             cfg,
             stats: HttpStats::default(),
             out: Vec::new(),
+            pending_total: 0,
         }
     }
 
@@ -346,6 +452,12 @@ impl HttpHandler {
     /// Moves every finished exchange, in emission order, to the end of `out`.
     pub fn drain_into(&mut self, out: &mut Vec<Exchange>) {
         out.append(&mut self.out);
+    }
+
+    /// Bytes the pending requests of all connections are charged (full records and
+    /// placeholders), for a global memory budget to account.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_total
     }
 
     /// Number of finished exchanges waiting to be drained.
@@ -700,7 +812,7 @@ impl HttpHandler {
         let mut slots = [httparse::EMPTY_HEADER; HEADERS_LIMIT];
         let slots = &mut slots[..self.cfg.max_headers];
         let headers = match httparse::parse_headers(fields, slots) {
-            Ok(httparse::Status::Complete((_, h))) => &*h,
+            Ok(httparse::Status::Complete((_, h))) => h,
             _ => return None,
         };
         let info = analyze(headers, true);
@@ -779,8 +891,8 @@ impl HttpHandler {
         let is_head = method.eq_ignore_ascii_case("HEAD");
         let is_connect = method.eq_ignore_ascii_case("CONNECT");
         let head_ts = c.halves[r].head_ts;
+        let seq = self.push_request(c, method, is_head, is_connect);
         let build = self.new_build(msg, head_ts, ts, flags, info.coding);
-        let seq = self.push_request(c, is_head, is_connect);
         let h = &mut c.halves[r];
         h.cur = Some(Box::new(build));
         h.target = Some(seq);
@@ -924,7 +1036,7 @@ impl HttpHandler {
 
     // ----- pairing ---------------------------------------------------------------------------
 
-    fn push_request(&mut self, c: &mut Conn, is_head: bool, is_connect: bool) -> u64 {
+    fn push_request(&mut self, c: &mut Conn, method: &str, is_head: bool, is_connect: bool) -> u64 {
         c.fix_resp_cursor();
         // Responses held for the client stream to get here first: those that answered requests
         // before this one (lost ones included) are accounted for before anything is concluded
@@ -933,7 +1045,9 @@ impl HttpHandler {
         self.resolve_held(c, Some(start));
         c.fix_resp_cursor();
         let from = c.next_resp_seq;
-        let (mut unanswered, mut blocking, mut evidence) = (0usize, false, None);
+        let (mut blocking, mut evidence) = (false, None);
+        // Every sequence number from the front on is queued (full or placeholder).
+        let unanswered = c.next_seq.saturating_sub(from);
         // The response being received right now, if its head has been parsed.
         let answering = c.halves[RESP].cur.as_ref().and(c.halves[RESP].target);
         // The client had received server bytes not parsed yet when it sent this request: the
@@ -950,26 +1064,55 @@ impl HttpHandler {
             || (rs.mark <= sent_ack
                 && sent_ack <= rs.off
                 && (sent_ack == rs.off || matches!(rs.state, State::Start)));
-        for e in c.queue.iter().filter(|e| e.seq >= from) {
-            unanswered += 1;
-            match &e.kind {
-                _ if behind => {}
+        // Newest first: the newest evidence is what counts, and the scan stops there (a long
+        // queue is only ever built by a pipelining client). Past `PIPELINE_SCAN` entries
+        // without evidence, the unscanned ones are taken as blocking a sync.
+        let briefs = c.overflow.iter().rev().map(|b| {
+            let on = |bit: u8| b.bits & bit != 0;
+            if on(B_LOST) {
+                (b.seq, !(on(B_ABSORBED) || on(B_RESP_LOST)), false)
+            } else {
+                let firm = !(on(B_UNCERTAIN) || on(B_RESP_LOST));
+                (b.seq, firm, !firm && c.pipelined && !on(B_RESP_LOST))
+            }
+        });
+        // (seq, proves pipelining, blocks a sync)
+        let full = c
+            .queue
+            .iter()
+            .rev()
+            .take_while(|e| e.seq >= from)
+            .map(|e| match &e.kind {
                 // A request whose response is already arriving does not prove pipelining: a
                 // mirror that reorders a few packets shows a waiting client's next request
                 // before the tail of the previous response.
-                Kind::Real(_) if answering == Some(e.seq) => {}
+                Kind::Real(_) if answering == Some(e.seq) => (e.seq, false, false),
                 // A request still waiting for a response that was not lost means the client
                 // sends without waiting: pipelining.
-                Kind::Real(p) if !p.uncertain && !e.resp_lost => evidence = Some(e.seq),
-                Kind::Real(_) => blocking |= c.pipelined && !e.resp_lost,
+                Kind::Real(p) if !p.uncertain && !e.resp_lost => (e.seq, true, false),
+                Kind::Real(_) => (e.seq, false, c.pipelined && !e.resp_lost),
                 // Likewise a lost request whose response has not come yet.
-                Kind::Lost(_) if !(e.absorbed || e.resp_lost) => evidence = Some(e.seq),
-                Kind::Lost(_) => {}
+                Kind::Lost(_) => (e.seq, !(e.absorbed || e.resp_lost), false),
+            });
+        let mut scanned = 0;
+        for (seq, proves, blocks) in briefs.chain(full) {
+            if behind {
+                break;
             }
+            scanned += 1;
+            if scanned > PIPELINE_SCAN {
+                blocking = true;
+                break;
+            }
+            if proves {
+                evidence = Some(seq);
+                break;
+            }
+            blocking |= blocks;
         }
         if evidence.is_some() {
             c.pipelined = true;
-            c.pipelined_by = evidence;
+            c.pipelined_by = evidence.unwrap_or(NO_ACK);
             blocking = true;
         }
         // A client that waits gets a whole response (at least a status line) between two
@@ -977,7 +1120,7 @@ impl HttpHandler {
         // no more sent it without waiting. Proof, not a conclusion to withdraw.
         if sent_ack != NO_ACK && c.last_sent_ack != NO_ACK && sent_ack <= c.last_sent_ack {
             c.pipelined = true;
-            c.pipelined_by = None;
+            c.pipelined_by = NO_ACK;
         }
         if sent_ack != NO_ACK {
             c.last_sent_ack = sent_ack;
@@ -992,11 +1135,14 @@ impl HttpHandler {
         {
             self.sync(c);
         }
-        // Give up the oldest unanswered requests beyond the cap; their responses, when they
-        // come, are skipped so that later ones still pair correctly.
-        while c.next_seq - c.next_resp_seq >= self.cfg.max_pipelined as u64 {
+        // Even the placeholders are over the budget: give up the oldest unanswered request; its
+        // response, when it comes, is skipped so that later ones still pair correctly.
+        if (c.overflow.len() + 1) * PLACEHOLDER_BYTES > self.cfg.max_pending_bytes
+            && c.next_resp_seq < c.next_seq
+        {
             let seq = c.next_resp_seq;
             c.next_resp_seq += 1;
+            self.ensure_main(c, seq);
             if let Some(Entry {
                 kind: Kind::Real(p),
                 ..
@@ -1007,6 +1153,13 @@ impl HttpHandler {
                 c.skip_responses += 1;
             }
         }
+        let rq = &c.halves[REQ];
+        let (start, head_end, head_ts) = (rq.head_off, rq.off, rq.head_ts);
+        let est = FULL_ENTRY_BYTES + 2 * head_end.saturating_sub(start) as usize;
+        // Full records while the budgets allow and nothing waits in compact form before.
+        let mut full = c.overflow.is_empty()
+            && c.queued_bytes as usize + est <= self.cfg.max_pending_bytes
+            && self.pending_total + est <= self.cfg.max_pending_bytes_total;
         let seq = c.next_seq;
         c.next_seq += 1;
         // A response that came before this request (see `Conn::early`) answers it, unless its
@@ -1020,6 +1173,7 @@ impl HttpHandler {
             c.early.pop_front()
         };
         if early.is_some() {
+            full = true;
             c.next_resp_seq = seq + 1;
             c.orphans = c.orphans.saturating_sub(1);
         } else if !c.uncertain && c.next_resp_seq == seq && !c.midstream_unsynced {
@@ -1031,40 +1185,71 @@ impl HttpHandler {
                 && !h.held
                 && h.unpaired_flags.is_empty()
             {
+                full = true;
                 h.target = Some(seq);
                 c.next_resp_seq = seq + 1;
                 c.orphans = c.orphans.saturating_sub(1);
             }
         }
-        let rq = &c.halves[REQ];
-        let (start, head_end) = (rq.head_off, rq.off);
         // The response direction lost its place after the client sent this request (the
         // reassembler may deliver a request long after the responses that followed it).
         let resp_lost = sent_ack != NO_ACK
             && (matches!(c.halves[RESP].state, State::Resync) || c.resp_synced_at > sent_ack);
-        c.queue.push_back(Entry {
-            seq,
-            absorbed: false,
-            resp_lost,
-            start,
-            head_end,
-            sent_ack,
-            kind: Kind::Real(Box::new(Pending {
-                req: None,
-                resp: early.map(|b| *b),
-                interim: Vec::new(),
-                uncertain: c.uncertain,
-                gave_up: false,
-                is_head,
-                is_connect,
+        if !full {
+            let mut bits = 0;
+            for (on, bit) in [
+                (is_head, B_HEAD),
+                (is_connect, B_CONNECT),
+                (c.uncertain, B_UNCERTAIN),
+                (resp_lost, B_RESP_LOST),
+            ] {
+                if on {
+                    bits |= bit;
+                }
+            }
+            let mut m = [0u8; 8];
+            if method.len() <= m.len() {
+                m[..method.len()].copy_from_slice(method.as_bytes());
+            }
+            c.overflow.push_back(Brief {
+                seq,
+                start,
+                ts: head_ts,
                 flags: FlagSet::EMPTY,
-            })),
-        });
+                method: m,
+                bits,
+            });
+            self.pending_total += PLACEHOLDER_BYTES;
+            self.stats.request_records_dropped += 1;
+            return seq;
+        }
+        self.q_push(
+            c,
+            Entry {
+                seq,
+                absorbed: false,
+                resp_lost,
+                start,
+                head_end,
+                sent_ack,
+                charge: 0,
+                kind: Kind::Real(Box::new(Pending {
+                    req: None,
+                    resp: early.map(|b| *b),
+                    interim: Vec::new(),
+                    uncertain: c.uncertain,
+                    gave_up: false,
+                    is_head,
+                    is_connect,
+                    flags: FlagSet::EMPTY,
+                })),
+            },
+        );
         self.try_emit(c);
         self.resolve_held(c, None);
         // Bound the queue even when an endless response holds its head.
-        while c.queue.len() > 2 * self.cfg.max_pipelined + 2 {
-            let Some(e) = c.queue.pop_front() else { break };
+        while c.queued_bytes as usize > 2 * self.cfg.max_pending_bytes && c.queue.len() > 1 {
+            let Some(e) = self.q_pop(c) else { break };
             if e.seq >= c.next_resp_seq {
                 c.next_resp_seq = e.seq + 1;
             }
@@ -1088,6 +1273,14 @@ impl HttpHandler {
                 Kind::Lost(_) => self.stats.lost_requests += 1,
             }
         }
+        for b in c.overflow.iter_mut() {
+            if b.bits & B_LOST != 0 {
+                self.stats.lost_requests += 1;
+            } else {
+                b.bits |= B_GAVE_UP;
+                b.flags.merge(flags);
+            }
+        }
         c.next_resp_seq = c.next_seq;
         c.uncertain = false;
         c.desync_flags = FlagSet::EMPTY;
@@ -1101,6 +1294,7 @@ impl HttpHandler {
             return None;
         }
         let seq = c.next_resp_seq;
+        self.ensure_main(c, seq);
         match c.entry_mut(seq) {
             Some(Entry {
                 kind: Kind::Real(p),
@@ -1118,6 +1312,7 @@ impl HttpHandler {
             return (None, Flag::PipelineOverflow.into());
         }
         let seq = c.next_resp_seq;
+        self.ensure_main(c, seq);
         if c.early.iter().any(|m| m.ack != NO_ACK) {
             // Earlier responses wait for the client stream to reach their acks: this one
             // comes after them.
@@ -1157,6 +1352,7 @@ impl HttpHandler {
     fn pair_in_order(&mut self, c: &mut Conn) -> (Option<u64>, FlagSet) {
         c.fix_resp_cursor();
         let seq = c.next_resp_seq;
+        self.ensure_main(c, seq);
         let pipelined = c.pipelined;
         let desync = c.desync_flags;
         match c.entry_mut(seq) {
@@ -1220,7 +1416,8 @@ impl HttpHandler {
         let lost_after = c
             .queue
             .iter()
-            .any(|e| e.seq > seq && matches!(e.kind, Kind::Lost(_)));
+            .any(|e| e.seq > seq && matches!(e.kind, Kind::Lost(_)))
+            || c.overflow.iter().any(|b| b.bits & B_LOST != 0);
         let in_sync = !lost_after && !matches!(c.halves[REQ].state, State::Resync);
         for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
             let Kind::Real(p) = &mut e.kind else { continue };
@@ -1232,6 +1429,13 @@ impl HttpHandler {
                 // have held the responses of later requests.
                 p.uncertain = false;
                 e.resp_lost = false;
+            }
+        }
+        // (Acks place nothing while placeholders wait, see `Conn::ack_pick`; this keeps the
+        // rule whole.)
+        if in_sync {
+            for b in c.overflow.iter_mut() {
+                b.bits &= !(B_UNCERTAIN | B_RESP_LOST);
             }
         }
         c.next_resp_seq = seq + 1;
@@ -1262,12 +1466,14 @@ impl HttpHandler {
             match pick {
                 AckPick::Req(seq) => {
                     self.ack_sync(c, seq);
+                    let n = build_bytes(&m);
                     if let Some(Entry {
                         kind: Kind::Real(p),
                         ..
                     }) = c.entry_mut(seq)
                     {
                         p.resp = Some(*m);
+                        self.q_add(c, seq, n);
                     }
                     self.try_emit(c);
                 }
@@ -1311,7 +1517,13 @@ impl HttpHandler {
 
     /// Emits finished exchanges from the front of the queue, in request order.
     fn try_emit(&mut self, c: &mut Conn) {
-        while let Some(front) = c.queue.front() {
+        loop {
+            let Some(front) = c.queue.front() else {
+                if self.refill(c) {
+                    continue;
+                }
+                break;
+            };
             let ready = match &front.kind {
                 Kind::Lost(_) => front.seq < c.next_resp_seq,
                 Kind::Real(p) => {
@@ -1321,9 +1533,11 @@ impl HttpHandler {
                 }
             };
             if !ready {
+                // Room freed by what was emitted goes to the placeholders waiting.
+                self.refill(c);
                 break;
             }
-            let Some(e) = c.queue.pop_front() else { break };
+            let Some(e) = self.q_pop(c) else { break };
             match e.kind {
                 Kind::Lost(_) => {}
                 Kind::Real(_) => self.emit_entry(c, e, FlagSet::EMPTY),
@@ -1344,7 +1558,11 @@ impl HttpHandler {
 
     /// Emits every queued exchange (connection end or upgrade).
     fn flush_all(&mut self, c: &mut Conn, extra: FlagSet) {
-        while let Some(e) = c.queue.pop_front() {
+        loop {
+            if c.queue.is_empty() {
+                self.promote(c);
+            }
+            let Some(e) = self.q_pop(c) else { break };
             if let Kind::Real(p) = &e.kind {
                 if p.req.is_none() && p.resp.is_none() {
                     continue;
@@ -1353,6 +1571,100 @@ impl HttpHandler {
             self.emit_entry(c, e, extra);
         }
         c.next_resp_seq = c.next_seq;
+    }
+
+    // ----- pending budget ----------------------------------------------------------------------
+
+    /// Queues a full entry, charging it to the connection's and the handler's budgets.
+    fn q_push(&mut self, c: &mut Conn, mut e: Entry) {
+        let n = entry_bytes(&e);
+        e.charge = u32::try_from(n).unwrap_or(u32::MAX);
+        c.queued_bytes = c.queued_bytes.wrapping_add(e.charge);
+        self.pending_total += e.charge as usize;
+        c.queue.push_back(e);
+    }
+
+    /// Takes the oldest full entry, returning its charge.
+    fn q_pop(&mut self, c: &mut Conn) -> Option<Entry> {
+        let e = c.queue.pop_front()?;
+        c.queued_bytes = c.queued_bytes.wrapping_sub(e.charge);
+        self.pending_total -= e.charge as usize;
+        Some(e)
+    }
+
+    /// Charges entry `seq` for `n` more bytes (a record stored in it).
+    fn q_add(&mut self, c: &mut Conn, seq: u64, n: usize) {
+        if let Some(e) = c.entry_mut(seq) {
+            let before = e.charge;
+            e.charge = before.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            let d = e.charge - before;
+            c.queued_bytes = c.queued_bytes.wrapping_add(d);
+            self.pending_total += d as usize;
+        }
+    }
+
+    /// Turns the oldest placeholder back into a full entry (its record: the method alone).
+    fn promote(&mut self, c: &mut Conn) {
+        let Some(b) = c.overflow.pop_front() else {
+            return;
+        };
+        self.pending_total -= PLACEHOLDER_BYTES;
+        let on = |bit: u8| b.bits & bit != 0;
+        let kind = if on(B_LOST) {
+            Kind::Lost(b.flags)
+        } else {
+            let len = b.method.iter().position(|&x| x == 0).unwrap_or(8);
+            let msg = Message {
+                method: (len > 0).then(|| String::from_utf8_lossy(&b.method[..len]).into_owned()),
+                version: version_str(None),
+                ..Message::default()
+            };
+            let req = self.new_build(msg, b.ts, b.ts, Flag::PipelineOverflow.into(), None);
+            Kind::Real(Box::new(Pending {
+                req: Some(req),
+                resp: None,
+                interim: Vec::new(),
+                uncertain: on(B_UNCERTAIN),
+                gave_up: on(B_GAVE_UP),
+                is_head: on(B_HEAD),
+                is_connect: on(B_CONNECT),
+                flags: b.flags,
+            }))
+        };
+        // Where its head ended and what it acknowledged were not kept: acks prove nothing
+        // about it.
+        let e = Entry {
+            seq: b.seq,
+            kind,
+            absorbed: on(B_ABSORBED),
+            resp_lost: on(B_RESP_LOST),
+            start: b.start,
+            head_end: NO_ACK,
+            sent_ack: NO_ACK,
+            charge: 0,
+        };
+        self.q_push(c, e);
+    }
+
+    /// Promotes placeholders while the budgets have room; true when any was.
+    fn refill(&mut self, c: &mut Conn) -> bool {
+        let mut any = false;
+        while !c.overflow.is_empty()
+            && c.queued_bytes as usize + FULL_ENTRY_BYTES <= self.cfg.max_pending_bytes
+            && self.pending_total + FULL_ENTRY_BYTES <= self.cfg.max_pending_bytes_total
+        {
+            self.promote(c);
+            any = true;
+        }
+        any
+    }
+
+    /// Makes request `seq` a full entry (a response is about to be paired with it), whatever
+    /// the budgets: only as many as responses actually come.
+    fn ensure_main(&mut self, c: &mut Conn, seq: u64) {
+        while c.overflow.front().is_some_and(|b| b.seq <= seq) {
+            self.promote(c);
+        }
     }
 
     // ----- message completion ----------------------------------------------------------------
@@ -1374,14 +1686,21 @@ impl HttpHandler {
         }
         let _ = ts;
         if h.is_request {
+            let n = build_bytes(&m);
+            let placeholder = target.is_some_and(|s| c.in_overflow(s));
             match target.and_then(|s| c.entry_mut(s)) {
                 Some(Entry {
                     kind: Kind::Real(p),
+                    seq,
                     ..
                 }) => {
+                    let seq = *seq;
                     p.req = Some(m);
+                    self.q_add(c, seq, n);
                     self.try_emit(c);
                 }
+                // Kept as a placeholder: the record is what the budget gave up.
+                _ if placeholder => {}
                 _ => self.emit(c, Some(m), None, Vec::new(), FlagSet::EMPTY),
             }
             // The client stream is known further: held responses may be decidable now.
@@ -1393,6 +1712,9 @@ impl HttpHandler {
                     ..
                 }) if p.interim.len() < MAX_INTERIM => {
                     p.interim.push(self.finish_message(m).0);
+                    if let Some(seq) = target {
+                        self.q_add(c, seq, 256);
+                    }
                 }
                 _ => self.stats.interim_dropped += 1,
             }
@@ -1405,21 +1727,25 @@ impl HttpHandler {
                     kind: Kind::Real(p),
                     ..
                 }) => {
+                    let n = build_bytes(&m);
                     p.resp = Some(m);
+                    if let Some(seq) = target {
+                        self.q_add(c, seq, n);
+                    }
                     // The next request was sent before the client had all of this response:
                     // it pipelines (proven by its ack, unlike a request that merely waits).
                     let end = c.halves[RESP].off;
                     if let Some(n) = target.and_then(|s| c.entry(s + 1)) {
                         if n.sent_ack < end {
                             c.pipelined = true;
-                            c.pipelined_by = None;
+                            c.pipelined_by = NO_ACK;
                         }
                     }
                     self.try_emit(c);
                 }
                 _ if held || (uf.is_empty() && in_sync) => {
                     let cap = if m.ack != NO_ACK && !c.pipelined {
-                        self.cfg.max_pipelined
+                        MAX_EARLY_ACKED
                     } else {
                         MAX_EARLY
                     };
@@ -1613,20 +1939,37 @@ impl HttpHandler {
         c.uncertain = true;
         c.desync_flags.merge(flags);
         if c.halves[r].is_request {
-            match c.queue.back_mut() {
-                Some(Entry {
-                    kind: Kind::Lost(f),
-                    seq,
-                    absorbed,
-                    ..
-                }) if *seq >= c.next_resp_seq => {
-                    f.merge(flags);
+            let next_resp_seq = c.next_resp_seq;
+            let back_lost = match c.overflow.back_mut() {
+                Some(b) if b.bits & B_LOST != 0 && b.seq >= next_resp_seq => {
+                    b.flags.merge(flags);
                     if c.orphans > 0 {
                         c.orphans -= 1;
-                        *absorbed = true;
+                        b.bits |= B_ABSORBED;
                     }
+                    true
                 }
-                _ => {
+                Some(_) => false,
+                None => match c.queue.back_mut() {
+                    Some(Entry {
+                        kind: Kind::Lost(f),
+                        seq,
+                        absorbed,
+                        ..
+                    }) if *seq >= next_resp_seq => {
+                        f.merge(flags);
+                        if c.orphans > 0 {
+                            c.orphans -= 1;
+                            *absorbed = true;
+                        }
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            match back_lost {
+                true => {}
+                false => {
                     let seq = c.next_seq;
                     c.next_seq += 1;
                     let absorbed = c.orphans > 0;
@@ -1645,24 +1988,52 @@ impl HttpHandler {
                     };
                     let resp_lost = matches!(c.halves[RESP].state, State::Resync)
                         || c.resp_synced_at > sent_at_least;
-                    c.queue.push_back(Entry {
-                        seq,
-                        kind: Kind::Lost(flags),
-                        absorbed,
-                        resp_lost,
-                        start: c.halves[r].mark,
-                        head_end: NO_ACK,
-                        sent_ack: NO_ACK,
-                    });
+                    let start = c.halves[r].mark;
+                    if c.overflow.is_empty() {
+                        self.q_push(
+                            c,
+                            Entry {
+                                seq,
+                                kind: Kind::Lost(flags),
+                                absorbed,
+                                resp_lost,
+                                start,
+                                head_end: NO_ACK,
+                                sent_ack: NO_ACK,
+                                charge: 0,
+                            },
+                        );
+                    } else {
+                        // Behind the placeholders, in request order.
+                        let mut bits = B_LOST;
+                        if absorbed {
+                            bits |= B_ABSORBED;
+                        }
+                        if resp_lost {
+                            bits |= B_RESP_LOST;
+                        }
+                        c.overflow.push_back(Brief {
+                            seq,
+                            start,
+                            ts: 0,
+                            flags,
+                            method: [0; 8],
+                            bits,
+                        });
+                        self.pending_total += PLACEHOLDER_BYTES;
+                    }
                 }
             }
         } else {
+            for b in c.overflow.iter_mut() {
+                b.bits |= B_RESP_LOST | B_UNCERTAIN;
+            }
             let from = c.next_resp_seq;
             for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
                 e.resp_lost = true;
-                if c.pipelined_by == Some(e.seq) {
+                if c.pipelined_by == e.seq {
                     c.pipelined = false;
-                    c.pipelined_by = None;
+                    c.pipelined_by = NO_ACK;
                 }
                 if let Kind::Real(p) = &mut e.kind {
                     p.uncertain = true;
@@ -1768,7 +2139,7 @@ impl HttpHandler {
             } else {
                 c.fix_resp_cursor();
                 let from = c.next_resp_seq;
-                c.queue.iter().filter(|e| e.seq >= from).count() > 1
+                c.queue.iter().filter(|e| e.seq >= from).count() + c.overflow.len() > 1
             };
         if hidden_possible {
             // Whatever the cut head was, later messages cannot be paired on certainty: resync
@@ -1833,6 +2204,20 @@ impl HttpHandler {
     }
 }
 
+/// What a full entry holds, for the pending budgets.
+fn entry_bytes(e: &Entry) -> usize {
+    std::mem::size_of::<Entry>()
+        + match &e.kind {
+            Kind::Lost(_) => 0,
+            Kind::Real(p) => {
+                std::mem::size_of::<Pending>()
+                    + p.req.as_ref().map_or(0, build_bytes)
+                    + p.resp.as_ref().map_or(0, build_bytes)
+                    + p.interim.len() * 256
+            }
+        }
+}
+
 fn build_bytes(m: &MsgBuild) -> usize {
     let headers: usize = m
         .msg
@@ -1852,25 +2237,27 @@ impl Conn {
             .iter()
             .map(|h| h.head_buf.capacity() + h.cur.as_deref().map_or(0, build_bytes))
             .sum();
-        let queued: usize = self
-            .queue
-            .iter()
-            .map(|e| match &e.kind {
-                Kind::Lost(_) => 32,
-                Kind::Real(p) => {
-                    p.req.as_ref().map_or(0, build_bytes)
-                        + p.resp.as_ref().map_or(0, build_bytes)
-                        + p.interim.len() * 256
-                        + 128
-                }
-            })
-            .sum();
-        std::mem::size_of::<Conn>() + halves + queued
+        let early: usize = self.early.iter().map(|m| build_bytes(m)).sum();
+        std::mem::size_of::<Conn>()
+            + halves
+            + early
+            + self.queued_bytes as usize
+            + self.overflow.len() * PLACEHOLDER_BYTES
     }
 
     /// Exchanges (and lost-request placeholders) waiting for completion.
     pub fn pending(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.overflow.len()
+    }
+
+    /// Requests kept as compact placeholders (see [`HttpConfig::max_pending_bytes`]).
+    pub fn placeholders(&self) -> usize {
+        self.overflow.len()
+    }
+
+    /// True when request `seq` is kept as a placeholder.
+    fn in_overflow(&self, seq: u64) -> bool {
+        self.overflow.front().is_some_and(|b| b.seq <= seq) && seq < self.next_seq
     }
 
     fn entry(&self, seq: u64) -> Option<&Entry> {
@@ -1909,6 +2296,7 @@ impl Conn {
     /// `frontier`: how far the client stream is known (see [`Conn::req_frontier`]).
     fn ack_pick(&self, acked: u64, resp_off: u64, frontier: Option<u64>) -> AckPick {
         if acked == NO_ACK
+            || !self.overflow.is_empty()
             || self.pipelined
             || self.midstream_unsynced
             || self.skip_responses > 0
@@ -1970,6 +2358,8 @@ impl Conn {
             if self.next_resp_seq < f.seq {
                 self.next_resp_seq = f.seq;
             }
+        } else if let Some(b) = self.overflow.front() {
+            self.next_resp_seq = self.next_resp_seq.max(b.seq);
         } else if self.next_resp_seq < self.next_seq {
             self.next_resp_seq = self.next_seq;
         }
@@ -2055,10 +2445,12 @@ impl StreamHandler for HttpHandler {
             midstream_unsynced: meta.midstream,
             next_index: 0,
             orphans: 0,
-            pipelined_by: None,
+            pipelined_by: NO_ACK,
             early: VecDeque::new(),
             last_sent_ack: NO_ACK,
             resp_synced_at: 0,
+            overflow: Overflow(None),
+            queued_bytes: 0,
         }
     }
 
@@ -2140,7 +2532,11 @@ impl StreamHandler for HttpHandler {
         let mut rest = FlagSet::EMPTY;
         rest.merge(close_flags);
         // Unanswered requests at close: no_response plus why the connection ended.
-        while let Some(e) = c.queue.pop_front() {
+        loop {
+            if c.queue.is_empty() {
+                self.promote(c);
+            }
+            let Some(e) = self.q_pop(c) else { break };
             match e.kind {
                 Kind::Real(p) => {
                     let p = *p;
@@ -2163,6 +2559,10 @@ mod size_tests {
     /// The flow table stores one `Conn` per connection: keep it small.
     #[test]
     fn conn_stays_small() {
-        assert!(std::mem::size_of::<super::Conn>() <= 512);
+        assert!(
+            std::mem::size_of::<super::Conn>() <= 512,
+            "{}",
+            std::mem::size_of::<super::Conn>()
+        );
     }
 }
