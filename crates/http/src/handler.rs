@@ -281,6 +281,26 @@ struct Overflow(Option<Box<Briefs>>);
 #[derive(Debug, Default)]
 struct Briefs {
     q: VecDeque<Brief>,
+    /// Pairing since a response-side loss rests on a count still to be checked (see
+    /// `HttpHandler::enter_counting`).
+    prov: Option<Prov>,
+}
+
+/// A response head was cut by a gap while several requests were waiting. The cut response
+/// answers the next waiting request (it started where the previous response ended), but the
+/// gap may also have hidden whole responses. Later responses are paired in order on the
+/// assumption that it did not, and held: when the connection ends with every request answered
+/// by exactly one response seen, the assumption is proven (a server sends one final response
+/// per request, so a hidden one would leave a request unanswered); otherwise, or at any other
+/// loss, those pairings are undone and emitted unpaired.
+#[derive(Clone, Copy, Debug)]
+struct Prov {
+    /// The request the cut response answers; from here on, exchanges are held.
+    from: u64,
+    /// Bytes of the gap (all of them the cut response's, once proven).
+    gap: u64,
+    /// A 408 came: servers send it unasked before closing, which would upset the count.
+    unasked: bool,
 }
 
 impl Overflow {
@@ -302,10 +322,27 @@ impl Overflow {
     fn pop_front(&mut self) -> Option<Brief> {
         let b = self.0.as_mut()?;
         let first = b.q.pop_front();
-        if b.q.is_empty() {
+        if b.q.is_empty() && b.prov.is_none() {
             self.0 = None;
         }
         first
+    }
+    fn prov(&self) -> Option<Prov> {
+        self.0.as_ref()?.prov
+    }
+    fn prov_mut(&mut self) -> Option<&mut Prov> {
+        self.0.as_mut()?.prov.as_mut()
+    }
+    fn set_prov(&mut self, p: Prov) {
+        self.0.get_or_insert_with(Default::default).prov = Some(p);
+    }
+    fn take_prov(&mut self) -> Option<Prov> {
+        let b = self.0.as_mut()?;
+        let p = b.prov.take();
+        if b.q.is_empty() {
+            self.0 = None;
+        }
+        p
     }
     fn iter(&self) -> impl DoubleEndedIterator<Item = &Brief> {
         self.0.iter().flat_map(|b| b.q.iter())
@@ -946,6 +983,11 @@ impl HttpHandler {
             (self.interim_target(c), FlagSet::EMPTY)
         } else {
             self.stats.responses += 1;
+            if status == 408 {
+                if let Some(p) = c.overflow.prov_mut() {
+                    p.unasked = true;
+                }
+            }
             self.pair_response(c)
         };
         let (is_head, is_connect) = target
@@ -968,6 +1010,8 @@ impl HttpHandler {
         h.interim = interim;
         h.unpaired_flags = unpaired_flags;
         if upgrade {
+            // Nothing after the switch can be counted.
+            self.count_failed(c);
             self.stats.upgrades += 1;
             self.finish_msg(c, r, ts, FlagSet::EMPTY, false);
             // Whatever the client was sending is now the upgraded protocol.
@@ -1064,6 +1108,7 @@ impl HttpHandler {
             || (rs.mark <= sent_ack
                 && sent_ack <= rs.off
                 && (sent_ack == rs.off || matches!(rs.state, State::Start)));
+
         // Newest first: the newest evidence is what counts, and the scan stops there (a long
         // queue is only ever built by a pipelining client). Past `PIPELINE_SCAN` entries
         // without evidence, the unscanned ones are taken as blocking a sync.
@@ -1124,6 +1169,13 @@ impl HttpHandler {
         }
         if sent_ack != NO_ACK {
             c.last_sent_ack = sent_ack;
+        }
+        // A client that waits for each response has them all when it sends the next request:
+        // the count after a response-side loss (see `Prov`) can be settled here. A pipelining
+        // one is still owed responses; its count waits for the end.
+        if c.overflow.prov().is_some() && c.halves[RESP].idle() && sync_ok && !behind {
+            let pipelined = c.pipelined;
+            self.settle_count(c, pipelined);
         }
         // A client that waits for each response has, by now, received every response it will
         // get for earlier (lost or unattributable) requests; a pipelining one must first drain.
@@ -1357,6 +1409,10 @@ impl HttpHandler {
         let desync = c.desync_flags;
         match c.entry_mut(seq) {
             None => {
+                // A response more than the requests: whatever the count was to prove, it
+                // cannot.
+                self.count_failed(c);
+                let desync = c.desync_flags;
                 c.orphans = c.orphans.saturating_add(1).min(16);
                 (None, desync)
             }
@@ -1517,6 +1573,19 @@ impl HttpHandler {
 
     /// Emits finished exchanges from the front of the queue, in request order.
     fn try_emit(&mut self, c: &mut Conn) {
+        // Held exchanges wait for the count (see `Prov`), unless what it needs is gone.
+        let mut held_from = u64::MAX;
+        if let Some(p) = c.overflow.prov() {
+            if c.uncertain
+                || c.skip_responses > 0
+                || !c.early.is_empty()
+                || c.queued_bytes as usize > self.cfg.max_pending_bytes
+            {
+                self.count_failed(c);
+                return;
+            }
+            held_from = p.from;
+        }
         loop {
             let Some(front) = c.queue.front() else {
                 if self.refill(c) {
@@ -1524,14 +1593,15 @@ impl HttpHandler {
                 }
                 break;
             };
-            let ready = match &front.kind {
-                Kind::Lost(_) => front.seq < c.next_resp_seq,
-                Kind::Real(p) => {
-                    p.req.is_some()
-                        && (p.resp.is_some() || (p.gave_up && front.seq < c.next_resp_seq))
-                        && c.halves[RESP].target != Some(front.seq)
-                }
-            };
+            let ready = front.seq < held_from
+                && match &front.kind {
+                    Kind::Lost(_) => front.seq < c.next_resp_seq,
+                    Kind::Real(p) => {
+                        p.req.is_some()
+                            && (p.resp.is_some() || (p.gave_up && front.seq < c.next_resp_seq))
+                            && c.halves[RESP].target != Some(front.seq)
+                    }
+                };
             if !ready {
                 // Room freed by what was emitted goes to the placeholders waiting.
                 self.refill(c);
@@ -1571,6 +1641,99 @@ impl HttpHandler {
             self.emit_entry(c, e, extra);
         }
         c.next_resp_seq = c.next_seq;
+    }
+
+    // ----- pairing proven by counting ----------------------------------------------------------
+
+    /// A response-side loss can be settled by counting (see `Prov`) only on a connection whose
+    /// pairing is otherwise certain and simple: nothing uncertain, held or skipped, the client
+    /// stream in step, and no count already running.
+    fn counting_possible(&self, c: &Conn) -> bool {
+        !c.uncertain
+            && !c.midstream_unsynced
+            && !c.stopped
+            && c.early.is_empty()
+            && c.skip_responses == 0
+            && !c.halves[RESP].held
+            && c.overflow.prov().is_none()
+            && matches!(c.halves[REQ].state, State::Start | State::Body(_))
+    }
+
+    /// Every response to the requests so far has been seen: at the end of the connection, or
+    /// when a client that waits for its responses sends its next request. If each request got
+    /// exactly one, the held pairings are proven; otherwise they are undone. `owed`: the
+    /// client pipelines, so a request still unanswered may yet be (no verdict then).
+    fn settle_count(&mut self, c: &mut Conn, owed: bool) {
+        let Some(p) = c.overflow.prov() else { return };
+        c.fix_resp_cursor();
+        let answered = c.next_resp_seq == c.next_seq
+            && c.overflow.is_empty()
+            && c.early.is_empty()
+            && c.halves[RESP].cur.is_none()
+            && !p.unasked;
+        if !answered {
+            if !owed {
+                self.count_failed(c);
+            }
+            return;
+        }
+        c.overflow.take_prov();
+        self.stats.count_pairings += c.next_resp_seq - p.from - 1;
+        if let Some(Entry {
+            kind: Kind::Real(e),
+            ..
+        }) = c.entry_mut(p.from)
+        {
+            if let Some(m) = e.resp.as_mut() {
+                // Exactly one message lay in the gap: all of its bytes were this response's.
+                m.msg.gap_bytes += p.gap;
+            }
+        }
+        self.try_emit(c);
+    }
+
+    /// The count cannot settle (another loss, an unpaired response, pressure, an upgrade):
+    /// the responses paired since the cut one lose their requests, and the requests still
+    /// waiting become uncertain, as after any loss.
+    fn count_failed(&mut self, c: &mut Conn) {
+        let Some(p) = c.overflow.take_prov() else {
+            return;
+        };
+        let flags = FlagSet::from(Flag::Gap);
+        let upto = c.next_resp_seq;
+        let mut undone = Vec::new();
+        for e in c.queue.iter_mut() {
+            if e.seq <= p.from {
+                continue;
+            }
+            e.resp_lost = true;
+            let Kind::Real(pp) = &mut e.kind else {
+                continue;
+            };
+            pp.uncertain = true;
+            if e.seq < upto {
+                pp.gave_up = true;
+                pp.flags.merge(flags);
+                if let Some(m) = pp.resp.take() {
+                    undone.push(m);
+                }
+            }
+        }
+        for b in c.overflow.iter_mut() {
+            b.bits |= B_UNCERTAIN | B_RESP_LOST;
+        }
+        let h = &mut c.halves[RESP];
+        if h.cur.is_some() && h.target.is_some_and(|t| t > p.from) && !h.interim {
+            h.target = None;
+            h.unpaired_flags = flags;
+        }
+        c.uncertain = true;
+        c.desync_flags.merge(flags);
+        c.pipelined_by = NO_ACK;
+        for m in undone {
+            self.emit(c, None, Some(m), Vec::new(), flags);
+        }
+        self.try_emit(c);
     }
 
     // ----- pending budget ----------------------------------------------------------------------
@@ -1932,6 +2095,8 @@ impl HttpHandler {
 
     /// Messages of direction `r` may have vanished: pairing is uncertain until a sync point.
     fn note_loss(&mut self, c: &mut Conn, r: usize, flags: FlagSet) {
+        // A second loss: the count that was to prove the pairings since the first cannot.
+        self.count_failed(c);
         // Held responses whose acks can still place them stay; FIFO ones cannot survive a loss.
         if c.pipelined || c.early.iter().any(|m| m.ack == NO_ACK) {
             self.flush_early(c, usize::MAX);
@@ -2061,7 +2226,7 @@ impl HttpHandler {
                 return;
             }
             State::Start if !h.head_buf.is_empty() => {
-                self.salvage_head(c, r, ts, flags);
+                self.salvage_head(c, r, ts, len, flags);
                 return;
             }
             State::Start => 0,
@@ -2124,7 +2289,10 @@ impl HttpHandler {
     /// another whole message of this direction (a response gap hides one only if another
     /// request was outstanding, a request gap only on a pipelining client), so pairing stays
     /// certain; otherwise the head is dropped and the direction resynchronises as after a loss.
-    fn salvage_head(&mut self, c: &mut Conn, r: usize, ts: u64, flags: FlagSet) {
+    ///
+    /// A response head cut while several requests wait is salvaged too when the pairing after
+    /// it can be proven by counting at the end (see `Prov`).
+    fn salvage_head(&mut self, c: &mut Conn, r: usize, ts: u64, len: u64, flags: FlagSet) {
         let buf = std::mem::take(&mut c.halves[r].head_buf);
         let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
             self.desync(c, r, flags);
@@ -2141,7 +2309,11 @@ impl HttpHandler {
                 let from = c.next_resp_seq;
                 c.queue.iter().filter(|e| e.seq >= from).count() + c.overflow.len() > 1
             };
-        if hidden_possible {
+        let counting = hidden_possible
+            && !c.halves[r].is_request
+            && final_status_line(&buf)
+            && self.counting_possible(c);
+        if hidden_possible && !counting {
             // Whatever the cut head was, later messages cannot be paired on certainty: resync
             // and let the pairing logic account for possibly vanished messages.
             self.desync(c, r, flags);
@@ -2154,6 +2326,39 @@ impl HttpHandler {
         f.insert(Flag::Incomplete);
         c.halves[r].resync_flags.merge(f);
         let _ = self.on_head(c, r, ts, &head);
+        if counting {
+            match c.halves[r].target {
+                Some(from) if !c.uncertain && c.halves[r].cur.is_some() => {
+                    c.overflow.set_prov(Prov {
+                        from,
+                        gap: len,
+                        unasked: false,
+                    });
+                    // As after any response-side loss (see `note_loss`): a later request's
+                    // response may be in the gap, so its absence proves no pipelining (but
+                    // pairing stays in order, to be counted).
+                    for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
+                        e.resp_lost = true;
+                        if c.pipelined_by == e.seq {
+                            c.pipelined = false;
+                            c.pipelined_by = NO_ACK;
+                        }
+                    }
+                    for b in c.overflow.iter_mut() {
+                        b.bits |= B_RESP_LOST;
+                    }
+                }
+                _ => {
+                    // The head did not pair after all: the plain loss path.
+                    if c.halves[r].cur.is_some() {
+                        self.finish_msg(c, r, ts, f, true);
+                    }
+                    c.halves[r].resync_flags = FlagSet::EMPTY;
+                    self.desync(c, r, flags);
+                    return;
+                }
+            }
+        }
         let target = c.halves[r].target.filter(|_| c.halves[r].is_request);
         if let Some(e) = target.and_then(|s| c.entry_mut(s)) {
             // Where the head really ended is inside the gap.
@@ -2366,6 +2571,17 @@ impl Conn {
     }
 }
 
+/// The bytes start with a status line whose code is final (2xx-5xx): a response that answers
+/// a request rather than announcing another response.
+fn final_status_line(b: &[u8]) -> bool {
+    b.len() >= 13
+        && b.starts_with(b"HTTP/1.")
+        && b[8] == b' '
+        && b[9..12].iter().all(u8::is_ascii_digit)
+        && (b'2'..=b'5').contains(&b[9])
+        && matches!(b[12], b' ' | b'\r' | b'\n')
+}
+
 fn hex16(v: u64) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = [0u8; 16];
@@ -2516,6 +2732,8 @@ impl StreamHandler for HttpHandler {
         // Requests first so that a response cut here still finds its request done.
         self.end_half(&mut conn, REQ, ts_ns, close_flags, clean);
         self.end_half(&mut conn, RESP, ts_ns, close_flags, clean);
+        // Both streams are complete: the responses can be counted.
+        self.settle_count(&mut conn, false);
         // Responses still waiting for client bytes that never came: their requests were lost.
         // Order alone cannot place them either, but it says which waiting requests they may
         // have answered (those are given up, flagged with the loss).

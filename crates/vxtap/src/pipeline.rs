@@ -349,6 +349,8 @@ impl Totals {
             ("vxtap_http_resyncs_total", h.resyncs),
             // Responses placed by TCP acknowledgements after a loss left order ambiguous.
             ("vxtap_http_ack_pairings_total", h.ack_pairings),
+            // Responses after a loss paired once the end-of-connection count proved them.
+            ("vxtap_http_count_pairings_total", h.count_pairings),
             // Pending requests whose records the pending budget dropped (placeholders kept).
             (
                 "vxtap_http_request_records_dropped_total",
