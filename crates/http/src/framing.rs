@@ -368,7 +368,10 @@ pub(crate) fn loose_request_line(head: &[u8], max_line: usize) -> Option<LooseLi
     if let Some(r) = raw.strip_suffix(b"\r") {
         raw = r;
     }
+    // The HTTP/2 connection preface ("PRI * HTTP/2.0", then "SM") is no HTTP/1 request: the
+    // binary frames behind it are skipped by the resync as before.
     if raw.is_empty()
+        || raw == b"PRI * HTTP/2.0"
         || raw.len() > max_line
         || raw.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
     {

@@ -1403,6 +1403,7 @@ fn unframable_malformed_requests_still_resync() {
         b"GET/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
         b"GET/ HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n",
         b"\x16\x03\x01\x00 HTTP/1.1\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00",
     ] {
         let mut t = T::new(cfg());
         t.c(head);
