@@ -87,7 +87,9 @@ pub struct Message {
     /// True when the captured body is shorter than `body_len` (cap, gap or decode bound).
     pub body_truncated: bool,
     /// Body bytes that never arrived (gaps inside a body of known length); counted in
-    /// `body_len`, absent from `body`.
+    /// `body_len`, absent from `body`. For a response cut by a gap (flag `incomplete`) that
+    /// the end-of-connection count proved held nothing else, also the whole gap's length (its
+    /// split between head and body is unknown, so it is not in `body_len`).
     pub gap_bytes: u64,
 }
 

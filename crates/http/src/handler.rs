@@ -1659,6 +1659,29 @@ impl HttpHandler {
             && matches!(c.halves[REQ].state, State::Start | State::Body(_))
     }
 
+    /// A response answering request `from` was cut by a gap of `len` bytes that may also hide
+    /// whole responses: pair on in order, and hold, until the count (see `Prov`).
+    fn begin_count(&mut self, c: &mut Conn, from: u64, len: u64) {
+        c.overflow.set_prov(Prov {
+            from,
+            gap: len,
+            unasked: false,
+        });
+        // As after any response-side loss (see `note_loss`): a later request's response may be
+        // in the gap, so its absence proves no pipelining (but pairing stays in order, to be
+        // counted).
+        for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
+            e.resp_lost = true;
+            if c.pipelined_by == e.seq {
+                c.pipelined = false;
+                c.pipelined_by = NO_ACK;
+            }
+        }
+        for b in c.overflow.iter_mut() {
+            b.bits |= B_RESP_LOST;
+        }
+    }
+
     /// Every response to the requests so far has been seen: at the end of the connection, or
     /// when a client that waits for its responses sends its next request. If each request got
     /// exactly one, the held pairings are proven; otherwise they are undone. `owed`: the
@@ -2275,6 +2298,23 @@ impl HttpHandler {
             } else {
                 let mut f = flags;
                 f.insert(Flag::Incomplete);
+                // A response cut inside its body (chunked framing lost) while more requests
+                // wait: it is still its request's, and the gap may be the rest of it alone,
+                // as for a cut head (see `Prov`).
+                let h = &c.halves[r];
+                let from = h.target.filter(|_| !h.is_request && !h.interim);
+                if let Some(from) = from.filter(|k| {
+                    self.counting_possible(c)
+                        && (c.entry(k + 1).is_some() || !c.overflow.is_empty())
+                }) {
+                    self.begin_count(c, from, len);
+                    self.finish_msg(c, r, ts, f, true);
+                    self.stats.resyncs += 1;
+                    let h = &mut c.halves[r];
+                    h.state = State::Resync;
+                    h.head_buf.clear();
+                    return;
+                }
                 self.finish_msg(c, r, ts, f, true);
             }
         }
@@ -2329,24 +2369,7 @@ impl HttpHandler {
         if counting {
             match c.halves[r].target {
                 Some(from) if !c.uncertain && c.halves[r].cur.is_some() => {
-                    c.overflow.set_prov(Prov {
-                        from,
-                        gap: len,
-                        unasked: false,
-                    });
-                    // As after any response-side loss (see `note_loss`): a later request's
-                    // response may be in the gap, so its absence proves no pipelining (but
-                    // pairing stays in order, to be counted).
-                    for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
-                        e.resp_lost = true;
-                        if c.pipelined_by == e.seq {
-                            c.pipelined = false;
-                            c.pipelined_by = NO_ACK;
-                        }
-                    }
-                    for b in c.overflow.iter_mut() {
-                        b.bits |= B_RESP_LOST;
-                    }
+                    self.begin_count(c, from, len);
                 }
                 _ => {
                     // The head did not pair after all: the plain loss path.
