@@ -1371,10 +1371,27 @@ impl HttpHandler {
             c.halves[RESP].held = true;
             return (None, FlagSet::EMPTY);
         }
+        // While a count is pending (see `Prov`), this response's ack can settle it early: if it
+        // proves the response answers the request next in order, the responses since the cut
+        // one were exactly as many as the requests between (the gap hid none); if it proves
+        // another, the gap did hide some.
+        let mut proven = false;
+        if c.overflow.prov().is_some() {
+            let h = &c.halves[RESP];
+            match c.ack_pick(h.head_ack, h.head_off, c.req_frontier()) {
+                AckPick::Req(s) if s == seq => proven = true,
+                AckPick::Req(_) | AckPick::Lost(_) => self.count_failed(c),
+                AckPick::Wait | AckPick::Unknown => {}
+            }
+        }
         let in_order = matches!(
             c.entry(seq),
             Some(Entry { kind: Kind::Real(p), .. }) if !p.uncertain
         );
+        if in_order && proven {
+            self.stats.ack_pairings += 1;
+            self.count_proven(c);
+        }
         if !in_order {
             let h = &c.halves[RESP];
             match c.ack_pick(h.head_ack, h.head_off, c.req_frontier()) {
@@ -1700,8 +1717,15 @@ impl HttpHandler {
             }
             return;
         }
-        c.overflow.take_prov();
         self.stats.count_pairings += c.next_resp_seq - p.from - 1;
+        self.count_proven(c);
+    }
+
+    /// The pairings held since the cut response are proven: emit them.
+    fn count_proven(&mut self, c: &mut Conn) {
+        let Some(p) = c.overflow.take_prov() else {
+            return;
+        };
         if let Some(Entry {
             kind: Kind::Real(e),
             ..
