@@ -1503,3 +1503,23 @@ fn cut_chunked_body_with_pipelined_requests_pairs_by_count() {
         Some("/1")
     );
 }
+
+/// A 408 may come unasked before a server closes: it would make up for a response hidden in
+/// the gap, so a count that includes one proves nothing.
+#[test]
+fn unsolicited_408_spoils_the_count() {
+    let mut t = T::new(cfg());
+    t.c(&[req(1), req(2)].concat());
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Le");
+    t.gap(S2C, 300, GapReason::Lost);
+    t.s(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let ex = t.close(CloseReason::Fin);
+    for e in &ex {
+        if let (Some(q), Some(_)) = (&e.request, &e.response) {
+            assert_eq!(q.uri.as_deref(), Some("/1"), "paired on a guess: {ex:#?}");
+        }
+    }
+    assert!(ex
+        .iter()
+        .any(|e| e.request.is_none() && e.response.as_ref().unwrap().status == Some(408)));
+}
