@@ -13,6 +13,13 @@
 //! tells a waiting client from a pipelining one. Responses that arrive before the requests they
 //! answer (the reassembler holds the client direction at a hole while the server direction
 //! flows on) wait until the client stream reaches their ack.
+//!
+//! Counting is proof too. When a gap cuts a response while more requests wait, the cut
+//! response is its request's, and the responses after it are paired in order but held until
+//! every request has been answered by exactly one response (see `Prov`).
+//!
+//! Requests awaiting responses are held under a byte budget per connection and per handler;
+//! beyond it they keep a compact placeholder (`Brief`) so that a late response still pairs.
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
@@ -273,8 +280,8 @@ struct Brief {
     bits: u8,
 }
 
-/// The placeholders of a connection; boxed, since few connections ever have any and the flow
-/// table keeps a `Conn` per connection.
+/// The placeholders of a connection, and a pending count (`Prov`); boxed, since few
+/// connections ever have either and the flow table keeps a `Conn` per connection.
 #[derive(Debug)]
 struct Overflow(Option<Box<Briefs>>);
 
@@ -282,13 +289,13 @@ struct Overflow(Option<Box<Briefs>>);
 struct Briefs {
     q: VecDeque<Brief>,
     /// Pairing since a response-side loss rests on a count still to be checked (see
-    /// `HttpHandler::enter_counting`).
+    /// `HttpHandler::begin_count`).
     prov: Option<Prov>,
 }
 
-/// A response head was cut by a gap while several requests were waiting. The cut response
-/// answers the next waiting request (it started where the previous response ended), but the
-/// gap may also have hidden whole responses. Later responses are paired in order on the
+/// A response was cut by a gap (in its head, or in its chunked body) while several requests
+/// were waiting. The cut response answers the next waiting request (it started where the
+/// previous response ended), but the gap may also have hidden whole responses. Later responses are paired in order on the
 /// assumption that it did not, and held: when the connection ends with every request answered
 /// by exactly one response seen, the assumption is proven (a server sends one final response
 /// per request, so a hidden one would leave a request unanswered); otherwise, or at any other
