@@ -591,6 +591,8 @@ fn public_corpus() {
 /// request). (a) 1,000 requests with the 238-byte middle segment of one response head lost:
 /// before, 0 of 1,000 were paired (64 pending at most, then the loss); now every request is
 /// paired with its own response and the one cut by the loss says so (`gap`, `gap_bytes`).
+/// With the segment holding the status line lost instead, 999 are paired and the one whose
+/// response began in the gap is `gap`, `no_response`.
 /// (b) 20,000 requests, far beyond the full records the default budget keeps: all paired
 /// (100,000 were checked by hand, and in the http crate's tests).
 #[test]
@@ -617,6 +619,12 @@ fn pipelined_connection_with_a_lost_head_segment_and_a_long_queue() {
                 .as_array()
                 .and_then(|h| h.iter().find(|h| h[0] == "X-Request-Id"))
                 .map(|h| s(&h[1]));
+            if r["response"].is_null() {
+                // Only the response lost whole to the gap.
+                assert_eq!(r["request"]["uri"], "/r500", "{name}: {r}");
+                assert_eq!(flags(r), ["gap", "no_response"], "{name}: {r}");
+                continue;
+            }
             assert_eq!(id.as_deref(), Some(&*format!("r{i}")), "{name}: {r}");
             let uri = &r["request"]["uri"];
             assert!(uri.is_null() || *uri == format!("/r{i}"), "mis-paired: {r}");
@@ -636,6 +644,26 @@ fn pipelined_connection_with_a_lost_head_segment_and_a_long_queue() {
         assert_eq!(gaps[0]["request"]["uri"], "/r500");
         assert_eq!(gaps[0]["response"]["gap_bytes"], 238);
         assert!(a.iter().all(|r| r["request"]["uri"].is_string()));
+    }
+    // The segment with the status line lost instead: 999 paired, the one whose response began
+    // in the gap says so.
+    let status_lost = [
+        "--requests",
+        "1000",
+        "--drop-in-head",
+        "500",
+        "--drop-piece",
+        "0",
+    ];
+    if let Some(a) = check("a0.pcap", &status_lost, 1000) {
+        let unpaired: Vec<&Value> = a.iter().filter(|r| r["response"].is_null()).collect();
+        assert_eq!(unpaired.len(), 1);
+        assert_eq!(
+            a.iter()
+                .filter(|r| flags(r).contains(&"gap".to_string()))
+                .count(),
+            1
+        );
     }
     if let Some(b) = check("b.pcap", &["--requests", "20000"], 20000) {
         let kept = b.iter().filter(|r| r["request"]["uri"].is_string()).count();

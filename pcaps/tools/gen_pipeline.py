@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Pipelined HTTP/1.1 captures with a controlled loss (standard library only).
 
-  gen_pipeline.py OUT.pcap [--requests N] [--drop-in-head K] [--seed S]
+  gen_pipeline.py OUT.pcap [--requests N] [--drop-in-head K] [--drop-piece 0|1|2]
 
 One keep-alive connection (handshake, FIN both ways): the client sends N pipelined
 `GET /r<i>` requests, each in its own segment, and only then the server answers them all,
@@ -9,8 +9,10 @@ in order. Every response names its request twice (an `X-Request-Id: r<i>` header
 "response to /r<i>"), so a pairing can be checked without trusting the tool under test.
 Response heads are about 400 bytes, sent as three segments: the first 100 bytes, the next
 238, the rest with the body. With --drop-in-head K the 238-byte middle segment of response
-K is left out of the capture (a mirror loss inside a response head); the client's acks
-still cover it, as they would on the wire. Timestamps advance 10 us per packet.
+K is left out of the capture (a mirror loss inside a response head); --drop-piece 0 drops
+the first segment instead (the status line with it), 2 the last (head end and body). The
+client's acks still cover what was dropped, as they would on the wire. Timestamps advance
+10 us per packet.
 """
 import argparse
 import struct
@@ -59,6 +61,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--drop-in-head", type=int, default=-1)
+    ap.add_argument("--drop-piece", type=int, choices=(0, 1, 2), default=1)
     args = ap.parse_args()
 
     packets = []
@@ -81,9 +84,9 @@ def main():
         cseq += len(req)
     for i in range(args.requests):
         head, body = response(i)
-        pieces = [(head[:100], True), (head[100:338], i != args.drop_in_head),
-                  (head[338:] + body, True)]
-        for data, keep in pieces:
+        pieces = [head[:100], head[100:338], head[338:] + body]
+        for n, data in enumerate(pieces):
+            keep = not (i == args.drop_in_head and n == args.drop_piece)
             emit(frame(SERVER, CLIENT, sseq, cseq, PSH | ACK, data), keep)
             sseq += len(data)
         # The client acknowledges each response (dropped bytes included).

@@ -1706,6 +1706,39 @@ impl HttpHandler {
         }
     }
 
+    /// A gap began where a response was due (between responses, or before its status line was
+    /// complete) while several requests wait: the response of the oldest waiting request
+    /// started in it. Assume it was the only one there (that request: `no_response`, `gap`)
+    /// and pair on in order, held until the count (see `Prov`), which also catches a gap that
+    /// held no response (one response too many) or only an interim one. False when a count
+    /// cannot be run; the caller then resynchronises as after any loss.
+    fn begin_lost_count(&mut self, c: &mut Conn, len: u64) -> bool {
+        c.fix_resp_cursor();
+        let k = c.next_resp_seq;
+        if !self.counting_possible(c) || c.halves[RESP].cur.is_some() {
+            return false;
+        }
+        self.ensure_main(c, k);
+        let more = c.entry(k + 1).is_some() || !c.overflow.is_empty();
+        match c.entry_mut(k) {
+            Some(Entry {
+                kind: Kind::Real(p),
+                ..
+            }) if more && p.resp.is_none() && p.req.is_some() => {
+                p.gave_up = true;
+                p.flags.insert(Flag::Gap);
+            }
+            _ => return false,
+        }
+        c.next_resp_seq = k + 1;
+        self.begin_count(c, k, len);
+        self.stats.resyncs += 1;
+        let h = &mut c.halves[RESP];
+        h.state = State::Resync;
+        h.head_buf.clear();
+        true
+    }
+
     /// Every response to the requests so far has been seen: at the end of the connection, or
     /// when a client that waits for its responses sends its next request. If each request got
     /// exactly one, the held pairings are proven; otherwise they are undone. `owed`: the
@@ -2348,6 +2381,11 @@ impl HttpHandler {
                 }
                 self.finish_msg(c, r, ts, f, true);
             }
+        } else if !c.halves[r].is_request
+            && matches!(c.halves[r].state, State::Start)
+            && self.begin_lost_count(c, len)
+        {
+            return;
         }
         self.desync(c, r, flags);
     }
@@ -2366,7 +2404,10 @@ impl HttpHandler {
     fn salvage_head(&mut self, c: &mut Conn, r: usize, ts: u64, len: u64, flags: FlagSet) {
         let buf = std::mem::take(&mut c.halves[r].head_buf);
         let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
-            self.desync(c, r, flags);
+            // Not even a status line: as if the response had started inside the gap.
+            if c.halves[r].is_request || !self.begin_lost_count(c, len) {
+                self.desync(c, r, flags);
+            }
             return;
         };
         // Only on a connection whose pairing is certain: otherwise the response to a cut request

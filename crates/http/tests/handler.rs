@@ -1523,3 +1523,38 @@ fn unsolicited_408_spoils_the_count() {
         .iter()
         .any(|e| e.request.is_none() && e.response.as_ref().unwrap().status == Some(408)));
 }
+
+/// A gap where a response was due, with several requests waiting: the oldest waiting request's
+/// response began in it. The count at the end proves it was the only one there; a gap that
+/// held no response at all (the count comes out one response over) pairs nothing on a guess.
+#[test]
+fn gap_where_a_response_was_due_is_counted() {
+    let run = |gap: u64, from: u32| {
+        let mut t = T::new(cfg());
+        t.c(&[req(1), req(2), req(3)].concat());
+        t.gap(S2C, gap, GapReason::Lost);
+        for i in from..=3 {
+            t.s(&resp(i));
+        }
+        t.close(CloseReason::Fin)
+    };
+    // The whole first response lost.
+    let ex = run(resp(1).len() as u64, 2);
+    assert_eq!(
+        pairs(&ex[1..]),
+        [p(Some("2"), Some("2")), p(Some("3"), Some("3"))],
+        "{ex:#?}"
+    );
+    assert_eq!(ex[0].request.as_ref().unwrap().uri.as_deref(), Some("/1"));
+    assert_eq!(flags(&ex[0]), ["gap", "no_response"]);
+    // The gap held only stray line ends: every response is seen, one too many for the
+    // assumption, so none after the gap is paired.
+    let ex = run(2, 1);
+    for e in &ex {
+        assert!(
+            e.request.is_none() || e.response.is_none(),
+            "paired on a guess: {ex:#?}"
+        );
+    }
+    assert_eq!(ex.iter().filter(|e| e.response.is_some()).count(), 3);
+}
