@@ -2871,6 +2871,12 @@ impl StreamHandler for HttpHandler {
 mod size_tests {
     /// The flow table stores one `Conn` per connection: keep it small.
     #[test]
+    fn placeholder_is_40_bytes() {
+        // README and the budget's documentation promise about 100,000 placeholders in 4 MiB.
+        assert_eq!(super::PLACEHOLDER_BYTES, 40);
+    }
+
+    #[test]
     fn conn_stays_small() {
         assert!(
             std::mem::size_of::<super::Conn>() <= 512,
