@@ -66,6 +66,11 @@ pub struct Message {
     /// Request target as sent (requests only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
+    /// The request line as sent, when it did not parse (flag `parse_error`): `method` and `uri`
+    /// are then a best-effort reading of it and may be absent. At most 8 KiB; lossily decoded as
+    /// UTF-8; redacted like `uri`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_line: Option<String>,
     /// Status code (responses only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -86,7 +91,9 @@ pub struct Message {
     /// True when the captured body is shorter than `body_len` (cap, gap or decode bound).
     pub body_truncated: bool,
     /// Body bytes that never arrived (gaps inside a body of known length); counted in
-    /// `body_len`, absent from `body`.
+    /// `body_len`, absent from `body`. For a response cut by a gap (flag `incomplete`) that
+    /// the end-of-connection count proved held nothing else, also the whole gap's length (its
+    /// split between head and body is unknown, so it is not in `body_len`).
     pub gap_bytes: u64,
 }
 

@@ -30,7 +30,9 @@ pub enum Flag {
     NoResponse,
     /// A head could not be parsed; the stream was resynchronised at the next start line.
     ParseError,
-    /// More requests were outstanding than the pipelining cap; the oldest was given up.
+    /// Requests awaiting responses exceeded the pending budget: this request's record was
+    /// dropped (method and time kept, still paired), or, past the placeholders' budget too, the
+    /// request was given up.
     PipelineOverflow,
     /// Ambiguous framing a request-smuggling attack relies on (TE+CL, conflicting CL,
     /// obfuscated Transfer-Encoding, chunk-size overflow, bare LF, space before colon).

@@ -340,6 +340,86 @@ pub(crate) fn find_start_line(
     }
 }
 
+/// A request line that does not parse, read as far as it can be (see [`loose_request_line`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LooseLine<'a> {
+    /// The line as sent, without its line end.
+    pub raw: &'a [u8],
+    /// The leading token, when there is one.
+    pub method: Option<&'a [u8]>,
+    /// The method is followed by a space: a server splits the line the same way, so its
+    /// meaning for framing (HEAD, CONNECT) holds.
+    pub method_delimited: bool,
+    /// What stands where the target would.
+    pub target: Option<&'a [u8]>,
+    /// The line ends in `HTTP/1.0`.
+    pub http10: bool,
+}
+
+/// Reads a request start line that the strict parser refused (`OPTIONS HTTP/1.1`,
+/// `GET/HTTP/1.1`, `GET / HTTP/1.`, bytes outside the token set in the method), best effort:
+/// the raw line, the leading token as the method, the word after it (or what follows a token
+/// glued to a `/`) as the target. `None` when the line cannot be a request line at all (empty,
+/// longer than `max_line`, or holding control bytes), in which case the stream must be
+/// resynchronised rather than trusted.
+pub(crate) fn loose_request_line(head: &[u8], max_line: usize) -> Option<LooseLine<'_>> {
+    let end = memchr::memchr(b'\n', head)?;
+    let mut raw = &head[..end];
+    if let Some(r) = raw.strip_suffix(b"\r") {
+        raw = r;
+    }
+    // The HTTP/2 connection preface ("PRI * HTTP/2.0", then "SM") is no HTTP/1 request: the
+    // binary frames behind it are skipped by the resync as before.
+    if raw.is_empty()
+        || raw == b"PRI * HTTP/2.0"
+        || raw.len() > max_line
+        || raw.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+    {
+        return None;
+    }
+    // A trailing version (complete or not) is not part of the target.
+    let (mut rest, http10) = match memchr::memmem::rfind(raw, b"HTTP/") {
+        Some(v)
+            if raw[v + 5..]
+                .iter()
+                .all(|b| b.is_ascii_digit() || *b == b'.') =>
+        {
+            (&raw[..v], &raw[v + 5..] == b"1.0")
+        }
+        _ => (raw, false),
+    };
+    while let Some(r) = rest.strip_suffix(b" ") {
+        rest = r;
+    }
+    let word_end = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+    let first = &rest[..word_end];
+    let after = rest[word_end..].trim_ascii_start();
+    let tok = first.iter().take_while(|b| is_tchar(**b)).count();
+    let method = (tok > 0).then(|| &first[..tok]);
+    let method_delimited = tok > 0 && tok == first.len() && raw.get(tok) == Some(&b' ');
+    let target = if tok == first.len() {
+        first_word(after)
+    } else if tok > 0 {
+        // "GET/ HTTP/1.1", "GET/x": the token ends at the target.
+        Some(&first[tok..])
+    } else {
+        // No token at all: the method is unreadable, the next word may still be a target.
+        first_word(after)
+    };
+    Some(LooseLine {
+        raw,
+        method,
+        method_delimited,
+        target,
+        http10,
+    })
+}
+
+fn first_word(b: &[u8]) -> Option<&[u8]> {
+    let w = &b[..memchr::memchr(b' ', b).unwrap_or(b.len())];
+    (!w.is_empty()).then_some(w)
+}
+
 /// Walks back from the SP before `HTTP/1.` over the target and the method.
 fn request_line_start(buf: &[u8], sp2: usize, max_line: usize) -> Option<usize> {
     let floor = sp2.saturating_sub(max_line);

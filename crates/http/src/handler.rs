@@ -13,6 +13,13 @@
 //! tells a waiting client from a pipelining one. Responses that arrive before the requests they
 //! answer (the reassembler holds the client direction at a hole while the server direction
 //! flows on) wait until the client stream reaches their ack.
+//!
+//! Counting is proof too. When a gap cuts a response while more requests wait, the cut
+//! response is its request's, and the responses after it are paired in order but held until
+//! every request has been answered by exactly one response (see `Prov`).
+//!
+//! Requests awaiting responses are held under a byte budget per connection and per handler;
+//! beyond it they keep a compact placeholder (`Brief`) so that a late response still pairs.
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
@@ -24,7 +31,9 @@ use crate::chunked::ChunkDecoder;
 use crate::decode::{extend_capped, heap_block, Coding, DecodeEnd, Decoder, GROWTH_STEP};
 use crate::exchange::{BodyEncoding, Exchange, Message, Peer, Timing};
 use crate::flags::{Flag, FlagSet};
-use crate::framing::{analyze, find_head_end, find_start_line, has_bare_lf, Class, Scan};
+use crate::framing::{
+    analyze, find_head_end, find_start_line, has_bare_lf, loose_request_line, Class, Scan,
+};
 use crate::stats::{HttpStats, Outcome, ParseError};
 use crate::time::rfc3339_us;
 
@@ -45,6 +54,17 @@ const REQ: usize = 0;
 const RESP: usize = 1;
 /// An ack (or offset) that is not known.
 const NO_ACK: u64 = u64::MAX;
+/// What one pending-request placeholder costs (see [`HttpConfig::max_pending_bytes`]).
+pub const PLACEHOLDER_BYTES: usize = std::mem::size_of::<Brief>();
+/// Smallest pending budget accepted: room for a few full records.
+const MIN_PENDING_BYTES: usize = 16 * 1024;
+/// What a full pending entry costs before its record's fields are known.
+const FULL_ENTRY_BYTES: usize =
+    std::mem::size_of::<Entry>() + std::mem::size_of::<Pending>() + std::mem::size_of::<MsgBuild>();
+/// Waiting requests examined for evidence of pipelining per new request (see `push_request`).
+const PIPELINE_SCAN: usize = 64;
+/// Responses whose acks can place them held at most per connection (see `Conn::early`).
+const MAX_EARLY_ACKED: usize = 64;
 
 /// Limits and options of the HTTP layer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,8 +80,16 @@ pub struct HttpConfig {
     /// Bound on decoded bytes per message when decoding (the emitted body is further capped by
     /// `max_body_bytes`); default 64 KiB.
     pub max_decoded_bytes: usize,
-    /// Requests awaiting a response per connection before the oldest is given up; default 64.
-    pub max_pipelined: usize,
+    /// Bytes of pending request records (requests awaiting their responses, with the responses
+    /// held for them) one connection may keep; default 4 MiB. Beyond it, a new request keeps
+    /// only a compact placeholder ([`PLACEHOLDER_BYTES`]: its position, method and timestamp,
+    /// what pairing and HEAD/CONNECT framing need), so that its response still finds it; its
+    /// record is emitted with the method alone, flagged `pipeline_overflow`. Placeholders are
+    /// kept up to the same amount again; beyond that the oldest request is given up.
+    pub max_pending_bytes: usize,
+    /// Bytes of pending request records across all connections of one handler (one worker);
+    /// default 64 MiB. Over it, new requests keep only placeholders, as above.
+    pub max_pending_bytes_total: usize,
 }
 
 impl Default for HttpConfig {
@@ -72,7 +100,8 @@ impl Default for HttpConfig {
             max_body_bytes: 4096,
             decode_content: false,
             max_decoded_bytes: 64 * 1024,
-            max_pipelined: 64,
+            max_pending_bytes: 4 << 20,
+            max_pending_bytes_total: 64 << 20,
         }
     }
 }
@@ -231,7 +260,126 @@ struct Entry {
     /// The server stream offset the client had received when it sent the request
     /// (`NO_ACK`: unknown).
     sent_ack: u64,
+    /// Bytes this entry is charged against the pending budgets (see `HttpHandler::q_push`).
+    charge: u32,
 }
+
+/// A pending request kept in compact form when the pending budget is spent: what pairing and
+/// response framing need, and what the record keeps (method, time). Lives in `Conn::overflow`,
+/// behind the full entries of `Conn::queue`, and becomes a full entry again (with a record
+/// holding the method alone) when room frees up or its response comes.
+#[derive(Clone, Copy, Debug)]
+struct Brief {
+    seq: u64,
+    /// Client stream offset of the request head (see `Entry::start`).
+    start: u64,
+    /// Time of the request's first byte.
+    ts: u64,
+    flags: FlagSet,
+    /// The method, zero-padded; all zero when longer than 8 bytes.
+    method: [u8; 8],
+    /// `B_*` bits.
+    bits: u8,
+}
+
+/// The placeholders of a connection, and a pending count (`Prov`); boxed, since few
+/// connections ever have either and the flow table keeps a `Conn` per connection.
+#[derive(Debug)]
+struct Overflow(Option<Box<Briefs>>);
+
+#[derive(Debug, Default)]
+struct Briefs {
+    q: VecDeque<Brief>,
+    /// Pairing since a response-side loss rests on a count still to be checked (see
+    /// `HttpHandler::begin_count`).
+    prov: Option<Prov>,
+}
+
+/// A response was cut by a gap (in its head, or in its chunked body) while several requests
+/// were waiting. The cut response answers the next waiting request (it started where the
+/// previous response ended), but the gap may also have hidden whole responses. Later responses are paired in order on the
+/// assumption that it did not, and held: when the connection ends with every request answered
+/// by exactly one response seen, the assumption is proven (a server sends one final response
+/// per request, so a hidden one would leave a request unanswered); otherwise, or at any other
+/// loss, those pairings are undone and emitted unpaired.
+#[derive(Clone, Copy, Debug)]
+struct Prov {
+    /// The request the cut response answers; from here on, exchanges are held.
+    from: u64,
+    /// Bytes of the gap (all of them the cut response's, once proven).
+    gap: u64,
+    /// A 408 came: servers send it unasked before closing, which would upset the count.
+    unasked: bool,
+}
+
+impl Overflow {
+    /// Heap bytes at capacity: the box and its placeholder ring.
+    fn heap_bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| {
+            heap_block(std::mem::size_of::<Briefs>())
+                + heap_block(b.q.capacity() * std::mem::size_of::<Brief>())
+        })
+    }
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| b.q.len())
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn front(&self) -> Option<&Brief> {
+        self.0.as_ref()?.q.front()
+    }
+    fn back_mut(&mut self) -> Option<&mut Brief> {
+        self.0.as_mut()?.q.back_mut()
+    }
+    fn push_back(&mut self, b: Brief) {
+        self.0.get_or_insert_with(Default::default).q.push_back(b);
+    }
+    fn pop_front(&mut self) -> Option<Brief> {
+        let b = self.0.as_mut()?;
+        let first = b.q.pop_front();
+        if b.q.is_empty() && b.prov.is_none() {
+            self.0 = None;
+        }
+        first
+    }
+    fn prov(&self) -> Option<Prov> {
+        self.0.as_ref()?.prov
+    }
+    fn prov_mut(&mut self) -> Option<&mut Prov> {
+        self.0.as_mut()?.prov.as_mut()
+    }
+    fn set_prov(&mut self, p: Prov) {
+        self.0.get_or_insert_with(Default::default).prov = Some(p);
+    }
+    fn take_prov(&mut self) -> Option<Prov> {
+        let b = self.0.as_mut()?;
+        let p = b.prov.take();
+        if b.q.is_empty() {
+            self.0 = None;
+        }
+        p
+    }
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Brief> {
+        self.0.iter().flat_map(|b| b.q.iter())
+    }
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Brief> {
+        self.0.iter_mut().flat_map(|b| b.q.iter_mut())
+    }
+}
+
+/// It stands for requests lost to a gap (`Kind::Lost`).
+const B_LOST: u8 = 1;
+const B_HEAD: u8 = 2;
+const B_CONNECT: u8 = 4;
+/// `Pending::uncertain`.
+const B_UNCERTAIN: u8 = 8;
+/// `Entry::resp_lost`.
+const B_RESP_LOST: u8 = 16;
+/// `Pending::gave_up`.
+const B_GAVE_UP: u8 = 32;
+/// `Entry::absorbed`.
+const B_ABSORBED: u8 = 64;
 
 /// Per-connection state (stored by the flow table beside its own).
 ///
@@ -265,7 +413,8 @@ pub struct Conn {
     /// Newest request whose missing response made us conclude the client pipelines. If that
     /// response turns out to have been lost in a gap the reassembler reported late, the
     /// conclusion is withdrawn.
-    pipelined_by: Option<u64>,
+    /// (`NO_ACK`: none.)
+    pipelined_by: u64,
     /// Final responses that arrived before any request they could answer. A server cannot
     /// answer before it has the request, but a mirror (an NLB target, a retransmission) or the
     /// reassembler waiting at a hole can deliver the response first. Those with an ack wait
@@ -279,6 +428,11 @@ pub struct Conn {
     /// to a request sent before the client had this far of the server stream may have been
     /// lost, however late the reassembler delivers the request.
     resp_synced_at: u64,
+    /// Pending requests beyond the budget, in compact form, after those of `queue`.
+    overflow: Overflow,
+    /// Bytes the entries of `queue` are charged (wrapping: every charge is taken back
+    /// exactly).
+    queued_bytes: u32,
 }
 
 /// Early responses held at most per connection before the oldest is emitted unpaired, when
@@ -293,6 +447,9 @@ pub struct HttpHandler {
     cfg: HttpConfig,
     stats: HttpStats,
     out: Vec<Exchange>,
+    /// Bytes charged by the pending requests of all connections (see
+    /// [`HttpConfig::max_pending_bytes_total`]).
+    pending_total: usize,
 }
 
 enum Ev {
@@ -320,11 +477,13 @@ impl HttpHandler {
         let mut cfg = cfg;
         cfg.max_headers = cfg.max_headers.clamp(1, HEADERS_LIMIT);
         cfg.max_head_bytes = cfg.max_head_bytes.max(64);
-        cfg.max_pipelined = cfg.max_pipelined.max(1);
+        cfg.max_pending_bytes = cfg.max_pending_bytes.max(MIN_PENDING_BYTES);
+        cfg.max_pending_bytes_total = cfg.max_pending_bytes_total.max(MIN_PENDING_BYTES);
         HttpHandler {
             cfg,
             stats: HttpStats::default(),
             out: Vec::new(),
+            pending_total: 0,
         }
     }
 
@@ -346,6 +505,12 @@ impl HttpHandler {
     /// Moves every finished exchange, in emission order, to the end of `out`.
     pub fn drain_into(&mut self, out: &mut Vec<Exchange>) {
         out.append(&mut self.out);
+    }
+
+    /// Bytes the pending requests of all connections are charged (full records and
+    /// placeholders), for a global memory budget to account.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_total
     }
 
     /// Number of finished exchanges waiting to be drained.
@@ -637,14 +802,22 @@ impl HttpHandler {
                         ..Message::default()
                     };
                     let info = analyze(req.headers, true);
-                    self.on_request(c, r, ts, msg, info, flags)
+                    self.on_request(c, r, ts, msg, info, flags, true)
                 }
                 Ok(httparse::Status::Partial) => {
+                    if let Some(ev) = self.loose_request(c, r, ts, head, flags) {
+                        return ev;
+                    }
                     self.head_error(c, r, ParseError::BadStartLine, flags);
                     Ev::None
                 }
                 Err(e) => {
                     let (kind, f) = classify_httparse(e);
+                    if kind == ParseError::BadStartLine {
+                        if let Some(ev) = self.loose_request(c, r, ts, head, flags) {
+                            return ev;
+                        }
+                    }
                     flags.merge(f);
                     self.head_error(c, r, kind, flags);
                     Ev::None
@@ -680,6 +853,47 @@ impl HttpHandler {
         }
     }
 
+    /// A request head that is complete (it ended with an empty line) but whose start line does
+    /// not parse: probes and attacks send exactly these, and the server answers them, so the
+    /// request is kept (flagged `parse_error`, the raw line in `start_line`) and paired like any
+    /// other. Only when its fields parse and say unambiguously where it ends; otherwise (None)
+    /// the stream is resynchronised as before.
+    fn loose_request(
+        &mut self,
+        c: &mut Conn,
+        r: usize,
+        ts: u64,
+        head: &[u8],
+        mut flags: FlagSet,
+    ) -> Option<Ev> {
+        let line = loose_request_line(head, self.cfg.max_head_bytes.min(RESYNC_LINE_MAX))?;
+        let fields = &head[memchr::memchr(b'\n', head)? + 1..];
+        let mut slots = [httparse::EMPTY_HEADER; HEADERS_LIMIT];
+        let slots = &mut slots[..self.cfg.max_headers];
+        let headers = match httparse::parse_headers(fields, slots) {
+            Ok(httparse::Status::Complete((_, h))) => h,
+            _ => return None,
+        };
+        let info = analyze(headers, true);
+        if info.suspect || info.error.is_some() {
+            // A request already malformed whose framing is also doubtful: where it ends is
+            // anyone's guess.
+            return None;
+        }
+        self.stats.parse_errors[ParseError::BadStartLine as usize] += 1;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let msg = Message {
+            method: line.method.map(text),
+            uri: line.target.map(text),
+            start_line: Some(text(line.raw)),
+            version: version_str(Some(if line.http10 { 0 } else { 1 })),
+            headers: copy_headers(headers),
+            ..Message::default()
+        };
+        flags.insert(Flag::ParseError);
+        Some(self.on_request(c, r, ts, msg, info, flags, line.method_delimited))
+    }
+
     fn new_build(
         &self,
         msg: Message,
@@ -712,6 +926,7 @@ impl HttpHandler {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_request(
         &mut self,
         c: &mut Conn,
@@ -720,18 +935,24 @@ impl HttpHandler {
         msg: Message,
         info: crate::framing::HeadInfo,
         mut flags: FlagSet,
+        method_counts: bool,
     ) -> Ev {
         self.stats.requests += 1;
         c.roles_fixed = true;
         if info.suspect {
             flags.insert(Flag::SmugglingSuspect);
         }
-        let method = msg.method.as_deref().unwrap_or("");
+        // A method read out of a malformed line ("HEAD/ HTTP/1.1") says nothing about how the
+        // server treats it: its response is framed as if for a plain request.
+        let method = match &msg.method {
+            Some(m) if method_counts => m.as_str(),
+            _ => "",
+        };
         let is_head = method.eq_ignore_ascii_case("HEAD");
         let is_connect = method.eq_ignore_ascii_case("CONNECT");
         let head_ts = c.halves[r].head_ts;
+        let seq = self.push_request(c, method, is_head, is_connect);
         let build = self.new_build(msg, head_ts, ts, flags, info.coding);
-        let seq = self.push_request(c, is_head, is_connect);
         let h = &mut c.halves[r];
         h.cur = Some(Box::new(build));
         h.target = Some(seq);
@@ -785,6 +1006,11 @@ impl HttpHandler {
             (self.interim_target(c), FlagSet::EMPTY)
         } else {
             self.stats.responses += 1;
+            if status == 408 {
+                if let Some(p) = c.overflow.prov_mut() {
+                    p.unasked = true;
+                }
+            }
             self.pair_response(c)
         };
         let (is_head, is_connect) = target
@@ -807,6 +1033,8 @@ impl HttpHandler {
         h.interim = interim;
         h.unpaired_flags = unpaired_flags;
         if upgrade {
+            // Nothing after the switch can be counted.
+            self.count_failed(c);
             self.stats.upgrades += 1;
             self.finish_msg(c, r, ts, FlagSet::EMPTY, false);
             // Whatever the client was sending is now the upgraded protocol.
@@ -875,7 +1103,7 @@ impl HttpHandler {
 
     // ----- pairing ---------------------------------------------------------------------------
 
-    fn push_request(&mut self, c: &mut Conn, is_head: bool, is_connect: bool) -> u64 {
+    fn push_request(&mut self, c: &mut Conn, method: &str, is_head: bool, is_connect: bool) -> u64 {
         c.fix_resp_cursor();
         // Responses held for the client stream to get here first: those that answered requests
         // before this one (lost ones included) are accounted for before anything is concluded
@@ -884,7 +1112,9 @@ impl HttpHandler {
         self.resolve_held(c, Some(start));
         c.fix_resp_cursor();
         let from = c.next_resp_seq;
-        let (mut unanswered, mut blocking, mut evidence) = (0usize, false, None);
+        let (mut blocking, mut evidence) = (false, None);
+        // Every sequence number from the front on is queued (full or placeholder).
+        let unanswered = c.next_seq.saturating_sub(from);
         // The response being received right now, if its head has been parsed.
         let answering = c.halves[RESP].cur.as_ref().and(c.halves[RESP].target);
         // The client had received server bytes not parsed yet when it sent this request: the
@@ -901,26 +1131,56 @@ impl HttpHandler {
             || (rs.mark <= sent_ack
                 && sent_ack <= rs.off
                 && (sent_ack == rs.off || matches!(rs.state, State::Start)));
-        for e in c.queue.iter().filter(|e| e.seq >= from) {
-            unanswered += 1;
-            match &e.kind {
-                _ if behind => {}
+
+        // Newest first: the newest evidence is what counts, and the scan stops there (a long
+        // queue is only ever built by a pipelining client). Past `PIPELINE_SCAN` entries
+        // without evidence, the unscanned ones are taken as blocking a sync.
+        let briefs = c.overflow.iter().rev().map(|b| {
+            let on = |bit: u8| b.bits & bit != 0;
+            if on(B_LOST) {
+                (b.seq, !(on(B_ABSORBED) || on(B_RESP_LOST)), false)
+            } else {
+                let firm = !(on(B_UNCERTAIN) || on(B_RESP_LOST));
+                (b.seq, firm, !firm && c.pipelined && !on(B_RESP_LOST))
+            }
+        });
+        // (seq, proves pipelining, blocks a sync)
+        let full = c
+            .queue
+            .iter()
+            .rev()
+            .take_while(|e| e.seq >= from)
+            .map(|e| match &e.kind {
                 // A request whose response is already arriving does not prove pipelining: a
                 // mirror that reorders a few packets shows a waiting client's next request
                 // before the tail of the previous response.
-                Kind::Real(_) if answering == Some(e.seq) => {}
+                Kind::Real(_) if answering == Some(e.seq) => (e.seq, false, false),
                 // A request still waiting for a response that was not lost means the client
                 // sends without waiting: pipelining.
-                Kind::Real(p) if !p.uncertain && !e.resp_lost => evidence = Some(e.seq),
-                Kind::Real(_) => blocking |= c.pipelined && !e.resp_lost,
+                Kind::Real(p) if !p.uncertain && !e.resp_lost => (e.seq, true, false),
+                Kind::Real(_) => (e.seq, false, c.pipelined && !e.resp_lost),
                 // Likewise a lost request whose response has not come yet.
-                Kind::Lost(_) if !(e.absorbed || e.resp_lost) => evidence = Some(e.seq),
-                Kind::Lost(_) => {}
+                Kind::Lost(_) => (e.seq, !(e.absorbed || e.resp_lost), false),
+            });
+        let mut scanned = 0;
+        for (seq, proves, blocks) in briefs.chain(full) {
+            if behind {
+                break;
             }
+            scanned += 1;
+            if scanned > PIPELINE_SCAN {
+                blocking = true;
+                break;
+            }
+            if proves {
+                evidence = Some(seq);
+                break;
+            }
+            blocking |= blocks;
         }
         if evidence.is_some() {
             c.pipelined = true;
-            c.pipelined_by = evidence;
+            c.pipelined_by = evidence.unwrap_or(NO_ACK);
             blocking = true;
         }
         // A client that waits gets a whole response (at least a status line) between two
@@ -928,10 +1188,17 @@ impl HttpHandler {
         // no more sent it without waiting. Proof, not a conclusion to withdraw.
         if sent_ack != NO_ACK && c.last_sent_ack != NO_ACK && sent_ack <= c.last_sent_ack {
             c.pipelined = true;
-            c.pipelined_by = None;
+            c.pipelined_by = NO_ACK;
         }
         if sent_ack != NO_ACK {
             c.last_sent_ack = sent_ack;
+        }
+        // A client that waits for each response has them all when it sends the next request:
+        // the count after a response-side loss (see `Prov`) can be settled here. A pipelining
+        // one is still owed responses; its count waits for the end.
+        if c.overflow.prov().is_some() && c.halves[RESP].idle() && sync_ok && !behind {
+            let pipelined = c.pipelined;
+            self.settle_count(c, pipelined);
         }
         // A client that waits for each response has, by now, received every response it will
         // get for earlier (lost or unattributable) requests; a pipelining one must first drain.
@@ -943,11 +1210,14 @@ impl HttpHandler {
         {
             self.sync(c);
         }
-        // Give up the oldest unanswered requests beyond the cap; their responses, when they
-        // come, are skipped so that later ones still pair correctly.
-        while c.next_seq - c.next_resp_seq >= self.cfg.max_pipelined as u64 {
+        // Even the placeholders are over the budget: give up the oldest unanswered request; its
+        // response, when it comes, is skipped so that later ones still pair correctly.
+        if (c.overflow.len() + 1) * PLACEHOLDER_BYTES > self.cfg.max_pending_bytes
+            && c.next_resp_seq < c.next_seq
+        {
             let seq = c.next_resp_seq;
             c.next_resp_seq += 1;
+            self.ensure_main(c, seq);
             if let Some(Entry {
                 kind: Kind::Real(p),
                 ..
@@ -958,6 +1228,13 @@ impl HttpHandler {
                 c.skip_responses += 1;
             }
         }
+        let rq = &c.halves[REQ];
+        let (start, head_end, head_ts) = (rq.head_off, rq.off, rq.head_ts);
+        let est = FULL_ENTRY_BYTES + 2 * head_end.saturating_sub(start) as usize;
+        // Full records while the budgets allow and nothing waits in compact form before.
+        let mut full = c.overflow.is_empty()
+            && c.queued_bytes as usize + est <= self.cfg.max_pending_bytes
+            && self.pending_total + est <= self.cfg.max_pending_bytes_total;
         let seq = c.next_seq;
         c.next_seq += 1;
         // A response that came before this request (see `Conn::early`) answers it, unless its
@@ -971,6 +1248,7 @@ impl HttpHandler {
             c.early.pop_front()
         };
         if early.is_some() {
+            full = true;
             c.next_resp_seq = seq + 1;
             c.orphans = c.orphans.saturating_sub(1);
         } else if !c.uncertain && c.next_resp_seq == seq && !c.midstream_unsynced {
@@ -982,40 +1260,71 @@ impl HttpHandler {
                 && !h.held
                 && h.unpaired_flags.is_empty()
             {
+                full = true;
                 h.target = Some(seq);
                 c.next_resp_seq = seq + 1;
                 c.orphans = c.orphans.saturating_sub(1);
             }
         }
-        let rq = &c.halves[REQ];
-        let (start, head_end) = (rq.head_off, rq.off);
         // The response direction lost its place after the client sent this request (the
         // reassembler may deliver a request long after the responses that followed it).
         let resp_lost = sent_ack != NO_ACK
             && (matches!(c.halves[RESP].state, State::Resync) || c.resp_synced_at > sent_ack);
-        c.queue.push_back(Entry {
-            seq,
-            absorbed: false,
-            resp_lost,
-            start,
-            head_end,
-            sent_ack,
-            kind: Kind::Real(Box::new(Pending {
-                req: None,
-                resp: early.map(|b| *b),
-                interim: Vec::new(),
-                uncertain: c.uncertain,
-                gave_up: false,
-                is_head,
-                is_connect,
+        if !full {
+            let mut bits = 0;
+            for (on, bit) in [
+                (is_head, B_HEAD),
+                (is_connect, B_CONNECT),
+                (c.uncertain, B_UNCERTAIN),
+                (resp_lost, B_RESP_LOST),
+            ] {
+                if on {
+                    bits |= bit;
+                }
+            }
+            let mut m = [0u8; 8];
+            if method.len() <= m.len() {
+                m[..method.len()].copy_from_slice(method.as_bytes());
+            }
+            c.overflow.push_back(Brief {
+                seq,
+                start,
+                ts: head_ts,
                 flags: FlagSet::EMPTY,
-            })),
-        });
+                method: m,
+                bits,
+            });
+            self.pending_total += PLACEHOLDER_BYTES;
+            self.stats.request_records_dropped += 1;
+            return seq;
+        }
+        self.q_push(
+            c,
+            Entry {
+                seq,
+                absorbed: false,
+                resp_lost,
+                start,
+                head_end,
+                sent_ack,
+                charge: 0,
+                kind: Kind::Real(Box::new(Pending {
+                    req: None,
+                    resp: early.map(|b| *b),
+                    interim: Vec::new(),
+                    uncertain: c.uncertain,
+                    gave_up: false,
+                    is_head,
+                    is_connect,
+                    flags: FlagSet::EMPTY,
+                })),
+            },
+        );
         self.try_emit(c);
         self.resolve_held(c, None);
         // Bound the queue even when an endless response holds its head.
-        while c.queue.len() > 2 * self.cfg.max_pipelined + 2 {
-            let Some(e) = c.queue.pop_front() else { break };
+        while c.queued_bytes as usize > 2 * self.cfg.max_pending_bytes && c.queue.len() > 1 {
+            let Some(e) = self.q_pop(c) else { break };
             if e.seq >= c.next_resp_seq {
                 c.next_resp_seq = e.seq + 1;
             }
@@ -1039,6 +1348,14 @@ impl HttpHandler {
                 Kind::Lost(_) => self.stats.lost_requests += 1,
             }
         }
+        for b in c.overflow.iter_mut() {
+            if b.bits & B_LOST != 0 {
+                self.stats.lost_requests += 1;
+            } else {
+                b.bits |= B_GAVE_UP;
+                b.flags.merge(flags);
+            }
+        }
         c.next_resp_seq = c.next_seq;
         c.uncertain = false;
         c.desync_flags = FlagSet::EMPTY;
@@ -1052,6 +1369,7 @@ impl HttpHandler {
             return None;
         }
         let seq = c.next_resp_seq;
+        self.ensure_main(c, seq);
         match c.entry_mut(seq) {
             Some(Entry {
                 kind: Kind::Real(p),
@@ -1069,16 +1387,34 @@ impl HttpHandler {
             return (None, Flag::PipelineOverflow.into());
         }
         let seq = c.next_resp_seq;
+        self.ensure_main(c, seq);
         if c.early.iter().any(|m| m.ack != NO_ACK) {
             // Earlier responses wait for the client stream to reach their acks: this one
             // comes after them.
             c.halves[RESP].held = true;
             return (None, FlagSet::EMPTY);
         }
+        // While a count is pending (see `Prov`), this response's ack can settle it early: if it
+        // proves the response answers the request next in order, the responses since the cut
+        // one were exactly as many as the requests between (the gap hid none); if it proves
+        // another, the gap did hide some.
+        let mut proven = false;
+        if c.overflow.prov().is_some() {
+            let h = &c.halves[RESP];
+            match c.ack_pick(h.head_ack, h.head_off, c.req_frontier()) {
+                AckPick::Req(s) if s == seq => proven = true,
+                AckPick::Req(_) | AckPick::Lost(_) => self.count_failed(c),
+                AckPick::Wait | AckPick::Unknown => {}
+            }
+        }
         let in_order = matches!(
             c.entry(seq),
             Some(Entry { kind: Kind::Real(p), .. }) if !p.uncertain
         );
+        if in_order && proven {
+            self.stats.ack_pairings += 1;
+            self.count_proven(c);
+        }
         if !in_order {
             let h = &c.halves[RESP];
             match c.ack_pick(h.head_ack, h.head_off, c.req_frontier()) {
@@ -1108,10 +1444,15 @@ impl HttpHandler {
     fn pair_in_order(&mut self, c: &mut Conn) -> (Option<u64>, FlagSet) {
         c.fix_resp_cursor();
         let seq = c.next_resp_seq;
+        self.ensure_main(c, seq);
         let pipelined = c.pipelined;
         let desync = c.desync_flags;
         match c.entry_mut(seq) {
             None => {
+                // A response more than the requests: whatever the count was to prove, it
+                // cannot.
+                self.count_failed(c);
+                let desync = c.desync_flags;
                 c.orphans = c.orphans.saturating_add(1).min(16);
                 (None, desync)
             }
@@ -1171,7 +1512,8 @@ impl HttpHandler {
         let lost_after = c
             .queue
             .iter()
-            .any(|e| e.seq > seq && matches!(e.kind, Kind::Lost(_)));
+            .any(|e| e.seq > seq && matches!(e.kind, Kind::Lost(_)))
+            || c.overflow.iter().any(|b| b.bits & B_LOST != 0);
         let in_sync = !lost_after && !matches!(c.halves[REQ].state, State::Resync);
         for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
             let Kind::Real(p) = &mut e.kind else { continue };
@@ -1183,6 +1525,13 @@ impl HttpHandler {
                 // have held the responses of later requests.
                 p.uncertain = false;
                 e.resp_lost = false;
+            }
+        }
+        // (Acks place nothing while placeholders wait, see `Conn::ack_pick`; this keeps the
+        // rule whole.)
+        if in_sync {
+            for b in c.overflow.iter_mut() {
+                b.bits &= !(B_UNCERTAIN | B_RESP_LOST);
             }
         }
         c.next_resp_seq = seq + 1;
@@ -1213,12 +1562,14 @@ impl HttpHandler {
             match pick {
                 AckPick::Req(seq) => {
                     self.ack_sync(c, seq);
+                    let n = build_bytes(&m);
                     if let Some(Entry {
                         kind: Kind::Real(p),
                         ..
                     }) = c.entry_mut(seq)
                     {
                         p.resp = Some(*m);
+                        self.q_add(c, seq, n);
                     }
                     self.try_emit(c);
                 }
@@ -1262,19 +1613,41 @@ impl HttpHandler {
 
     /// Emits finished exchanges from the front of the queue, in request order.
     fn try_emit(&mut self, c: &mut Conn) {
-        while let Some(front) = c.queue.front() {
-            let ready = match &front.kind {
-                Kind::Lost(_) => front.seq < c.next_resp_seq,
-                Kind::Real(p) => {
-                    p.req.is_some()
-                        && (p.resp.is_some() || (p.gave_up && front.seq < c.next_resp_seq))
-                        && c.halves[RESP].target != Some(front.seq)
+        // Held exchanges wait for the count (see `Prov`), unless what it needs is gone.
+        let mut held_from = u64::MAX;
+        if let Some(p) = c.overflow.prov() {
+            if c.uncertain
+                || c.skip_responses > 0
+                || !c.early.is_empty()
+                || c.queued_bytes as usize > self.cfg.max_pending_bytes
+            {
+                self.count_failed(c);
+                return;
+            }
+            held_from = p.from;
+        }
+        loop {
+            let Some(front) = c.queue.front() else {
+                if self.refill(c) {
+                    continue;
                 }
+                break;
             };
+            let ready = front.seq < held_from
+                && match &front.kind {
+                    Kind::Lost(_) => front.seq < c.next_resp_seq,
+                    Kind::Real(p) => {
+                        p.req.is_some()
+                            && (p.resp.is_some() || (p.gave_up && front.seq < c.next_resp_seq))
+                            && c.halves[RESP].target != Some(front.seq)
+                    }
+                };
             if !ready {
+                // Room freed by what was emitted goes to the placeholders waiting.
+                self.refill(c);
                 break;
             }
-            let Some(e) = c.queue.pop_front() else { break };
+            let Some(e) = self.q_pop(c) else { break };
             match e.kind {
                 Kind::Lost(_) => {}
                 Kind::Real(_) => self.emit_entry(c, e, FlagSet::EMPTY),
@@ -1295,7 +1668,11 @@ impl HttpHandler {
 
     /// Emits every queued exchange (connection end or upgrade).
     fn flush_all(&mut self, c: &mut Conn, extra: FlagSet) {
-        while let Some(e) = c.queue.pop_front() {
+        loop {
+            if c.queue.is_empty() {
+                self.promote(c);
+            }
+            let Some(e) = self.q_pop(c) else { break };
             if let Kind::Real(p) = &e.kind {
                 if p.req.is_none() && p.resp.is_none() {
                     continue;
@@ -1304,6 +1681,256 @@ impl HttpHandler {
             self.emit_entry(c, e, extra);
         }
         c.next_resp_seq = c.next_seq;
+    }
+
+    // ----- pairing proven by counting ----------------------------------------------------------
+
+    /// A response-side loss can be settled by counting (see `Prov`) only on a connection whose
+    /// pairing is otherwise certain and simple: nothing uncertain, held or skipped, the client
+    /// stream in step, and no count already running.
+    fn counting_possible(&self, c: &Conn) -> bool {
+        !c.uncertain
+            && !c.midstream_unsynced
+            && !c.stopped
+            && c.early.is_empty()
+            && c.skip_responses == 0
+            && !c.halves[RESP].held
+            && c.overflow.prov().is_none()
+            && matches!(c.halves[REQ].state, State::Start | State::Body(_))
+    }
+
+    /// A response answering request `from` was cut by a gap of `len` bytes that may also hide
+    /// whole responses: pair on in order, and hold, until the count (see `Prov`).
+    fn begin_count(&mut self, c: &mut Conn, from: u64, len: u64) {
+        c.overflow.set_prov(Prov {
+            from,
+            gap: len,
+            unasked: false,
+        });
+        // As after any response-side loss (see `note_loss`): a later request's response may be
+        // in the gap, so its absence proves no pipelining (but pairing stays in order, to be
+        // counted).
+        for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
+            e.resp_lost = true;
+            if c.pipelined_by == e.seq {
+                c.pipelined = false;
+                c.pipelined_by = NO_ACK;
+            }
+        }
+        for b in c.overflow.iter_mut() {
+            b.bits |= B_RESP_LOST;
+        }
+    }
+
+    /// A gap began where a response was due (between responses, or before its status line was
+    /// complete) while several requests wait: the response of the oldest waiting request
+    /// started in it. Assume it was the only one there (that request: `no_response`, `gap`)
+    /// and pair on in order, held until the count (see `Prov`), which also catches a gap that
+    /// held no response (one response too many) or only an interim one. False when a count
+    /// cannot be run; the caller then resynchronises as after any loss.
+    fn begin_lost_count(&mut self, c: &mut Conn, len: u64) -> bool {
+        c.fix_resp_cursor();
+        let k = c.next_resp_seq;
+        if !self.counting_possible(c) || c.halves[RESP].cur.is_some() {
+            return false;
+        }
+        self.ensure_main(c, k);
+        let more = c.entry(k + 1).is_some() || !c.overflow.is_empty();
+        match c.entry_mut(k) {
+            Some(Entry {
+                kind: Kind::Real(p),
+                ..
+            }) if more && p.resp.is_none() && p.req.is_some() => {
+                p.gave_up = true;
+                p.flags.insert(Flag::Gap);
+            }
+            _ => return false,
+        }
+        c.next_resp_seq = k + 1;
+        self.begin_count(c, k, len);
+        self.stats.resyncs += 1;
+        let h = &mut c.halves[RESP];
+        h.state = State::Resync;
+        h.head_buf.clear();
+        true
+    }
+
+    /// Every response to the requests so far has been seen: at the end of the connection, or
+    /// when a client that waits for its responses sends its next request. If each request got
+    /// exactly one, the held pairings are proven; otherwise they are undone. `owed`: the
+    /// client pipelines, so a request still unanswered may yet be (no verdict then).
+    fn settle_count(&mut self, c: &mut Conn, owed: bool) {
+        let Some(p) = c.overflow.prov() else { return };
+        c.fix_resp_cursor();
+        let answered = c.next_resp_seq == c.next_seq
+            && c.overflow.is_empty()
+            && c.early.is_empty()
+            && c.halves[RESP].cur.is_none()
+            && !p.unasked;
+        if !answered {
+            if !owed {
+                self.count_failed(c);
+            }
+            return;
+        }
+        self.stats.count_pairings += c.next_resp_seq - p.from - 1;
+        self.count_proven(c);
+    }
+
+    /// The pairings held since the cut response are proven: emit them.
+    fn count_proven(&mut self, c: &mut Conn) {
+        let Some(p) = c.overflow.take_prov() else {
+            return;
+        };
+        if let Some(Entry {
+            kind: Kind::Real(e),
+            ..
+        }) = c.entry_mut(p.from)
+        {
+            if let Some(m) = e.resp.as_mut() {
+                // Exactly one message lay in the gap: all of its bytes were this response's.
+                m.msg.gap_bytes += p.gap;
+            }
+        }
+        self.try_emit(c);
+    }
+
+    /// The count cannot settle (another loss, an unpaired response, pressure, an upgrade):
+    /// the responses paired since the cut one lose their requests, and the requests still
+    /// waiting become uncertain, as after any loss.
+    fn count_failed(&mut self, c: &mut Conn) {
+        let Some(p) = c.overflow.take_prov() else {
+            return;
+        };
+        let flags = FlagSet::from(Flag::Gap);
+        let upto = c.next_resp_seq;
+        let mut undone = Vec::new();
+        for e in c.queue.iter_mut() {
+            if e.seq <= p.from {
+                continue;
+            }
+            e.resp_lost = true;
+            let Kind::Real(pp) = &mut e.kind else {
+                continue;
+            };
+            pp.uncertain = true;
+            if e.seq < upto {
+                pp.gave_up = true;
+                pp.flags.merge(flags);
+                if let Some(m) = pp.resp.take() {
+                    undone.push(m);
+                }
+            }
+        }
+        for b in c.overflow.iter_mut() {
+            b.bits |= B_UNCERTAIN | B_RESP_LOST;
+        }
+        let h = &mut c.halves[RESP];
+        if h.cur.is_some() && h.target.is_some_and(|t| t > p.from) && !h.interim {
+            h.target = None;
+            h.unpaired_flags = flags;
+        }
+        c.uncertain = true;
+        c.desync_flags.merge(flags);
+        c.pipelined_by = NO_ACK;
+        for m in undone {
+            self.emit(c, None, Some(m), Vec::new(), flags);
+        }
+        self.try_emit(c);
+    }
+
+    // ----- pending budget ----------------------------------------------------------------------
+
+    /// Queues a full entry, charging it to the connection's and the handler's budgets.
+    fn q_push(&mut self, c: &mut Conn, mut e: Entry) {
+        let n = entry_bytes(&e);
+        e.charge = u32::try_from(n).unwrap_or(u32::MAX);
+        c.queued_bytes = c.queued_bytes.wrapping_add(e.charge);
+        self.pending_total += e.charge as usize;
+        c.queue.push_back(e);
+    }
+
+    /// Takes the oldest full entry, returning its charge.
+    fn q_pop(&mut self, c: &mut Conn) -> Option<Entry> {
+        let e = c.queue.pop_front()?;
+        c.queued_bytes = c.queued_bytes.wrapping_sub(e.charge);
+        self.pending_total -= e.charge as usize;
+        Some(e)
+    }
+
+    /// Charges entry `seq` for `n` more bytes (a record stored in it).
+    fn q_add(&mut self, c: &mut Conn, seq: u64, n: usize) {
+        if let Some(e) = c.entry_mut(seq) {
+            let before = e.charge;
+            e.charge = before.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            let d = e.charge - before;
+            c.queued_bytes = c.queued_bytes.wrapping_add(d);
+            self.pending_total += d as usize;
+        }
+    }
+
+    /// Turns the oldest placeholder back into a full entry (its record: the method alone).
+    fn promote(&mut self, c: &mut Conn) {
+        let Some(b) = c.overflow.pop_front() else {
+            return;
+        };
+        self.pending_total -= PLACEHOLDER_BYTES;
+        let on = |bit: u8| b.bits & bit != 0;
+        let kind = if on(B_LOST) {
+            Kind::Lost(b.flags)
+        } else {
+            let len = b.method.iter().position(|&x| x == 0).unwrap_or(8);
+            let msg = Message {
+                method: (len > 0).then(|| String::from_utf8_lossy(&b.method[..len]).into_owned()),
+                version: version_str(None),
+                ..Message::default()
+            };
+            let req = self.new_build(msg, b.ts, b.ts, Flag::PipelineOverflow.into(), None);
+            Kind::Real(Box::new(Pending {
+                req: Some(req),
+                resp: None,
+                interim: Vec::new(),
+                uncertain: on(B_UNCERTAIN),
+                gave_up: on(B_GAVE_UP),
+                is_head: on(B_HEAD),
+                is_connect: on(B_CONNECT),
+                flags: b.flags,
+            }))
+        };
+        // Where its head ended and what it acknowledged were not kept: acks prove nothing
+        // about it.
+        let e = Entry {
+            seq: b.seq,
+            kind,
+            absorbed: on(B_ABSORBED),
+            resp_lost: on(B_RESP_LOST),
+            start: b.start,
+            head_end: NO_ACK,
+            sent_ack: NO_ACK,
+            charge: 0,
+        };
+        self.q_push(c, e);
+    }
+
+    /// Promotes placeholders while the budgets have room; true when any was.
+    fn refill(&mut self, c: &mut Conn) -> bool {
+        let mut any = false;
+        while !c.overflow.is_empty()
+            && c.queued_bytes as usize + FULL_ENTRY_BYTES <= self.cfg.max_pending_bytes
+            && self.pending_total + FULL_ENTRY_BYTES <= self.cfg.max_pending_bytes_total
+        {
+            self.promote(c);
+            any = true;
+        }
+        any
+    }
+
+    /// Makes request `seq` a full entry (a response is about to be paired with it), whatever
+    /// the budgets: only as many as responses actually come.
+    fn ensure_main(&mut self, c: &mut Conn, seq: u64) {
+        while c.overflow.front().is_some_and(|b| b.seq <= seq) {
+            self.promote(c);
+        }
     }
 
     // ----- message completion ----------------------------------------------------------------
@@ -1325,14 +1952,21 @@ impl HttpHandler {
         }
         let _ = ts;
         if h.is_request {
+            let n = build_bytes(&m);
+            let placeholder = target.is_some_and(|s| c.in_overflow(s));
             match target.and_then(|s| c.entry_mut(s)) {
                 Some(Entry {
                     kind: Kind::Real(p),
+                    seq,
                     ..
                 }) => {
+                    let seq = *seq;
                     p.req = Some(m);
+                    self.q_add(c, seq, n);
                     self.try_emit(c);
                 }
+                // Kept as a placeholder: the record is what the budget gave up.
+                _ if placeholder => {}
                 _ => self.emit(c, Some(m), None, Vec::new(), FlagSet::EMPTY),
             }
             // The client stream is known further: held responses may be decidable now.
@@ -1344,6 +1978,9 @@ impl HttpHandler {
                     ..
                 }) if p.interim.len() < MAX_INTERIM => {
                     p.interim.push(self.finish_message(m).0);
+                    if let Some(seq) = target {
+                        self.q_add(c, seq, 256);
+                    }
                 }
                 _ => self.stats.interim_dropped += 1,
             }
@@ -1356,21 +1993,25 @@ impl HttpHandler {
                     kind: Kind::Real(p),
                     ..
                 }) => {
+                    let n = build_bytes(&m);
                     p.resp = Some(m);
+                    if let Some(seq) = target {
+                        self.q_add(c, seq, n);
+                    }
                     // The next request was sent before the client had all of this response:
                     // it pipelines (proven by its ack, unlike a request that merely waits).
                     let end = c.halves[RESP].off;
                     if let Some(n) = target.and_then(|s| c.entry(s + 1)) {
                         if n.sent_ack < end {
                             c.pipelined = true;
-                            c.pipelined_by = None;
+                            c.pipelined_by = NO_ACK;
                         }
                     }
                     self.try_emit(c);
                 }
                 _ if held || (uf.is_empty() && in_sync) => {
                     let cap = if m.ack != NO_ACK && !c.pipelined {
-                        self.cfg.max_pipelined
+                        MAX_EARLY_ACKED
                     } else {
                         MAX_EARLY
                     };
@@ -1561,6 +2202,8 @@ impl HttpHandler {
 
     /// Messages of direction `r` may have vanished: pairing is uncertain until a sync point.
     fn note_loss(&mut self, c: &mut Conn, r: usize, flags: FlagSet) {
+        // A second loss: the count that was to prove the pairings since the first cannot.
+        self.count_failed(c);
         // Held responses whose acks can still place them stay; FIFO ones cannot survive a loss.
         if c.pipelined || c.early.iter().any(|m| m.ack == NO_ACK) {
             self.flush_early(c, usize::MAX);
@@ -1568,20 +2211,37 @@ impl HttpHandler {
         c.uncertain = true;
         c.desync_flags.merge(flags);
         if c.halves[r].is_request {
-            match c.queue.back_mut() {
-                Some(Entry {
-                    kind: Kind::Lost(f),
-                    seq,
-                    absorbed,
-                    ..
-                }) if *seq >= c.next_resp_seq => {
-                    f.merge(flags);
+            let next_resp_seq = c.next_resp_seq;
+            let back_lost = match c.overflow.back_mut() {
+                Some(b) if b.bits & B_LOST != 0 && b.seq >= next_resp_seq => {
+                    b.flags.merge(flags);
                     if c.orphans > 0 {
                         c.orphans -= 1;
-                        *absorbed = true;
+                        b.bits |= B_ABSORBED;
                     }
+                    true
                 }
-                _ => {
+                Some(_) => false,
+                None => match c.queue.back_mut() {
+                    Some(Entry {
+                        kind: Kind::Lost(f),
+                        seq,
+                        absorbed,
+                        ..
+                    }) if *seq >= next_resp_seq => {
+                        f.merge(flags);
+                        if c.orphans > 0 {
+                            c.orphans -= 1;
+                            *absorbed = true;
+                        }
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            match back_lost {
+                true => {}
+                false => {
                     let seq = c.next_seq;
                     c.next_seq += 1;
                     let absorbed = c.orphans > 0;
@@ -1600,24 +2260,52 @@ impl HttpHandler {
                     };
                     let resp_lost = matches!(c.halves[RESP].state, State::Resync)
                         || c.resp_synced_at > sent_at_least;
-                    c.queue.push_back(Entry {
-                        seq,
-                        kind: Kind::Lost(flags),
-                        absorbed,
-                        resp_lost,
-                        start: c.halves[r].mark,
-                        head_end: NO_ACK,
-                        sent_ack: NO_ACK,
-                    });
+                    let start = c.halves[r].mark;
+                    if c.overflow.is_empty() {
+                        self.q_push(
+                            c,
+                            Entry {
+                                seq,
+                                kind: Kind::Lost(flags),
+                                absorbed,
+                                resp_lost,
+                                start,
+                                head_end: NO_ACK,
+                                sent_ack: NO_ACK,
+                                charge: 0,
+                            },
+                        );
+                    } else {
+                        // Behind the placeholders, in request order.
+                        let mut bits = B_LOST;
+                        if absorbed {
+                            bits |= B_ABSORBED;
+                        }
+                        if resp_lost {
+                            bits |= B_RESP_LOST;
+                        }
+                        c.overflow.push_back(Brief {
+                            seq,
+                            start,
+                            ts: 0,
+                            flags,
+                            method: [0; 8],
+                            bits,
+                        });
+                        self.pending_total += PLACEHOLDER_BYTES;
+                    }
                 }
             }
         } else {
+            for b in c.overflow.iter_mut() {
+                b.bits |= B_RESP_LOST | B_UNCERTAIN;
+            }
             let from = c.next_resp_seq;
             for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
                 e.resp_lost = true;
-                if c.pipelined_by == Some(e.seq) {
+                if c.pipelined_by == e.seq {
                     c.pipelined = false;
-                    c.pipelined_by = None;
+                    c.pipelined_by = NO_ACK;
                 }
                 if let Kind::Real(p) = &mut e.kind {
                     p.uncertain = true;
@@ -1645,7 +2333,7 @@ impl HttpHandler {
                 return;
             }
             State::Start if !h.head_buf.is_empty() => {
-                self.salvage_head(c, r, ts, flags);
+                self.salvage_head(c, r, ts, len, flags);
                 return;
             }
             State::Start => 0,
@@ -1694,8 +2382,30 @@ impl HttpHandler {
             } else {
                 let mut f = flags;
                 f.insert(Flag::Incomplete);
+                // A response cut inside its body (chunked framing lost) while more requests
+                // wait: it is still its request's, and the gap may be the rest of it alone,
+                // as for a cut head (see `Prov`).
+                let h = &c.halves[r];
+                let from = h.target.filter(|_| !h.is_request && !h.interim);
+                if let Some(from) = from.filter(|k| {
+                    self.counting_possible(c)
+                        && (c.entry(k + 1).is_some() || !c.overflow.is_empty())
+                }) {
+                    self.begin_count(c, from, len);
+                    self.finish_msg(c, r, ts, f, true);
+                    self.stats.resyncs += 1;
+                    let h = &mut c.halves[r];
+                    h.state = State::Resync;
+                    h.head_buf.clear();
+                    return;
+                }
                 self.finish_msg(c, r, ts, f, true);
             }
+        } else if !c.halves[r].is_request
+            && matches!(c.halves[r].state, State::Start)
+            && self.begin_lost_count(c, len)
+        {
+            return;
         }
         self.desync(c, r, flags);
     }
@@ -1708,10 +2418,16 @@ impl HttpHandler {
     /// another whole message of this direction (a response gap hides one only if another
     /// request was outstanding, a request gap only on a pipelining client), so pairing stays
     /// certain; otherwise the head is dropped and the direction resynchronises as after a loss.
-    fn salvage_head(&mut self, c: &mut Conn, r: usize, ts: u64, flags: FlagSet) {
+    ///
+    /// A response head cut while several requests wait is salvaged too when the pairing after
+    /// it can be proven by counting at the end (see `Prov`).
+    fn salvage_head(&mut self, c: &mut Conn, r: usize, ts: u64, len: u64, flags: FlagSet) {
         let buf = std::mem::take(&mut c.halves[r].head_buf);
         let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
-            self.desync(c, r, flags);
+            // Not even a status line: as if the response had started inside the gap.
+            if c.halves[r].is_request || !self.begin_lost_count(c, len) {
+                self.desync(c, r, flags);
+            }
             return;
         };
         // Only on a connection whose pairing is certain: otherwise the response to a cut request
@@ -1723,9 +2439,13 @@ impl HttpHandler {
             } else {
                 c.fix_resp_cursor();
                 let from = c.next_resp_seq;
-                c.queue.iter().filter(|e| e.seq >= from).count() > 1
+                c.queue.iter().filter(|e| e.seq >= from).count() + c.overflow.len() > 1
             };
-        if hidden_possible {
+        let counting = hidden_possible
+            && !c.halves[r].is_request
+            && final_status_line(&buf)
+            && self.counting_possible(c);
+        if hidden_possible && !counting {
             // Whatever the cut head was, later messages cannot be paired on certainty: resync
             // and let the pairing logic account for possibly vanished messages.
             self.desync(c, r, flags);
@@ -1738,6 +2458,22 @@ impl HttpHandler {
         f.insert(Flag::Incomplete);
         c.halves[r].resync_flags.merge(f);
         let _ = self.on_head(c, r, ts, &head);
+        if counting {
+            match c.halves[r].target {
+                Some(from) if !c.uncertain && c.halves[r].cur.is_some() => {
+                    self.begin_count(c, from, len);
+                }
+                _ => {
+                    // The head did not pair after all: the plain loss path.
+                    if c.halves[r].cur.is_some() {
+                        self.finish_msg(c, r, ts, f, true);
+                    }
+                    c.halves[r].resync_flags = FlagSet::EMPTY;
+                    self.desync(c, r, flags);
+                    return;
+                }
+            }
+        }
         let target = c.halves[r].target.filter(|_| c.halves[r].is_request);
         if let Some(e) = target.and_then(|s| c.entry_mut(s)) {
             // Where the head really ended is inside the gap.
@@ -1786,6 +2522,27 @@ impl HttpHandler {
             State::ConnectWait | State::Tunnel => {}
         }
     }
+}
+
+/// What a full entry holds, for the pending budgets: the same capacity-based sizes the memory
+/// budget charges (see `Conn::heap_bytes`), fixed when the entry is charged.
+fn entry_bytes(e: &Entry) -> usize {
+    std::mem::size_of::<Entry>()
+        + match &e.kind {
+            Kind::Lost(_) => 0,
+            Kind::Real(p) => {
+                heap_block(std::mem::size_of::<Pending>())
+                    + p.req.as_ref().map_or(0, build_heap)
+                    + p.resp.as_ref().map_or(0, build_heap)
+                    + heap_block(p.interim.capacity() * std::mem::size_of::<Message>())
+                    + p.interim.iter().map(message_heap).sum::<usize>()
+            }
+        }
+}
+
+/// What a message being built adds to a pending entry, for the pending budgets.
+fn build_bytes(m: &MsgBuild) -> usize {
+    boxed_build_heap(m)
 }
 
 fn str_heap(s: &String) -> usize {
@@ -1842,28 +2599,36 @@ impl Conn {
                 heap_block(h.head_buf.capacity()) + h.cur.as_deref().map_or(0, boxed_build_heap)
             })
             .sum();
-        let mut queued = heap_block(self.queue.capacity() * std::mem::size_of::<Entry>());
-        for e in &self.queue {
-            if let Kind::Real(p) = &e.kind {
-                queued += heap_block(std::mem::size_of::<Pending>())
-                    + p.req.as_ref().map_or(0, build_heap)
-                    + p.resp.as_ref().map_or(0, build_heap)
-                    + heap_block(p.interim.capacity() * std::mem::size_of::<Message>())
-                    + p.interim.iter().map(message_heap).sum::<usize>();
-            }
-        }
+        // The queue's contents are charged incrementally as entries are queued and filled
+        // (`queued_bytes`, the pending budget's own count, at the same capacity-based sizes):
+        // walking a queue that the byte budget lets grow to thousands of entries on every
+        // segment would make deep pipelines quadratic. `queued_bytes` includes each entry's
+        // inline size, which the ring's capacity already counts.
+        let queued = heap_block(self.queue.capacity() * std::mem::size_of::<Entry>())
+            + (self.queued_bytes as usize)
+                .saturating_sub(self.queue.len() * std::mem::size_of::<Entry>());
         let early = heap_block(self.early.capacity() * std::mem::size_of::<Box<MsgBuild>>())
             + self
                 .early
                 .iter()
                 .map(|m| boxed_build_heap(m))
                 .sum::<usize>();
-        halves + queued + early
+        halves + queued + early + self.overflow.heap_bytes()
     }
 
     /// Exchanges (and lost-request placeholders) waiting for completion.
     pub fn pending(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.overflow.len()
+    }
+
+    /// Requests kept as compact placeholders (see [`HttpConfig::max_pending_bytes`]).
+    pub fn placeholders(&self) -> usize {
+        self.overflow.len()
+    }
+
+    /// True when request `seq` is kept as a placeholder.
+    fn in_overflow(&self, seq: u64) -> bool {
+        self.overflow.front().is_some_and(|b| b.seq <= seq) && seq < self.next_seq
     }
 
     fn entry(&self, seq: u64) -> Option<&Entry> {
@@ -1902,6 +2667,7 @@ impl Conn {
     /// `frontier`: how far the client stream is known (see [`Conn::req_frontier`]).
     fn ack_pick(&self, acked: u64, resp_off: u64, frontier: Option<u64>) -> AckPick {
         if acked == NO_ACK
+            || !self.overflow.is_empty()
             || self.pipelined
             || self.midstream_unsynced
             || self.skip_responses > 0
@@ -1963,10 +2729,23 @@ impl Conn {
             if self.next_resp_seq < f.seq {
                 self.next_resp_seq = f.seq;
             }
+        } else if let Some(b) = self.overflow.front() {
+            self.next_resp_seq = self.next_resp_seq.max(b.seq);
         } else if self.next_resp_seq < self.next_seq {
             self.next_resp_seq = self.next_seq;
         }
     }
+}
+
+/// The bytes start with a status line whose code is final (2xx-5xx): a response that answers
+/// a request rather than announcing another response.
+fn final_status_line(b: &[u8]) -> bool {
+    b.len() >= 13
+        && b.starts_with(b"HTTP/1.")
+        && b[8] == b' '
+        && b[9..12].iter().all(u8::is_ascii_digit)
+        && (b'2'..=b'5').contains(&b[9])
+        && matches!(b[12], b' ' | b'\r' | b'\n')
 }
 
 fn hex16(v: u64) -> String {
@@ -2048,10 +2827,12 @@ impl StreamHandler for HttpHandler {
             midstream_unsynced: meta.midstream,
             next_index: 0,
             orphans: 0,
-            pipelined_by: None,
+            pipelined_by: NO_ACK,
             early: VecDeque::new(),
             last_sent_ack: NO_ACK,
             resp_synced_at: 0,
+            overflow: Overflow(None),
+            queued_bytes: 0,
         }
     }
 
@@ -2121,6 +2902,8 @@ impl StreamHandler for HttpHandler {
         // Requests first so that a response cut here still finds its request done.
         self.end_half(&mut conn, REQ, ts_ns, close_flags, clean);
         self.end_half(&mut conn, RESP, ts_ns, close_flags, clean);
+        // Both streams are complete: the responses can be counted.
+        self.settle_count(&mut conn, false);
         // Responses still waiting for client bytes that never came: their requests were lost.
         // Order alone cannot place them either, but it says which waiting requests they may
         // have answered (those are given up, flagged with the loss).
@@ -2137,7 +2920,11 @@ impl StreamHandler for HttpHandler {
         let mut rest = FlagSet::EMPTY;
         rest.merge(close_flags);
         // Unanswered requests at close: no_response plus why the connection ended.
-        while let Some(e) = c.queue.pop_front() {
+        loop {
+            if c.queue.is_empty() {
+                self.promote(c);
+            }
+            let Some(e) = self.q_pop(c) else { break };
             match e.kind {
                 Kind::Real(p) => {
                     let p = *p;
@@ -2159,7 +2946,17 @@ impl StreamHandler for HttpHandler {
 mod size_tests {
     /// The flow table stores one `Conn` per connection: keep it small.
     #[test]
+    fn placeholder_is_40_bytes() {
+        // README and the budget's documentation promise about 100,000 placeholders in 4 MiB.
+        assert_eq!(super::PLACEHOLDER_BYTES, 40);
+    }
+
+    #[test]
     fn conn_stays_small() {
-        assert!(std::mem::size_of::<super::Conn>() <= 512);
+        assert!(
+            std::mem::size_of::<super::Conn>() <= 512,
+            "{}",
+            std::mem::size_of::<super::Conn>()
+        );
     }
 }

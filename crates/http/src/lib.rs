@@ -17,5 +17,5 @@ pub mod time;
 
 pub use exchange::*;
 pub use flags::{Flag, FlagSet};
-pub use handler::{exchange_id, Conn, HttpConfig, HttpHandler, HEADERS_LIMIT};
+pub use handler::{exchange_id, Conn, HttpConfig, HttpHandler, HEADERS_LIMIT, PLACEHOLDER_BYTES};
 pub use stats::{HttpStats, Outcome, ParseError};

@@ -122,6 +122,12 @@ pub struct HttpStats {
     pub role_swaps: u64,
     /// Placeholders for lost requests dropped without a response to absorb.
     pub lost_requests: u64,
+    /// Pending requests kept as compact placeholders (their records dropped) because the
+    /// pending budget was spent.
+    pub request_records_dropped: u64,
+    /// Responses after a response-side loss paired in order once the count at the end of the
+    /// connection proved that the loss hid no other response.
+    pub count_pairings: u64,
     /// Interim responses not kept because an exchange already held the maximum.
     pub interim_dropped: u64,
     /// Final responses paired by TCP acknowledgement evidence where a loss had left FIFO
@@ -157,6 +163,8 @@ impl HttpStats {
         self.upgrades += other.upgrades;
         self.role_swaps += other.role_swaps;
         self.lost_requests += other.lost_requests;
+        self.request_records_dropped += other.request_records_dropped;
+        self.count_pairings += other.count_pairings;
         self.interim_dropped += other.interim_dropped;
         self.ack_pairings += other.ack_pairings;
         self.decodes += other.decodes;

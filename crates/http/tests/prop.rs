@@ -220,7 +220,7 @@ proptest! {
             max_head_bytes: 1024,
             max_headers: 16,
             max_body_bytes: 64,
-            max_pipelined: 4,
+            max_pending_bytes: 16 * 1024,
             ..HttpConfig::default()
         };
         let mut t = if midstream { T::midstream(cfg) } else { T::new(cfg) };
@@ -276,7 +276,8 @@ fn mutated_messages_never_panic() {
             max_body_bytes: 3,
             decode_content: true,
             max_decoded_bytes: 10,
-            max_pipelined: 1,
+            max_pending_bytes: 0,
+            max_pending_bytes_total: 0,
         },
     ];
     for round in 0..3000 {

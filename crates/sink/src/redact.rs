@@ -946,6 +946,13 @@ impl Redactor {
                 changed = true;
             }
         }
+        // A malformed request's raw line holds its target: the same secrets, the same rules.
+        if let Some(line) = &m.start_line {
+            if let Cow::Owned(r) = self.redact_uri(line) {
+                m.start_line = Some(r);
+                changed = true;
+            }
+        }
         let mut content_type = String::new();
         for (name, value) in m.headers.iter_mut() {
             if name.eq_ignore_ascii_case("content-type") {
@@ -1316,6 +1323,19 @@ mod tests {
             r.redact_str("the bearer of bad news"),
             "the bearer of bad news"
         );
+    }
+
+    /// A malformed request's raw line is redacted like its target (the secret is in both).
+    #[test]
+    fn malformed_start_line_is_redacted_like_a_uri() {
+        let r = redactor(&RedactConfig::default());
+        let mut m = request("GET", "/x?access_token=tok123", &[], None);
+        m.start_line = Some("GET /x?access_token=tok123 HTTP/1.".to_string());
+        assert!(r.redact_message(&mut m));
+        let line = m.start_line.unwrap();
+        assert!(!line.contains("tok123"), "{line}");
+        assert!(line.starts_with("GET /x?access_token="), "{line}");
+        assert!(!m.uri.unwrap().contains("tok123"));
     }
 
     #[test]

@@ -124,6 +124,14 @@ pub struct PipelineOpts {
     /// Bytes of each body kept in the record (0 = none).
     #[arg(long)]
     pub max_body_bytes: Option<usize>,
+    /// Bytes of pending request records (requests awaiting responses) kept per connection;
+    /// beyond it requests keep only a compact placeholder (default 4MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub max_pending_bytes: Option<u64>,
+    /// Bytes of pending request records kept across all connections, split across workers
+    /// (default 64MiB).
+    #[arg(long, value_parser = parse_size)]
+    pub max_pending_bytes_total: Option<u64>,
     /// Inflate gzip/deflate/br/zstd bodies into the record (bounded).
     #[arg(long)]
     pub decode_content: bool,

@@ -88,6 +88,10 @@ pub struct FileConfig {
     pub max_flows: Option<usize>,
     /// Body capture cap.
     pub max_body_bytes: Option<usize>,
+    /// Pending request records per connection.
+    pub max_pending_bytes: Option<SizeValue>,
+    /// Pending request records across connections.
+    pub max_pending_bytes_total: Option<SizeValue>,
     /// Inflate bodies.
     pub decode_content: Option<bool>,
     /// Sampling rate.
@@ -162,6 +166,16 @@ pub struct Settings {
 pub const MIN_WORKER_MEMORY: usize = 1 << 20;
 
 impl Settings {
+    /// The HTTP configuration of one of `threads` workers: the pending-record budget across
+    /// connections is shared.
+    pub fn http_for_worker(&self) -> HttpConfig {
+        let n = self.threads.max(1);
+        HttpConfig {
+            max_pending_bytes_total: (self.http.max_pending_bytes_total / n).max(1 << 20),
+            ..self.http.clone()
+        }
+    }
+
     /// The flow-table configuration of one of `threads` workers: the global caps are shared.
     /// The budget is split exactly (each worker owns its share; nothing is shared or locked),
     /// never raised: [`Settings::check_worker_memory`] refuses a budget too small to split.
@@ -262,6 +276,23 @@ impl Settings {
             http.max_body_bytes = b;
         }
         http.decode_content = pipeline.decode_content || file.decode_content.unwrap_or(false);
+        let size = |flag: Option<u64>, file: &Option<SizeValue>| -> Result<Option<usize>, String> {
+            let v = match (flag, file) {
+                (Some(b), _) => Some(b),
+                (None, Some(v)) => Some(v.bytes()?),
+                _ => None,
+            };
+            Ok(v.map(|b| usize::try_from(b).unwrap_or(usize::MAX)))
+        };
+        if let Some(b) = size(pipeline.max_pending_bytes, &file.max_pending_bytes)? {
+            http.max_pending_bytes = b;
+        }
+        if let Some(b) = size(
+            pipeline.max_pending_bytes_total,
+            &file.max_pending_bytes_total,
+        )? {
+            http.max_pending_bytes_total = b;
+        }
 
         let pick = |cli: &Vec<String>, f: &Vec<String>| {
             if cli.is_empty() {
@@ -557,6 +588,23 @@ mod tests {
         assert_eq!(resolve(&["vxtap", "listen"], file), Duration::from_secs(3));
         let flag = ["vxtap", "listen", "--drain-timeout", "500ms"];
         assert_eq!(resolve(&flag, file), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn pending_budgets_come_from_the_file_and_the_flags_win() {
+        let d = replay_settings(&["vxtap", "replay", "-t", "2", "x.pcap"], "").unwrap();
+        assert_eq!(d.http.max_pending_bytes, 4 << 20);
+        assert_eq!(d.http.max_pending_bytes_total, 64 << 20);
+        // The total is shared by the workers.
+        assert_eq!(d.http_for_worker().max_pending_bytes_total, 32 << 20);
+        let file = "max_pending_bytes = \"1MiB\"\nmax_pending_bytes_total = 33554432";
+        let f = replay_settings(&["vxtap", "replay", "x.pcap"], file).unwrap();
+        assert_eq!(f.http.max_pending_bytes, 1 << 20);
+        assert_eq!(f.http.max_pending_bytes_total, 32 << 20);
+        let argv = ["vxtap", "replay", "--max-pending-bytes", "8MiB", "x.pcap"];
+        let g = replay_settings(&argv, file).unwrap();
+        assert_eq!(g.http.max_pending_bytes, 8 << 20);
+        assert_eq!(g.http.max_pending_bytes_total, 32 << 20);
     }
 
     #[test]

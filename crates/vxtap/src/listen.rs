@@ -317,7 +317,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
     for i in 0..n_workers {
         let (tx, rx) = bounded::<SegmentBatch>(plan.depth);
         to_workers.push(tx);
-        let worker = Worker::new(common.flow_for_worker(), common.http.clone())?;
+        let worker = Worker::new(common.flow_for_worker(), common.http_for_worker())?;
         let beat = shared.health.register(format!("worker-{i}"));
         let snap = shared.workers[i].clone();
         let out_tx = out_tx.clone();

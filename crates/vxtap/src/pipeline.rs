@@ -358,6 +358,13 @@ impl Totals {
             ("vxtap_http_resyncs_total", h.resyncs),
             // Responses placed by TCP acknowledgements after a loss left order ambiguous.
             ("vxtap_http_ack_pairings_total", h.ack_pairings),
+            // Responses after a loss paired once the end-of-connection count proved them.
+            ("vxtap_http_count_pairings_total", h.count_pairings),
+            // Pending requests whose records the pending budget dropped (placeholders kept).
+            (
+                "vxtap_http_request_records_dropped_total",
+                h.request_records_dropped,
+            ),
             (
                 "vxtap_http_upgrade_skipped_bytes_total",
                 h.upgrade_skipped_bytes,

@@ -227,7 +227,7 @@ fn replay_inline(
     progress: &Progress,
     report: &mut ReplayReport,
 ) -> Result<WorkerStats, String> {
-    let mut worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
+    let mut worker = Worker::new(settings.flow_for_worker(), settings.http_for_worker())?;
     let mut ready = Vec::new();
     let mut errors = RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY);
     let mut staged = ReplayReport::default();
@@ -295,7 +295,7 @@ fn replay_sharded(
         to_workers.push(tx);
         let (enc_tx, enc_rx) = output_channel(ENCODED_QUEUE);
         outputs.push(enc_rx);
-        let worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
+        let worker = Worker::new(settings.flow_for_worker(), settings.http_for_worker())?;
         let emitter = Emitter::new(
             transforms.clone(),
             out.sink.encoder().clone(),
@@ -309,7 +309,7 @@ fn replay_sharded(
             .map_err(|e| format!("spawn worker: {e}"))?;
         handles.push(h);
     }
-    let mut own = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
+    let mut own = Worker::new(settings.flow_for_worker(), settings.http_for_worker())?;
     let mut own_emitter = Emitter::new(
         transforms,
         out.sink.encoder().clone(),
