@@ -5,12 +5,16 @@
 
 use std::io::{self, Write};
 
-/// A content coding we know how to undo.
+/// A content coding (`Content-Encoding`) vxtap knows how to undo.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Coding {
+pub enum Coding {
+    /// `gzip` (or `x-gzip`).
     Gzip,
+    /// `deflate` (zlib-wrapped or raw).
     Deflate,
+    /// `br`.
     Brotli,
+    /// `zstd`.
     Zstd,
 }
 
@@ -86,7 +90,7 @@ enum Inner {
 
 /// How a decoding ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DecodeEnd {
+pub enum DecodeEnd {
     /// The stream decoded completely within the bound.
     Ok,
     /// Decoding stopped at the bound.
@@ -95,6 +99,19 @@ pub(crate) enum DecodeEnd {
     Error,
     /// The input itself was incomplete (gap or cut), so the end is unknown.
     InputCut,
+}
+
+/// Decodes a whole captured body in one go, producing at most `cap` bytes; `complete` says
+/// whether `data` is the entire body (otherwise a stream that stops early is `InputCut`).
+///
+/// This is what redaction uses to inspect content-coded bodies: it decodes exactly the bytes
+/// that will be emitted, so whatever a reader could decode from the record was inspected.
+pub fn decode_all(coding: Coding, data: &[u8], cap: usize, complete: bool) -> (Vec<u8>, DecodeEnd) {
+    let Some(mut d) = Decoder::new(coding, cap) else {
+        return (Vec::new(), DecodeEnd::Error);
+    };
+    d.write(data);
+    d.finish(complete)
 }
 
 /// One streaming decoder with its bounded output.

@@ -2,6 +2,7 @@
 //! used to resynchronise a stream after a gap or a parse error.
 
 use crate::decode::{trim, Coding};
+use crate::exchange::Content;
 use crate::stats::ParseError;
 
 /// What the header fields say about framing and connection handling.
@@ -21,6 +22,8 @@ pub(crate) struct HeadInfo {
     pub error: Option<ParseError>,
     /// Content-Encoding we can decode.
     pub coding: Option<Coding>,
+    /// What Content-Encoding says of the body bytes as sent.
+    pub content: Content,
     /// An Upgrade field is present.
     pub upgrade: bool,
 }
@@ -82,7 +85,22 @@ pub(crate) fn analyze(headers: &[httparse::Header<'_>], is_request: bool) -> Hea
                 last_chunked = is_chunked;
             }
         } else if name.eq_ignore_ascii_case(b"content-encoding") {
-            info.coding = Coding::from_header(h.value);
+            let v = trim(h.value);
+            let this = if v.is_empty() || v.eq_ignore_ascii_case(b"identity") {
+                Content::Plain
+            } else {
+                Coding::from_header(v).map_or(Content::Opaque, Content::Encoded)
+            };
+            // Two codings (in one field or two) are stacked: nothing here undoes that, and
+            // decoding only one of them would be wrong, so the body counts as opaque.
+            info.content = match (info.content, this) {
+                (Content::Plain, c) | (c, Content::Plain) => c,
+                _ => Content::Opaque,
+            };
+            info.coding = match info.content {
+                Content::Encoded(c) => Some(c),
+                _ => None,
+            };
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             info.upgrade = true;
         }

@@ -284,6 +284,9 @@ impl Settings {
         {
             redact.key_env = Some(env);
         }
+        if let Some(policy) = privacy.uninspectable_bodies {
+            redact.uninspectable_bodies = policy;
+        }
         let threads = pipeline
             .threads
             .or(file.threads)

@@ -259,10 +259,10 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
                     Ok(batch) => {
                         let m = lock(&out_metrics);
                         for ex in &batch {
-                            if let Some(d) = ex.timing.duration_us {
+                            if let Some(d) = ex.timing.duration_us() {
                                 m.exchange_duration.observe(d as f64 / 1e6);
                             }
-                            if let Some(t) = ex.timing.ttfb_us {
+                            if let Some(t) = ex.timing.ttfb_us() {
                                 m.exchange_ttfb.observe(t as f64 / 1e6);
                             }
                         }

@@ -15,9 +15,9 @@ use crossbeam_channel::{
     bounded, unbounded, Receiver, RecvError, Select, Sender, TryRecvError, TrySendError,
 };
 use vxtap_http::Exchange;
-use vxtap_sink::{ExchangePipeline, JsonLinesWriter, LineEncoder};
+use vxtap_sink::{ExchangePipeline, JsonLinesWriter, LineEncoder, Transform, Transforms};
 
-use crate::pipeline::{Transforms, Worker};
+use crate::pipeline::Worker;
 
 /// A worker with nothing to send still reports its progress this often (in input frames).
 pub const HEARTBEAT_FRAMES: u64 = 16 * 1024;
@@ -138,10 +138,10 @@ impl Emitter {
         enc.watermark = watermark;
         enc.encode_errors = 0;
         for (mut ex, key) in self.drained.drain(..).zip(self.keys.drain(..)) {
-            if !self.transforms.keep(&mut ex) {
+            if !self.transforms.apply(&mut ex) {
                 continue;
             }
-            match self.encoder.encode(&ex, &mut enc.bytes) {
+            match self.encoder.encode_exchange(&ex, &mut enc.bytes) {
                 Ok(()) => enc.lines.push((key, enc.bytes.len())),
                 Err(_) => enc.encode_errors += 1,
             }
@@ -215,14 +215,17 @@ impl Source {
 pub struct Merger<'a> {
     rxs: Vec<Receiver<Encoded>>,
     srcs: Vec<Source>,
-    out: &'a mut ExchangePipeline<JsonLinesWriter>,
+    out: &'a mut ExchangePipeline<Transforms, JsonLinesWriter>,
     first_error: Option<String>,
     now: SystemTime,
 }
 
 impl<'a> Merger<'a> {
     /// A merge of `ends` (worker order: ties on a key go to the lower index) into `out`.
-    pub fn new(ends: Vec<MergeEnd>, out: &'a mut ExchangePipeline<JsonLinesWriter>) -> Self {
+    pub fn new(
+        ends: Vec<MergeEnd>,
+        out: &'a mut ExchangePipeline<Transforms, JsonLinesWriter>,
+    ) -> Self {
         let (rxs, srcs) = ends
             .into_iter()
             .map(|e| {
@@ -380,7 +383,9 @@ mod tests {
     }
 
     /// Runs `merge` against a fresh output file and returns the (worker, key) of every line.
-    fn written(merge: impl FnOnce(&mut ExchangePipeline<JsonLinesWriter>)) -> Vec<(usize, u64)> {
+    fn written(
+        merge: impl FnOnce(&mut ExchangePipeline<Transforms, JsonLinesWriter>),
+    ) -> Vec<(usize, u64)> {
         let path = std::env::temp_dir().join(format!(
             "vxtap-ordered-{}-{:?}.jsonl",
             std::process::id(),
@@ -388,8 +393,7 @@ mod tests {
         ));
         let _ = std::fs::remove_file(&path);
         let mut out = ExchangePipeline::new(
-            ExchangeFilter::default(),
-            Redactor::disabled(),
+            Transforms::passthrough(),
             JsonLinesWriter::new(JsonLinesConfig {
                 path: Some(path.clone()),
                 ..JsonLinesConfig::default()

@@ -8,13 +8,13 @@ use std::thread;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use vxtap_capture::{CaptureError, CaptureReader, SharedMap};
 use vxtap_http::Exchange;
-use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter};
+use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter, Transforms};
 
 use crate::batch::SegmentBatch;
 use crate::config::Settings;
 use crate::ordered::{local_output_channel, output_channel, Emitter, Merger};
 use crate::pipeline::{
-    output_pipeline, writer_only, Front, Totals, Transforms, Worker, WorkerStats,
+    output_pipeline, transforms, writer_only, Front, Totals, Worker, WorkerStats,
 };
 
 /// Segments per batch handed to a worker.
@@ -101,9 +101,8 @@ pub fn replay(
     report.totals.add_output(&out);
     report
         .totals
-        .exchange_filter
-        .merge(&transforms_totals.exchange_filter);
-    report.totals.redacted += transforms_totals.redacted;
+        .transforms
+        .merge(&transforms_totals.transforms);
     report.totals.files = files.len() as u64;
     Ok(report)
 }
@@ -157,7 +156,7 @@ fn read_all(
 }
 
 fn write_all(
-    out: &mut ExchangePipeline<JsonLinesWriter>,
+    out: &mut ExchangePipeline<Transforms, JsonLinesWriter>,
     exchanges: &mut Vec<Exchange>,
     report: &mut ReplayReport,
 ) {
@@ -173,7 +172,7 @@ fn replay_inline(
     files: &[PathBuf],
     settings: &Settings,
     front: &mut Front,
-    out: &mut ExchangePipeline<JsonLinesWriter>,
+    out: &mut ExchangePipeline<Transforms, JsonLinesWriter>,
     progress: &Progress,
     report: &mut ReplayReport,
 ) -> Result<WorkerStats, String> {
@@ -211,7 +210,7 @@ fn replay_sharded(
     files: &[PathBuf],
     settings: &Settings,
     front: &mut Front,
-    out: &mut ExchangePipeline<JsonLinesWriter>,
+    out: &mut ExchangePipeline<Transforms, JsonLinesWriter>,
     progress: &Progress,
     report: &mut ReplayReport,
     transforms_totals: &mut Totals,
@@ -219,7 +218,7 @@ fn replay_sharded(
     let n = settings.threads;
     // One set of transforms, cloned: a redactor built per worker would draw its own random
     // key, and the same secret would hash differently depending on its flow's worker.
-    let transforms = Transforms::new(settings)?;
+    let transforms = transforms(settings)?;
     let (recycle_tx, recycle_rx) = unbounded::<SegmentBatch>();
     let mut outputs = Vec::with_capacity(n);
     let (own_tx, own_rx) = local_output_channel();
