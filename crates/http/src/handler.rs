@@ -1414,12 +1414,16 @@ impl HttpHandler {
                         bytes = out;
                         content = Content::Plain;
                     }
-                    truncated = true;
+                    // Everything that arrived was decoded; only a gap leaves a hole in it.
+                    truncated = gapped;
                 }
                 DecodeEnd::Error => flags.insert(Flag::DecodeError),
             }
         }
-        if cut {
+        // `body_truncated` means "shorter than what arrived" (README): a message cut by the
+        // end of the connection is `incomplete`, and its body is truncated only if bytes that
+        // did arrive are missing from it (cap, gap, decode bound).
+        if gapped {
             truncated = true;
         }
         if self.cfg.max_body_bytes == 0 || (bytes.is_empty() && msg.body_len == 0) {

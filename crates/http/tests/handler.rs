@@ -465,9 +465,10 @@ fn request_without_response_at_close() {
     let mut t = T::new(cfg());
     t.c(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial");
     let ex = t.close(CloseReason::Evicted);
+    // Every byte that arrived was captured: incomplete, not truncated (issue 12 §5).
     assert_eq!(
         ex[0].flags.labels(),
-        vec!["body_truncated", "evicted", "incomplete", "no_response"]
+        vec!["evicted", "incomplete", "no_response"]
     );
     assert_eq!(t.h.stats().exchanges_by(Outcome::NoResponse), 1);
 }
@@ -1180,4 +1181,32 @@ fn pipelined_requests_stay_fifo_with_acks() {
             "paired on a guess: {ex:#?}"
         );
     }
+}
+
+/// README: `body_truncated` means the captured body is shorter than `body_len`. A response
+/// cut by the end of the connection after every byte that arrived was captured is
+/// `incomplete`, not truncated (issue 12 §5); one cut by the capture cap is both.
+#[test]
+fn body_truncated_means_shorter_than_body_len() {
+    let mut t = T::new(cfg());
+    t.c(GET);
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b");
+    let ex = t.close(CloseReason::Fin);
+    assert_eq!(ex.len(), 1);
+    let r = ex[0].response.as_ref().unwrap();
+    assert_eq!(r.body_len, 10);
+    assert_eq!(body(r), "only ten b");
+    assert!(!r.body_truncated);
+    assert_eq!(r.body.as_ref().unwrap().cut, Some(vxtap_http::Cut::Incomplete));
+    assert_eq!(flags(&ex[0]), vec!["incomplete"]);
+    let mut t = T::new(HttpConfig {
+        max_body_bytes: 4,
+        ..cfg()
+    });
+    t.c(GET);
+    t.s(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b");
+    let ex = t.close(CloseReason::Fin);
+    let r = ex[0].response.as_ref().unwrap();
+    assert!(r.body_truncated);
+    assert_eq!(flags(&ex[0]), vec!["body_truncated", "incomplete"]);
 }
