@@ -59,7 +59,7 @@ fn keep_alive_sequence_and_stable_ids() {
     }
     let ex = t.drain();
     assert_eq!(ex.len(), 3);
-    let ids: Vec<_> = ex.iter().map(|e| e.id.clone()).collect();
+    let ids: Vec<_> = ex.iter().map(|e| e.id).collect();
     assert!(ids[0] != ids[1] && ids[1] != ids[2]);
     // The same connection seen again (mirrored twice) yields the same ids.
     let mut t2 = T::new(cfg());
@@ -67,7 +67,7 @@ fn keep_alive_sequence_and_stable_ids() {
         t2.c(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
         t2.s(OK5);
     }
-    let ids2: Vec<_> = t2.drain().iter().map(|e| e.id.clone()).collect();
+    let ids2: Vec<_> = t2.drain().iter().map(|e| e.id).collect();
     assert_eq!(ids, ids2);
 }
 
@@ -1197,7 +1197,10 @@ fn body_truncated_means_shorter_than_body_len() {
     assert_eq!(r.body_len, 10);
     assert_eq!(body(r), "only ten b");
     assert!(!r.body_truncated);
-    assert_eq!(r.body.as_ref().unwrap().cut, Some(vxtap_http::Cut::Incomplete));
+    assert_eq!(
+        r.body.as_ref().unwrap().cut,
+        Some(vxtap_http::Cut::Incomplete)
+    );
     assert_eq!(flags(&ex[0]), vec!["incomplete"]);
     let mut t = T::new(HttpConfig {
         max_body_bytes: 4,

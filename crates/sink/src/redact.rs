@@ -941,9 +941,9 @@ impl Redactor {
         }
     }
 
-    /// Redacts a text body given the message's content type; `None` when unchanged.
-    fn redact_body_text(&self, body: &str, content_type: &str) -> Option<String> {
-        let ct = content_type.to_ascii_lowercase();
+    /// Redacts a text body given the message's content type (lowercased); `None` when
+    /// unchanged.
+    fn redact_body_text(&self, body: &str, ct: &str) -> Option<String> {
         if ct.contains("application/x-www-form-urlencoded") {
             return match self.redact_query(body) {
                 Cow::Owned(s) => Some(s),
@@ -1015,11 +1015,11 @@ impl Redactor {
                 changed = true;
             }
         }
-        let ct = content_type.to_ascii_lowercase();
-        let text_like = is_text_like(&ct);
         let Some(body) = m.body.as_mut() else {
             return changed;
         };
+        let ct = content_type.to_ascii_lowercase();
+        let text_like = is_text_like(&ct);
         let inspected = match body.content {
             Content::Plain => Inspect::Text(Cow::Borrowed(&body.bytes[..])),
             // A binary type in a content coding: nothing text-shaped to look at (as for an
@@ -1639,6 +1639,88 @@ mod tests {
         });
         assert!(!r.redact_message(&mut m));
         assert_eq!(m.body.map(|b| b.bytes), Some(bin));
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn coded(ct: &str, ce: &str, bytes: Vec<u8>) -> Exchange {
+        let mut m = response(200, &[("Content-Type", ct), ("Content-Encoding", ce)], None);
+        m.body_len = bytes.len() as u64;
+        let coding = vxtap_http::exchange::Content::Encoded(vxtap_http::ContentCoding::Gzip);
+        m.body = Some(Body {
+            bytes,
+            content: if ce == "gzip" {
+                coding
+            } else {
+                vxtap_http::exchange::Content::Opaque
+            },
+            cut: None,
+        });
+        exchange(Some(request("GET", "/", &[], None)), Some(m))
+    }
+
+    #[test]
+    fn content_coded_bodies_are_inspected_or_handled_by_policy() {
+        let r = redactor(&RedactConfig::default());
+        // A secret inside gzip: the record carries the redacted, decoded form and says so.
+        let mut ex = coded(
+            "application/json",
+            "gzip",
+            gzip(br#"{"password":"SECRET901","token":"SECRET902"}"#),
+        );
+        let rep = r.redact_report(&mut ex);
+        assert!(rep.redacted);
+        let body = ex.response.as_ref().unwrap().body.clone();
+        assert_eq!(
+            body.as_ref().unwrap().content,
+            vxtap_http::exchange::Content::Plain
+        );
+        let t = text(body);
+        assert!(!t.contains("SECRET90") && t.contains("password"), "{t}");
+        assert_eq!(ex.flags.labels(), vec!["body_decoded", "redacted"]);
+        // Nothing to redact inside: the captured gzip goes out unchanged, unflagged.
+        let clean = gzip(br#"{"user":"bob"}"#);
+        let mut ex = coded("application/json", "gzip", clean.clone());
+        assert_eq!(r.redact_report(&mut ex), RedactReport::default());
+        assert_eq!(
+            ex.response.as_ref().unwrap().body.as_ref().unwrap().bytes,
+            clean
+        );
+        assert!(ex.flags.is_empty());
+        // A coding that cannot be undone: dropped by default, kept on request; always flagged.
+        let mut ex = coded("text/plain", "compress", b"\x1f\x9d token=SECRET".to_vec());
+        let rep = r.redact_report(&mut ex);
+        assert_eq!((rep.dropped, rep.kept), (1, 0));
+        assert_eq!(ex.response.as_ref().unwrap().body, None);
+        assert_eq!(ex.flags.labels(), vec!["body_dropped", "uninspectable"]);
+        let keep = redactor(&RedactConfig {
+            uninspectable_bodies: UninspectablePolicy::Keep,
+            ..RedactConfig::default()
+        });
+        let mut ex = coded("text/plain", "compress", b"\x1f\x9d token=SECRET".to_vec());
+        let rep = keep.redact_report(&mut ex);
+        assert_eq!((rep.dropped, rep.kept), (0, 1));
+        assert!(ex.response.as_ref().unwrap().body.is_some());
+        assert_eq!(ex.flags.labels(), vec!["uninspectable"]);
+        // Corrupt gzip, and gzip past the decode bound: uninspectable too.
+        let mut ex = coded("application/json", "gzip", b"\x1f\x8b\x08garbage".to_vec());
+        assert_eq!(r.redact_report(&mut ex).dropped, 1);
+        let big = gzip(&vec![b'a'; 200_000]);
+        let mut ex = coded("application/json", "gzip", big);
+        assert_eq!(r.redact_report(&mut ex).dropped, 1);
+        // A binary type is not text and is not inspected (as an uncoded binary body).
+        let bin = gzip(b"\x00\x01 token=abc");
+        let mut ex = coded("image/png", "gzip", bin.clone());
+        assert_eq!(r.redact_report(&mut ex), RedactReport::default());
+        assert_eq!(
+            ex.response.as_ref().unwrap().body.as_ref().unwrap().bytes,
+            bin
+        );
     }
 
     #[test]

@@ -34,12 +34,7 @@ fn golden_records_validate_against_the_schema() {
         for (n, line) in text.lines().enumerate() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
-            assert!(
-                errors.is_empty(),
-                "{}:{}: {errors:?}",
-                f.display(),
-                n + 1
-            );
+            assert!(errors.is_empty(), "{}:{}: {errors:?}", f.display(), n + 1);
             records += 1;
         }
     }

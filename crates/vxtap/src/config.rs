@@ -432,6 +432,40 @@ mod tests {
     }
 
     #[test]
+    fn uninspectable_policy_from_the_file_and_the_flag() {
+        use vxtap_sink::UninspectablePolicy;
+        let argv = ["vxtap", "replay", "x.pcap"];
+        let default = replay_settings(&argv, "").unwrap();
+        assert_eq!(
+            default.redact.uninspectable_bodies,
+            UninspectablePolicy::Drop
+        );
+        let file = "[redact]\nuninspectable_bodies = \"keep\"";
+        let from_file = replay_settings(&argv, file).unwrap();
+        assert_eq!(
+            from_file.redact.uninspectable_bodies,
+            UninspectablePolicy::Keep
+        );
+        let flag = [
+            "vxtap",
+            "replay",
+            "--uninspectable-bodies",
+            "drop",
+            "x.pcap",
+        ];
+        let flags = replay_settings(&flag, file).unwrap();
+        assert_eq!(flags.redact.uninspectable_bodies, UninspectablePolicy::Drop);
+        let bad = [
+            "vxtap",
+            "replay",
+            "--uninspectable-bodies",
+            "maybe",
+            "x.pcap",
+        ];
+        assert!(replay_settings(&bad, "").is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         assert!(toml::from_str::<FileConfig>("bnid = \"x\"").is_err());
     }

@@ -366,7 +366,7 @@ impl<'a> Merger<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vxtap_sink::{ExchangeFilter, JsonLinesConfig, Redactor};
+    use vxtap_sink::JsonLinesConfig;
 
     /// A batch of lines "w:key:i" for the given keys.
     fn batch(w: usize, keys: &[u64], watermark: u64) -> Encoded {
