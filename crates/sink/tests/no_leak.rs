@@ -1,5 +1,5 @@
 //! Redaction must not leak (issue 12 §3): whatever the encoding (identity, chunked, gzip,
-//! deflate, br, zstd) and wherever the capture cuts the body, no secret that the default
+//! deflate, br, zstd, and gzip as a transfer coding) and wherever the capture cuts the body, no secret that the default
 //! redaction rules name reaches the output.
 //!
 //! Bytes go through the real HTTP handler, fed as the reassembler feeds it (in segments,
@@ -43,12 +43,14 @@ enum Coding {
     Brotli,
     Zstd,
     GzipChunked,
+    /// `Transfer-Encoding: gzip, chunked`: gzip as a transfer coding, no Content-Encoding.
+    TransferGzip,
 }
 
 fn compress(c: Coding, data: &[u8]) -> Vec<u8> {
     match c {
         Coding::Identity | Coding::Chunked => data.to_vec(),
-        Coding::Gzip | Coding::GzipChunked => {
+        Coding::Gzip | Coding::GzipChunked | Coding::TransferGzip => {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(data).unwrap();
             e.finish().unwrap()
@@ -72,7 +74,7 @@ fn compress(c: Coding, data: &[u8]) -> Vec<u8> {
 
 fn content_encoding(c: Coding) -> Option<&'static str> {
     match c {
-        Coding::Identity | Coding::Chunked => None,
+        Coding::Identity | Coding::Chunked | Coding::TransferGzip => None,
         Coding::Gzip | Coding::GzipChunked => Some("gzip"),
         Coding::Deflate => Some("deflate"),
         Coding::Brotli => Some("br"),
@@ -87,8 +89,16 @@ fn message(start: &str, ct: &str, c: Coding, body: &[u8]) -> Vec<u8> {
     if let Some(ce) = content_encoding(c) {
         m.extend_from_slice(format!("Content-Encoding: {ce}\r\n").as_bytes());
     }
-    if matches!(c, Coding::Chunked | Coding::GzipChunked) {
-        m.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+    if matches!(
+        c,
+        Coding::Chunked | Coding::GzipChunked | Coding::TransferGzip
+    ) {
+        let te = if matches!(c, Coding::TransferGzip) {
+            "gzip, chunked"
+        } else {
+            "chunked"
+        };
+        m.extend_from_slice(format!("Transfer-Encoding: {te}\r\n\r\n").as_bytes());
         for piece in payload.chunks(1000) {
             m.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
             m.extend_from_slice(piece);
@@ -160,18 +170,30 @@ fn emitted_bodies(line: &[u8]) -> Vec<Vec<u8>> {
         } else {
             body.as_bytes().to_vec()
         };
-        let ce = m["headers"]
+        // Content codings, and transfer codings other than chunked (which the record has
+        // already undone), both leave coded bytes.
+        let codings: Vec<String> = m["headers"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|h| {
-                h[0].as_str()
-                    .unwrap()
-                    .eq_ignore_ascii_case("content-encoding")
+            .filter(|h| {
+                let n = h[0].as_str().unwrap();
+                n.eq_ignore_ascii_case("content-encoding")
+                    || n.eq_ignore_ascii_case("transfer-encoding")
             })
-            .and_then(|h| h[1].as_str().map(str::to_owned));
-        if let (Some(ce), false) = (ce, decoded_flag) {
-            out.push(reader_decode(&ce, &raw));
+            .flat_map(|h| {
+                h[1].as_str()
+                    .unwrap()
+                    .split(',')
+                    .map(|t| t.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|t| !t.eq_ignore_ascii_case("chunked"))
+            .collect();
+        if !decoded_flag {
+            for c in codings {
+                out.push(reader_decode(&c, &raw));
+            }
         }
         out.push(raw);
     }
@@ -198,6 +220,7 @@ fn coding_strategy() -> impl Strategy<Value = Coding> {
         Just(Coding::Brotli),
         Just(Coding::Zstd),
         Just(Coding::GzipChunked),
+        Just(Coding::TransferGzip),
     ]
 }
 
