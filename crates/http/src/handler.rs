@@ -83,7 +83,8 @@ struct MsgBuild {
     msg: Message,
     raw: Vec<u8>,
     decoder: Option<Box<Decoder>>,
-    /// What Content-Encoding says of the raw body bytes.
+    /// What Content-Encoding (and a transfer coding other than chunked) says of the raw body
+    /// bytes.
     content: Content,
     start_ts: u64,
     end_ts: u64,
