@@ -19,8 +19,8 @@ pub use filter::{
 };
 pub use jsonl::{JsonLinesConfig, JsonLinesWriter, LineEncoder, Record, WriterStats};
 pub use pipeline::{
-    ExchangePipeline, FilterStage, RedactStage, RedactStats, Sink, Transform, TransformStats,
-    Transforms,
+    Encode, EncodedSink, ExchangePipeline, FilterStage, RedactStage, RedactStats, Sink, Transform,
+    TransformStats, Transforms,
 };
 
 pub use redact::{RedactConfig, RedactMode, RedactReport, Redactor, UninspectablePolicy};

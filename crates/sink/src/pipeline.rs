@@ -6,13 +6,15 @@
 //! (filter, then redaction) for `replay` and `listen` alike; sampling happens before
 //! reassembly (the packet filter keeps whole flows by hash, which is far cheaper than
 //! sampling exchanges) and the writers mark records with the rate. [`ExchangePipeline`] joins
-//! a transform to a sink; a new sink (Kafka, shadow traffic) implements [`Sink`] and plugs in
-//! without touching the threads that feed it.
+//! a transform to a sink; a new sink (Kafka, shadow traffic) implements [`Sink`] (and
+//! [`EncodedSink`] to take records the workers encoded in parallel) and plugs in without
+//! touching the threads that feed it.
 
 use crate::filter::{ExchangeDecision, ExchangeFilter, ExchangeFilterStats};
-use crate::jsonl::JsonLinesWriter;
+use crate::jsonl::{JsonLinesWriter, LineEncoder};
 use crate::redact::Redactor;
 use crate::SinkError;
+use std::time::SystemTime;
 use vxtap_http::Exchange;
 
 /// A step between the HTTP layer and a sink: may modify the exchange or drop it.
@@ -27,6 +29,34 @@ pub trait Sink {
     fn write(&mut self, ex: &Exchange) -> Result<(), SinkError>;
     /// Pushes buffered output out.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// Housekeeping on an idle tick (time-based rotation, reconnects); nothing by default.
+    fn tick(&mut self, _now: SystemTime) -> Result<(), SinkError> {
+        Ok(())
+    }
+    /// Reopens the output (SIGHUP after log rotation); nothing by default.
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Turns an exchange into one self-contained record of bytes, off the sink's thread: workers
+/// encode in parallel and the thread that owns the sink only moves bytes.
+pub trait Encode: Clone + Send + 'static {
+    /// Appends the record of `ex` to `out`; on error `out` is left as it was.
+    fn encode(&self, ex: &Exchange, out: &mut Vec<u8>) -> Result<(), SinkError>;
+}
+
+/// A sink that takes records its own [`Encode`] made elsewhere (the sharded `replay` merges
+/// the workers' encoded records in input order and hands them over one by one).
+pub trait EncodedSink: Sink {
+    /// The encoder whose records [`EncodedSink::write_encoded`] accepts.
+    type Encoder: Encode;
+    /// An encoder for the workers.
+    fn encoder(&self) -> Self::Encoder;
+    /// Writes one record made by [`EncodedSink::encoder`].
+    fn write_encoded(&mut self, record: &[u8], now: SystemTime) -> Result<(), SinkError>;
+    /// Counts `n` records that failed to encode before they reached the sink.
+    fn add_errors(&mut self, n: u64);
 }
 
 impl Sink for JsonLinesWriter {
@@ -35,6 +65,31 @@ impl Sink for JsonLinesWriter {
     }
     fn flush(&mut self) -> Result<(), SinkError> {
         JsonLinesWriter::flush(self)
+    }
+    fn tick(&mut self, now: SystemTime) -> Result<(), SinkError> {
+        JsonLinesWriter::tick(self, now)
+    }
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        JsonLinesWriter::reopen(self)
+    }
+}
+
+impl Encode for LineEncoder {
+    fn encode(&self, ex: &Exchange, out: &mut Vec<u8>) -> Result<(), SinkError> {
+        self.encode_exchange(ex, out)
+    }
+}
+
+impl EncodedSink for JsonLinesWriter {
+    type Encoder = LineEncoder;
+    fn encoder(&self) -> LineEncoder {
+        JsonLinesWriter::encoder(self).clone()
+    }
+    fn write_encoded(&mut self, record: &[u8], now: SystemTime) -> Result<(), SinkError> {
+        self.write_line_at(record, now)
+    }
+    fn add_errors(&mut self, n: u64) {
+        JsonLinesWriter::add_errors(self, n);
     }
 }
 

@@ -8,7 +8,7 @@ use std::thread;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use vxtap_capture::{CaptureError, CaptureReader, SharedMap};
 use vxtap_http::Exchange;
-use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter, Transforms};
+use vxtap_sink::{Encode, EncodedSink, ExchangePipeline, JsonLinesConfig, Sink, Transforms};
 
 use crate::batch::SegmentBatch;
 use crate::config::Settings;
@@ -155,8 +155,8 @@ fn read_all(
     }
 }
 
-fn write_all(
-    out: &mut ExchangePipeline<Transforms, JsonLinesWriter>,
+fn write_all<S: Sink>(
+    out: &mut ExchangePipeline<Transforms, S>,
     exchanges: &mut Vec<Exchange>,
     report: &mut ReplayReport,
 ) {
@@ -168,11 +168,11 @@ fn write_all(
 }
 
 /// One worker on the reading thread: no copies, no channels.
-fn replay_inline(
+fn replay_inline<S: Sink>(
     files: &[PathBuf],
     settings: &Settings,
     front: &mut Front,
-    out: &mut ExchangePipeline<Transforms, JsonLinesWriter>,
+    out: &mut ExchangePipeline<Transforms, S>,
     progress: &Progress,
     report: &mut ReplayReport,
 ) -> Result<WorkerStats, String> {
@@ -206,11 +206,11 @@ fn replay_inline(
 /// and keeps only its own flows: that repeats the reading (a fifth of the work) in every
 /// worker, and two such workers each needed 0.67 s of CPU where these two need 0.60 s.
 #[allow(clippy::too_many_arguments)]
-fn replay_sharded(
+fn replay_sharded<S: EncodedSink>(
     files: &[PathBuf],
     settings: &Settings,
     front: &mut Front,
-    out: &mut ExchangePipeline<Transforms, JsonLinesWriter>,
+    out: &mut ExchangePipeline<Transforms, S>,
     progress: &Progress,
     report: &mut ReplayReport,
     transforms_totals: &mut Totals,
@@ -236,7 +236,7 @@ fn replay_sharded(
         let worker = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
         let emitter = Emitter::new(
             transforms.clone(),
-            out.sink.encoder().clone(),
+            EncodedSink::encoder(&out.sink),
             enc_tx,
             ENCODED_BATCH,
         );
@@ -250,7 +250,7 @@ fn replay_sharded(
     let mut own = Worker::new(settings.flow_for_worker(), settings.http.clone())?;
     let mut own_emitter = Emitter::new(
         transforms,
-        out.sink.encoder().clone(),
+        EncodedSink::encoder(&out.sink),
         own_tx,
         ENCODED_BATCH,
     );
@@ -334,7 +334,13 @@ struct Lending {
 impl Lending {
     /// Sends worker `w`'s batch (even an empty one: it carries the watermark `upto`) and
     /// starts a fresh one.
-    fn hand_over(&mut self, w: usize, tx: &Sender<SegmentBatch>, upto: u64, merger: &mut Merger) {
+    fn hand_over<S: EncodedSink>(
+        &mut self,
+        w: usize,
+        tx: &Sender<SegmentBatch>,
+        upto: u64,
+        merger: &mut Merger<'_, S>,
+    ) {
         self.collect_returned();
         let fresh = self
             .free
@@ -392,9 +398,9 @@ fn reader_light_shard(hash: u64, n: usize) -> usize {
     }
 }
 
-fn run_worker(
+fn run_worker<E: Encode>(
     mut worker: Worker,
-    mut emitter: Emitter,
+    mut emitter: Emitter<E>,
     rx: Receiver<SegmentBatch>,
     recycle: Sender<SegmentBatch>,
 ) -> (WorkerStats, Transforms) {
