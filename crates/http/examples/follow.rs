@@ -1,5 +1,6 @@
 //! Debug aid: feeds the output of `tshark -q -z follow,tcp,raw,N` (stdin) through the HTTP
-//! handler and prints the exchanges as JSON lines. Lines starting with a tab are the server's.
+//! handler and prints the typed exchanges (Debug form; the JSON form is the writers' job, in
+//! vxtap-sink). Lines starting with a tab are the server's.
 //!
 //! `tshark -r F.pcap -q -z follow,tcp,raw,0 | cargo run -p vxtap-http --example follow [--decode]`
 
@@ -57,7 +58,7 @@ fn main() {
     let mut out = Vec::new();
     h.drain_into(&mut out);
     for e in &out {
-        println!("{}", serde_json::to_string(e).unwrap_or_default());
+        println!("{e:?}");
     }
     eprintln!("{:?}", h.stats());
 }

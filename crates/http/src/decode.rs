@@ -5,12 +5,16 @@
 
 use std::io::{self, Write};
 
-/// A content coding we know how to undo.
+/// A content coding (`Content-Encoding`) vxtap knows how to undo.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Coding {
+pub enum Coding {
+    /// `gzip` (or `x-gzip`).
     Gzip,
+    /// `deflate` (zlib-wrapped or raw).
     Deflate,
+    /// `br`.
     Brotli,
+    /// `zstd`.
     Zstd,
 }
 
@@ -117,7 +121,7 @@ enum Inner {
 
 /// How a decoding ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DecodeEnd {
+pub enum DecodeEnd {
     /// The stream decoded completely within the bound.
     Ok,
     /// Decoding stopped at the bound.
@@ -170,6 +174,19 @@ fn zstd_window(head: &[u8]) -> Option<usize> {
     let wd = head[5];
     let base = 1usize << (10 + (wd >> 3) as u32);
     Some(base + base / 8 * (wd & 7) as usize)
+}
+
+/// Decodes a whole captured body in one go, producing at most `cap` bytes; `complete` says
+/// whether `data` is the entire body (otherwise a stream that stops early is `InputCut`).
+///
+/// This is what redaction uses to inspect content-coded bodies: it decodes exactly the bytes
+/// that will be emitted, so whatever a reader could decode from the record was inspected.
+pub fn decode_all(coding: Coding, data: &[u8], cap: usize, complete: bool) -> (Vec<u8>, DecodeEnd) {
+    let Some(mut d) = Decoder::new(coding, cap) else {
+        return (Vec::new(), DecodeEnd::Error);
+    };
+    d.write(data);
+    d.finish(complete)
 }
 
 /// One streaming decoder with its bounded output.

@@ -1,19 +1,25 @@
 //! The exchange record: one request paired with its response (either may be missing).
 //!
-//! This is the public output schema (see README.md and schema/exchange.schema.json): field
-//! names and meanings are a compatibility promise.
+//! This is the typed form every consumer works on (filters, redaction, sampling, writers):
+//! bodies are bytes, times are nanoseconds, the id is an integer, flags are a [`FlagSet`].
+//! Turning it into text (RFC 3339, hex, base64 or UTF-8 bodies) is the writers' job
+//! (`vxtap_sink::jsonl`); the JSON form is the public output schema (see README.md and
+//! schema/exchange.schema.json), whose field names and meanings are a compatibility promise.
 
-use serde::Serialize;
+use crate::flags::FlagSet;
 use std::net::IpAddr;
 
 /// One HTTP request/response exchange observed on the wire.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// HTTP/2 will add a stream id (and gRPC its status and message fields) beside these; the
+/// protocol of each message is already a [`Version`] rather than a string.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Exchange {
-    /// RFC 3339 timestamp with microseconds (UTC) of the first request byte (or of the first
-    /// response byte when the request was not seen).
-    pub ts: String,
-    /// Stable hex id from the connection's stable id and the exchange index.
-    pub id: String,
+    /// Nanoseconds since the Unix epoch of the first request byte (or of the first response
+    /// byte when the request was not seen).
+    pub ts_ns: u64,
+    /// Stable id from the connection's stable id and the exchange index ([`crate::exchange_id`]).
+    pub id: u64,
     /// The mirror session's id, if the traffic was encapsulated and the tunnel has one: the
     /// VXLAN or Geneve VNI, the ERSPAN session id, the GRE key.
     pub vni: Option<u32>,
@@ -26,20 +32,31 @@ pub struct Exchange {
     pub client: Peer,
     /// Server endpoint.
     pub server: Peer,
-    /// The request, or null when only a response was seen.
+    /// The request, or None when only a response was seen.
     pub request: Option<Message>,
-    /// The response, or null when none was seen.
+    /// The response, or None when none was seen.
     pub response: Option<Message>,
     /// Interim (1xx) responses received before the final one (100 Continue, 103 Early Hints).
     pub interim: Vec<Message>,
     /// Timings from packet timestamps.
     pub timing: Timing,
-    /// Short snake_case flags (documented in README.md), sorted and unique.
-    pub flags: Vec<&'static str>,
+    /// What is worth knowing about the exchange (the HTTP layer's flags, and the transforms'
+    /// such as [`crate::Flag::Redacted`]).
+    pub flags: FlagSet,
+}
+
+impl Exchange {
+    /// The request, the response and the interim responses, in that order.
+    pub fn messages_mut(&mut self) -> impl Iterator<Item = &mut Message> {
+        self.request
+            .iter_mut()
+            .chain(self.response.iter_mut())
+            .chain(self.interim.iter_mut())
+    }
 }
 
 /// An IP endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
     /// IP address.
     pub ip: IpAddr,
@@ -47,47 +64,89 @@ pub struct Peer {
     pub port: u16,
 }
 
-/// Encoding of the captured body in the JSON record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BodyEncoding {
-    /// Body bytes were valid UTF-8 and are emitted as is.
-    Utf8,
-    /// Body bytes were emitted base64-encoded.
-    Base64,
+/// The protocol version of a message.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Version {
+    /// HTTP/1.0.
+    Http10,
+    /// HTTP/1.1 (also what a head without a parsable version is taken for).
+    #[default]
+    Http11,
 }
 
-/// A request or a response (the fields that do not apply are null/omitted).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+impl Version {
+    /// The version as it appears on a start line and in the record (`"HTTP/1.1"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// A content coding (`Content-Encoding`) vxtap can undo.
+pub use crate::decode::Coding as ContentCoding;
+
+/// What the bytes of a [`Body`] are, as far as content coding goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Content {
+    /// The content itself: no `Content-Encoding`, or it was decoded.
+    #[default]
+    Plain,
+    /// Still in this content coding (captured as sent).
+    Encoded(ContentCoding),
+    /// In a content coding vxtap cannot decode (unknown, or several stacked), as sent.
+    Opaque,
+}
+
+/// Why the captured bytes of a body are not the whole body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    /// The capture cap (`--max-body-bytes`) was reached.
+    Cap,
+    /// Bytes inside the body never arrived (see [`Message::gap_bytes`]).
+    Gap,
+    /// Content decoding stopped at its bound.
+    DecodeBound,
+    /// The message ended (FIN, close, lost framing) before its framing said it would.
+    Incomplete,
+}
+
+/// The captured part of a message body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Body {
+    /// The captured bytes (at most `--max-body-bytes`), decoded or not as [`Body::content`] says.
+    pub bytes: Vec<u8>,
+    /// Whether the bytes are still content-coded.
+    pub content: Content,
+    /// Why the bytes are not the whole body, if they are not.
+    pub cut: Option<Cut>,
+}
+
+/// A request or a response (the fields that do not apply are None).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
     /// Request method (requests only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
     /// Request target as sent (requests only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
     /// The request line as sent, when it did not parse (flag `parse_error`): `method` and `uri`
     /// are then a best-effort reading of it and may be absent. At most 8 KiB; lossily decoded as
     /// UTF-8; redacted like `uri`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_line: Option<String>,
     /// Status code (responses only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Reason phrase (responses only).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// "HTTP/1.1" or "HTTP/1.0".
-    pub version: String,
+    /// Protocol version.
+    pub version: Version,
     /// Header fields in order, names as sent; values lossily decoded as UTF-8.
     pub headers: Vec<(String, String)>,
     /// Bytes of the message body after removing chunked framing, before content decoding.
     pub body_len: u64,
-    /// Captured body (up to the configured cap), or null when none was captured.
-    pub body: Option<String>,
-    /// How `body` is encoded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub body_encoding: Option<BodyEncoding>,
+    /// Captured body, or None when none was captured (or a transform removed it).
+    pub body: Option<Body>,
     /// True when the captured body is shorter than `body_len` (cap, gap or decode bound).
     pub body_truncated: bool,
     /// Body bytes that never arrived (gaps inside a body of known length); counted in
@@ -97,19 +156,37 @@ pub struct Message {
     pub gap_bytes: u64,
 }
 
-/// Timings of an exchange, all from packet timestamps.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+impl Message {
+    /// The value of the first header field named `name` (ASCII case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Timings of an exchange, all from packet timestamps (nanoseconds since the Unix epoch).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timing {
-    /// RFC 3339 time of the first request byte.
-    pub request_start: Option<String>,
-    /// RFC 3339 time of the last request byte.
-    pub request_end: Option<String>,
-    /// RFC 3339 time of the first response byte.
-    pub response_start: Option<String>,
-    /// RFC 3339 time of the last response byte.
-    pub response_end: Option<String>,
+    /// First request byte.
+    pub request_start_ns: Option<u64>,
+    /// Last request byte.
+    pub request_end_ns: Option<u64>,
+    /// First response byte.
+    pub response_start_ns: Option<u64>,
+    /// Last response byte.
+    pub response_end_ns: Option<u64>,
+}
+
+impl Timing {
     /// Microseconds from the last request byte to the first response byte.
-    pub ttfb_us: Option<u64>,
+    pub fn ttfb_us(&self) -> Option<u64> {
+        Some(self.response_start_ns?.saturating_sub(self.request_end_ns?) / 1000)
+    }
+
     /// Microseconds from the first request byte to the last response byte.
-    pub duration_us: Option<u64>,
+    pub fn duration_us(&self) -> Option<u64> {
+        Some(self.response_end_ns?.saturating_sub(self.request_start_ns?) / 1000)
+    }
 }

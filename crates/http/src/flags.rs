@@ -7,6 +7,12 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Flag {
+    /// A body is emitted content-decoded although `--decode-content` is off: redaction found
+    /// secrets in the decoded content and the record carries the redacted, decoded form.
+    BodyDecoded,
+    /// A body was removed (`body: null`) because redaction could not inspect it and the
+    /// `--uninspectable-bodies drop` policy applies to its content type.
+    BodyDropped,
     /// A captured body is shorter than `body_len` (capture cap, gap or decode bound).
     BodyTruncated,
     /// `--decode-content` failed to decode the body; the raw capture is emitted instead.
@@ -34,6 +40,8 @@ pub enum Flag {
     /// dropped (method and time kept, still paired), or, past the placeholders' budget too, the
     /// request was given up.
     PipelineOverflow,
+    /// Redaction replaced something in this exchange (a header, the target or a body).
+    Redacted,
     /// Ambiguous framing a request-smuggling attack relies on (TE+CL, conflicting CL,
     /// obfuscated Transfer-Encoding, chunk-size overflow, bare LF, space before colon).
     SmugglingSuspect,
@@ -43,13 +51,18 @@ pub enum Flag {
     TooManyHeaders,
     /// Bytes were missing because the capture truncated frames (snaplen or mirror cut).
     TruncatedCapture,
+    /// A body could not be inspected by redaction (a content coding vxtap cannot decode, a
+    /// decoding error, or decoded content past the decode bound); see `--uninspectable-bodies`.
+    Uninspectable,
     /// The exchange switched protocols (101 Upgrade or CONNECT 2xx); later bytes are not HTTP/1.
     Upgrade,
 }
 
 impl Flag {
     /// Every flag, in alphabetical (output) order.
-    pub const ALL: [Flag; 17] = [
+    pub const ALL: [Flag; 21] = [
+        Flag::BodyDecoded,
+        Flag::BodyDropped,
         Flag::BodyTruncated,
         Flag::DecodeError,
         Flag::DecodeTruncated,
@@ -62,16 +75,20 @@ impl Flag {
         Flag::NoResponse,
         Flag::ParseError,
         Flag::PipelineOverflow,
+        Flag::Redacted,
         Flag::SmugglingSuspect,
         Flag::Timeout,
         Flag::TooManyHeaders,
         Flag::TruncatedCapture,
+        Flag::Uninspectable,
         Flag::Upgrade,
     ];
 
     /// The snake_case label used in records and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
+            Flag::BodyDecoded => "body_decoded",
+            Flag::BodyDropped => "body_dropped",
             Flag::BodyTruncated => "body_truncated",
             Flag::DecodeError => "decode_error",
             Flag::DecodeTruncated => "decode_truncated",
@@ -84,10 +101,12 @@ impl Flag {
             Flag::NoResponse => "no_response",
             Flag::ParseError => "parse_error",
             Flag::PipelineOverflow => "pipeline_overflow",
+            Flag::Redacted => "redacted",
             Flag::SmugglingSuspect => "smuggling_suspect",
             Flag::Timeout => "timeout",
             Flag::TooManyHeaders => "too_many_headers",
             Flag::TruncatedCapture => "truncated_capture",
+            Flag::Uninspectable => "uninspectable",
             Flag::Upgrade => "upgrade",
         }
     }
@@ -129,6 +148,27 @@ impl FlagSet {
     /// The labels in output order, as the record carries them.
     pub fn labels(self) -> Vec<&'static str> {
         self.iter().map(Flag::as_str).collect()
+    }
+
+    /// Removes a flag.
+    pub fn remove(&mut self, f: Flag) {
+        self.0 &= !(1 << (f as u8));
+    }
+
+    /// Number of flags in the set.
+    pub fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+}
+
+impl Flag {
+    /// True for the flags the transforms after the HTTP layer set (redaction), which the HTTP
+    /// layer's per-flag counters therefore never count.
+    pub fn set_after_http(self) -> bool {
+        matches!(
+            self,
+            Flag::BodyDecoded | Flag::BodyDropped | Flag::Redacted | Flag::Uninspectable
+        )
     }
 }
 

@@ -2,6 +2,7 @@
 //! used to resynchronise a stream after a gap or a parse error.
 
 use crate::decode::{trim, Coding};
+use crate::exchange::Content;
 use crate::stats::ParseError;
 
 /// What the header fields say about framing and connection handling.
@@ -21,6 +22,8 @@ pub(crate) struct HeadInfo {
     pub error: Option<ParseError>,
     /// Content-Encoding we can decode.
     pub coding: Option<Coding>,
+    /// What Content-Encoding says of the body bytes as sent.
+    pub content: Content,
     /// An Upgrade field is present.
     pub upgrade: bool,
 }
@@ -37,12 +40,35 @@ const KNOWN_CODINGS: [&[u8]; 9] = [
     b"zstd",
 ];
 
+/// What one coding token says of the bytes: none (`identity`, empty), one we can undo, or
+/// one we cannot.
+fn coding_of(tok: &[u8]) -> Content {
+    let tok = trim(tok);
+    if tok.is_empty() || tok.eq_ignore_ascii_case(b"identity") {
+        Content::Plain
+    } else {
+        Coding::from_header(tok).map_or(Content::Opaque, Content::Encoded)
+    }
+}
+
+/// Two codings applied in turn: nothing here undoes two layers, and undoing only one would
+/// be wrong, so stacked codings make the body opaque.
+fn stack(a: Content, b: Content) -> Content {
+    match (a, b) {
+        (Content::Plain, c) | (c, Content::Plain) => c,
+        _ => Content::Opaque,
+    }
+}
+
 /// Reads framing-relevant fields; `is_request` selects the request rules for a bad TE.
 pub(crate) fn analyze(headers: &[httparse::Header<'_>], is_request: bool) -> HeadInfo {
     let mut info = HeadInfo::default();
     let mut te_tokens = 0u32;
     let mut chunked_count = 0u32;
     let mut last_chunked = false;
+    // What the codings named by each field say of the body bytes (see `stack`).
+    let mut ce = Content::Plain;
+    let mut te = Content::Plain;
     for h in headers {
         let name = h.name.as_bytes();
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -79,14 +105,26 @@ pub(crate) fn analyze(headers: &[httparse::Header<'_>], is_request: bool) -> Hea
                 } else if !KNOWN_CODINGS.iter().any(|k| tok.eq_ignore_ascii_case(k)) {
                     info.suspect = true;
                 }
+                // `Transfer-Encoding: gzip, chunked` leaves gzip bytes once the chunking is
+                // undone: the body is coded as surely as with Content-Encoding.
+                if !is_chunked {
+                    te = stack(te, coding_of(tok));
+                }
                 last_chunked = is_chunked;
             }
         } else if name.eq_ignore_ascii_case(b"content-encoding") {
-            info.coding = Coding::from_header(h.value);
+            for part in h.value.split(|b| *b == b',') {
+                ce = stack(ce, coding_of(part));
+            }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
             info.upgrade = true;
         }
     }
+    info.content = stack(ce, te);
+    info.coding = match info.content {
+        Content::Encoded(c) => Some(c),
+        _ => None,
+    };
     if info.te_present {
         info.te_chunked = last_chunked && chunked_count == 1;
         if chunked_count > 1 || (chunked_count == 1 && !last_chunked) || te_tokens == 0 {
@@ -476,6 +514,30 @@ mod tests {
             true,
         );
         assert!(i.te_chunked && i.suspect && i.error.is_none());
+        let i = analyze(&hdrs(&[("Transfer-Encoding", b"gzip, chunked")]), false);
+        assert_eq!(i.content, Content::Encoded(Coding::Gzip));
+        assert_eq!(i.coding, Some(Coding::Gzip));
+        let i = analyze(
+            &hdrs(&[
+                ("Transfer-Encoding", b"gzip, chunked"),
+                ("Content-Encoding", b"br"),
+            ]),
+            false,
+        );
+        assert_eq!(i.content, Content::Opaque);
+        assert_eq!(i.coding, None);
+        let i = analyze(&hdrs(&[("Content-Encoding", b"gzip, br")]), false);
+        assert_eq!(i.content, Content::Opaque);
+        let i = analyze(
+            &hdrs(&[
+                ("Content-Encoding", b"identity"),
+                ("Content-Encoding", b"zstd"),
+            ]),
+            false,
+        );
+        assert_eq!(i.content, Content::Encoded(Coding::Zstd));
+        let i = analyze(&hdrs(&[("Content-Encoding", b"compress")]), false);
+        assert_eq!(i.content, Content::Opaque);
         let i = analyze(&hdrs(&[("Transfer-Encoding", b"chunked, identity")]), true);
         assert_eq!(i.error, Some(ParseError::BadTransferEncoding));
         let i = analyze(&hdrs(&[("Transfer-Encoding", b"xchunked")]), true);

@@ -24,18 +24,18 @@
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 
-use base64::Engine as _;
 use vxtap_flow::{CloseReason, ConnMeta, Direction, GapReason, StreamHandler, Verdict};
 
 use crate::chunked::ChunkDecoder;
 use crate::decode::{extend_capped, heap_block, Coding, DecodeEnd, Decoder, GROWTH_STEP};
-use crate::exchange::{BodyEncoding, Exchange, Message, Peer, Timing};
+use crate::exchange::{
+    Body as CapturedBody, Content, Cut, Exchange, Message, Peer, Timing, Version,
+};
 use crate::flags::{Flag, FlagSet};
 use crate::framing::{
     analyze, find_head_end, find_start_line, has_bare_lf, loose_request_line, Class, Scan,
 };
 use crate::stats::{HttpStats, Outcome, ParseError};
-use crate::time::rfc3339_us;
 
 /// Upper bound on `max_headers` (the header array lives on the stack).
 pub const HEADERS_LIMIT: usize = 512;
@@ -112,6 +112,9 @@ struct MsgBuild {
     msg: Message,
     raw: Vec<u8>,
     decoder: Option<Box<Decoder>>,
+    /// What Content-Encoding (and a transfer coding other than chunked) says of the raw body
+    /// bytes.
+    content: Content,
     start_ts: u64,
     end_ts: u64,
     flags: FlagSet,
@@ -797,7 +800,7 @@ impl HttpHandler {
                     let msg = Message {
                         method: req.method.map(str::to_owned),
                         uri: req.path.map(str::to_owned),
-                        version: version_str(req.version),
+                        version: version_of(req.version),
                         headers: copy_headers(req.headers),
                         ..Message::default()
                     };
@@ -832,7 +835,7 @@ impl HttpHandler {
                     let msg = Message {
                         status: resp.code,
                         reason: resp.reason.map(str::to_owned),
-                        version: version_str(resp.version),
+                        version: version_of(resp.version),
                         headers: copy_headers(resp.headers),
                         ..Message::default()
                     };
@@ -886,7 +889,7 @@ impl HttpHandler {
             method: line.method.map(text),
             uri: line.target.map(text),
             start_line: Some(text(line.raw)),
-            version: version_str(Some(if line.http10 { 0 } else { 1 })),
+            version: version_of(Some(if line.http10 { 0 } else { 1 })),
             headers: copy_headers(headers),
             ..Message::default()
         };
@@ -901,6 +904,7 @@ impl HttpHandler {
         end_ts: u64,
         flags: FlagSet,
         coding: Option<Coding>,
+        content: Content,
     ) -> MsgBuild {
         let decoder = match coding {
             Some(cd) if self.cfg.decode_content && self.cfg.max_body_bytes > 0 => {
@@ -916,6 +920,7 @@ impl HttpHandler {
             msg,
             raw: Vec::new(),
             decoder,
+            content,
             start_ts,
             end_ts,
             flags,
@@ -952,7 +957,7 @@ impl HttpHandler {
         let is_connect = method.eq_ignore_ascii_case("CONNECT");
         let head_ts = c.halves[r].head_ts;
         let seq = self.push_request(c, method, is_head, is_connect);
-        let build = self.new_build(msg, head_ts, ts, flags, info.coding);
+        let build = self.new_build(msg, head_ts, ts, flags, info.coding, info.content);
         let h = &mut c.halves[r];
         h.cur = Some(Box::new(build));
         h.target = Some(seq);
@@ -1025,7 +1030,7 @@ impl HttpHandler {
         if upgrade {
             flags.insert(Flag::Upgrade);
         }
-        let mut build = self.new_build(msg, head_ts, ts, flags, info.coding);
+        let mut build = self.new_build(msg, head_ts, ts, flags, info.coding, info.content);
         let h = &mut c.halves[r];
         (build.ack, build.off) = (h.head_ack, h.head_off);
         h.cur = Some(Box::new(build));
@@ -1882,10 +1887,17 @@ impl HttpHandler {
             let len = b.method.iter().position(|&x| x == 0).unwrap_or(8);
             let msg = Message {
                 method: (len > 0).then(|| String::from_utf8_lossy(&b.method[..len]).into_owned()),
-                version: version_str(None),
+                version: version_of(None),
                 ..Message::default()
             };
-            let req = self.new_build(msg, b.ts, b.ts, Flag::PipelineOverflow.into(), None);
+            let req = self.new_build(
+                msg,
+                b.ts,
+                b.ts,
+                Flag::PipelineOverflow.into(),
+                None,
+                Content::Plain,
+            );
             Kind::Real(Box::new(Pending {
                 req: Some(req),
                 resp: None,
@@ -2033,49 +2045,65 @@ impl HttpHandler {
     fn finish_message(&mut self, m: MsgBuild) -> (Message, FlagSet) {
         let mut flags = m.flags;
         let mut msg = m.msg;
-        let cut = m.cut || msg.gap_bytes > 0;
-        let mut body = m.raw;
-        let mut truncated = (body.len() as u64) < msg.body_len;
+        let gapped = msg.gap_bytes > 0;
+        let cut = m.cut || gapped;
+        let mut bytes = m.raw;
+        let mut content = m.content;
+        let mut truncated = (bytes.len() as u64) < msg.body_len;
+        let mut bound_hit = false;
         if let Some(d) = m.decoder {
             self.stats.decodes += 1;
             let (out, end) = d.finish(!cut);
             match end {
                 DecodeEnd::Ok => {
-                    body = out;
+                    bytes = out;
+                    content = Content::Plain;
                     truncated = false;
                 }
                 DecodeEnd::Truncated => {
-                    body = out;
+                    bytes = out;
+                    content = Content::Plain;
                     truncated = true;
+                    bound_hit = true;
                     flags.insert(Flag::DecodeTruncated);
                 }
                 DecodeEnd::InputCut => {
                     if !out.is_empty() {
-                        body = out;
+                        bytes = out;
+                        content = Content::Plain;
                     }
-                    truncated = true;
+                    // Everything that arrived was decoded; only a gap leaves a hole in it.
+                    truncated = gapped;
                 }
                 DecodeEnd::Error => flags.insert(Flag::DecodeError),
             }
         }
-        if cut {
+        // `body_truncated` means "shorter than what arrived" (README): a message cut by the
+        // end of the connection is `incomplete`, and its body is truncated only if bytes that
+        // did arrive are missing from it (cap, gap, decode bound).
+        if gapped {
             truncated = true;
         }
-        if self.cfg.max_body_bytes == 0 || (body.is_empty() && msg.body_len == 0) {
+        if self.cfg.max_body_bytes == 0 || (bytes.is_empty() && msg.body_len == 0) {
             msg.body = None;
-            msg.body_encoding = None;
             msg.body_truncated = msg.body_len > 0;
         } else {
-            match String::from_utf8(body) {
-                Ok(s) => {
-                    msg.body = Some(s);
-                    msg.body_encoding = Some(BodyEncoding::Utf8);
-                }
-                Err(e) => {
-                    msg.body = Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()));
-                    msg.body_encoding = Some(BodyEncoding::Base64);
-                }
-            }
+            let why = if bound_hit {
+                Some(Cut::DecodeBound)
+            } else if gapped {
+                Some(Cut::Gap)
+            } else if cut {
+                Some(Cut::Incomplete)
+            } else if truncated {
+                Some(Cut::Cap)
+            } else {
+                None
+            };
+            msg.body = Some(CapturedBody {
+                bytes,
+                content,
+                cut: why,
+            });
             msg.body_truncated = truncated;
         }
         if msg.body_truncated {
@@ -2092,23 +2120,16 @@ impl HttpHandler {
         interim: Vec<Message>,
         mut flags: FlagSet,
     ) {
-        let mut timing = Timing::default();
         let (req_times, resp_times) = (
             req.as_ref().map(|m| (m.start_ts, m.end_ts)),
             resp.as_ref().map(|m| (m.start_ts, m.end_ts)),
         );
-        if let Some((s, e)) = req_times {
-            timing.request_start = Some(rfc3339_us(s));
-            timing.request_end = Some(rfc3339_us(e));
-        }
-        if let Some((s, e)) = resp_times {
-            timing.response_start = Some(rfc3339_us(s));
-            timing.response_end = Some(rfc3339_us(e));
-        }
-        if let (Some((rs, re)), Some((ps, pe))) = (req_times, resp_times) {
-            timing.ttfb_us = Some(ps.saturating_sub(re) / 1000);
-            timing.duration_us = Some(pe.saturating_sub(rs) / 1000);
-        }
+        let timing = Timing {
+            request_start_ns: req_times.map(|t| t.0),
+            request_end_ns: req_times.map(|t| t.1),
+            response_start_ns: resp_times.map(|t| t.0),
+            response_end_ns: resp_times.map(|t| t.1),
+        };
         let ts_ns = req_times.or(resp_times).map_or(c.meta.first_ts_ns, |t| t.0);
         let request = req.map(|m| {
             let (msg, f) = self.finish_message(m);
@@ -2153,8 +2174,8 @@ impl HttpHandler {
         c.next_index += 1;
         let meta = &c.meta;
         self.out.push(Exchange {
-            ts: rfc3339_us(ts_ns),
-            id: hex16(exchange_id(meta.stable_id, index)),
+            ts_ns,
+            id: exchange_id(meta.stable_id, index),
             vni: meta.vni,
             tunnel: match meta.tunnel {
                 vxtap_wire::TunnelKind::None => None,
@@ -2173,7 +2194,7 @@ impl HttpHandler {
             response,
             interim,
             timing,
-            flags: flags.labels(),
+            flags,
         });
     }
 
@@ -2562,8 +2583,10 @@ fn message_heap(m: &Message) -> usize {
         + opt(&m.method)
         + opt(&m.uri)
         + opt(&m.reason)
-        + str_heap(&m.version)
-        + opt(&m.body)
+        + opt(&m.start_line)
+        + m.body
+            .as_ref()
+            .map_or(0, |b| heap_block(b.bytes.capacity()))
 }
 
 /// Heap bytes a message being built holds (not counting the `MsgBuild` itself).
@@ -2748,15 +2771,6 @@ fn final_status_line(b: &[u8]) -> bool {
         && matches!(b[12], b' ' | b'\r' | b'\n')
 }
 
-fn hex16(v: u64) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut b = [0u8; 16];
-    for (i, slot) in b.iter_mut().enumerate() {
-        *slot = HEX[((v >> ((15 - i) * 4)) & 0xf) as usize];
-    }
-    String::from_utf8(b.to_vec()).unwrap_or_default()
-}
-
 fn role_of(dir: Direction) -> usize {
     match dir {
         Direction::ClientToServer => REQ,
@@ -2764,10 +2778,10 @@ fn role_of(dir: Direction) -> usize {
     }
 }
 
-fn version_str(v: Option<u8>) -> String {
+fn version_of(v: Option<u8>) -> Version {
     match v {
-        Some(0) => "HTTP/1.0".to_owned(),
-        _ => "HTTP/1.1".to_owned(),
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
     }
 }
 

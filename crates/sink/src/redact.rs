@@ -17,15 +17,14 @@
 //!   numbers that pass the Luhn check, and configured extra patterns.
 
 use crate::SinkError;
-use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use regex::{Captures, Regex};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
 use std::borrow::Cow;
-use vxtap_http::exchange::{BodyEncoding, Message};
-use vxtap_http::Exchange;
+use vxtap_http::exchange::{Content, Message};
+use vxtap_http::{decode_all, DecodeEnd, Exchange, Flag, FlagSet};
 
 /// Headers whose values are secrets by default (compared case-insensitively).
 pub const DEFAULT_HEADERS: &[&str] = &[
@@ -74,8 +73,42 @@ pub const DEFAULT_PARAMS: &[&str] = &[
 pub const MASK: &str = "[REDACTED]";
 /// The prefix of every hashed value in [`RedactMode::Hmac`].
 pub const HMAC_PREFIX: &str = "hmac-sha256:";
-/// The flag pushed on an exchange when redaction changed anything.
-pub const FLAG_REDACTED: &str = "redacted";
+/// Default bound on the decoded bytes of one body inspected for secrets (the HTTP layer's
+/// `max_decoded_bytes` default).
+pub const DEFAULT_DECODE_BOUND: usize = 64 * 1024;
+
+/// What happens to a body redaction cannot inspect (see [`Redactor::redact_report`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UninspectablePolicy {
+    /// The body is removed (`body: null`, flags `uninspectable` and `body_dropped`).
+    #[default]
+    Drop,
+    /// The body is emitted as captured, flagged `uninspectable`.
+    Keep,
+}
+
+impl std::str::FromStr for UninspectablePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop" => Ok(UninspectablePolicy::Drop),
+            "keep" => Ok(UninspectablePolicy::Keep),
+            _ => Err(format!("expected drop or keep, got {s:?}")),
+        }
+    }
+}
+
+/// What redacting one exchange did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RedactReport {
+    /// Something was replaced (the exchange is flagged `redacted`).
+    pub redacted: bool,
+    /// Bodies that could not be inspected and were removed.
+    pub dropped: u32,
+    /// Bodies that could not be inspected and were kept (`--uninspectable-bodies keep`).
+    pub kept: u32,
+}
 
 /// How a secret value is replaced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -119,6 +152,9 @@ pub struct RedactConfig {
     pub card_numbers: bool,
     /// Extra regular expressions whose whole matches are redacted in text.
     pub patterns: Vec<String>,
+    /// What to do with a text-like body that cannot be inspected (content coding that cannot
+    /// be decoded, or decoded content past the decode bound). Default `drop`.
+    pub uninspectable_bodies: UninspectablePolicy,
 }
 
 impl Default for RedactConfig {
@@ -136,6 +172,7 @@ impl Default for RedactConfig {
             emails: true,
             card_numbers: true,
             patterns: Vec::new(),
+            uninspectable_bodies: UninspectablePolicy::Drop,
         }
     }
 }
@@ -175,6 +212,9 @@ pub struct Redactor {
     email: Option<Regex>,
     card: Option<Regex>,
     extra: Vec<Regex>,
+    uninspectable: UninspectablePolicy,
+    /// Most decoded bytes of one body inspected (content-coded bodies are decoded to look in).
+    decode_bound: usize,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -474,6 +514,8 @@ impl Redactor {
             email: None,
             card: None,
             extra: Vec::new(),
+            uninspectable: UninspectablePolicy::Keep,
+            decode_bound: DEFAULT_DECODE_BOUND,
         }
     }
 
@@ -536,7 +578,17 @@ impl Redactor {
             email,
             card,
             extra,
+            uninspectable: cfg.uninspectable_bodies,
+            decode_bound: DEFAULT_DECODE_BOUND,
         })
+    }
+
+    /// Sets the bound on decoded bytes when a content-coded body is decoded for inspection
+    /// (the binary passes the HTTP layer's `max_decoded_bytes`). Content past it cannot be
+    /// inspected, so such a body falls under the uninspectable policy.
+    pub fn with_decode_bound(mut self, bound: usize) -> Self {
+        self.decode_bound = bound;
+        self
     }
 
     /// True when redaction is on.
@@ -889,9 +941,9 @@ impl Redactor {
         }
     }
 
-    /// Redacts a text body given the message's content type; `None` when unchanged.
-    fn redact_body_text(&self, body: &str, content_type: &str) -> Option<String> {
-        let ct = content_type.to_ascii_lowercase();
+    /// Redacts a text body given the message's content type (lowercased); `None` when
+    /// unchanged.
+    fn redact_body_text(&self, body: &str, ct: &str) -> Option<String> {
         if ct.contains("application/x-www-form-urlencoded") {
             return match self.redact_query(body) {
                 Cow::Owned(s) => Some(s),
@@ -936,6 +988,13 @@ impl Redactor {
 
     /// Redacts one message in place; true when anything changed.
     pub fn redact_message(&self, m: &mut Message) -> bool {
+        let mut flags = FlagSet::EMPTY;
+        self.redact_message_flags(m, &mut flags)
+    }
+
+    /// [`Redactor::redact_message`], adding to `flags` what the record must say (a decoded
+    /// body, an uninspectable or dropped body).
+    fn redact_message_flags(&self, m: &mut Message, flags: &mut FlagSet) -> bool {
         if !self.enabled {
             return false;
         }
@@ -963,53 +1022,143 @@ impl Redactor {
                 changed = true;
             }
         }
-        if let Some(body) = &m.body {
-            let new = match m.body_encoding {
-                Some(BodyEncoding::Base64) => {
-                    let engine = base64::engine::general_purpose::STANDARD;
-                    // Binary bodies are left alone: regexes over arbitrary bytes find nothing
-                    // meaningful and would corrupt them.
-                    engine
-                        .decode(body)
-                        .ok()
-                        .and_then(|raw| String::from_utf8(raw).ok())
-                        .and_then(|text| self.redact_body_text(&text, &content_type))
-                        .map(|r| engine.encode(r))
+        let Some(body) = m.body.as_mut() else {
+            return changed;
+        };
+        let ct = content_type.to_ascii_lowercase();
+        let text_like = is_text_like(&ct);
+        let inspected = match body.content {
+            Content::Plain => Inspect::Text(Cow::Borrowed(&body.bytes[..])),
+            // A binary type in a content coding: nothing text-shaped to look at (as for an
+            // uncoded binary body that is not valid UTF-8).
+            Content::Encoded(_) | Content::Opaque if !text_like => Inspect::Skip,
+            Content::Opaque => Inspect::Uninspectable,
+            Content::Encoded(coding) => {
+                // Decode exactly the captured bytes, which are what a reader of the record can
+                // decode: then everything they could see has been looked at.
+                let (out, end) =
+                    decode_all(coding, &body.bytes, self.decode_bound, body.cut.is_none());
+                match end {
+                    DecodeEnd::Ok | DecodeEnd::InputCut => Inspect::Decoded(out),
+                    DecodeEnd::Truncated | DecodeEnd::Error => Inspect::Uninspectable,
                 }
-                _ => self.redact_body_text(body, &content_type),
-            };
-            if let Some(new) = new {
-                m.body = Some(new);
-                changed = true;
+            }
+        };
+        match inspected {
+            Inspect::Skip => {}
+            Inspect::Text(bytes) => {
+                if let Some(new) = self.redact_body_bytes(&bytes, &ct, text_like) {
+                    body.bytes = new;
+                    changed = true;
+                }
+            }
+            Inspect::Decoded(decoded) => {
+                if let Some(new) = self.redact_body_bytes(&decoded, &ct, text_like) {
+                    // Re-encoding would hide the change from nobody and cost a compressor per
+                    // record: the record carries the decoded, redacted content and says so.
+                    body.bytes = new;
+                    body.content = Content::Plain;
+                    flags.insert(Flag::BodyDecoded);
+                    changed = true;
+                }
+            }
+            Inspect::Uninspectable => {
+                flags.insert(Flag::Uninspectable);
+                if self.uninspectable == UninspectablePolicy::Drop {
+                    m.body = None;
+                    flags.insert(Flag::BodyDropped);
+                }
             }
         }
         changed
     }
 
+    /// Redacts body bytes as text. Valid UTF-8 is redacted as it is; for text-like content
+    /// that is not (a capture cut inside a multi-byte character, or stray bytes) the text is
+    /// read lossily, so that a cut can never hide a secret. Binary content that is not UTF-8
+    /// is left alone: patterns over arbitrary bytes find nothing meaningful and would corrupt
+    /// it. `None` when nothing changed.
+    fn redact_body_bytes(&self, bytes: &[u8], ct: &str, text_like: bool) -> Option<Vec<u8>> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.redact_body_text(text, ct).map(String::into_bytes),
+            Err(_) if !text_like => None,
+            Err(e) if e.error_len().is_none() => {
+                // Only the last character is incomplete: redact the text before it and keep
+                // its bytes as they were (they cannot hold a secret).
+                let (head, tail) = bytes.split_at(e.valid_up_to());
+                let head = std::str::from_utf8(head).ok()?;
+                let mut out = self.redact_body_text(head, ct)?.into_bytes();
+                out.extend_from_slice(tail);
+                Some(out)
+            }
+            Err(_) => {
+                let text = String::from_utf8_lossy(bytes);
+                self.redact_body_text(&text, ct).map(String::into_bytes)
+            }
+        }
+    }
+
     /// Redacts an exchange in place and flags it `redacted` when anything changed; returns
     /// whether it did.
     pub fn redact(&self, ex: &mut Exchange) -> bool {
-        if !self.enabled {
-            return false;
-        }
-        let mut changed = false;
-        if let Some(m) = ex.request.as_mut() {
-            changed |= self.redact_message(m);
-        }
-        if let Some(m) = ex.response.as_mut() {
-            changed |= self.redact_message(m);
-        }
-        for m in ex.interim.iter_mut() {
-            changed |= self.redact_message(m);
-        }
-        if changed {
-            // Flags are kept sorted and unique (the record's contract).
-            if let Err(pos) = ex.flags.binary_search(&FLAG_REDACTED) {
-                ex.flags.insert(pos, FLAG_REDACTED);
-            }
-        }
-        changed
+        self.redact_report(ex).redacted
     }
+
+    /// Redacts an exchange in place: flags it `redacted` when anything changed, and applies
+    /// the uninspectable policy to bodies it cannot look into (flagged `uninspectable`, and
+    /// `body_dropped` when removed). Nothing is ever skipped silently.
+    pub fn redact_report(&self, ex: &mut Exchange) -> RedactReport {
+        let mut report = RedactReport::default();
+        if !self.enabled {
+            return report;
+        }
+        let mut flags = FlagSet::EMPTY;
+        for m in ex.messages_mut() {
+            let had_body = m.body.is_some();
+            let mut f = FlagSet::EMPTY;
+            report.redacted |= self.redact_message_flags(m, &mut f);
+            if f.contains(Flag::Uninspectable) {
+                if had_body && m.body.is_none() {
+                    report.dropped += 1;
+                } else {
+                    report.kept += 1;
+                }
+            }
+            flags.merge(f);
+        }
+        if report.redacted {
+            flags.insert(Flag::Redacted);
+        }
+        ex.flags.merge(flags);
+        report
+    }
+}
+
+/// What redaction can look at in a body.
+enum Inspect<'a> {
+    /// The bytes are text to look at as they are.
+    Text(Cow<'a, [u8]>),
+    /// The bytes are content-coded; this is everything they decode to.
+    Decoded(Vec<u8>),
+    /// Not text and not meant to be (a binary content type).
+    Skip,
+    /// Text-like content that cannot be decoded, or decodes past the bound.
+    Uninspectable,
+}
+
+/// True for content types whose bodies are text a secret can hide in: text, JSON, XML, forms,
+/// scripts. A missing content type counts as text: it could be anything.
+fn is_text_like(ct: &str) -> bool {
+    ct.trim().is_empty()
+        || ct.starts_with("text/")
+        || ct.contains("json")
+        || ct.contains("xml")
+        || ct.contains("form")
+        || ct.contains("javascript")
+        || ct.contains("ecmascript")
+        || ct.contains("graphql")
+        || ct.contains("yaml")
+        || ct.contains("csv")
 }
 
 #[cfg(test)]
@@ -1057,8 +1206,15 @@ mod digit_run_tests {
 mod tests {
     use super::*;
     use crate::testutil::{exchange, request, response};
+    use vxtap_http::exchange::Body;
 
     const KEY: &[u8] = b"test-key";
+
+    /// A captured body as text (lossily), empty when there is none.
+    fn text(b: Option<Body>) -> String {
+        b.map(|b| String::from_utf8_lossy(&b.bytes).into_owned())
+            .unwrap_or_default()
+    }
 
     fn redactor(cfg: &RedactConfig) -> Redactor {
         Redactor::with_key(cfg, KEY).unwrap()
@@ -1116,7 +1272,7 @@ mod tests {
         let r = redactor(&RedactConfig::default());
         let mut ex = secret_exchange();
         assert!(r.redact(&mut ex));
-        let out = serde_json::to_string(&ex).unwrap();
+        let out = serde_json::to_string(&crate::Record(&ex)).unwrap();
         for s in SECRETS {
             assert!(!out.contains(s), "{s} survived in {out}");
         }
@@ -1138,20 +1294,24 @@ mod tests {
         ] {
             assert!(out.contains(keep), "{keep} missing from {out}");
         }
-        assert_eq!(ex.flags, vec!["redacted"]);
+        assert_eq!(ex.flags.labels(), vec!["redacted"]);
         // Redacting twice does not add the flag twice.
         let mut again = ex.clone();
         r.redact(&mut again);
-        assert_eq!(again.flags, vec!["redacted"]);
+        assert_eq!(again.flags.labels(), vec!["redacted"]);
     }
 
     #[test]
     fn flag_is_inserted_in_sorted_position() {
         let r = redactor(&RedactConfig::default());
         let mut ex = secret_exchange();
-        ex.flags = vec!["gap", "truncated_capture"];
+        ex.flags.insert(vxtap_http::Flag::Gap);
+        ex.flags.insert(vxtap_http::Flag::TruncatedCapture);
         r.redact(&mut ex);
-        assert_eq!(ex.flags, vec!["gap", "redacted", "truncated_capture"]);
+        assert_eq!(
+            ex.flags.labels(),
+            vec!["gap", "redacted", "truncated_capture"]
+        );
     }
 
     #[test]
@@ -1235,7 +1395,7 @@ mod tests {
         });
         let mut ex = secret_exchange();
         r.redact(&mut ex);
-        let out = serde_json::to_string(&ex).unwrap();
+        let out = serde_json::to_string(&crate::Record(&ex)).unwrap();
         for s in SECRETS {
             assert!(!out.contains(s), "{s} survived");
         }
@@ -1318,7 +1478,7 @@ mod tests {
             Some(&format!(r#"{{"session":{{"jwt":"{jwt}"}}}}"#)),
         );
         assert!(r.redact_message(&mut m));
-        assert!(!m.body.unwrap().contains(jwt));
+        assert!(!text(m.body).contains(jwt));
         assert_eq!(
             r.redact_str("the bearer of bad news"),
             "the bearer of bad news"
@@ -1369,7 +1529,7 @@ mod tests {
         let body = r#"{"profile":{"dob":"1990-01-01","dobx":"keep"},"rows":[{"ssn_like":"111-22-3333"},{"ssn_like":123}],"pin":1234,"secret":{"a":"SECRETOBJ"},"card":4111111111111111,"n":17}"#;
         let mut m = request("POST", "/", &[], Some(body));
         assert!(r.redact_message(&mut m));
-        let out = m.body.unwrap();
+        let out = text(m.body);
         // "pin" is listed by name and the value hashed once, like the same value anywhere.
         assert!(out.contains(&format!(r#""pin":"{}""#, r.mask("1234"))));
         for s in [
@@ -1403,7 +1563,7 @@ mod tests {
             Some(body),
         );
         assert!(!r.redact_message(&mut m));
-        assert_eq!(m.body.as_deref(), Some(body));
+        assert_eq!(m.body.map(|b| b.bytes), Some(body.as_bytes().to_vec()));
     }
 
     #[test]
@@ -1419,7 +1579,7 @@ mod tests {
         );
         m.body_truncated = true;
         assert!(r.redact_message(&mut m));
-        let out = m.body.unwrap();
+        let out = text(m.body);
         for s in ["SECRET\\\"TRUNC", "TRUNC", "a@b.com", "SECRETCUT"] {
             assert!(!out.contains(s), "{s} survived in {out}");
         }
@@ -1466,26 +1626,121 @@ mod tests {
     }
 
     #[test]
-    fn base64_bodies() {
+    fn bodies_that_are_not_utf8() {
         let r = redactor(&RedactConfig::default());
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut m = request("POST", "/", &[], None);
-        m.body = Some(b64.encode("token=SECRETB64&x=1"));
-        m.body_encoding = Some(BodyEncoding::Base64);
-        m.headers = vec![(
-            "Content-Type".into(),
-            "application/x-www-form-urlencoded".into(),
-        )];
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        // Cut inside a two-byte character: the text before it is still redacted, the partial
+        // character is kept.
+        let mut raw = b"token=SECRETCUT&x=".to_vec();
+        raw.extend_from_slice(&"\u{e9}".as_bytes()[..1]);
+        let mut m = request("POST", "/", &form, None);
+        m.body = Some(Body {
+            bytes: raw,
+            ..Body::default()
+        });
         assert!(r.redact_message(&mut m));
-        let text = String::from_utf8(b64.decode(m.body.unwrap()).unwrap()).unwrap();
-        assert!(!text.contains("SECRETB64") && text.ends_with("&x=1"));
-        // Binary is left alone.
-        let bin = b64.encode([0xff_u8, 0xfe, 0x00, b't', b'o', b'k']);
-        let mut m = request("POST", "/", &[], None);
-        m.body = Some(bin.clone());
-        m.body_encoding = Some(BodyEncoding::Base64);
+        let b = m.body.unwrap().bytes;
+        assert!(!String::from_utf8_lossy(&b).contains("SECRETCUT"));
+        assert!(b.ends_with(b"&x=\xc3"));
+        // Stray bytes in the middle of text: read lossily, still redacted.
+        let mut m = request("POST", "/", &form, None);
+        m.body = Some(Body {
+            bytes: b"a=\xff\xfe&token=SECRETMID".to_vec(),
+            ..Body::default()
+        });
+        assert!(r.redact_message(&mut m));
+        assert!(!text(m.body).contains("SECRETMID"));
+        // Binary content is left alone.
+        let bin = vec![0xff_u8, 0xfe, 0x00, b't', b'o', b'k'];
+        let mut m = request("POST", "/", &[("Content-Type", "image/png")], None);
+        m.body = Some(Body {
+            bytes: bin.clone(),
+            ..Body::default()
+        });
         assert!(!r.redact_message(&mut m));
-        assert_eq!(m.body, Some(bin));
+        assert_eq!(m.body.map(|b| b.bytes), Some(bin));
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn coded(ct: &str, ce: &str, bytes: Vec<u8>) -> Exchange {
+        let mut m = response(200, &[("Content-Type", ct), ("Content-Encoding", ce)], None);
+        m.body_len = bytes.len() as u64;
+        let coding = vxtap_http::exchange::Content::Encoded(vxtap_http::ContentCoding::Gzip);
+        m.body = Some(Body {
+            bytes,
+            content: if ce == "gzip" {
+                coding
+            } else {
+                vxtap_http::exchange::Content::Opaque
+            },
+            cut: None,
+        });
+        exchange(Some(request("GET", "/", &[], None)), Some(m))
+    }
+
+    #[test]
+    fn content_coded_bodies_are_inspected_or_handled_by_policy() {
+        let r = redactor(&RedactConfig::default());
+        // A secret inside gzip: the record carries the redacted, decoded form and says so.
+        let mut ex = coded(
+            "application/json",
+            "gzip",
+            gzip(br#"{"password":"SECRET901","token":"SECRET902"}"#),
+        );
+        let rep = r.redact_report(&mut ex);
+        assert!(rep.redacted);
+        let body = ex.response.as_ref().unwrap().body.clone();
+        assert_eq!(
+            body.as_ref().unwrap().content,
+            vxtap_http::exchange::Content::Plain
+        );
+        let t = text(body);
+        assert!(!t.contains("SECRET90") && t.contains("password"), "{t}");
+        assert_eq!(ex.flags.labels(), vec!["body_decoded", "redacted"]);
+        // Nothing to redact inside: the captured gzip goes out unchanged, unflagged.
+        let clean = gzip(br#"{"user":"bob"}"#);
+        let mut ex = coded("application/json", "gzip", clean.clone());
+        assert_eq!(r.redact_report(&mut ex), RedactReport::default());
+        assert_eq!(
+            ex.response.as_ref().unwrap().body.as_ref().unwrap().bytes,
+            clean
+        );
+        assert!(ex.flags.is_empty());
+        // A coding that cannot be undone: dropped by default, kept on request; always flagged.
+        let mut ex = coded("text/plain", "compress", b"\x1f\x9d token=SECRET".to_vec());
+        let rep = r.redact_report(&mut ex);
+        assert_eq!((rep.dropped, rep.kept), (1, 0));
+        assert_eq!(ex.response.as_ref().unwrap().body, None);
+        assert_eq!(ex.flags.labels(), vec!["body_dropped", "uninspectable"]);
+        let keep = redactor(&RedactConfig {
+            uninspectable_bodies: UninspectablePolicy::Keep,
+            ..RedactConfig::default()
+        });
+        let mut ex = coded("text/plain", "compress", b"\x1f\x9d token=SECRET".to_vec());
+        let rep = keep.redact_report(&mut ex);
+        assert_eq!((rep.dropped, rep.kept), (0, 1));
+        assert!(ex.response.as_ref().unwrap().body.is_some());
+        assert_eq!(ex.flags.labels(), vec!["uninspectable"]);
+        // Corrupt gzip, and gzip past the decode bound: uninspectable too.
+        let mut ex = coded("application/json", "gzip", b"\x1f\x8b\x08garbage".to_vec());
+        assert_eq!(r.redact_report(&mut ex).dropped, 1);
+        let big = gzip(&vec![b'a'; 200_000]);
+        let mut ex = coded("application/json", "gzip", big);
+        assert_eq!(r.redact_report(&mut ex).dropped, 1);
+        // A binary type is not text and is not inspected (as an uncoded binary body).
+        let bin = gzip(b"\x00\x01 token=abc");
+        let mut ex = coded("image/png", "gzip", bin.clone());
+        assert_eq!(r.redact_report(&mut ex), RedactReport::default());
+        assert_eq!(
+            ex.response.as_ref().unwrap().body.as_ref().unwrap().bytes,
+            bin
+        );
     }
 
     #[test]
@@ -1569,7 +1824,7 @@ mod tests {
             let body = ex
                 .response
                 .as_ref()
-                .and_then(|m| m.body.clone())
+                .map(|m| text(m.body.clone()))
                 .unwrap_or_default();
             let start = std::time::Instant::now();
             for _ in 0..n {
@@ -1650,11 +1905,11 @@ mod tests {
             let body = format!("{before}&{name}={secret}&{after}");
             let mut m = request("POST", "/", &[("Content-Type", "application/x-www-form-urlencoded")], Some(&body));
             r.redact_message(&mut m);
-            proptest::prop_assert!(!m.body.unwrap().contains(&secret));
+            proptest::prop_assert!(!text(m.body).contains(&secret));
             let json = format!(r#"{{"a":{{"{name}":"{secret}"}},"b":[1,{{"{name}":"{secret}"}}]}}"#);
             let mut m = request("POST", "/", &[], Some(&json));
             r.redact_message(&mut m);
-            proptest::prop_assert!(!m.body.unwrap().contains(&secret));
+            proptest::prop_assert!(!text(m.body).contains(&secret));
             // Cut anywhere, the JSON falls back to patterns and still hides the value.
             let cut = &json[..json.find(&secret).unwrap_or(0) + secret.len()];
             proptest::prop_assert!(!r.redact_str(cut).contains(&secret));

@@ -146,6 +146,11 @@ pub struct PrivacyOpts {
     /// Environment variable holding the HMAC key for redacted values.
     #[arg(long, value_name = "VAR")]
     pub redact_key_env: Option<String>,
+    /// What to do with a text-like body redaction cannot inspect (a content coding it cannot
+    /// decode, or content past the decode bound): drop it (body null, flagged body_dropped) or
+    /// keep it as captured; both flag uninspectable [default: drop].
+    #[arg(long, value_name = "drop|keep")]
+    pub uninspectable_bodies: Option<vxtap_sink::UninspectablePolicy>,
     /// Keep this share of connections (0 < rate <= 1), decided per connection.
     #[arg(long, value_name = "RATE")]
     pub sample: Option<f64>,

@@ -348,6 +348,9 @@ impl Settings {
         {
             redact.key_env = Some(env);
         }
+        if let Some(policy) = privacy.uninspectable_bodies {
+            redact.uninspectable_bodies = policy;
+        }
         let threads = pipeline
             .threads
             .or(file.threads)
@@ -605,6 +608,40 @@ mod tests {
         let g = replay_settings(&argv, file).unwrap();
         assert_eq!(g.http.max_pending_bytes, 8 << 20);
         assert_eq!(g.http.max_pending_bytes_total, 32 << 20);
+    }
+
+    #[test]
+    fn uninspectable_policy_from_the_file_and_the_flag() {
+        use vxtap_sink::UninspectablePolicy;
+        let argv = ["vxtap", "replay", "x.pcap"];
+        let default = replay_settings(&argv, "").unwrap();
+        assert_eq!(
+            default.redact.uninspectable_bodies,
+            UninspectablePolicy::Drop
+        );
+        let file = "[redact]\nuninspectable_bodies = \"keep\"";
+        let from_file = replay_settings(&argv, file).unwrap();
+        assert_eq!(
+            from_file.redact.uninspectable_bodies,
+            UninspectablePolicy::Keep
+        );
+        let flag = [
+            "vxtap",
+            "replay",
+            "--uninspectable-bodies",
+            "drop",
+            "x.pcap",
+        ];
+        let flags = replay_settings(&flag, file).unwrap();
+        assert_eq!(flags.redact.uninspectable_bodies, UninspectablePolicy::Drop);
+        let bad = [
+            "vxtap",
+            "replay",
+            "--uninspectable-bodies",
+            "maybe",
+            "x.pcap",
+        ];
+        assert!(replay_settings(&bad, "").is_err());
     }
 
     #[test]

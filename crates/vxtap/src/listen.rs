@@ -58,13 +58,13 @@ fn exchange_bytes(ex: &Exchange) -> usize {
                 .sum::<usize>()
             + opt(&m.method)
             + opt(&m.uri)
+            + opt(&m.start_line)
             + opt(&m.reason)
-            + opt(&m.body)
-            + m.version.capacity()
+            + m.body.as_ref().map_or(0, |b| b.bytes.capacity())
     }
-    // The record's own strings (timestamps, id) and vecs, roughly.
+    // The record's fixed-size parts and its vecs, roughly.
     std::mem::size_of::<Exchange>()
-        + 256
+        + 64
         + ex.request.as_ref().map_or(0, msg)
         + ex.response.as_ref().map_or(0, msg)
         + ex.interim.iter().map(msg).sum::<usize>()
@@ -359,7 +359,8 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
             // Published after each batch for the shutdown deadline: what this thread dealt
             // with without writing it.
             let publish_settled = |out: &vxtap_sink::ExchangePipeline| {
-                let filtered: u64 = out.filter_stats.iter().map(|(_, n)| n).sum();
+                let f = out.transforms.stats().filter;
+                let filtered = f.host + f.path + f.method + f.status;
                 settled.store(filtered + out.sink.stats().failed, Ordering::Relaxed);
             };
             loop {
@@ -368,10 +369,10 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
                         out_queued.fetch_sub(batch_bytes(&batch), Ordering::Relaxed);
                         let m = lock(&out_metrics);
                         for ex in &batch {
-                            if let Some(d) = ex.timing.duration_us {
+                            if let Some(d) = ex.timing.duration_us() {
                                 m.exchange_duration.observe(d as f64 / 1e6);
                             }
-                            if let Some(t) = ex.timing.ttfb_us {
+                            if let Some(t) = ex.timing.ttfb_us() {
                                 m.exchange_ttfb.observe(t as f64 / 1e6);
                             }
                         }

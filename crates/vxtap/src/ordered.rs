@@ -15,10 +15,10 @@ use crossbeam_channel::{
     bounded, unbounded, Receiver, RecvError, Select, Sender, TryRecvError, TrySendError,
 };
 use vxtap_http::Exchange;
-use vxtap_sink::{ExchangePipeline, JsonLinesWriter, LineEncoder};
+use vxtap_sink::{Encode, EncodedSink, ExchangePipeline, Transform, Transforms};
 
 use crate::health::{RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
-use crate::pipeline::{Transforms, Worker};
+use crate::pipeline::Worker;
 
 /// A worker with nothing to send still reports its progress this often (in input frames).
 pub const HEARTBEAT_FRAMES: u64 = 16 * 1024;
@@ -64,10 +64,11 @@ pub fn local_output_channel() -> (WorkerEnd, MergeEnd) {
     (WorkerEnd { tx, recycled }, MergeEnd { rx, recycle })
 }
 
-/// The worker side: keys, filters, redacts and encodes what a [`Worker`] finishes.
-pub struct Emitter {
+/// The worker side: keys, filters, redacts and encodes what a [`Worker`] finishes, with the
+/// sink's own encoder (`E`).
+pub struct Emitter<E: Encode> {
     transforms: Transforms,
-    encoder: LineEncoder,
+    encoder: E,
     out: WorkerEnd,
     /// Keys of the exchanges the worker holds ready, in its order.
     keys: Vec<u64>,
@@ -76,9 +77,9 @@ pub struct Emitter {
     batch: usize,
 }
 
-impl Emitter {
+impl<E: Encode> Emitter<E> {
     /// An emitter sending to `out` once `batch` exchanges are ready.
-    pub fn new(transforms: Transforms, encoder: LineEncoder, out: WorkerEnd, batch: usize) -> Self {
+    pub fn new(transforms: Transforms, encoder: E, out: WorkerEnd, batch: usize) -> Self {
         Emitter {
             transforms,
             encoder,
@@ -139,7 +140,7 @@ impl Emitter {
         enc.watermark = watermark;
         enc.encode_errors = 0;
         for (mut ex, key) in self.drained.drain(..).zip(self.keys.drain(..)) {
-            if !self.transforms.keep(&mut ex) {
+            if !self.transforms.apply(&mut ex) {
                 continue;
             }
             match self.encoder.encode(&ex, &mut enc.bytes) {
@@ -213,18 +214,18 @@ impl Source {
 /// The merge of the workers' streams into `out`, driven by whichever thread owns it: `poll`
 /// never blocks, so the reading thread of a sharded replay can run it between frames instead
 /// of a third thread that would take a core's time slices from the two workers.
-pub struct Merger<'a> {
+pub struct Merger<'a, S: EncodedSink> {
     rxs: Vec<Receiver<Encoded>>,
     srcs: Vec<Source>,
-    out: &'a mut ExchangePipeline<JsonLinesWriter>,
+    out: &'a mut ExchangePipeline<Transforms, S>,
     first_error: Option<String>,
     errors: RateLimitedLog,
     now: SystemTime,
 }
 
-impl<'a> Merger<'a> {
+impl<'a, S: EncodedSink> Merger<'a, S> {
     /// A merge of `ends` (worker order: ties on a key go to the lower index) into `out`.
-    pub fn new(ends: Vec<MergeEnd>, out: &'a mut ExchangePipeline<JsonLinesWriter>) -> Self {
+    pub fn new(ends: Vec<MergeEnd>, out: &'a mut ExchangePipeline<Transforms, S>) -> Self {
         let (rxs, srcs) = ends
             .into_iter()
             .map(|e| {
@@ -357,7 +358,7 @@ impl<'a> Merger<'a> {
             if let Err(e) = self
                 .out
                 .sink
-                .write_line_at(&front.bytes[s.start..end], self.now)
+                .write_encoded(&front.bytes[s.start..end], self.now)
             {
                 // A closed pipe is the reader's choice, not a failure to report.
                 if self.out.sink.stopped() != Some(std::io::ErrorKind::BrokenPipe) {
@@ -375,7 +376,7 @@ impl<'a> Merger<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vxtap_sink::{ExchangeFilter, JsonLinesConfig, Redactor};
+    use vxtap_sink::{JsonLinesConfig, JsonLinesWriter};
 
     /// A batch of lines "w:key:i" for the given keys.
     fn batch(w: usize, keys: &[u64], watermark: u64) -> Encoded {
@@ -392,7 +393,9 @@ mod tests {
     }
 
     /// Runs `merge` against a fresh output file and returns the (worker, key) of every line.
-    fn written(merge: impl FnOnce(&mut ExchangePipeline<JsonLinesWriter>)) -> Vec<(usize, u64)> {
+    fn written(
+        merge: impl FnOnce(&mut ExchangePipeline<Transforms, JsonLinesWriter>),
+    ) -> Vec<(usize, u64)> {
         let path = std::env::temp_dir().join(format!(
             "vxtap-ordered-{}-{:?}.jsonl",
             std::process::id(),
@@ -400,8 +403,7 @@ mod tests {
         ));
         let _ = std::fs::remove_file(&path);
         let mut out = ExchangePipeline::new(
-            ExchangeFilter::default(),
-            Redactor::disabled(),
+            Transforms::passthrough(),
             JsonLinesWriter::new(JsonLinesConfig {
                 path: Some(path.clone()),
                 ..JsonLinesConfig::default()
@@ -441,6 +443,65 @@ mod tests {
                 s.join().unwrap();
             }
         })
+    }
+
+    /// A sink other than the JSON-lines writer (as a Kafka producer would be): records in
+    /// memory, one per write.
+    #[derive(Default)]
+    struct Records(Vec<Vec<u8>>);
+
+    #[derive(Clone)]
+    struct NoEncoder;
+
+    impl Encode for NoEncoder {
+        fn encode(&self, _: &Exchange, _: &mut Vec<u8>) -> Result<(), vxtap_sink::SinkError> {
+            Ok(())
+        }
+    }
+
+    impl vxtap_sink::Sink for Records {
+        fn write(&mut self, _: &Exchange) -> Result<(), vxtap_sink::SinkError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), vxtap_sink::SinkError> {
+            Ok(())
+        }
+    }
+
+    impl EncodedSink for Records {
+        type Encoder = NoEncoder;
+        fn encoder(&self) -> NoEncoder {
+            NoEncoder
+        }
+        fn write_encoded(
+            &mut self,
+            record: &[u8],
+            _: SystemTime,
+        ) -> Result<(), vxtap_sink::SinkError> {
+            self.0.push(record.to_vec());
+            Ok(())
+        }
+        fn add_errors(&mut self, _: u64) {}
+    }
+
+    /// The merge hands any [`EncodedSink`] whole records in key order: a new output plugs in
+    /// without touching the threads.
+    #[test]
+    fn the_merge_feeds_any_encoded_sink() {
+        let mut out = ExchangePipeline::new(Transforms::passthrough(), Records::default());
+        let (a, a_end) = output_channel(4);
+        let (b, b_end) = output_channel(4);
+        a.tx.send(batch(0, &[1, 4], u64::MAX)).unwrap();
+        b.tx.send(batch(1, &[2, 3], u64::MAX)).unwrap();
+        drop((a, b));
+        assert!(Merger::new(vec![a_end, b_end], &mut out).finish().is_none());
+        let got: Vec<String> = out
+            .sink
+            .0
+            .iter()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect();
+        assert_eq!(got, ["0:1:0\n", "1:2:0\n", "1:3:1\n", "0:4:1\n"]);
     }
 
     /// The sharded replay's shape: the merging thread also feeds a worker through a bounded

@@ -11,8 +11,8 @@ use std::time::Duration;
 use vxtap_flow::{FlowConfig, FlowStats, FlowTable};
 use vxtap_http::{Exchange, HttpConfig, HttpHandler, HttpStats};
 use vxtap_sink::{
-    ExchangeFilter, ExchangeFilterStats, ExchangePipeline, FilterStats, JsonLinesConfig,
-    JsonLinesWriter, PacketFilter, Redactor, WriterStats,
+    ExchangeFilter, ExchangePipeline, FilterStats, JsonLinesConfig, JsonLinesWriter, PacketFilter,
+    Redactor, TransformStats, Transforms, WriterStats,
 };
 use vxtap_wire::{DecapStats, Decapsulator, Decoded, LinkType, Segment};
 
@@ -165,81 +165,51 @@ impl Worker {
     }
 }
 
-/// HTTP-level filtering and redaction, run where the exchanges are made when several workers
-/// share one writer, so that the writer only serializes. Clones share the redaction key:
-/// build one and clone it per worker, so equal secrets give equal tokens on every worker.
-#[derive(Clone)]
-pub struct Transforms {
-    filter: ExchangeFilter,
-    redactor: Redactor,
-    /// Exchanges dropped by the HTTP-level filter, by reason.
-    pub filter_stats: ExchangeFilterStats,
-    /// Exchanges the redactor changed.
-    pub redacted: u64,
-}
-
-impl Transforms {
-    /// The transforms `settings` asks for.
-    pub fn new(settings: &Settings) -> Result<Self, String> {
-        Ok(Transforms {
-            filter: ExchangeFilter::new(&settings.exchange_filter).map_err(|e| e.to_string())?,
-            redactor: redactor(settings)?,
-            filter_stats: ExchangeFilterStats::default(),
-            redacted: 0,
-        })
-    }
-
-    /// False when the filter rejects `ex`; otherwise redacts it and returns true.
-    pub fn keep(&mut self, ex: &mut Exchange) -> bool {
-        if let vxtap_sink::ExchangeDecision::Drop(_) = self.filter.check(ex, &mut self.filter_stats)
-        {
-            return false;
-        }
-        if self.redactor.redact(ex) {
-            self.redacted += 1;
-        }
-        true
-    }
-}
-
-fn redactor(settings: &Settings) -> Result<Redactor, String> {
-    if settings.redact.enabled {
-        Redactor::new(&settings.redact).map_err(|e| e.to_string())
+/// The transform chain `settings` asks for (see [`Transforms`]: filter, then redaction), for
+/// `replay` and `listen` alike. Build it once and clone it per worker: clones share the
+/// redaction key, so equal secrets give equal tokens on every worker.
+pub fn transforms(settings: &Settings) -> Result<Transforms, String> {
+    let filter = ExchangeFilter::new(&settings.exchange_filter).map_err(|e| e.to_string())?;
+    let redactor = if settings.redact.enabled {
+        Redactor::new(&settings.redact)
+            .map_err(|e| e.to_string())?
+            // Content-coded bodies are decoded for inspection under the same bound as
+            // `--decode-content`, whatever that flag says.
+            .with_decode_bound(settings.http.max_decoded_bytes)
     } else {
-        Ok(Redactor::disabled())
-    }
+        Redactor::disabled()
+    };
+    Ok(Transforms::new(filter, redactor))
 }
 
-/// The output stage when the workers already ran [`Transforms`]: it only writes.
+fn writer(settings: &Settings, sink: JsonLinesConfig) -> Result<JsonLinesWriter, String> {
+    JsonLinesWriter::new(JsonLinesConfig {
+        sample_rate: settings.packet_filter.sample,
+        ..sink
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The output stage when the workers already ran [`transforms`]: it only writes.
 pub fn writer_only(
     settings: &Settings,
     sink: JsonLinesConfig,
-) -> Result<ExchangePipeline<JsonLinesWriter>, String> {
-    let writer = JsonLinesWriter::new(JsonLinesConfig {
-        sample_rate: settings.packet_filter.sample,
-        ..sink
-    })
-    .map_err(|e| e.to_string())?;
+) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>, String> {
     Ok(ExchangePipeline::new(
-        ExchangeFilter::default(),
-        Redactor::disabled(),
-        writer,
+        Transforms::passthrough(),
+        writer(settings, sink)?,
     ))
 }
 
-/// Builds the exchange output stage.
+/// Builds the exchange output stage: the whole chain, then the writer.
 pub fn output_pipeline(
     settings: &Settings,
     sink: JsonLinesConfig,
-) -> Result<ExchangePipeline<JsonLinesWriter>, String> {
-    let filter = ExchangeFilter::new(&settings.exchange_filter).map_err(|e| e.to_string())?;
-    let redactor = redactor(settings)?;
-    let writer = JsonLinesWriter::new(JsonLinesConfig {
-        sample_rate: settings.packet_filter.sample,
-        ..sink
-    })
-    .map_err(|e| e.to_string())?;
-    Ok(ExchangePipeline::new(filter, redactor, writer))
+) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>, String> {
+    Ok(ExchangePipeline::new(
+        transforms(settings)?,
+        writer(settings, sink)?,
+    ))
 }
 
 /// Every counter of a run, merged over the stages.
@@ -257,10 +227,8 @@ pub struct Totals {
     pub filter: FilterStats,
     /// Workers (reassembly and HTTP).
     pub workers: WorkerStats,
-    /// HTTP-level filter.
-    pub exchange_filter: ExchangeFilterStats,
-    /// Exchanges the redactor changed.
-    pub redacted: u64,
+    /// HTTP-level filter and redaction.
+    pub transforms: TransformStats,
     /// The output writer.
     pub writer: WriterStats,
     /// Records given up at shutdown because the drain deadline passed with the output still
@@ -278,14 +246,12 @@ impl Totals {
 
     /// Adds the counters of transforms run in a worker.
     pub fn add_transforms(&mut self, t: &Transforms) {
-        self.exchange_filter.merge(&t.filter_stats);
-        self.redacted += t.redacted;
+        self.transforms.merge(&t.stats());
     }
 
     /// Adds the output stage's counters.
-    pub fn add_output(&mut self, out: &ExchangePipeline<JsonLinesWriter>) {
-        self.exchange_filter.merge(&out.filter_stats);
-        self.redacted += out.redacted;
+    pub fn add_output(&mut self, out: &ExchangePipeline<Transforms, JsonLinesWriter>) {
+        self.transforms.merge(&out.transforms.stats());
         let w = out.sink.stats();
         self.writer = w;
     }
@@ -335,7 +301,10 @@ impl Totals {
                 h.exchanges_by(o),
             );
         }
-        for f in vxtap_http::Flag::ALL {
+        for f in vxtap_http::Flag::ALL
+            .into_iter()
+            .filter(|f| !f.set_after_http())
+        {
             m.counter(
                 "vxtap_http_exchange_flags_total",
                 "Exchanges emitted carrying each flag.",
@@ -372,7 +341,7 @@ impl Totals {
         ] {
             m.counter(name, "HTTP counter.", &[], v);
         }
-        for (reason, n) in self.exchange_filter.iter() {
+        for (reason, n) in self.transforms.filter.iter() {
             m.counter(
                 "vxtap_output_filtered_total",
                 "Exchanges dropped by HTTP-level filters, by reason.",
@@ -384,8 +353,20 @@ impl Totals {
             "vxtap_output_redacted_total",
             "Exchanges in which something was redacted.",
             &[],
-            self.redacted,
+            self.transforms.redact.redacted,
         );
+        for (action, n) in [
+            ("dropped", self.transforms.redact.uninspectable_dropped),
+            ("kept", self.transforms.redact.uninspectable_kept),
+        ] {
+            m.counter(
+                "vxtap_output_uninspectable_bodies_total",
+                "Bodies redaction could not inspect (undecodable content coding, or decoded \
+                 content past the decode bound), by what --uninspectable-bodies did with them.",
+                &[("action", action)],
+                n,
+            );
+        }
         m.counter(
             "vxtap_output_records_total",
             "Exchange records written (their whole line reached the output).",
@@ -451,6 +432,7 @@ impl Totals {
             "flags",
             vxtap_http::Flag::ALL
                 .iter()
+                .filter(|fl| !fl.set_after_http())
                 .map(|fl| (fl.as_str().to_string(), h.flag_count(*fl)))
                 .collect(),
         );
@@ -477,7 +459,12 @@ impl Totals {
             self.filter
                 .iter()
                 .map(|(k, v)| (k.to_string(), v))
-                .chain(self.exchange_filter.iter().map(|(k, v)| (k.to_string(), v)))
+                .chain(
+                    self.transforms
+                        .filter
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v)),
+                )
                 .collect(),
         );
         line(
@@ -507,7 +494,15 @@ impl Totals {
         line(
             "output",
             vec![
-                ("redacted".into(), self.redacted),
+                ("redacted".into(), self.transforms.redact.redacted),
+                (
+                    "uninspectable_dropped".into(),
+                    self.transforms.redact.uninspectable_dropped,
+                ),
+                (
+                    "uninspectable_kept".into(),
+                    self.transforms.redact.uninspectable_kept,
+                ),
                 ("write_errors".into(), self.writer.errors),
                 ("failed_records".into(), self.writer.failed),
                 (

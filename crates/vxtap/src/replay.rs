@@ -8,14 +8,14 @@ use std::thread;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use vxtap_capture::{CaptureError, CaptureReader, SharedMap};
 use vxtap_http::Exchange;
-use vxtap_sink::{ExchangePipeline, JsonLinesConfig, JsonLinesWriter};
+use vxtap_sink::{Encode, EncodedSink, ExchangePipeline, JsonLinesConfig, Sink, Transforms};
 
 use crate::batch::{SegmentBatch, ARENA_MAX};
 use crate::config::Settings;
 use crate::health::{RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::ordered::{local_output_channel, output_channel, Emitter, Merger};
 use crate::pipeline::{
-    output_pipeline, writer_only, Front, Totals, Transforms, Worker, WorkerStats,
+    output_pipeline, transforms, writer_only, Front, Totals, Worker, WorkerStats,
 };
 
 /// Segments per batch handed to a worker.
@@ -65,7 +65,7 @@ pub struct ReplayReport {
 
 /// True once the output's reader is gone: nothing more can be written, so reading on would
 /// only waste the input.
-fn output_closed(out: &ExchangePipeline<JsonLinesWriter>) -> bool {
+fn output_closed<S: Sink>(out: &ExchangePipeline<Transforms, S>) -> bool {
     out.sink.stopped() == Some(std::io::ErrorKind::BrokenPipe)
 }
 
@@ -141,9 +141,8 @@ pub fn replay(
     report.totals.add_output(&out);
     report
         .totals
-        .exchange_filter
-        .merge(&transforms_totals.exchange_filter);
-    report.totals.redacted += transforms_totals.redacted;
+        .transforms
+        .merge(&transforms_totals.transforms);
     report.totals.files = files.len() as u64;
     report.output_closed = output_closed(&out);
     Ok(report)
@@ -201,8 +200,8 @@ fn read_all(
     }
 }
 
-fn write_all(
-    out: &mut ExchangePipeline<JsonLinesWriter>,
+fn write_all<S: Sink>(
+    out: &mut ExchangePipeline<Transforms, S>,
     exchanges: &mut Vec<Exchange>,
     report: &mut ReplayReport,
     errors: &mut RateLimitedLog,
@@ -219,11 +218,11 @@ fn write_all(
 }
 
 /// One worker on the reading thread: no copies, no channels.
-fn replay_inline(
+fn replay_inline<S: Sink>(
     files: &[PathBuf],
     settings: &Settings,
     front: &mut Front,
-    out: &mut ExchangePipeline<JsonLinesWriter>,
+    out: &mut ExchangePipeline<Transforms, S>,
     progress: &Progress,
     report: &mut ReplayReport,
 ) -> Result<WorkerStats, String> {
@@ -268,11 +267,11 @@ fn replay_inline(
 /// and keeps only its own flows: that repeats the reading (a fifth of the work) in every
 /// worker, and two such workers each needed 0.67 s of CPU where these two need 0.60 s.
 #[allow(clippy::too_many_arguments)]
-fn replay_sharded(
+fn replay_sharded<S: EncodedSink>(
     files: &[PathBuf],
     settings: &Settings,
     front: &mut Front,
-    out: &mut ExchangePipeline<JsonLinesWriter>,
+    out: &mut ExchangePipeline<Transforms, S>,
     progress: &Progress,
     report: &mut ReplayReport,
     transforms_totals: &mut Totals,
@@ -280,7 +279,7 @@ fn replay_sharded(
     let n = settings.threads;
     // One set of transforms, cloned: a redactor built per worker would draw its own random
     // key, and the same secret would hash differently depending on its flow's worker.
-    let transforms = Transforms::new(settings)?;
+    let transforms = transforms(settings)?;
     let (recycle_tx, recycle_rx) = unbounded::<SegmentBatch>();
     let mut outputs = Vec::with_capacity(n);
     let (own_tx, own_rx) = local_output_channel();
@@ -298,7 +297,7 @@ fn replay_sharded(
         let worker = Worker::new(settings.flow_for_worker(), settings.http_for_worker())?;
         let emitter = Emitter::new(
             transforms.clone(),
-            out.sink.encoder().clone(),
+            EncodedSink::encoder(&out.sink),
             enc_tx,
             ENCODED_BATCH,
         );
@@ -312,7 +311,7 @@ fn replay_sharded(
     let mut own = Worker::new(settings.flow_for_worker(), settings.http_for_worker())?;
     let mut own_emitter = Emitter::new(
         transforms,
-        out.sink.encoder().clone(),
+        EncodedSink::encoder(&out.sink),
         own_tx,
         ENCODED_BATCH,
     );
@@ -399,7 +398,13 @@ struct Lending {
 impl Lending {
     /// Sends worker `w`'s batch (even an empty one: it carries the watermark `upto`) and
     /// starts a fresh one.
-    fn hand_over(&mut self, w: usize, tx: &Sender<SegmentBatch>, upto: u64, merger: &mut Merger) {
+    fn hand_over<S: EncodedSink>(
+        &mut self,
+        w: usize,
+        tx: &Sender<SegmentBatch>,
+        upto: u64,
+        merger: &mut Merger<'_, S>,
+    ) {
         self.collect_returned();
         let fresh = self
             .free
@@ -457,9 +462,9 @@ fn reader_light_shard(hash: u64, n: usize) -> usize {
     }
 }
 
-fn run_worker(
+fn run_worker<E: Encode>(
     mut worker: Worker,
-    mut emitter: Emitter,
+    mut emitter: Emitter<E>,
     rx: Receiver<SegmentBatch>,
     recycle: Sender<SegmentBatch>,
 ) -> (WorkerStats, Transforms) {

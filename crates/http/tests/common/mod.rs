@@ -144,9 +144,11 @@ impl T {
 }
 
 pub fn flags(e: &Exchange) -> Vec<&'static str> {
-    e.flags.clone()
+    e.flags.labels()
 }
 
-pub fn body(m: &vxtap_http::Message) -> &str {
-    m.body.as_deref().unwrap_or("")
+/// The captured body as text (lossily: the tests' bodies are text unless they say otherwise).
+pub fn body(m: &vxtap_http::Message) -> String {
+    let bytes = m.body.as_ref().map_or(&[][..], |b| &b.bytes[..]);
+    String::from_utf8_lossy(bytes).into_owned()
 }
