@@ -4,6 +4,7 @@ pub mod admin;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod health;
 pub mod listen;
 pub mod metrics;

@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vxtap: error: {e:#}");
+            eprintln!("vxtap: error: {}", vxtap::error::message(&e));
             ExitCode::from(2)
         }
     }
