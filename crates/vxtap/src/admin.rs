@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -166,7 +167,7 @@ impl AdminServer {
         health: Arc<Health>,
         max_silence_ms: u64,
         render_metrics: impl Fn() -> String + Send + Sync + 'static,
-    ) -> Result<Self, String> {
+    ) -> anyhow::Result<Self> {
         Self::start_with(
             addr,
             AdminLimits::default(),
@@ -183,16 +184,16 @@ impl AdminServer {
         health: Arc<Health>,
         max_silence_ms: u64,
         render_metrics: impl Fn() -> String + Send + Sync + 'static,
-    ) -> Result<Self, String> {
+    ) -> anyhow::Result<Self> {
         // Bind here so that a bad address fails startup rather than a background thread.
         let listener =
-            std::net::TcpListener::bind(addr).map_err(|e| format!("admin bind {addr}: {e}"))?;
+            std::net::TcpListener::bind(addr).with_context(|| format!("admin bind {addr}"))?;
         let local_addr = listener
             .local_addr()
-            .map_err(|e| format!("admin bind {addr}: {e}"))?;
+            .with_context(|| format!("admin bind {addr}"))?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| format!("admin bind {addr}: {e}"))?;
+            .with_context(|| format!("admin bind {addr}"))?;
         // One thread answers everything; one more renders metrics, so that a scrape (which
         // takes the pipeline's metric locks) never delays a health answer.
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -201,7 +202,7 @@ impl AdminServer {
             .max_blocking_threads(1)
             .thread_name("admin-render")
             .build()
-            .map_err(|e| format!("admin runtime: {e}"))?;
+            .context("admin runtime")?;
         let stop = Arc::new(Notify::new());
         let stats = Arc::new(AdminStats::default());
         let server = Server {
@@ -227,7 +228,7 @@ impl AdminServer {
                 // let a stuck one hold shutdown.
                 rt.shutdown_timeout(Duration::from_secs(1));
             })
-            .map_err(|e| format!("spawn admin thread: {e}"))?;
+            .context("spawn admin thread")?;
         Ok(AdminServer {
             stop,
             thread: Some(thread),

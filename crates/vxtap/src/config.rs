@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use vxtap_flow::{FlowConfig, FlowKeyMode};
 use vxtap_http::HttpConfig;
@@ -25,10 +26,10 @@ pub enum SizeValue {
 }
 
 impl SizeValue {
-    fn bytes(&self) -> Result<u64, String> {
+    fn bytes(&self) -> Result<u64> {
         match self {
             SizeValue::Bytes(b) => Ok(*b),
-            SizeValue::Text(t) => parse_size(t),
+            SizeValue::Text(t) => parse_size(t).map_err(anyhow::Error::msg),
         }
     }
 }
@@ -44,10 +45,10 @@ pub enum DurationValue {
 }
 
 impl DurationValue {
-    fn duration(&self) -> Result<Duration, String> {
+    fn duration(&self) -> Result<Duration> {
         match self {
             DurationValue::Secs(s) => Ok(Duration::from_secs(*s)),
-            DurationValue::Text(t) => parse_duration(t),
+            DurationValue::Text(t) => parse_duration(t).map_err(anyhow::Error::msg),
         }
     }
 }
@@ -136,10 +137,10 @@ pub struct FileConfig {
 
 impl FileConfig {
     /// Reads and parses a TOML file.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self> {
         let text =
-            std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))
+            std::fs::read_to_string(path).with_context(|| format!("config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("config {}", path.display()))
     }
 }
 
@@ -190,14 +191,14 @@ impl Settings {
     }
 
     /// Refuses a flow-table budget that leaves a worker less than [`MIN_WORKER_MEMORY`].
-    pub fn check_worker_memory(&self) -> Result<(), String> {
+    pub fn check_worker_memory(&self) -> Result<()> {
         let n = self.threads.max(1);
         if self.flow.max_memory / n < MIN_WORKER_MEMORY {
-            return Err(format!(
+            bail!(
                 "--max-memory leaves {} bytes for the flow tables of {n} workers; each needs at \
                  least {MIN_WORKER_MEMORY} (raise --max-memory or lower --threads)",
                 self.flow.max_memory
-            ));
+            );
         }
         Ok(())
     }
@@ -209,7 +210,7 @@ impl Settings {
         pipeline: &PipelineOpts,
         privacy: &PrivacyOpts,
         default_threads: usize,
-    ) -> Result<Settings, String> {
+    ) -> Result<Settings> {
         let mut decap = DecapConfig {
             max_depth: decode.max_tunnel_depth,
             validate_checksums: decode.validate_checksums,
@@ -269,14 +270,14 @@ impl Settings {
         if let Some(d) = wait(pipeline.ack_grace, &file.ack_grace)? {
             flow.ack_skip_grace_ns = nanos(d);
         }
-        flow.validate().map_err(|e| e.to_string())?;
+        flow.validate()?;
 
         let mut http = HttpConfig::default();
         if let Some(b) = pipeline.max_body_bytes.or(file.max_body_bytes) {
             http.max_body_bytes = b;
         }
         http.decode_content = pipeline.decode_content || file.decode_content.unwrap_or(false);
-        let size = |flag: Option<u64>, file: &Option<SizeValue>| -> Result<Option<usize>, String> {
+        let size = |flag: Option<u64>, file: &Option<SizeValue>| -> Result<Option<usize>> {
             let v = match (flag, file) {
                 (Some(b), _) => Some(b),
                 (None, Some(v)) => Some(v.bytes()?),
@@ -304,7 +305,7 @@ impl Settings {
         let sample = privacy.sample.or(file.sample);
         if let Some(r) = sample {
             if !(r > 0.0 && r <= 1.0) {
-                return Err(format!("--sample must be in (0, 1], got {r}"));
+                bail!("--sample must be in (0, 1], got {r}");
             }
         }
         let packet_filter = PacketFilterConfig {
@@ -399,7 +400,7 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ListenSettings {
     /// Resolves `vxtap listen` arguments over the config file.
-    pub fn resolve(args: &ListenArgs, file: &FileConfig) -> Result<Self, String> {
+    pub fn resolve(args: &ListenArgs, file: &FileConfig) -> Result<Self> {
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -464,13 +465,13 @@ mod tests {
         );
     }
 
-    fn replay_settings(argv: &[&str], toml_text: &str) -> Result<Settings, String> {
+    fn replay_settings(argv: &[&str], toml_text: &str) -> Result<Settings> {
         use clap::Parser;
-        let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        let cli = crate::cli::Cli::try_parse_from(argv)?;
         let crate::cli::Command::Replay(args) = cli.command else {
             panic!("a replay command line")
         };
-        let file: FileConfig = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        let file: FileConfig = toml::from_str(toml_text)?;
         Settings::resolve(&file, &args.decode, &args.pipeline, &args.privacy, 1)
     }
 
@@ -503,7 +504,8 @@ mod tests {
             ],
             "",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("--max-memory"), "{e}");
     }
 

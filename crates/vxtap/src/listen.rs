@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use vxtap_capture::{RecvBatch, RecvStats, UdpConfig, UdpReceiver, DATAGRAM_BUF};
 use vxtap_http::Exchange;
@@ -94,11 +95,7 @@ pub struct QueuePlan {
 /// batches each). The receive batches exist whatever the traffic, so they are charged up
 /// front; a budget that cannot hold [`WORKER_QUEUE_MIN`] batches per worker within half of it
 /// is refused rather than silently raised.
-pub fn queue_plan(
-    max_memory: usize,
-    workers: usize,
-    recv_threads: usize,
-) -> Result<QueuePlan, String> {
+pub fn queue_plan(max_memory: usize, workers: usize, recv_threads: usize) -> Result<QueuePlan> {
     let workers = workers.max(1);
     let batch = SegmentBatch::footprint(BATCH_SEGMENTS, BATCH_ARENA);
     let fixed = 1 + 2 * recv_threads.max(1);
@@ -107,13 +104,13 @@ pub fn queue_plan(
     let depth = depth.max(WORKER_QUEUE_MIN);
     let reserved = (depth + fixed) * batch * workers;
     if reserved > max_memory / 2 {
-        return Err(format!(
+        bail!(
             "--max-memory {max_memory} is too small for {workers} workers: their queues need \
              {reserved} bytes ({depth} batches of {batch} bytes queued per worker, plus those \
              being filled and processed), more than half the budget; raise --max-memory to at \
              least {} or lower --threads",
             2 * reserved
-        ));
+        );
     }
     Ok(QueuePlan { depth, reserved })
 }
@@ -199,14 +196,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs the listener until SIGTERM/SIGINT (or `hooks.run_for`), then drains and returns the
 /// final totals.
-pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> {
+pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone()).map_err(|e| format!("signal: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone()).context("signal")?;
     }
     let reopen = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())
-        .map_err(|e| format!("signal: {e}"))?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone()).context("signal")?;
 
     let n_workers = settings.common.threads.max(1);
     // `--max-memory` covers the queues too: what the worker queues can hold at most is taken
@@ -261,10 +257,10 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
             // Every socket must bind the port the first one got (port 0 in tests).
             if let Some(r) = receivers.first() {
                 let r: &UdpReceiver = r;
-                bind_cfg.bind = r.local_addr().map_err(|e| e.to_string())?;
+                bind_cfg.bind = r.local_addr()?;
             }
         }
-        let r = UdpReceiver::bind(&bind_cfg).map_err(|e| e.to_string())?;
+        let r = UdpReceiver::bind(&bind_cfg)?;
         if let Some(w) = r.recv_buffer().warning() {
             tracing::warn!("{w}");
         }
@@ -273,9 +269,8 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
     let local = receivers
         .first()
         .map(|r| r.local_addr())
-        .transpose()
-        .map_err(|e| e.to_string())?
-        .ok_or("no receive thread")?;
+        .transpose()?
+        .context("no receive thread")?;
     let shared_metrics = shared.metrics.clone();
     let (recv_snaps, worker_snaps, output_snap, output_drops) = (
         shared.recv.clone(),
@@ -330,16 +325,13 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         } else {
             None
         };
-        worker_handles.push(
-            thread::Builder::new()
-                .name(format!("worker-{i}"))
-                .spawn(move || {
-                    run_worker(
-                        worker, rx, recycle_tx, out_tx, queued, beat, snap, drops, handed, stall,
-                    )
-                })
-                .map_err(|e| e.to_string())?,
-        );
+        worker_handles.push(thread::Builder::new().name(format!("worker-{i}")).spawn(
+            move || {
+                run_worker(
+                    worker, rx, recycle_tx, out_tx, queued, beat, snap, drops, handed, stall,
+                )
+            },
+        )?);
     }
     drop(out_tx);
 
@@ -417,8 +409,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
             let mut t = lock(&out_totals);
             *t = Totals::default();
             t.add_output(&out);
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
 
     // Receive threads.
     let mut recv_handles = Vec::new();
@@ -428,7 +419,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
         let to_workers = to_workers.clone();
         let stop = stop.clone();
         let decap = Decapsulator::new(common.decap.clone());
-        let filter = PacketFilter::new(&common.packet_filter).map_err(|e| e.to_string())?;
+        let filter = PacketFilter::new(&common.packet_filter)?;
         let port = local.port();
         let recycle = recycle_rx.clone();
         recv_handles.push(
@@ -438,8 +429,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals, String> 
                     run_receiver(
                         receiver, decap, filter, port, to_workers, recycle, stop, beat, snap,
                     )
-                })
-                .map_err(|e| e.to_string())?,
+                })?,
         );
     }
     drop(to_workers);
@@ -825,7 +815,7 @@ mod tests {
 
     #[test]
     fn budgets_too_small_for_the_queues_are_refused() {
-        let e = queue_plan(4 << 20, 8, 2).unwrap_err();
+        let e = queue_plan(4 << 20, 8, 2).unwrap_err().to_string();
         assert!(e.contains("--max-memory"), "{e}");
     }
 }

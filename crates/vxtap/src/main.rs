@@ -44,17 +44,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Replay(args) => {
             let file = match &args.config {
-                Some(p) => FileConfig::load(p).map_err(anyhow::Error::msg)?,
+                Some(p) => FileConfig::load(p)?,
                 None => FileConfig::default(),
             };
-            let settings = Settings::resolve(&file, &args.decode, &args.pipeline, &args.privacy, 1)
-                .map_err(anyhow::Error::msg)?;
+            let settings =
+                Settings::resolve(&file, &args.decode, &args.pipeline, &args.privacy, 1)?;
             let sink = JsonLinesConfig {
                 path: args.output.clone(),
                 ..JsonLinesConfig::default()
             };
-            let report = replay::replay(&args.files, &settings, sink, !args.no_progress)
-                .map_err(anyhow::Error::msg)?;
+            let report = replay::replay(&args.files, &settings, sink, !args.no_progress)?;
             if report.output_closed {
                 // `vxtap replay ... | head`: the reader had what it wanted. Quiet, with the
                 // status of a command-line tool ended by SIGPIPE (128 + 13), so that a
@@ -119,15 +118,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Listen(args) => {
             let file = match &args.config {
-                Some(p) => FileConfig::load(p).map_err(anyhow::Error::msg)?,
+                Some(p) => FileConfig::load(p)?,
                 None => FileConfig::default(),
             };
-            let settings = ListenSettings::resolve(&args, &file).map_err(anyhow::Error::msg)?;
+            let settings = ListenSettings::resolve(&args, &file)?;
             let hooks = listen::Hooks {
                 run_for: args.run_for,
                 stall_worker_after: args.test_stall_worker_after,
             };
-            let totals = listen::listen(settings, hooks).map_err(anyhow::Error::msg)?;
+            let totals = listen::listen(settings, hooks)?;
             eprint!("{}", totals.summary());
             let w = &totals.writer;
             if let Some(lost) = totals.abandoned_at_shutdown {
@@ -150,8 +149,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 _ => send::Pace::Flood,
             };
             let mut sender = vxtap_capture::UdpSender::connect(a.to)?;
-            let r = send::send(&a.file, &mut sender, a.vni, pace, a.loops, a.batch)
-                .map_err(anyhow::Error::msg)?;
+            let r = send::send(&a.file, &mut sender, a.vni, pace, a.loops, a.batch)?;
             let secs = r.elapsed.as_secs_f64().max(1e-9);
             eprintln!(
                 "vxtap: sent {} datagrams ({} bytes) to {} in {:.3}s: {:.0} datagrams/s; skipped {}",

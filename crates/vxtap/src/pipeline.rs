@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use anyhow::Result;
 use vxtap_flow::{FlowConfig, FlowStats, FlowTable};
 use vxtap_http::{Exchange, HttpConfig, HttpHandler, HttpStats};
 use vxtap_sink::{
@@ -34,10 +35,10 @@ pub struct Front {
 
 impl Front {
     /// A front for `settings`.
-    pub fn new(settings: &Settings) -> Result<Self, String> {
+    pub fn new(settings: &Settings) -> Result<Self> {
         Ok(Front {
             decap: Decapsulator::new(settings.decap.clone()),
-            filter: PacketFilter::new(&settings.packet_filter).map_err(|e| e.to_string())?,
+            filter: PacketFilter::new(&settings.packet_filter)?,
             filter_stats: FilterStats::default(),
             unsupported_link: 0,
         })
@@ -110,9 +111,9 @@ impl WorkerStats {
 
 impl Worker {
     /// A worker with its share of the limits.
-    pub fn new(flow: FlowConfig, http: HttpConfig) -> Result<Self, String> {
+    pub fn new(flow: FlowConfig, http: HttpConfig) -> Result<Self> {
         Ok(Worker {
-            flows: FlowTable::new(flow).map_err(|e| e.to_string())?,
+            flows: FlowTable::new(flow)?,
             http: HttpHandler::new(http),
             next_tick_ns: 0,
         })
@@ -168,11 +169,10 @@ impl Worker {
 /// The transform chain `settings` asks for (see [`Transforms`]: filter, then redaction), for
 /// `replay` and `listen` alike. Build it once and clone it per worker: clones share the
 /// redaction key, so equal secrets give equal tokens on every worker.
-pub fn transforms(settings: &Settings) -> Result<Transforms, String> {
-    let filter = ExchangeFilter::new(&settings.exchange_filter).map_err(|e| e.to_string())?;
+pub fn transforms(settings: &Settings) -> Result<Transforms> {
+    let filter = ExchangeFilter::new(&settings.exchange_filter)?;
     let redactor = if settings.redact.enabled {
-        Redactor::new(&settings.redact)
-            .map_err(|e| e.to_string())?
+        Redactor::new(&settings.redact)?
             // Content-coded bodies are decoded for inspection under the same bound as
             // `--decode-content`, whatever that flag says.
             .with_decode_bound(settings.http.max_decoded_bytes)
@@ -182,19 +182,18 @@ pub fn transforms(settings: &Settings) -> Result<Transforms, String> {
     Ok(Transforms::new(filter, redactor))
 }
 
-fn writer(settings: &Settings, sink: JsonLinesConfig) -> Result<JsonLinesWriter, String> {
-    JsonLinesWriter::new(JsonLinesConfig {
+fn writer(settings: &Settings, sink: JsonLinesConfig) -> Result<JsonLinesWriter> {
+    Ok(JsonLinesWriter::new(JsonLinesConfig {
         sample_rate: settings.packet_filter.sample,
         ..sink
-    })
-    .map_err(|e| e.to_string())
+    })?)
 }
 
 /// The output stage when the workers already ran [`transforms`]: it only writes.
 pub fn writer_only(
     settings: &Settings,
     sink: JsonLinesConfig,
-) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>, String> {
+) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>> {
     Ok(ExchangePipeline::new(
         Transforms::passthrough(),
         writer(settings, sink)?,
@@ -205,7 +204,7 @@ pub fn writer_only(
 pub fn output_pipeline(
     settings: &Settings,
     sink: JsonLinesConfig,
-) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>, String> {
+) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>> {
     Ok(ExchangePipeline::new(
         transforms(settings)?,
         writer(settings, sink)?,

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::thread;
 
+use anyhow::{anyhow, Context, Result};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use vxtap_capture::{CaptureError, CaptureReader, SharedMap};
 use vxtap_http::Exchange;
@@ -75,11 +76,11 @@ pub fn replay(
     settings: &Settings,
     sink: JsonLinesConfig,
     show_progress: bool,
-) -> Result<ReplayReport, String> {
+) -> Result<ReplayReport> {
     // A replay's output is the output of this replay only: start the file afresh (the writer
     // appends, which is right for `listen` restarts).
     if let Some(path) = &sink.path {
-        std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::File::create(path).with_context(|| path.display().to_string())?;
     }
     // With several workers, filtering and redaction run in the workers (in parallel); the
     // writer only serializes.
@@ -99,7 +100,7 @@ pub fn replay(
                 .max_memory
                 .checked_sub(reserved)
                 .ok_or_else(|| {
-                    format!(
+                    anyhow!(
                     "--max-memory {} is too small for {} workers: their queues need {reserved} \
                      bytes (raise --max-memory or lower --threads)",
                     settings.flow.max_memory, settings.threads
@@ -225,7 +226,7 @@ fn replay_inline<S: Sink>(
     out: &mut ExchangePipeline<Transforms, S>,
     progress: &Progress,
     report: &mut ReplayReport,
-) -> Result<WorkerStats, String> {
+) -> Result<WorkerStats> {
     let mut worker = Worker::new(settings.flow_for_worker(), settings.http_for_worker())?;
     let mut ready = Vec::new();
     let mut errors = RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY);
@@ -275,7 +276,7 @@ fn replay_sharded<S: EncodedSink>(
     progress: &Progress,
     report: &mut ReplayReport,
     transforms_totals: &mut Totals,
-) -> Result<WorkerStats, String> {
+) -> Result<WorkerStats> {
     let n = settings.threads;
     // One set of transforms, cloned: a redactor built per worker would draw its own random
     // key, and the same secret would hash differently depending on its flow's worker.
@@ -305,7 +306,7 @@ fn replay_sharded<S: EncodedSink>(
         let h = thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || run_worker(worker, emitter, rx, recycle_tx))
-            .map_err(|e| format!("spawn worker: {e}"))?;
+            .context("spawn worker")?;
         handles.push(h);
     }
     let mut own = Worker::new(settings.flow_for_worker(), settings.http_for_worker())?;
@@ -372,9 +373,7 @@ fn replay_sharded<S: EncodedSink>(
     let mut totals = own.stats();
     transforms_totals.add_transforms(&own_transforms);
     for h in handles {
-        let (stats, t) = h
-            .join()
-            .map_err(|_| "a worker thread panicked".to_string())?;
+        let (stats, t) = h.join().map_err(|_| anyhow!("a worker thread panicked"))?;
         totals.merge(&stats);
         transforms_totals.add_transforms(&t);
     }

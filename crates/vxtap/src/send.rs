@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use anyhow::Result;
 use vxtap_capture::{CaptureReader, UdpSender};
 use vxtap_wire::encap::to_ethernet;
 use vxtap_wire::{wrap_vxlan, Decapsulator, Decoded, LinkType, OuterParams, TunnelKind};
@@ -46,7 +47,7 @@ pub fn send(
     pace: Pace,
     loops: u64,
     batch: usize,
-) -> Result<SendReport, String> {
+) -> Result<SendReport> {
     let batch = batch.clamp(1, vxtap_capture::MAX_BATCH);
     let mut report = SendReport::default();
     let outer = OuterParams::default();
@@ -60,12 +61,12 @@ pub fn send(
     let mut flush = |arena: &mut Vec<u8>,
                      bounds: &mut Vec<(usize, usize)>,
                      report: &mut SendReport|
-     -> Result<(), String> {
+     -> Result<()> {
         if bounds.is_empty() {
             return Ok(());
         }
         let slices: Vec<&[u8]> = bounds.iter().map(|&(a, b)| &arena[a..b]).collect();
-        let n = sender.send_batch(&slices).map_err(|e| e.to_string())?;
+        let n = sender.send_batch(&slices)?;
         report.sent += n as u64;
         report.bytes += slices.iter().take(n).map(|s| s.len() as u64).sum::<u64>();
         arena.clear();
@@ -74,8 +75,8 @@ pub fn send(
     };
     for lap in 0..loops.max(1) {
         let lap_start = Instant::now();
-        let mut reader = CaptureReader::open(file).map_err(|e| e.to_string())?;
-        while let Some(p) = reader.next_packet().map_err(|e| e.to_string())? {
+        let mut reader = CaptureReader::open(file)?;
+        while let Some(p) = reader.next_packet()? {
             let Some(link) = LinkType::from_pcap(p.linktype) else {
                 report.skipped += 1;
                 continue;
