@@ -8,6 +8,10 @@
 //! a blocked reader makes the kernel drop instead, invisibly. Each thread publishes a snapshot
 //! of its counters about once a second under its own mutex, which only the metrics scrape also
 //! takes; nothing on the hot path is shared between workers.
+//!
+//! [`listen`] reads as the startup order; the threads are spawned from one context,
+//! `Listener` (the settings, the stop/reopen flags and the shared counters), and each thread
+//! is a struct holding what it owns, whose `run` is the thread's loop.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -196,291 +200,446 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs the listener until SIGTERM/SIGINT (or `hooks.run_for`), then drains and returns the
 /// final totals.
+///
+/// Startup fails before any thread exists when the output, a socket or the admin port cannot
+/// be opened; then the threads start downstream first (workers, output, receivers), so that
+/// every queue has its consumer before anything is put on it.
 pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, stop.clone()).context("signal")?;
-    }
-    let reopen = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone()).context("signal")?;
-
-    let n_workers = settings.common.threads.max(1);
-    // `--max-memory` covers the queues too: what the worker queues can hold at most is taken
-    // off the flow tables' budget.
-    let plan = queue_plan(
-        settings.common.flow.max_memory,
-        n_workers,
-        settings.recv_threads,
-    )?;
-    let mut settings = settings;
-    settings.common.flow.max_memory -= plan.reserved;
-    settings.common.check_worker_memory()?;
-    let common = &settings.common;
-    let shared = Shared {
-        health: Arc::new(Health::default()),
-        recv: (0..settings.recv_threads)
-            .map(|_| Arc::new(Mutex::new(RecvSnapshot::default())))
-            .collect(),
-        workers: (0..n_workers)
-            .map(|_| Arc::new(Mutex::new(WorkerStats::default())))
-            .collect(),
-        output: Arc::new(Mutex::new(Totals::default())),
-        output_drops: Arc::new(Mutex::new(0)),
-        metrics: Arc::new(Mutex::new(MetricSet::new())),
-        handed: Arc::new(AtomicU64::new(0)),
-        unwritten_settled: Arc::new(AtomicU64::new(0)),
-    };
-    if let Some(rate) = common.packet_filter.sample {
-        lock(&shared.metrics).sample_rate.set(rate);
-    }
-
+    let ctx = Listener::new(settings, hooks)?;
     // Output first, so that a bad output path fails before any socket is opened.
-    let mut out = output_pipeline(
-        common,
-        JsonLinesConfig {
-            path: settings.output.clone(),
-            rotate_bytes: settings.rotate_size,
-            rotate_interval: settings.rotate_interval,
-            ..JsonLinesConfig::default()
-        },
-    )?;
+    let out = ctx.output_pipeline()?;
     let (out_tx, out_rx) = bounded::<Vec<Exchange>>(256);
-    let queued_out = Arc::new(AtomicUsize::new(0));
-
     // Sockets next: a bind error should stop startup before threads exist.
-    let mut receivers = Vec::new();
-    for i in 0..settings.recv_threads {
-        let mut cfg = UdpConfig::new(settings.bind);
-        cfg.recv_buffer = settings.recv_buffer;
-        let mut bind_cfg = cfg.clone();
-        if i > 0 {
-            // Every socket must bind the port the first one got (port 0 in tests).
-            if let Some(r) = receivers.first() {
-                let r: &UdpReceiver = r;
-                bind_cfg.bind = r.local_addr()?;
-            }
-        }
-        let r = UdpReceiver::bind(&bind_cfg)?;
-        if let Some(w) = r.recv_buffer().warning() {
-            tracing::warn!("{w}");
-        }
-        receivers.push(r);
-    }
+    let receivers = ctx.bind_receivers()?;
     let local = receivers
         .first()
         .map(|r| r.local_addr())
         .transpose()?
         .context("no receive thread")?;
-    let shared_metrics = shared.metrics.clone();
-    let (recv_snaps, worker_snaps, output_snap, output_drops) = (
-        shared.recv.clone(),
-        shared.workers.clone(),
-        shared.output.clone(),
-        shared.output_drops.clone(),
-    );
-    let admin = AdminServer::start(
-        settings.admin_bind,
-        shared.health.clone(),
-        MAX_SILENCE.as_millis() as u64,
-        move || {
-            render(
-                &shared_metrics,
-                &recv_snaps,
-                &worker_snaps,
-                &output_snap,
-                &output_drops,
-            )
-        },
-    )?;
+    let admin = ctx.start_admin()?;
     tracing::info!(
         udp = %local,
         admin = %admin.local_addr,
-        workers = n_workers,
-        recv_threads = settings.recv_threads,
-        queue_depth = plan.depth,
-        queue_bytes = plan.reserved,
-        flow_memory = common.flow.max_memory,
+        workers = ctx.n_workers,
+        recv_threads = ctx.settings.recv_threads,
+        queue_depth = ctx.plan.depth,
+        queue_bytes = ctx.plan.reserved,
+        flow_memory = ctx.settings.common.flow.max_memory,
         "vxtap listening"
     );
 
     // Workers. Emptied batches travel back to the receive threads to be reused.
     // Batches beyond what the queues can hold are freed on their way back: a burst does not
     // leave more batches alive than the plan charged for.
-    let (recycle_tx, recycle_rx) = bounded::<SegmentBatch>(plan.depth * n_workers);
-    let mut to_workers = Vec::new();
-    let mut worker_handles: Vec<JoinHandle<()>> = Vec::new();
-    for i in 0..n_workers {
-        let (tx, rx) = bounded::<SegmentBatch>(plan.depth);
-        to_workers.push(tx);
-        let worker = Worker::new(common.flow_for_worker(), common.http_for_worker())?;
-        let beat = shared.health.register(format!("worker-{i}"));
-        let snap = shared.workers[i].clone();
-        let out_tx = out_tx.clone();
-        let recycle_tx = recycle_tx.clone();
-        let drops = shared.output_drops.clone();
-        let handed = shared.handed.clone();
-        let queued = queued_out.clone();
-        let stall = if i == 0 {
-            hooks.stall_worker_after
-        } else {
-            None
-        };
-        worker_handles.push(thread::Builder::new().name(format!("worker-{i}")).spawn(
-            move || {
-                run_worker(
-                    worker, rx, recycle_tx, out_tx, queued, beat, snap, drops, handed, stall,
-                )
-            },
-        )?);
-    }
+    let (recycle_tx, recycle_rx) = bounded::<SegmentBatch>(ctx.plan.depth * ctx.n_workers);
+    let Workers {
+        queues: to_workers,
+        handles: worker_handles,
+    } = ctx.spawn_workers(&out_tx, &recycle_tx)?;
+    // The workers hold the only senders now: the output thread ends when they have.
     drop(out_tx);
-
-    // Output thread.
-    let out_queued = queued_out.clone();
-    let out_beat = shared.health.register("output");
-    let out_health = shared.health.clone();
-    let out_totals = shared.output.clone();
-    let out_metrics = shared.metrics.clone();
     let written = out.sink.written_counter();
-    let settled = shared.unwritten_settled.clone();
-    let output = thread::Builder::new()
-        .name("output".into())
-        .spawn(move || {
-            let mut tick = Every::new(Duration::from_millis(500));
-            let mut errors = RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY);
-            // Published after each batch for the shutdown deadline: what this thread dealt
-            // with without writing it.
-            let publish_settled = |out: &vxtap_sink::ExchangePipeline| {
-                let f = out.transforms.stats().filter;
-                let filtered = f.host + f.path + f.method + f.status;
-                settled.store(filtered + out.sink.stats().failed, Ordering::Relaxed);
-            };
-            loop {
-                match out_rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(batch) => {
-                        out_queued.fetch_sub(batch_bytes(&batch), Ordering::Relaxed);
-                        let m = lock(&out_metrics);
-                        for ex in &batch {
-                            if let Some(d) = ex.timing.duration_us() {
-                                m.exchange_duration.observe(d as f64 / 1e6);
-                            }
-                            if let Some(t) = ex.timing.ttfb_us() {
-                                m.exchange_ttfb.observe(t as f64 / 1e6);
-                            }
-                        }
-                        drop(m);
-                        let mut failed = false;
-                        for ex in batch {
-                            if let Err(e) = out.handle(ex) {
-                                failed = true;
-                                errors.error("output failing", &e);
-                            }
-                        }
-                        if failed || out.sink.output_failing() {
-                            out_health.set_output_failing(true);
-                        }
-                        publish_settled(&out);
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-                if reopen.swap(false, Ordering::Relaxed) {
-                    if let Err(e) = out.sink.reopen() {
-                        tracing::error!("reopen output: {e}");
-                    }
-                }
-                if tick.due() {
-                    out_beat.beat();
-                    let r = out.sink.tick(SystemTime::now()).and_then(|()| out.flush());
-                    if let Err(e) = &r {
-                        errors.error("output failing", e);
-                    }
-                    out_health.set_output_failing(r.is_err() || out.sink.output_failing());
-                    publish_settled(&out);
-                    let mut t = lock(&out_totals);
-                    *t = Totals::default();
-                    t.add_output(&out);
-                }
-            }
-            if let Err(e) = out.flush() {
-                // The last flush is reported whatever the rate limit says.
-                tracing::error!("output failing at shutdown: {e}");
-            }
-            let mut t = lock(&out_totals);
-            *t = Totals::default();
-            t.add_output(&out);
-        })?;
-
-    // Receive threads.
-    let mut recv_handles = Vec::new();
-    for (i, receiver) in receivers.into_iter().enumerate() {
-        let beat = shared.health.register(format!("recv-{i}"));
-        let snap = shared.recv[i].clone();
-        let to_workers = to_workers.clone();
-        let stop = stop.clone();
-        let decap = Decapsulator::new(common.decap.clone());
-        let filter = PacketFilter::new(&common.packet_filter)?;
-        let port = local.port();
-        let recycle = recycle_rx.clone();
-        recv_handles.push(
-            thread::Builder::new()
-                .name(format!("recv-{i}"))
-                .spawn(move || {
-                    run_receiver(
-                        receiver, decap, filter, port, to_workers, recycle, stop, beat, snap,
-                    )
-                })?,
-        );
-    }
+    let output = ctx.spawn_output(out, out_rx)?;
+    let recv_handles = ctx.spawn_receivers(receivers, local.port(), &to_workers, &recycle_rx)?;
+    // The receive threads hold the only senders now: a worker ends when they have.
     drop(to_workers);
 
-    let started = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        thread::sleep(Duration::from_millis(50));
-        if hooks.run_for.is_some_and(|d| started.elapsed() >= d) {
-            stop.store(true, Ordering::Relaxed);
+    ctx.wait_for_stop();
+    Ok(ctx.drain(admin, written, output, recv_handles, worker_handles))
+}
+
+/// The running workers: one queue sender each (for the receive threads) and their threads.
+struct Workers {
+    queues: Vec<Sender<SegmentBatch>>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+/// What the listener's threads are spawned from: the settings (the flow budget already net of
+/// the queues), the stop and reopen flags the signals set, and the counters the threads share
+/// with the metrics scrape and the shutdown.
+struct Listener {
+    settings: ListenSettings,
+    hooks: Hooks,
+    plan: QueuePlan,
+    n_workers: usize,
+    /// Set by SIGTERM/SIGINT (or `hooks.run_for`).
+    stop: Arc<AtomicBool>,
+    /// Set by SIGHUP: the output thread reopens its file (log rotation).
+    reopen: Arc<AtomicBool>,
+    shared: Shared,
+    /// Bytes of the exchanges on the output queue (see [`OUTPUT_QUEUE_BYTES`]).
+    queued_out: Arc<AtomicUsize>,
+}
+
+impl Listener {
+    /// Registers the signals and plans the memory: `--max-memory` covers the queues too, so
+    /// what the worker queues can hold at most is taken off the flow tables' budget.
+    fn new(settings: ListenSettings, hooks: Hooks) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, stop.clone()).context("signal")?;
+        }
+        let reopen = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())
+            .context("signal")?;
+
+        let n_workers = settings.common.threads.max(1);
+        let plan = queue_plan(
+            settings.common.flow.max_memory,
+            n_workers,
+            settings.recv_threads,
+        )?;
+        let mut settings = settings;
+        settings.common.flow.max_memory -= plan.reserved;
+        settings.common.check_worker_memory()?;
+        let shared = Shared {
+            health: Arc::new(Health::default()),
+            recv: (0..settings.recv_threads)
+                .map(|_| Arc::new(Mutex::new(RecvSnapshot::default())))
+                .collect(),
+            workers: (0..n_workers)
+                .map(|_| Arc::new(Mutex::new(WorkerStats::default())))
+                .collect(),
+            output: Arc::new(Mutex::new(Totals::default())),
+            output_drops: Arc::new(Mutex::new(0)),
+            metrics: Arc::new(Mutex::new(MetricSet::new())),
+            handed: Arc::new(AtomicU64::new(0)),
+            unwritten_settled: Arc::new(AtomicU64::new(0)),
+        };
+        if let Some(rate) = settings.common.packet_filter.sample {
+            lock(&shared.metrics).sample_rate.set(rate);
+        }
+        Ok(Listener {
+            settings,
+            hooks,
+            plan,
+            n_workers,
+            stop,
+            reopen,
+            shared,
+            queued_out: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The output stage (transforms and the JSON lines writer), opened.
+    fn output_pipeline(&self) -> Result<vxtap_sink::ExchangePipeline> {
+        let settings = &self.settings;
+        output_pipeline(
+            &settings.common,
+            JsonLinesConfig {
+                path: settings.output.clone(),
+                rotate_bytes: settings.rotate_size,
+                rotate_interval: settings.rotate_interval,
+                ..JsonLinesConfig::default()
+            },
+        )
+    }
+
+    /// One socket per receive thread, all on the same port (SO_REUSEPORT).
+    fn bind_receivers(&self) -> Result<Vec<UdpReceiver>> {
+        let settings = &self.settings;
+        let mut receivers = Vec::new();
+        for i in 0..settings.recv_threads {
+            let mut cfg = UdpConfig::new(settings.bind);
+            cfg.recv_buffer = settings.recv_buffer;
+            let mut bind_cfg = cfg.clone();
+            if i > 0 {
+                // Every socket must bind the port the first one got (port 0 in tests).
+                if let Some(r) = receivers.first() {
+                    let r: &UdpReceiver = r;
+                    bind_cfg.bind = r.local_addr()?;
+                }
+            }
+            let r = UdpReceiver::bind(&bind_cfg)?;
+            if let Some(w) = r.recv_buffer().warning() {
+                tracing::warn!("{w}");
+            }
+            receivers.push(r);
+        }
+        Ok(receivers)
+    }
+
+    /// The admin port: health, readiness and the metrics rendered from the shared snapshots.
+    fn start_admin(&self) -> Result<AdminServer> {
+        let shared = &self.shared;
+        let shared_metrics = shared.metrics.clone();
+        let (recv_snaps, worker_snaps, output_snap, output_drops) = (
+            shared.recv.clone(),
+            shared.workers.clone(),
+            shared.output.clone(),
+            shared.output_drops.clone(),
+        );
+        AdminServer::start(
+            self.settings.admin_bind,
+            shared.health.clone(),
+            MAX_SILENCE.as_millis() as u64,
+            move || {
+                render(
+                    &shared_metrics,
+                    &recv_snaps,
+                    &worker_snaps,
+                    &output_snap,
+                    &output_drops,
+                )
+            },
+        )
+    }
+
+    /// Spawns the workers, each with its own queue (returned, one sender per worker, for the
+    /// receive threads) and its share of the flow budget.
+    fn spawn_workers(
+        &self,
+        out_tx: &Sender<Vec<Exchange>>,
+        recycle_tx: &Sender<SegmentBatch>,
+    ) -> Result<Workers> {
+        let common = &self.settings.common;
+        let shared = &self.shared;
+        let mut to_workers = Vec::new();
+        let mut worker_handles: Vec<JoinHandle<()>> = Vec::new();
+        for i in 0..self.n_workers {
+            let (tx, rx) = bounded::<SegmentBatch>(self.plan.depth);
+            to_workers.push(tx);
+            let thread = WorkerThread {
+                worker: Worker::new(common.flow_for_worker(), common.http_for_worker())?,
+                rx,
+                recycle: recycle_tx.clone(),
+                out: out_tx.clone(),
+                queued: self.queued_out.clone(),
+                beat: shared.health.register(format!("worker-{i}")),
+                snap: shared.workers[i].clone(),
+                output_drops: shared.output_drops.clone(),
+                handed: shared.handed.clone(),
+                stall_after: if i == 0 {
+                    self.hooks.stall_worker_after
+                } else {
+                    None
+                },
+            };
+            worker_handles.push(
+                thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn(move || thread.run())?,
+            );
+        }
+        Ok(Workers {
+            queues: to_workers,
+            handles: worker_handles,
+        })
+    }
+
+    /// Spawns the output thread, which owns `out` and ends when every worker has.
+    fn spawn_output(
+        &self,
+        out: vxtap_sink::ExchangePipeline,
+        out_rx: Receiver<Vec<Exchange>>,
+    ) -> Result<JoinHandle<()>> {
+        let shared = &self.shared;
+        let thread = OutputThread {
+            out,
+            rx: out_rx,
+            queued: self.queued_out.clone(),
+            beat: shared.health.register("output"),
+            health: shared.health.clone(),
+            totals: shared.output.clone(),
+            metrics: shared.metrics.clone(),
+            settled: shared.unwritten_settled.clone(),
+            reopen: self.reopen.clone(),
+        };
+        Ok(thread::Builder::new()
+            .name("output".into())
+            .spawn(move || thread.run())?)
+    }
+
+    /// Spawns one receive thread per socket, each with its own decapsulator and packet filter.
+    fn spawn_receivers(
+        &self,
+        receivers: Vec<UdpReceiver>,
+        port: u16,
+        to_workers: &[Sender<SegmentBatch>],
+        recycle_rx: &Receiver<SegmentBatch>,
+    ) -> Result<Vec<JoinHandle<()>>> {
+        let common = &self.settings.common;
+        let mut recv_handles = Vec::new();
+        for (i, receiver) in receivers.into_iter().enumerate() {
+            let thread = ReceiverThread {
+                beat: self.shared.health.register(format!("recv-{i}")),
+                snap: self.shared.recv[i].clone(),
+                to_workers: to_workers.to_vec(),
+                stop: self.stop.clone(),
+                decap: Decapsulator::new(common.decap.clone()),
+                filter: PacketFilter::new(&common.packet_filter)?,
+                port,
+                recycle: recycle_rx.clone(),
+                sock: receiver,
+            };
+            recv_handles.push(
+                thread::Builder::new()
+                    .name(format!("recv-{i}"))
+                    .spawn(move || thread.run())?,
+            );
+        }
+        Ok(recv_handles)
+    }
+
+    /// Blocks until a signal (or `hooks.run_for`) asks to stop.
+    fn wait_for_stop(&self) {
+        let started = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            thread::sleep(Duration::from_millis(50));
+            if self.hooks.run_for.is_some_and(|d| started.elapsed() >= d) {
+                self.stop.store(true, Ordering::Relaxed);
+            }
         }
     }
-    tracing::info!("stopping: draining queues");
-    shared.health.set_stopping();
-    // Every thread drains into the next and the output thread ends last, unless the output
-    // is blocked (a FIFO or a pipe whose reader stopped): a write(2) cannot be called off, so
-    // past the deadline the process gives up on it and says what was lost.
-    let deadline = Instant::now() + settings.drain_timeout;
-    while !output.is_finished() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    if !output.is_finished() {
-        let written_now = written.load(Ordering::Relaxed);
-        let lost = shared
-            .handed
-            .load(Ordering::Relaxed)
-            .saturating_sub(written_now)
-            .saturating_sub(shared.unwritten_settled.load(Ordering::Relaxed));
-        tracing::error!(
-            "drain deadline ({:?}) passed with the output blocked: {lost} records not written",
-            settings.drain_timeout
-        );
+
+    /// Drains the threads (receivers into workers into the output) and returns the totals;
+    /// `written` is the output's count of records written, read live when the output is
+    /// blocked past the deadline.
+    fn drain(
+        self,
+        admin: AdminServer,
+        written: Arc<AtomicU64>,
+        output: JoinHandle<()>,
+        recv_handles: Vec<JoinHandle<()>>,
+        worker_handles: Vec<JoinHandle<()>>,
+    ) -> Totals {
+        let (settings, shared) = (&self.settings, &self.shared);
+        tracing::info!("stopping: draining queues");
+        shared.health.set_stopping();
+        // Every thread drains into the next and the output thread ends last, unless the output
+        // is blocked (a FIFO or a pipe whose reader stopped): a write(2) cannot be called off, so
+        // past the deadline the process gives up on it and says what was lost.
+        let deadline = Instant::now() + settings.drain_timeout;
+        while !output.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        if !output.is_finished() {
+            let written_now = written.load(Ordering::Relaxed);
+            let lost = shared
+                .handed
+                .load(Ordering::Relaxed)
+                .saturating_sub(written_now)
+                .saturating_sub(shared.unwritten_settled.load(Ordering::Relaxed));
+            tracing::error!(
+                "drain deadline ({:?}) passed with the output blocked: {lost} records not written",
+                settings.drain_timeout
+            );
+            let mut totals = collect(&shared.recv, &shared.workers, &shared.output);
+            totals.frames = totals.decap.packets;
+            // The output thread's last snapshot may be older than what it wrote since.
+            totals.writer.records = totals.writer.records.max(written_now);
+            totals.abandoned_at_shutdown = Some(lost);
+            drop(admin);
+            // The blocked threads are left behind: the process exits when the caller returns.
+            return totals;
+        }
+        for h in recv_handles {
+            let _ = h.join();
+        }
+        for h in worker_handles {
+            let _ = h.join();
+        }
+        let _ = output.join();
         let mut totals = collect(&shared.recv, &shared.workers, &shared.output);
         totals.frames = totals.decap.packets;
-        // The output thread's last snapshot may be older than what it wrote since.
-        totals.writer.records = totals.writer.records.max(written_now);
-        totals.abandoned_at_shutdown = Some(lost);
         drop(admin);
-        // The blocked threads are left behind: the process exits when the caller returns.
-        return Ok(totals);
+        totals
     }
-    for h in recv_handles {
-        let _ = h.join();
+}
+
+/// The output thread: transforms and writes what the workers hand over, reopens the file on
+/// SIGHUP, and publishes its totals and health.
+struct OutputThread {
+    out: vxtap_sink::ExchangePipeline,
+    rx: Receiver<Vec<Exchange>>,
+    /// Bytes on the output queue (the workers add, this thread subtracts).
+    queued: Arc<AtomicUsize>,
+    beat: Arc<Beat>,
+    health: Arc<Health>,
+    totals: Arc<Mutex<Totals>>,
+    metrics: Arc<Mutex<MetricSet>>,
+    /// Exchanges dealt with without writing them, for the shutdown deadline.
+    settled: Arc<AtomicU64>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl OutputThread {
+    fn run(self) {
+        let OutputThread {
+            mut out,
+            rx: out_rx,
+            queued: out_queued,
+            beat: out_beat,
+            health: out_health,
+            totals: out_totals,
+            metrics: out_metrics,
+            settled,
+            reopen,
+        } = self;
+        let mut tick = Every::new(Duration::from_millis(500));
+        let mut errors = RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY);
+        // Published after each batch for the shutdown deadline: what this thread dealt
+        // with without writing it.
+        let publish_settled = |out: &vxtap_sink::ExchangePipeline| {
+            let f = out.transforms.stats().filter;
+            let filtered = f.host + f.path + f.method + f.status;
+            settled.store(filtered + out.sink.stats().failed, Ordering::Relaxed);
+        };
+        loop {
+            match out_rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(batch) => {
+                    out_queued.fetch_sub(batch_bytes(&batch), Ordering::Relaxed);
+                    let m = lock(&out_metrics);
+                    for ex in &batch {
+                        if let Some(d) = ex.timing.duration_us() {
+                            m.exchange_duration.observe(d as f64 / 1e6);
+                        }
+                        if let Some(t) = ex.timing.ttfb_us() {
+                            m.exchange_ttfb.observe(t as f64 / 1e6);
+                        }
+                    }
+                    drop(m);
+                    let mut failed = false;
+                    for ex in batch {
+                        if let Err(e) = out.handle(ex) {
+                            failed = true;
+                            errors.error("output failing", &e);
+                        }
+                    }
+                    if failed || out.sink.output_failing() {
+                        out_health.set_output_failing(true);
+                    }
+                    publish_settled(&out);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if reopen.swap(false, Ordering::Relaxed) {
+                if let Err(e) = out.sink.reopen() {
+                    tracing::error!("reopen output: {e}");
+                }
+            }
+            if tick.due() {
+                out_beat.beat();
+                let r = out.sink.tick(SystemTime::now()).and_then(|()| out.flush());
+                if let Err(e) = &r {
+                    errors.error("output failing", e);
+                }
+                out_health.set_output_failing(r.is_err() || out.sink.output_failing());
+                publish_settled(&out);
+                let mut t = lock(&out_totals);
+                *t = Totals::default();
+                t.add_output(&out);
+            }
+        }
+        if let Err(e) = out.flush() {
+            // The last flush is reported whatever the rate limit says.
+            tracing::error!("output failing at shutdown: {e}");
+        }
+        let mut t = lock(&out_totals);
+        *t = Totals::default();
+        t.add_output(&out);
     }
-    for h in worker_handles {
-        let _ = h.join();
-    }
-    let _ = output.join();
-    let mut totals = collect(&shared.recv, &shared.workers, &shared.output);
-    totals.frames = totals.decap.packets;
-    drop(admin);
-    Ok(totals)
 }
 
 fn collect(
@@ -589,94 +748,113 @@ fn render(
     m.render()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_receiver(
-    mut sock: UdpReceiver,
-    mut decap: Decapsulator,
+/// A receive thread: reads datagrams, decapsulates and filters them, and batches the kept
+/// segments per worker by their symmetric flow hash.
+struct ReceiverThread {
+    sock: UdpReceiver,
+    decap: Decapsulator,
     filter: PacketFilter,
+    /// The UDP port the datagrams arrived on (what the decapsulator expects of a tunnel).
     port: u16,
     to_workers: Vec<Sender<SegmentBatch>>,
+    /// Batches the workers emptied, to be filled again.
     recycle: Receiver<SegmentBatch>,
     stop: Arc<AtomicBool>,
     beat: Arc<Beat>,
     snap: Arc<Mutex<RecvSnapshot>>,
-) {
-    let n = to_workers.len().max(1);
-    let mut batch = RecvBatch::new(64, DATAGRAM_BUF);
-    let mut pending: Vec<SegmentBatch> = (0..n)
-        .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_ARENA))
-        .collect();
-    let mut local = RecvSnapshot::default();
-    let mut publish = Every::new(Duration::from_millis(500));
-    let mut spare: Vec<SegmentBatch> = Vec::new();
-    let mut next_flush = Instant::now() + FLUSH_EVERY;
-    while !stop.load(Ordering::Relaxed) {
-        let got = match sock.recv(&mut batch) {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!("receive: {e}");
-                thread::sleep(Duration::from_millis(10));
-                0
-            }
-        };
-        for d in batch.iter().take(got) {
-            let src: IpAddr = d.source.ip();
-            if !filter.allows_source(src) {
-                local
-                    .filter
-                    .record(Decision::Drop(FilterReason::SourceNotAllowed));
-                continue;
-            }
-            match decap.decode_tunnel_payload(d.ts_ns, src, port, d.data) {
-                Decoded::Segment { segment, .. } => {
-                    local.count_vni(segment.vni, d.len as u64);
-                    if filter.check(&segment, &mut local.filter).is_keep() {
-                        let shard = (segment.shard_hash() % n as u64) as usize;
-                        let b = &mut pending[shard];
-                        b.push(&segment);
-                        // Handed over the moment it is full, so that it never grows past the
-                        // capacities the memory plan charged for.
-                        if b.len() >= BATCH_SEGMENTS || b.payload_bytes() >= BATCH_BYTES {
-                            hand_over(b, &to_workers[shard], &mut spare, &recycle, &mut local);
+}
+
+impl ReceiverThread {
+    // Moved out into locals first: the loop below is the hot path, unchanged.
+    fn run(self) {
+        let ReceiverThread {
+            mut sock,
+            mut decap,
+            filter,
+            port,
+            to_workers,
+            recycle,
+            stop,
+            beat,
+            snap,
+        } = self;
+        let n = to_workers.len().max(1);
+        let mut batch = RecvBatch::new(64, DATAGRAM_BUF);
+        let mut pending: Vec<SegmentBatch> = (0..n)
+            .map(|_| SegmentBatch::with_capacity(BATCH_SEGMENTS, BATCH_ARENA))
+            .collect();
+        let mut local = RecvSnapshot::default();
+        let mut publish = Every::new(Duration::from_millis(500));
+        let mut spare: Vec<SegmentBatch> = Vec::new();
+        let mut next_flush = Instant::now() + FLUSH_EVERY;
+        while !stop.load(Ordering::Relaxed) {
+            let got = match sock.recv(&mut batch) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("receive: {e}");
+                    thread::sleep(Duration::from_millis(10));
+                    0
+                }
+            };
+            for d in batch.iter().take(got) {
+                let src: IpAddr = d.source.ip();
+                if !filter.allows_source(src) {
+                    local
+                        .filter
+                        .record(Decision::Drop(FilterReason::SourceNotAllowed));
+                    continue;
+                }
+                match decap.decode_tunnel_payload(d.ts_ns, src, port, d.data) {
+                    Decoded::Segment { segment, .. } => {
+                        local.count_vni(segment.vni, d.len as u64);
+                        if filter.check(&segment, &mut local.filter).is_keep() {
+                            let shard = (segment.shard_hash() % n as u64) as usize;
+                            let b = &mut pending[shard];
+                            b.push(&segment);
+                            // Handed over the moment it is full, so that it never grows past the
+                            // capacities the memory plan charged for.
+                            if b.len() >= BATCH_SEGMENTS || b.payload_bytes() >= BATCH_BYTES {
+                                hand_over(b, &to_workers[shard], &mut spare, &recycle, &mut local);
+                            }
                         }
                     }
-                }
-                Decoded::Other { vni, .. } => local.count_vni(vni, d.len as u64),
-                Decoded::Rejected(_) | Decoded::FragmentHeld => {}
-            }
-        }
-        // Hand a batch over when it is full, when the socket went quiet, or at least every
-        // millisecond: few, large batches keep the queues short under load, and latency stays
-        // bounded when traffic is light.
-        let now = Instant::now();
-        let flush_all = got == 0 || now >= next_flush;
-        if flush_all {
-            next_flush = now + FLUSH_EVERY;
-        }
-        if flush_all {
-            for (b, tx) in pending.iter_mut().zip(&to_workers) {
-                if !b.is_empty() {
-                    hand_over(b, tx, &mut spare, &recycle, &mut local);
+                    Decoded::Other { vni, .. } => local.count_vni(vni, d.len as u64),
+                    Decoded::Rejected(_) | Decoded::FragmentHeld => {}
                 }
             }
+            // Hand a batch over when it is full, when the socket went quiet, or at least every
+            // millisecond: few, large batches keep the queues short under load, and latency stays
+            // bounded when traffic is light.
+            let now = Instant::now();
+            let flush_all = got == 0 || now >= next_flush;
+            if flush_all {
+                next_flush = now + FLUSH_EVERY;
+            }
+            if flush_all {
+                for (b, tx) in pending.iter_mut().zip(&to_workers) {
+                    if !b.is_empty() {
+                        hand_over(b, tx, &mut spare, &recycle, &mut local);
+                    }
+                }
+            }
+            if publish.due() || stop.load(Ordering::Relaxed) {
+                beat.beat();
+                let _ = sock.refresh_kernel_drops();
+                local.socket = sock.stats();
+                local.decap = decap.stats().clone();
+                *lock(&snap) = local.clone();
+            }
         }
-        if publish.due() || stop.load(Ordering::Relaxed) {
-            beat.beat();
-            let _ = sock.refresh_kernel_drops();
-            local.socket = sock.stats();
-            local.decap = decap.stats().clone();
-            *lock(&snap) = local.clone();
+        // Shutdown drains: what was received is processed, not dropped.
+        for (batch, tx) in pending.into_iter().zip(&to_workers) {
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
         }
+        local.socket = sock.stats();
+        local.decap = decap.stats().clone();
+        *lock(&snap) = local;
     }
-    // Shutdown drains: what was received is processed, not dropped.
-    for (batch, tx) in pending.into_iter().zip(&to_workers) {
-        if !batch.is_empty() {
-            let _ = tx.send(batch);
-        }
-    }
-    local.socket = sock.stats();
-    local.decap = decap.stats().clone();
-    *lock(&snap) = local;
 }
 
 /// Sends `pending` to its worker and puts a fresh batch in its place (a spare one, a recycled
@@ -703,94 +881,116 @@ fn hand_over(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_worker(
-    mut worker: Worker,
+/// A worker: owns a shard of the flow table and the HTTP state, and hands its exchanges to
+/// the output thread in batches.
+struct WorkerThread {
+    worker: Worker,
     rx: Receiver<SegmentBatch>,
+    /// Where emptied batches go back to the receive threads.
     recycle: Sender<SegmentBatch>,
     out: Sender<Vec<Exchange>>,
+    /// Bytes on the output queue (see [`OUTPUT_QUEUE_BYTES`]).
     queued: Arc<AtomicUsize>,
     beat: Arc<Beat>,
     snap: Arc<Mutex<WorkerStats>>,
     output_drops: Arc<Mutex<u64>>,
+    /// Exchanges put on the output queue, for the shutdown deadline.
     handed: Arc<AtomicU64>,
+    /// Test hook: stop working after this long.
     stall_after: Option<Duration>,
-) {
-    let started = Instant::now();
-    let mut publish = Every::new(Duration::from_millis(500));
-    let mut ready = Vec::new();
-    let send = |ready: &mut Vec<Exchange>| {
-        if ready.is_empty() {
-            return;
-        }
-        let batch = std::mem::take(ready);
-        let n = batch.len() as u64;
-        let bytes = batch_bytes(&batch);
-        let before = queued.load(Ordering::Relaxed);
-        // An empty queue takes any batch, however large: the output must not starve.
-        if before > 0 && before + bytes > OUTPUT_QUEUE_BYTES {
-            *lock(&output_drops) += n;
-            return;
-        }
-        queued.fetch_add(bytes, Ordering::Relaxed);
-        match out.try_send(batch) {
-            Ok(()) => {
-                handed.fetch_add(n, Ordering::Relaxed);
+}
+
+impl WorkerThread {
+    // Moved out into locals first: the loop below is the hot path, unchanged.
+    fn run(self) {
+        let WorkerThread {
+            mut worker,
+            rx,
+            recycle,
+            out,
+            queued,
+            beat,
+            snap,
+            output_drops,
+            handed,
+            stall_after,
+        } = self;
+        let started = Instant::now();
+        let mut publish = Every::new(Duration::from_millis(500));
+        let mut ready = Vec::new();
+        let send = |ready: &mut Vec<Exchange>| {
+            if ready.is_empty() {
+                return;
             }
-            Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
-                queued.fetch_sub(bytes, Ordering::Relaxed);
-                *lock(&output_drops) += b.len() as u64;
+            let batch = std::mem::take(ready);
+            let n = batch.len() as u64;
+            let bytes = batch_bytes(&batch);
+            let before = queued.load(Ordering::Relaxed);
+            // An empty queue takes any batch, however large: the output must not starve.
+            if before > 0 && before + bytes > OUTPUT_QUEUE_BYTES {
+                *lock(&output_drops) += n;
+                return;
             }
-        }
-    };
-    loop {
-        if stall_after.is_some_and(|d| started.elapsed() >= d) {
-            // Test hook: a stalled worker stops beating and processing; it still empties its
-            // queue so that shutdown is not blocked.
-            while !matches!(
-                rx.recv_timeout(Duration::from_millis(100)),
-                Err(RecvTimeoutError::Disconnected)
-            ) {}
-            break;
-        }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(mut batch) => {
-                for seg in batch.iter() {
-                    worker.process(&seg);
+            queued.fetch_add(bytes, Ordering::Relaxed);
+            match out.try_send(batch) {
+                Ok(()) => {
+                    handed.fetch_add(n, Ordering::Relaxed);
                 }
-                batch.clear();
-                let _ = recycle.try_send(batch);
+                Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
+                    queued.fetch_sub(bytes, Ordering::Relaxed);
+                    *lock(&output_drops) += b.len() as u64;
+                }
             }
-            Err(RecvTimeoutError::Timeout) => worker.advance_time(now_ns()),
-            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        loop {
+            if stall_after.is_some_and(|d| started.elapsed() >= d) {
+                // Test hook: a stalled worker stops beating and processing; it still empties its
+                // queue so that shutdown is not blocked.
+                while !matches!(
+                    rx.recv_timeout(Duration::from_millis(100)),
+                    Err(RecvTimeoutError::Disconnected)
+                ) {}
+                break;
+            }
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(mut batch) => {
+                    for seg in batch.iter() {
+                        worker.process(&seg);
+                    }
+                    batch.clear();
+                    let _ = recycle.try_send(batch);
+                }
+                Err(RecvTimeoutError::Timeout) => worker.advance_time(now_ns()),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if worker.ready() > 0 {
+                worker.drain_into(&mut ready);
+                send(&mut ready);
+            }
+            if publish.due() {
+                beat.beat();
+                worker.advance_time(now_ns());
+                *lock(&snap) = worker.stats();
+            }
         }
-        if worker.ready() > 0 {
+        // Shutdown drains completely: block rather than drop the last exchanges; in steps, so
+        // that the pending state of a full table does not become output all at once.
+        loop {
+            let done = worker.finish_some(BATCH_SEGMENTS);
             worker.drain_into(&mut ready);
-            send(&mut ready);
+            if !ready.is_empty() {
+                // Counted before the send: if the output is blocked for good, these are among the
+                // records the shutdown deadline reports as not written.
+                handed.fetch_add(ready.len() as u64, Ordering::Relaxed);
+                queued.fetch_add(batch_bytes(&ready), Ordering::Relaxed);
+                let _ = out.send(std::mem::take(&mut ready));
+            }
+            if done {
+                break;
+            }
         }
-        if publish.due() {
-            beat.beat();
-            worker.advance_time(now_ns());
-            *lock(&snap) = worker.stats();
-        }
+        *lock(&snap) = worker.stats();
     }
-    // Shutdown drains completely: block rather than drop the last exchanges; in steps, so
-    // that the pending state of a full table does not become output all at once.
-    loop {
-        let done = worker.finish_some(BATCH_SEGMENTS);
-        worker.drain_into(&mut ready);
-        if !ready.is_empty() {
-            // Counted before the send: if the output is blocked for good, these are among the
-            // records the shutdown deadline reports as not written.
-            handed.fetch_add(ready.len() as u64, Ordering::Relaxed);
-            queued.fetch_add(batch_bytes(&ready), Ordering::Relaxed);
-            let _ = out.send(std::mem::take(&mut ready));
-        }
-        if done {
-            break;
-        }
-    }
-    *lock(&snap) = worker.stats();
 }
 
 #[cfg(test)]
