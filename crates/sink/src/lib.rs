@@ -1,6 +1,6 @@
 //! Transforms between the HTTP layer and the outputs (redaction, filters) and the sinks.
 //!
-//! The shape follows vector's sources → transforms → sinks: [`filter::PacketFilter`] runs on
+//! The shape follows vector's sources → transforms → sinks: the binary's packet filter runs on
 //! segments before reassembly (so dropped traffic costs almost nothing), then after parsing
 //! [`filter::ExchangeFilter`] and [`redact::Redactor`] run on each [`Exchange`], and a
 //! [`pipeline::Sink`] such as [`jsonl::JsonLinesWriter`] writes what is left.
@@ -15,8 +15,8 @@ pub mod pipeline;
 pub mod redact;
 
 pub use filter::{
-    Decision, ExchangeDecision, ExchangeFilter, ExchangeFilterConfig, ExchangeFilterReason,
-    ExchangeFilterStats, FilterReason, FilterStats, PacketFilter, PacketFilterConfig,
+    ExchangeDecision, ExchangeFilter, ExchangeFilterConfig, ExchangeFilterReason,
+    ExchangeFilterStats,
 };
 pub use jsonl::{JsonLinesConfig, JsonLinesWriter, LineEncoder, Record, WriterStats};
 pub use pipeline::{
@@ -57,18 +57,12 @@ pub enum SinkError {
     /// No random redaction key could be drawn from the operating system.
     #[error("cannot draw a random redaction key: {0}")]
     Random(String),
-    /// A CIDR (or bare IP address) from the configuration does not parse.
-    #[error("invalid CIDR or IP address {0:?}")]
-    InvalidCidr(String),
     /// A status selector is not a code (`404`), a class (`5xx`) or a range (`500-504`).
     #[error("invalid status selector {0:?} (expected 404, 5xx or 500-504)")]
     InvalidStatus(String),
     /// A host pattern is empty or malformed.
     #[error("invalid host pattern {0:?} (expected example.com or *.example.com)")]
     InvalidHost(String),
-    /// The sample rate is not in (0, 1].
-    #[error("invalid sample rate {0} (expected 0 < rate <= 1)")]
-    InvalidSampleRate(f64),
     /// An output file operation failed.
     #[error("{op} {}: {source}", path.display())]
     Io {

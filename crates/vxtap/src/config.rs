@@ -9,10 +9,11 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use vxtap_flow::{FlowConfig, FlowKeyMode};
 use vxtap_http::HttpConfig;
-use vxtap_sink::{ExchangeFilterConfig, PacketFilterConfig, RedactConfig};
+use vxtap_sink::{ExchangeFilterConfig, RedactConfig};
 use vxtap_wire::DecapConfig;
 
 use crate::cli::{DecodeOpts, FlowKeyArg, ListenArgs, LogFormat, PipelineOpts, PrivacyOpts};
+use crate::packet_filter::PacketFilterConfig;
 use crate::size::{parse_duration, parse_size};
 
 /// A size in the file: a number of bytes or a string such as "256MiB".

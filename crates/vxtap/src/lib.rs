@@ -9,6 +9,7 @@ pub mod health;
 pub mod listen;
 pub mod metrics;
 pub mod ordered;
+pub mod packet_filter;
 pub mod pipeline;
 pub mod replay;
 pub mod send;

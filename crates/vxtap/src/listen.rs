@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use vxtap_capture::{RecvBatch, RecvStats, UdpConfig, UdpReceiver, DATAGRAM_BUF};
 use vxtap_http::Exchange;
-use vxtap_sink::{Decision, FilterReason, FilterStats, JsonLinesConfig, PacketFilter};
+use vxtap_sink::JsonLinesConfig;
 use vxtap_wire::{DecapStats, Decapsulator, Decoded};
 
 use crate::admin::AdminServer;
@@ -31,6 +31,7 @@ use crate::batch::SegmentBatch;
 use crate::config::ListenSettings;
 use crate::health::{Beat, Every, Health, RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::metrics::MetricSet;
+use crate::packet_filter::{Decision, FilterReason, FilterStats, PacketFilter};
 use crate::pipeline::{output_pipeline, Totals, Worker, WorkerStats, MAX_SILENCE};
 
 /// Distinct VNIs given their own metric label; the rest share `other` (bounded cardinality).

@@ -12,13 +12,14 @@ use anyhow::Result;
 use vxtap_flow::{FlowConfig, FlowStats, FlowTable};
 use vxtap_http::{Exchange, HttpConfig, HttpHandler, HttpStats};
 use vxtap_sink::{
-    ExchangeFilter, ExchangePipeline, FilterStats, JsonLinesConfig, JsonLinesWriter, PacketFilter,
-    Redactor, TransformStats, Transforms, WriterStats,
+    ExchangeFilter, ExchangePipeline, JsonLinesConfig, JsonLinesWriter, Redactor, TransformStats,
+    Transforms, WriterStats,
 };
 use vxtap_wire::{DecapStats, Decapsulator, Decoded, LinkType, Segment};
 
 use crate::config::Settings;
 use crate::metrics::MetricSet;
+use crate::packet_filter::{FilterStats, PacketFilter};
 
 /// Packet time between timer runs of a flow table.
 const TICK_NS: u64 = 1_000_000_000;
