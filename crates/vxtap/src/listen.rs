@@ -202,9 +202,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Runs the listener until SIGTERM/SIGINT (or `hooks.run_for`), then drains and returns the
 /// final totals.
 ///
-/// Startup fails before any thread exists when the output, a socket or the admin port cannot
-/// be opened; then the threads start downstream first (workers, output, receivers), so that
-/// every queue has its consumer before anything is put on it.
+/// Startup fails before any pipeline thread exists when the output, a socket or the admin port
+/// cannot be opened; then the threads start downstream first (workers, output, receivers), so
+/// that every queue has its consumer before anything is put on it.
 pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals> {
     let ctx = Listener::new(settings, hooks)?;
     // Output first, so that a bad output path fails before any socket is opened.
