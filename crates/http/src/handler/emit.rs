@@ -2,7 +2,7 @@
 //! held, or emitted unpaired), and an exchange leaves as an [`Exchange`] with its body captured
 //! (and decoded), its flags and timings, and a stable id.
 
-use super::build_bytes;
+use super::budget::build_bytes;
 use super::{
     Conn, Entry, HttpHandler, Kind, MsgBuild, State, MAX_EARLY, MAX_EARLY_ACKED, MAX_INTERIM,
     NO_ACK, RESP,

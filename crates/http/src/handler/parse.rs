@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 
 use vxtap_flow::{Direction, Verdict};
 
-use super::message_heap;
+use super::budget::message_heap;
 use super::{
     role_of, Body, Conn, Ev, HttpHandler, Kind, MsgBuild, State, HEADERS_LIMIT, HEAD_BUF_KEEP,
     NO_ACK, REQ, RESP, RESYNC_CARRY, RESYNC_LINE_MAX, RESYNC_PIECE,
