@@ -6,7 +6,7 @@
 //! entries again when room frees up or their response comes. The same capacity-based sizes
 //! give a connection's heap bytes, which the flow table charges against its memory budget.
 
-use super::version_of;
+use super::parse::version_of;
 use super::{
     Brief, Briefs, Conn, Entry, HttpHandler, Kind, MsgBuild, Overflow, Pending, Prov, B_ABSORBED,
     B_CONNECT, B_GAVE_UP, B_HEAD, B_LOST, B_RESP_LOST, B_UNCERTAIN, FULL_ENTRY_BYTES, NO_ACK,

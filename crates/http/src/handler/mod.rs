@@ -20,6 +20,22 @@
 //!
 //! Requests awaiting responses are held under a byte budget per connection and per handler;
 //! beyond it they keep a compact placeholder (`Brief`) so that a late response still pairs.
+//!
+//! # Where things are
+//!
+//! This module holds the state (the limits, a connection's two parsers and its queue of
+//! pending requests, the handler) and the entry points: the public API and the
+//! [`StreamHandler`] implementation the reassembler calls. What is done with that state is split
+//! the way a message travels, one `impl HttpHandler` block per file (libhtp-rs likewise keeps
+//! requests, responses and transactions apart):
+//!
+//! - `parse`: bytes to messages (the data path, heads, bodies, resynchronisation);
+//! - `pairing`: which request a response answers (FIFO, acknowledgements, held responses) and
+//!   emission of finished exchanges in request order;
+//! - `count`: pairing proven by counting after a response-side gap (`Prov`);
+//! - `budget`: the pending budgets, placeholders and what a connection's memory costs;
+//! - `emit`: a finished message stored with its request, and an exchange built into a record;
+//! - `loss`: gaps, cut heads, parse errors and the ends of directions.
 
 use std::collections::VecDeque;
 
@@ -31,6 +47,7 @@ use crate::exchange::{Content, Exchange, Message};
 use crate::flags::{Flag, FlagSet};
 use crate::stats::HttpStats;
 
+// The behaviour on the state above, one concern per file (see the module docs).
 mod budget;
 mod count;
 mod emit;
@@ -38,9 +55,7 @@ mod loss;
 mod pairing;
 mod parse;
 
-use budget::build_bytes;
 pub use emit::exchange_id;
-use parse::version_of;
 
 /// Upper bound on `max_headers` (the header array lives on the stack).
 pub const HEADERS_LIMIT: usize = 512;

@@ -2,7 +2,7 @@
 //! proven by TCP acknowledgements (see [`super::Conn`]'s `ack_pick`), responses held until the
 //! client stream reaches their ack, and the emission of finished exchanges in request order.
 
-use super::build_bytes;
+use super::budget::build_bytes;
 use super::{
     AckPick, Brief, Conn, Entry, HttpHandler, Kind, Pending, State, B_ABSORBED, B_CONNECT,
     B_GAVE_UP, B_HEAD, B_LOST, B_RESP_LOST, B_UNCERTAIN, FULL_ENTRY_BYTES, NO_ACK, PIPELINE_SCAN,
