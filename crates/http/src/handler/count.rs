@@ -2,9 +2,7 @@
 //! responses that follow are paired in order but held until the count proves that every
 //! request got exactly one (see [`super::Prov`]); any doubt undoes those pairings.
 
-use super::{
-    Conn, Entry, HttpHandler, Kind, Prov, State, B_RESP_LOST, B_UNCERTAIN, NO_ACK, REQ, RESP,
-};
+use super::{Conn, Entry, HttpHandler, Kind, Prov, Role, State, B_RESP_LOST, B_UNCERTAIN, NO_ACK};
 use crate::flags::{Flag, FlagSet};
 
 impl HttpHandler {
@@ -19,9 +17,9 @@ impl HttpHandler {
             && !c.stopped
             && c.early.is_empty()
             && c.skip_responses == 0
-            && !c.halves[RESP].held
+            && !c.halves[Role::Resp].held
             && c.overflow.prov().is_none()
-            && matches!(c.halves[REQ].state, State::Start | State::Body(_))
+            && matches!(c.halves[Role::Req].state, State::Start | State::Body(_))
     }
 
     /// A response answering request `from` was cut by a gap of `len` bytes that may also hide
@@ -56,7 +54,7 @@ impl HttpHandler {
     pub(super) fn begin_lost_count(&mut self, c: &mut Conn, len: u64) -> bool {
         c.fix_resp_cursor();
         let k = c.next_resp_seq;
-        if !self.counting_possible(c) || c.halves[RESP].cur.is_some() {
+        if !self.counting_possible(c) || c.halves[Role::Resp].cur.is_some() {
             return false;
         }
         self.ensure_main(c, k);
@@ -74,7 +72,7 @@ impl HttpHandler {
         c.next_resp_seq = k + 1;
         self.begin_count(c, k, len);
         self.stats.resyncs += 1;
-        let h = &mut c.halves[RESP];
+        let h = &mut c.halves[Role::Resp];
         h.state = State::Resync;
         h.head_buf.clear();
         true
@@ -90,7 +88,7 @@ impl HttpHandler {
         let answered = c.next_resp_seq == c.next_seq
             && c.overflow.is_empty()
             && c.early.is_empty()
-            && c.halves[RESP].cur.is_none()
+            && c.halves[Role::Resp].cur.is_none()
             && !p.unasked;
         if !answered {
             if !owed {
@@ -150,7 +148,7 @@ impl HttpHandler {
         for b in c.overflow.iter_mut() {
             b.bits |= B_UNCERTAIN | B_RESP_LOST;
         }
-        let h = &mut c.halves[RESP];
+        let h = &mut c.halves[Role::Resp];
         if h.cur.is_some() && h.target.is_some_and(|t| t > p.from) && !h.interim {
             h.target = None;
             h.unpaired_flags = flags;

@@ -4,8 +4,8 @@
 
 use super::budget::build_bytes;
 use super::{
-    Conn, Entry, HttpHandler, Kind, MsgBuild, State, MAX_EARLY, MAX_EARLY_ACKED, MAX_INTERIM,
-    NO_ACK, RESP,
+    Conn, Entry, HttpHandler, Kind, MsgBuild, Role, State, MAX_EARLY, MAX_EARLY_ACKED, MAX_INTERIM,
+    NO_ACK,
 };
 use crate::decode::DecodeEnd;
 use crate::exchange::{Body as CapturedBody, Content, Cut, Exchange, Message, Peer, Timing};
@@ -16,14 +16,7 @@ impl HttpHandler {
     // ----- message completion ----------------------------------------------------------------
 
     /// The current message of `r` ended (`cut`: before its framing said so).
-    pub(super) fn finish_msg(
-        &mut self,
-        c: &mut Conn,
-        r: usize,
-        ts: u64,
-        flags: FlagSet,
-        cut: bool,
-    ) {
+    pub(super) fn finish_msg(&mut self, c: &mut Conn, r: Role, ts: u64, flags: FlagSet, cut: bool) {
         let h = &mut c.halves[r];
         if matches!(h.state, State::Body(_)) {
             h.state = State::Start;
@@ -87,7 +80,7 @@ impl HttpHandler {
                     }
                     // The next request was sent before the client had all of this response:
                     // it pipelines (proven by its ack, unlike a request that merely waits).
-                    let end = c.halves[RESP].off;
+                    let end = c.halves[Role::Resp].off;
                     if let Some(n) = target.and_then(|s| c.entry(s + 1)) {
                         if n.sent_ack < end {
                             c.pipelined = true;

@@ -6,8 +6,8 @@
 //! wait may still be settled by counting (see [`super::count`]).
 
 use super::{
-    Body, Brief, Conn, Entry, HttpHandler, Kind, State, B_ABSORBED, B_LOST, B_RESP_LOST,
-    B_UNCERTAIN, NO_ACK, PLACEHOLDER_BYTES, RESP,
+    Body, Brief, Conn, Entry, HttpHandler, Kind, Role, State, B_ABSORBED, B_LOST, B_RESP_LOST,
+    B_UNCERTAIN, NO_ACK, PLACEHOLDER_BYTES,
 };
 use crate::flags::{Flag, FlagSet};
 use vxtap_flow::GapReason;
@@ -16,7 +16,7 @@ impl HttpHandler {
     // ----- losses ----------------------------------------------------------------------------
 
     /// Direction `r` lost its framing: drop its partial head, remember what may be lost, resync.
-    pub(super) fn desync(&mut self, c: &mut Conn, r: usize, flags: FlagSet) {
+    pub(super) fn desync(&mut self, c: &mut Conn, r: Role, flags: FlagSet) {
         self.stats.resyncs += 1;
         let h = &mut c.halves[r];
         h.state = State::Resync;
@@ -37,7 +37,7 @@ impl HttpHandler {
     }
 
     /// Messages of direction `r` may have vanished: pairing is uncertain until a sync point.
-    fn note_loss(&mut self, c: &mut Conn, r: usize, flags: FlagSet) {
+    fn note_loss(&mut self, c: &mut Conn, r: Role, flags: FlagSet) {
         // A second loss: the count that was to prove the pairings since the first cannot.
         self.count_failed(c);
         // Held responses whose acks can still place them stay; FIFO ones cannot survive a loss.
@@ -94,7 +94,7 @@ impl HttpHandler {
                     } else {
                         c.last_sent_ack
                     };
-                    let resp_lost = matches!(c.halves[RESP].state, State::Resync)
+                    let resp_lost = matches!(c.halves[Role::Resp].state, State::Resync)
                         || c.resp_synced_at > sent_at_least;
                     let start = c.halves[r].mark;
                     if c.overflow.is_empty() {
@@ -150,7 +150,7 @@ impl HttpHandler {
         }
     }
 
-    pub(super) fn gap(&mut self, c: &mut Conn, r: usize, ts: u64, len: u64, reason: GapReason) {
+    pub(super) fn gap(&mut self, c: &mut Conn, r: Role, ts: u64, len: u64, reason: GapReason) {
         self.stats.gap_bytes += len;
         let mut flags = FlagSet::from(Flag::Gap);
         if reason == GapReason::TruncatedCapture {
@@ -257,7 +257,7 @@ impl HttpHandler {
     ///
     /// A response head cut while several requests wait is salvaged too when the pairing after
     /// it can be proven by counting at the end (see `Prov`).
-    fn salvage_head(&mut self, c: &mut Conn, r: usize, ts: u64, len: u64, flags: FlagSet) {
+    fn salvage_head(&mut self, c: &mut Conn, r: Role, ts: u64, len: u64, flags: FlagSet) {
         let buf = std::mem::take(&mut c.halves[r].head_buf);
         let Some(last_nl) = buf.iter().rposition(|&b| b == b'\n') else {
             // Not even a status line: as if the response had started inside the gap.
@@ -334,7 +334,7 @@ impl HttpHandler {
     pub(super) fn end_half(
         &mut self,
         c: &mut Conn,
-        r: usize,
+        r: Role,
         ts: u64,
         cut_flags: FlagSet,
         clean_close: bool,

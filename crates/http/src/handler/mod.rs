@@ -38,6 +38,7 @@
 //! - `loss`: gaps, cut heads, parse errors and the ends of directions.
 
 use std::collections::VecDeque;
+use std::ops::{Index, IndexMut};
 
 use vxtap_flow::{CloseReason, ConnMeta, Direction, GapReason, StreamHandler, Verdict};
 
@@ -70,8 +71,6 @@ const RESYNC_LINE_MAX: usize = 8 * 1024;
 const HEAD_BUF_KEEP: usize = 4096;
 /// Interim responses kept per exchange; more are counted and dropped.
 const MAX_INTERIM: usize = 8;
-const REQ: usize = 0;
-const RESP: usize = 1;
 /// An ack (or offset) that is not known.
 const NO_ACK: u64 = u64::MAX;
 /// What one pending-request placeholder costs (see [`HttpConfig::max_pending_bytes`]).
@@ -169,6 +168,71 @@ enum State {
     ConnectWait,
     /// After an upgrade: bytes are counted only.
     Tunnel,
+}
+
+/// Which of a connection's two parsers: the one reading requests or the one reading responses.
+/// Not a [`Direction`]: a connection picked up midstream may find out that its first guess was
+/// wrong, and then the parsers swap (see `HttpHandler::swap`) while the directions stay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Req = 0,
+    Resp = 1,
+}
+
+impl Role {
+    /// The parser that reads the bytes flowing in `dir`.
+    #[inline]
+    fn of(dir: Direction) -> Role {
+        match dir {
+            Direction::ClientToServer => Role::Req,
+            Direction::ServerToClient => Role::Resp,
+        }
+    }
+
+    /// The parser of the other direction.
+    #[inline]
+    fn other(self) -> Role {
+        match self {
+            Role::Req => Role::Resp,
+            Role::Resp => Role::Req,
+        }
+    }
+}
+
+/// A connection's two parsers, indexed by [`Role`].
+#[derive(Debug)]
+struct Halves([Half; 2]);
+
+impl Halves {
+    /// Exchanges the parsers: each direction's bytes carry the other role's messages.
+    fn swap(&mut self) {
+        self.0.swap(Role::Req as usize, Role::Resp as usize);
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Half> {
+        self.0.iter()
+    }
+
+    fn iter_mut(&mut self) -> std::slice::IterMut<'_, Half> {
+        self.0.iter_mut()
+    }
+}
+
+impl Index<Role> for Halves {
+    type Output = Half;
+
+    #[inline]
+    fn index(&self, r: Role) -> &Half {
+        // A two-variant enum as the index of a two-element array: no bounds check remains.
+        &self.0[r as usize]
+    }
+}
+
+impl IndexMut<Role> for Halves {
+    #[inline]
+    fn index_mut(&mut self, r: Role) -> &mut Half {
+        &mut self.0[r as usize]
+    }
 }
 
 /// One direction's parser.
@@ -361,7 +425,7 @@ const B_ABSORBED: u8 = 64;
 #[derive(Debug)]
 pub struct Conn {
     meta: ConnMeta,
-    halves: [Half; 2],
+    halves: Halves,
     queue: VecDeque<Entry>,
     next_seq: u64,
     next_resp_seq: u64,
@@ -486,13 +550,6 @@ impl HttpHandler {
     }
 }
 
-fn role_of(dir: Direction) -> usize {
-    match dir {
-        Direction::ClientToServer => REQ,
-        Direction::ServerToClient => RESP,
-    }
-}
-
 impl StreamHandler for HttpHandler {
     type Conn = Conn;
 
@@ -500,10 +557,10 @@ impl StreamHandler for HttpHandler {
         self.stats.conns_opened += 1;
         Conn {
             meta: *meta,
-            halves: [
+            halves: Halves([
                 Half::new(true, meta.midstream),
                 Half::new(false, meta.midstream),
-            ],
+            ]),
             queue: VecDeque::new(),
             next_seq: 0,
             next_resp_seq: 0,
@@ -543,7 +600,7 @@ impl StreamHandler for HttpHandler {
 
     fn on_ack(&mut self, conn: &mut Conn, meta: &ConnMeta, dir: Direction, acked: Option<u64>) {
         conn.meta = *meta;
-        conn.halves[role_of(dir)].ack = acked.unwrap_or(NO_ACK);
+        conn.halves[Role::of(dir)].ack = acked.unwrap_or(NO_ACK);
     }
 
     fn on_gap(
@@ -561,7 +618,7 @@ impl StreamHandler for HttpHandler {
             return Verdict::StopDelivery;
         }
         if len > 0 {
-            let r = role_of(dir);
+            let r = Role::of(dir);
             let start = conn.halves[r].off;
             self.gap(conn, r, ts_ns, len, reason);
             conn.halves[r].off = start + len;
@@ -571,7 +628,7 @@ impl StreamHandler for HttpHandler {
 
     fn on_fin(&mut self, conn: &mut Conn, meta: &ConnMeta, dir: Direction, ts_ns: u64) {
         conn.meta = *meta;
-        self.end_half(conn, role_of(dir), ts_ns, FlagSet::EMPTY, true);
+        self.end_half(conn, Role::of(dir), ts_ns, FlagSet::EMPTY, true);
     }
 
     fn mem_bytes(&self, conn: &Conn) -> usize {
@@ -589,8 +646,8 @@ impl StreamHandler for HttpHandler {
         }
         let clean = matches!(reason, CloseReason::Fin | CloseReason::Rst);
         // Requests first so that a response cut here still finds its request done.
-        self.end_half(&mut conn, REQ, ts_ns, close_flags, clean);
-        self.end_half(&mut conn, RESP, ts_ns, close_flags, clean);
+        self.end_half(&mut conn, Role::Req, ts_ns, close_flags, clean);
+        self.end_half(&mut conn, Role::Resp, ts_ns, close_flags, clean);
         // Both streams are complete: the responses can be counted.
         self.settle_count(&mut conn, false);
         // Responses still waiting for client bytes that never came: their requests were lost.

@@ -4,9 +4,9 @@
 
 use super::budget::build_bytes;
 use super::{
-    AckPick, Brief, Conn, Entry, HttpHandler, Kind, Pending, State, B_ABSORBED, B_CONNECT,
+    AckPick, Brief, Conn, Entry, HttpHandler, Kind, Pending, Role, State, B_ABSORBED, B_CONNECT,
     B_GAVE_UP, B_HEAD, B_LOST, B_RESP_LOST, B_UNCERTAIN, FULL_ENTRY_BYTES, NO_ACK, PIPELINE_SCAN,
-    PLACEHOLDER_BYTES, REQ, RESP,
+    PLACEHOLDER_BYTES,
 };
 use crate::flags::{Flag, FlagSet};
 
@@ -24,7 +24,7 @@ impl HttpHandler {
         // Responses held for the client stream to get here first: those that answered requests
         // before this one (lost ones included) are accounted for before anything is concluded
         // from requests still waiting.
-        let start = c.halves[REQ].head_off;
+        let start = c.halves[Role::Req].head_off;
         self.resolve_held(c, Some(start));
         c.fix_resp_cursor();
         let from = c.next_resp_seq;
@@ -32,12 +32,15 @@ impl HttpHandler {
         // Every sequence number from the front on is queued (full or placeholder).
         let unanswered = c.next_seq.saturating_sub(from);
         // The response being received right now, if its head has been parsed.
-        let answering = c.halves[RESP].cur.as_ref().and(c.halves[RESP].target);
+        let answering = c.halves[Role::Resp]
+            .cur
+            .as_ref()
+            .and(c.halves[Role::Resp].target);
         // The client had received server bytes not parsed yet when it sent this request: the
         // responses it waited for may be among them, so a waiting request proves nothing, and
         // a response still to come may answer an earlier request.
-        let sent_ack = c.halves[REQ].head_ack;
-        let rs = &c.halves[RESP];
+        let sent_ack = c.halves[Role::Req].head_ack;
+        let rs = &c.halves[Role::Resp];
         let behind = sent_ack != NO_ACK && sent_ack > rs.off;
         // Syncing says the next response answers this request. By its ack, the client had
         // every response to earlier requests before `sent_ack`; so every server byte parsed
@@ -112,14 +115,14 @@ impl HttpHandler {
         // A client that waits for each response has them all when it sends the next request:
         // the count after a response-side loss (see `Prov`) can be settled here. A pipelining
         // one is still owed responses; its count waits for the end.
-        if c.overflow.prov().is_some() && c.halves[RESP].idle() && sync_ok && !behind {
+        if c.overflow.prov().is_some() && c.halves[Role::Resp].idle() && sync_ok && !behind {
             let pipelined = c.pipelined;
             self.settle_count(c, pipelined);
         }
         // A client that waits for each response has, by now, received every response it will
         // get for earlier (lost or unattributable) requests; a pipelining one must first drain.
         if c.uncertain
-            && c.halves[RESP].idle()
+            && c.halves[Role::Resp].idle()
             && !blocking
             && sync_ok
             && (!c.pipelined || unanswered == 0)
@@ -144,7 +147,7 @@ impl HttpHandler {
                 c.skip_responses += 1;
             }
         }
-        let rq = &c.halves[REQ];
+        let rq = &c.halves[Role::Req];
         let (start, head_end, head_ts) = (rq.head_off, rq.off, rq.head_ts);
         let est = FULL_ENTRY_BYTES + 2 * head_end.saturating_sub(start) as usize;
         // Full records while the budgets allow and nothing waits in compact form before.
@@ -169,7 +172,7 @@ impl HttpHandler {
             c.orphans = c.orphans.saturating_sub(1);
         } else if !c.uncertain && c.next_resp_seq == seq && !c.midstream_unsynced {
             // ... and so does one still arriving that found no request when its head came.
-            let h = &mut c.halves[RESP];
+            let h = &mut c.halves[Role::Resp];
             if h.cur.is_some()
                 && h.target.is_none()
                 && !h.interim
@@ -185,7 +188,7 @@ impl HttpHandler {
         // The response direction lost its place after the client sent this request (the
         // reassembler may deliver a request long after the responses that followed it).
         let resp_lost = sent_ack != NO_ACK
-            && (matches!(c.halves[RESP].state, State::Resync) || c.resp_synced_at > sent_ack);
+            && (matches!(c.halves[Role::Resp].state, State::Resync) || c.resp_synced_at > sent_ack);
         if !full {
             let mut bits = 0;
             for (on, bit) in [
@@ -307,7 +310,7 @@ impl HttpHandler {
         if c.early.iter().any(|m| m.ack != NO_ACK) {
             // Earlier responses wait for the client stream to reach their acks: this one
             // comes after them.
-            c.halves[RESP].held = true;
+            c.halves[Role::Resp].held = true;
             return (None, FlagSet::EMPTY);
         }
         // While a count is pending (see `Prov`), this response's ack can settle it early: if it
@@ -316,7 +319,7 @@ impl HttpHandler {
         // another, the gap did hide some.
         let mut proven = false;
         if c.overflow.prov().is_some() {
-            let h = &c.halves[RESP];
+            let h = &c.halves[Role::Resp];
             match c.ack_pick(h.head_ack, h.head_off, c.req_frontier()) {
                 AckPick::Req(s) if s == seq => proven = true,
                 AckPick::Req(_) | AckPick::Lost(_) => self.count_failed(c),
@@ -332,7 +335,7 @@ impl HttpHandler {
             self.count_proven(c);
         }
         if !in_order {
-            let h = &c.halves[RESP];
+            let h = &c.halves[Role::Resp];
             match c.ack_pick(h.head_ack, h.head_off, c.req_frontier()) {
                 AckPick::Req(seq) => {
                     self.ack_sync(c, seq);
@@ -347,7 +350,7 @@ impl HttpHandler {
                     return (None, f);
                 }
                 AckPick::Wait => {
-                    c.halves[RESP].held = true;
+                    c.halves[Role::Resp].held = true;
                     return (None, FlagSet::EMPTY);
                 }
                 AckPick::Unknown => {}
@@ -430,7 +433,7 @@ impl HttpHandler {
             .iter()
             .any(|e| e.seq > seq && matches!(e.kind, Kind::Lost(_)))
             || c.overflow.iter().any(|b| b.bits & B_LOST != 0);
-        let in_sync = !lost_after && !matches!(c.halves[REQ].state, State::Resync);
+        let in_sync = !lost_after && !matches!(c.halves[Role::Req].state, State::Resync);
         for e in c.queue.iter_mut().filter(|e| e.seq >= from) {
             let Kind::Real(p) = &mut e.kind else { continue };
             if e.seq < seq {
@@ -500,7 +503,7 @@ impl HttpHandler {
                 }
             }
         }
-        let h = &c.halves[RESP];
+        let h = &c.halves[Role::Resp];
         if !(h.held && h.cur.is_some() && h.target.is_none()) {
             return;
         }
@@ -508,10 +511,10 @@ impl HttpHandler {
         if pick == AckPick::Wait {
             return;
         }
-        c.halves[RESP].held = false;
+        c.halves[Role::Resp].held = false;
         match pick {
             AckPick::Req(seq) => {
-                c.halves[RESP].target = Some(seq);
+                c.halves[Role::Resp].target = Some(seq);
                 self.ack_sync(c, seq);
             }
             other => {
@@ -522,7 +525,7 @@ impl HttpHandler {
                 }
                 let mut f = c.desync_flags;
                 f.insert(Flag::NoRequest);
-                c.halves[RESP].unpaired_flags = f;
+                c.halves[Role::Resp].unpaired_flags = f;
             }
         }
     }
@@ -555,7 +558,7 @@ impl HttpHandler {
                     Kind::Real(p) => {
                         p.req.is_some()
                             && (p.resp.is_some() || (p.gave_up && front.seq < c.next_resp_seq))
-                            && c.halves[RESP].target != Some(front.seq)
+                            && c.halves[Role::Resp].target != Some(front.seq)
                     }
                 };
             if !ready {
@@ -615,7 +618,7 @@ impl Conn {
     /// The earliest client stream offset at which a request not queued yet can start (`None`
     /// after an upgrade).
     fn req_frontier(&self) -> Option<u64> {
-        let h = &self.halves[REQ];
+        let h = &self.halves[Role::Req];
         match h.state {
             State::Start if h.head_buf.is_empty() => Some(h.off),
             State::Start => Some(h.head_off),

@@ -11,8 +11,8 @@ use vxtap_flow::{Direction, Verdict};
 
 use super::budget::message_heap;
 use super::{
-    role_of, Body, Conn, Ev, HttpHandler, Kind, MsgBuild, State, HEADERS_LIMIT, HEAD_BUF_KEEP,
-    NO_ACK, REQ, RESP, RESYNC_CARRY, RESYNC_LINE_MAX, RESYNC_PIECE,
+    Body, Conn, Ev, HttpHandler, Kind, MsgBuild, Role, State, HEADERS_LIMIT, HEAD_BUF_KEEP, NO_ACK,
+    RESYNC_CARRY, RESYNC_LINE_MAX, RESYNC_PIECE,
 };
 use crate::chunked::ChunkDecoder;
 use crate::decode::{extend_capped, Coding, Decoder, GROWTH_STEP};
@@ -27,7 +27,7 @@ impl HttpHandler {
     // ----- data path -------------------------------------------------------------------------
 
     pub(super) fn feed(&mut self, c: &mut Conn, dir: Direction, ts: u64, data: &[u8]) -> Verdict {
-        let mut role = role_of(dir);
+        let mut role = Role::of(dir);
         let mut verdict = Verdict::Continue;
         let mut pos = 0;
         let base = c.halves[role].off;
@@ -49,7 +49,7 @@ impl HttpHandler {
             match ev {
                 Ev::None => {}
                 Ev::Swap => {
-                    role = 1 - role;
+                    role = role.other();
                     verdict = Verdict::SwapRoles;
                 }
                 Ev::Stop => {
@@ -62,7 +62,7 @@ impl HttpHandler {
         verdict
     }
 
-    fn feed_head(&mut self, c: &mut Conn, r: usize, ts: u64, rest: &[u8]) -> (usize, Ev) {
+    fn feed_head(&mut self, c: &mut Conn, r: Role, ts: u64, rest: &[u8]) -> (usize, Ev) {
         let max = self.cfg.max_head_bytes;
         let h = &mut c.halves[r];
         if h.head_buf.is_empty() {
@@ -124,7 +124,7 @@ impl HttpHandler {
         }
     }
 
-    fn feed_resync(&mut self, c: &mut Conn, r: usize, ts: u64, rest: &[u8]) -> (usize, Ev) {
+    fn feed_resync(&mut self, c: &mut Conn, r: Role, ts: u64, rest: &[u8]) -> (usize, Ev) {
         let max = self.cfg.max_head_bytes;
         let swap_ok = c.meta.midstream && !c.roles_fixed && !c.stopped;
         let h = &mut c.halves[r];
@@ -199,8 +199,8 @@ impl HttpHandler {
 
     /// The bytes of `r`'s direction carry the other role's messages: swap the parsers.
     fn swap(&mut self, c: &mut Conn) -> Ev {
-        c.halves.swap(REQ, RESP);
-        for h in &mut c.halves {
+        c.halves.swap();
+        for h in c.halves.iter_mut() {
             h.is_request = !h.is_request;
         }
         std::mem::swap(&mut c.meta.client, &mut c.meta.server);
@@ -209,7 +209,7 @@ impl HttpHandler {
         Ev::Swap
     }
 
-    fn feed_body(&mut self, c: &mut Conn, r: usize, ts: u64, rest: &[u8]) -> usize {
+    fn feed_body(&mut self, c: &mut Conn, r: Role, ts: u64, rest: &[u8]) -> usize {
         let h = &mut c.halves[r];
         let State::Body(body) = &mut h.state else {
             return 0;
@@ -262,7 +262,7 @@ impl HttpHandler {
         }
     }
 
-    fn add_body(&mut self, c: &mut Conn, r: usize, ts: u64, bytes: &[u8]) {
+    fn add_body(&mut self, c: &mut Conn, r: Role, ts: u64, bytes: &[u8]) {
         let cap = self.cfg.max_body_bytes;
         self.stats.body_bytes += bytes.len() as u64;
         if let Some(m) = c.halves[r].cur.as_mut() {
@@ -289,7 +289,7 @@ impl HttpHandler {
 
     // ----- heads -----------------------------------------------------------------------------
 
-    pub(super) fn on_head(&mut self, c: &mut Conn, r: usize, ts: u64, head: &[u8]) -> Ev {
+    pub(super) fn on_head(&mut self, c: &mut Conn, r: Role, ts: u64, head: &[u8]) -> Ev {
         let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; HEADERS_LIMIT];
         let slots = &mut storage[..self.cfg.max_headers];
         let mut flags = std::mem::take(&mut c.halves[r].resync_flags);
@@ -367,7 +367,7 @@ impl HttpHandler {
     fn loose_request(
         &mut self,
         c: &mut Conn,
-        r: usize,
+        r: Role,
         ts: u64,
         head: &[u8],
         mut flags: FlagSet,
@@ -438,7 +438,7 @@ impl HttpHandler {
     fn on_request(
         &mut self,
         c: &mut Conn,
-        r: usize,
+        r: Role,
         ts: u64,
         msg: Message,
         info: crate::framing::HeadInfo,
@@ -497,7 +497,7 @@ impl HttpHandler {
     fn on_response(
         &mut self,
         c: &mut Conn,
-        r: usize,
+        r: Role,
         ts: u64,
         msg: Message,
         info: crate::framing::HeadInfo,
@@ -547,22 +547,22 @@ impl HttpHandler {
             self.finish_msg(c, r, ts, FlagSet::EMPTY, false);
             // Whatever the client was sending is now the upgraded protocol.
             if let Some(seq) = target {
-                let rq = &mut c.halves[REQ];
+                let rq = &mut c.halves[Role::Req];
                 if rq.target == Some(seq) && rq.cur.is_some() {
-                    self.finish_msg(c, REQ, ts, FlagSet::EMPTY, false);
+                    self.finish_msg(c, Role::Req, ts, FlagSet::EMPTY, false);
                 }
             }
             self.flush_all(c, FlagSet::EMPTY);
-            for h in &mut c.halves {
+            for h in c.halves.iter_mut() {
                 h.state = State::Tunnel;
                 h.head_buf = Vec::new();
             }
             c.stopped = true;
             return Ev::Stop;
         }
-        if is_connect && matches!(c.halves[REQ].state, State::ConnectWait) {
+        if is_connect && matches!(c.halves[Role::Req].state, State::ConnectWait) {
             // The tunnel was refused: the client may go on with plain HTTP.
-            c.halves[REQ].state = State::Start;
+            c.halves[Role::Req].state = State::Start;
         }
         let no_body = interim || status == 204 || status == 304 || is_head;
         let body = if no_body {
@@ -599,7 +599,7 @@ impl HttpHandler {
     }
 
     /// A head could not be used: count it, flag what it belonged to, and resync.
-    fn head_error(&mut self, c: &mut Conn, r: usize, kind: ParseError, mut flags: FlagSet) {
+    fn head_error(&mut self, c: &mut Conn, r: Role, kind: ParseError, mut flags: FlagSet) {
         self.stats.parse_errors[kind as usize] += 1;
         match kind {
             ParseError::HeadTooLarge => flags.insert(Flag::HeadTooLarge),
