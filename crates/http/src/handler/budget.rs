@@ -8,8 +8,8 @@
 
 use super::parse::version_of;
 use super::{
-    Brief, Briefs, Conn, Entry, HttpHandler, Kind, MsgBuild, Overflow, Pending, Prov, B_ABSORBED,
-    B_CONNECT, B_GAVE_UP, B_HEAD, B_LOST, B_RESP_LOST, B_UNCERTAIN, FULL_ENTRY_BYTES, NO_ACK,
+    Ack, Brief, Briefs, Conn, Entry, HttpHandler, Kind, MsgBuild, Overflow, Pending, Prov,
+    B_ABSORBED, B_CONNECT, B_GAVE_UP, B_HEAD, B_LOST, B_RESP_LOST, B_UNCERTAIN, FULL_ENTRY_BYTES,
     PLACEHOLDER_BYTES,
 };
 use crate::decode::{heap_block, Decoder};
@@ -90,8 +90,8 @@ impl HttpHandler {
             absorbed: on(B_ABSORBED),
             resp_lost: on(B_RESP_LOST),
             start: b.start,
-            head_end: NO_ACK,
-            sent_ack: NO_ACK,
+            head_end: Ack::NONE,
+            sent_ack: Ack::NONE,
             charge: 0,
         };
         self.q_push(c, e);

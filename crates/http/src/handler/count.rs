@@ -2,7 +2,9 @@
 //! responses that follow are paired in order but held until the count proves that every
 //! request got exactly one (see [`super::Prov`]); any doubt undoes those pairings.
 
-use super::{Conn, Entry, HttpHandler, Kind, Prov, Role, State, B_RESP_LOST, B_UNCERTAIN, NO_ACK};
+use super::{
+    Conn, Entry, HttpHandler, Kind, Prov, Role, State, B_RESP_LOST, B_UNCERTAIN, NO_REQUEST,
+};
 use crate::flags::{Flag, FlagSet};
 
 impl HttpHandler {
@@ -37,7 +39,7 @@ impl HttpHandler {
             e.resp_lost = true;
             if c.pipelined_by == e.seq {
                 c.pipelined = false;
-                c.pipelined_by = NO_ACK;
+                c.pipelined_by = NO_REQUEST;
             }
         }
         for b in c.overflow.iter_mut() {
@@ -155,7 +157,7 @@ impl HttpHandler {
         }
         c.uncertain = true;
         c.desync_flags.merge(flags);
-        c.pipelined_by = NO_ACK;
+        c.pipelined_by = NO_REQUEST;
         for m in undone {
             self.emit(c, None, Some(m), Vec::new(), flags);
         }

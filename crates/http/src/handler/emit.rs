@@ -5,7 +5,7 @@
 use super::budget::build_bytes;
 use super::{
     Conn, Entry, HttpHandler, Kind, MsgBuild, Role, State, MAX_EARLY, MAX_EARLY_ACKED, MAX_INTERIM,
-    NO_ACK,
+    NO_REQUEST,
 };
 use crate::decode::DecodeEnd;
 use crate::exchange::{Body as CapturedBody, Content, Cut, Exchange, Message, Peer, Timing};
@@ -82,15 +82,15 @@ impl HttpHandler {
                     // it pipelines (proven by its ack, unlike a request that merely waits).
                     let end = c.halves[Role::Resp].off;
                     if let Some(n) = target.and_then(|s| c.entry(s + 1)) {
-                        if n.sent_ack < end {
+                        if n.sent_ack.get().is_some_and(|sent| sent < end) {
                             c.pipelined = true;
-                            c.pipelined_by = NO_ACK;
+                            c.pipelined_by = NO_REQUEST;
                         }
                     }
                     self.try_emit(c);
                 }
                 _ if held || (uf.is_empty() && in_sync) => {
-                    let cap = if m.ack != NO_ACK && !c.pipelined {
+                    let cap = if m.ack.is_some() && !c.pipelined {
                         MAX_EARLY_ACKED
                     } else {
                         MAX_EARLY

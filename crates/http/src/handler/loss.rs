@@ -6,8 +6,8 @@
 //! wait may still be settled by counting (see [`super::count`]).
 
 use super::{
-    Body, Brief, Conn, Entry, HttpHandler, Kind, Role, State, B_ABSORBED, B_LOST, B_RESP_LOST,
-    B_UNCERTAIN, NO_ACK, PLACEHOLDER_BYTES,
+    Ack, Body, Brief, Conn, Entry, HttpHandler, Kind, Role, State, B_ABSORBED, B_LOST, B_RESP_LOST,
+    B_UNCERTAIN, NO_REQUEST, PLACEHOLDER_BYTES,
 };
 use crate::flags::{Flag, FlagSet};
 use vxtap_flow::GapReason;
@@ -41,7 +41,7 @@ impl HttpHandler {
         // A second loss: the count that was to prove the pairings since the first cannot.
         self.count_failed(c);
         // Held responses whose acks can still place them stay; FIFO ones cannot survive a loss.
-        if c.pipelined || c.early.iter().any(|m| m.ack == NO_ACK) {
+        if c.pipelined || c.early.iter().any(|m| m.ack.is_none()) {
             self.flush_early(c, usize::MAX);
         }
         c.uncertain = true;
@@ -89,11 +89,7 @@ impl HttpHandler {
                     // the first): a place found again beyond that may have swallowed its
                     // response as well (as for a request whose own ack is known, see
                     // `push_request`).
-                    let sent_at_least = if c.last_sent_ack == NO_ACK {
-                        0
-                    } else {
-                        c.last_sent_ack
-                    };
+                    let sent_at_least = c.last_sent_ack.get().unwrap_or(0);
                     let resp_lost = matches!(c.halves[Role::Resp].state, State::Resync)
                         || c.resp_synced_at > sent_at_least;
                     let start = c.halves[r].mark;
@@ -106,8 +102,8 @@ impl HttpHandler {
                                 absorbed,
                                 resp_lost,
                                 start,
-                                head_end: NO_ACK,
-                                sent_ack: NO_ACK,
+                                head_end: Ack::NONE,
+                                sent_ack: Ack::NONE,
                                 charge: 0,
                             },
                         );
@@ -141,7 +137,7 @@ impl HttpHandler {
                 e.resp_lost = true;
                 if c.pipelined_by == e.seq {
                     c.pipelined = false;
-                    c.pipelined_by = NO_ACK;
+                    c.pipelined_by = NO_REQUEST;
                 }
                 if let Kind::Real(p) = &mut e.kind {
                     p.uncertain = true;
@@ -313,7 +309,7 @@ impl HttpHandler {
         let target = c.halves[r].target.filter(|_| c.halves[r].is_request);
         if let Some(e) = target.and_then(|s| c.entry_mut(s)) {
             // Where the head really ended is inside the gap.
-            e.head_end = NO_ACK;
+            e.head_end = Ack::NONE;
         }
         if c.halves[r].cur.is_some() {
             self.finish_msg(c, r, ts, f, true);

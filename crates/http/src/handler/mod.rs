@@ -71,8 +71,8 @@ const RESYNC_LINE_MAX: usize = 8 * 1024;
 const HEAD_BUF_KEEP: usize = 4096;
 /// Interim responses kept per exchange; more are counted and dropped.
 const MAX_INTERIM: usize = 8;
-/// An ack (or offset) that is not known.
-const NO_ACK: u64 = u64::MAX;
+/// No request (for `Conn::pipelined_by`): sequence numbers count up from 0 and never get here.
+const NO_REQUEST: u64 = u64::MAX;
 /// What one pending-request placeholder costs (see [`HttpConfig::max_pending_bytes`]).
 pub const PLACEHOLDER_BYTES: usize = std::mem::size_of::<Brief>();
 /// Smallest pending budget accepted: room for a few full records.
@@ -141,8 +141,8 @@ struct MsgBuild {
     cut: bool,
     /// Expected body length when known, to size the capture buffer once.
     hint: u64,
-    /// Ack of the segment that carried the head's first byte (`NO_ACK`: none).
-    ack: u64,
+    /// Ack of the segment that carried the head's first byte.
+    ack: Ack,
     /// Stream offset of the head's first byte.
     off: u64,
     /// Heap bytes of `msg` (fixed once the head is parsed; see `message_heap`).
@@ -168,6 +168,48 @@ enum State {
     ConnectWait,
     /// After an upgrade: bytes are counted only.
     Tunnel,
+}
+
+/// A TCP acknowledgement, as an offset in the acknowledged direction's stream (or an offset
+/// compared with one, such as where a request head ends), which may be unknown.
+///
+/// Kept in 8 bytes with `u64::MAX` standing for unknown (no stream gets that far), rather than
+/// as an `Option<u64>` (16 bytes): the parsers, every message being read and every queued
+/// request keep one or two, `Conn` is held to 512 bytes (see `size_tests`), and the sizes of
+/// `Entry` and `MsgBuild` are what the pending budget charges. Read it with [`Ack::get`], so that
+/// an unknown ack is never compared as a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Ack(u64);
+
+impl Ack {
+    /// Not known.
+    const NONE: Ack = Ack(u64::MAX);
+
+    /// `None` becomes [`Ack::NONE`].
+    #[inline]
+    fn new(acked: Option<u64>) -> Ack {
+        acked.map_or(Ack::NONE, Ack)
+    }
+
+    /// The offset, when known.
+    #[inline]
+    fn get(self) -> Option<u64> {
+        if self == Ack::NONE {
+            None
+        } else {
+            Some(self.0)
+        }
+    }
+
+    #[inline]
+    fn is_some(self) -> bool {
+        self != Ack::NONE
+    }
+
+    #[inline]
+    fn is_none(self) -> bool {
+        self == Ack::NONE
+    }
 }
 
 /// Which of a connection's two parsers: the one reading requests or the one reading responses.
@@ -256,13 +298,13 @@ struct Half {
     /// which the peer's acks count this direction.
     off: u64,
     /// Ack carried by the bytes being parsed, as an offset of the other direction
-    /// (`StreamHandler::on_ack`; `NO_ACK` when none).
-    ack: u64,
+    /// (`StreamHandler::on_ack`).
+    ack: Ack,
     /// Offset of the current head's first byte.
     head_off: u64,
     /// Ack of the segment that carried the head's first byte (in Resync: of every carried byte,
-    /// `NO_ACK` if they differ).
-    head_ack: u64,
+    /// none if they differ).
+    head_ack: Ack,
     /// Where the last finished message ended: a message not yet seen starts at or after it.
     mark: u64,
     /// The current response waits for the client stream to reach its ack (see
@@ -287,9 +329,9 @@ impl Half {
             unpaired_flags: FlagSet::EMPTY,
             resync_flags: FlagSet::EMPTY,
             off: 0,
-            ack: NO_ACK,
+            ack: Ack::NONE,
             head_off: 0,
-            head_ack: NO_ACK,
+            head_ack: Ack::NONE,
             mark: 0,
             held: false,
         }
@@ -341,12 +383,12 @@ struct Entry {
     /// Client stream offset where the request's head starts (for a placeholder: where the
     /// lost requests may start).
     start: u64,
-    /// Where the request's head ends (`NO_ACK` when unknown, as for placeholders): a response
-    /// can answer it only if the server had received this far.
-    head_end: u64,
+    /// Where the request's head ends (unknown for placeholders): a response can answer it only
+    /// if the server had received this far.
+    head_end: Ack,
     /// The server stream offset the client had received when it sent the request
-    /// (`NO_ACK`: unknown).
-    sent_ack: u64,
+    /// (none: unknown).
+    sent_ack: Ack,
     /// Bytes this entry is charged against the pending budgets (see `HttpHandler::q_push`).
     charge: u32,
 }
@@ -444,7 +486,7 @@ pub struct Conn {
     /// Newest request whose missing response made us conclude the client pipelines. If that
     /// response turns out to have been lost in a gap the reassembler reported late, the
     /// conclusion is withdrawn.
-    /// (`NO_ACK`: none.)
+    /// (`NO_REQUEST`: none.)
     pipelined_by: u64,
     /// Final responses that arrived before any request they could answer. A server cannot
     /// answer before it has the request, but a mirror (an NLB target, a retransmission) or the
@@ -453,8 +495,8 @@ pub struct Conn {
     /// connection in sync, ones without take the next request, oldest first, instead of
     /// shifting every later pairing by one.
     early: VecDeque<Box<MsgBuild>>,
-    /// The server stream offset the last request acknowledged (`NO_ACK`: none yet).
-    last_sent_ack: u64,
+    /// The server stream offset the last request acknowledged (none yet: unknown).
+    last_sent_ack: Ack,
     /// Where the response direction last found its place again after losing it: a response
     /// to a request sent before the client had this far of the server stream may have been
     /// lost, however late the reassembler delivers the request.
@@ -573,9 +615,9 @@ impl StreamHandler for HttpHandler {
             midstream_unsynced: meta.midstream,
             next_index: 0,
             orphans: 0,
-            pipelined_by: NO_ACK,
+            pipelined_by: NO_REQUEST,
             early: VecDeque::new(),
-            last_sent_ack: NO_ACK,
+            last_sent_ack: Ack::NONE,
             resp_synced_at: 0,
             overflow: Overflow(None),
             queued_bytes: 0,
@@ -600,7 +642,7 @@ impl StreamHandler for HttpHandler {
 
     fn on_ack(&mut self, conn: &mut Conn, meta: &ConnMeta, dir: Direction, acked: Option<u64>) {
         conn.meta = *meta;
-        conn.halves[Role::of(dir)].ack = acked.unwrap_or(NO_ACK);
+        conn.halves[Role::of(dir)].ack = Ack::new(acked);
     }
 
     fn on_gap(
@@ -653,7 +695,7 @@ impl StreamHandler for HttpHandler {
         // Responses still waiting for client bytes that never came: their requests were lost.
         // Order alone cannot place them either, but it says which waiting requests they may
         // have answered (those are given up, flagged with the loss).
-        while conn.early.front().is_some_and(|m| m.ack != NO_ACK) {
+        while conn.early.front().is_some_and(|m| m.ack.is_some()) {
             let Some(m) = conn.early.pop_front() else {
                 break;
             };
@@ -695,6 +737,12 @@ mod size_tests {
     fn placeholder_is_40_bytes() {
         // README and the budget's documentation promise about 100,000 placeholders in 4 MiB.
         assert_eq!(super::PLACEHOLDER_BYTES, 40);
+    }
+
+    /// An unknown ack costs nothing: `Ack` is a bare `u64` (see its docs).
+    #[test]
+    fn ack_is_8_bytes() {
+        assert_eq!(std::mem::size_of::<super::Ack>(), 8);
     }
 
     #[test]

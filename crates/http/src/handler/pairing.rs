@@ -4,9 +4,9 @@
 
 use super::budget::build_bytes;
 use super::{
-    AckPick, Brief, Conn, Entry, HttpHandler, Kind, Pending, Role, State, B_ABSORBED, B_CONNECT,
-    B_GAVE_UP, B_HEAD, B_LOST, B_RESP_LOST, B_UNCERTAIN, FULL_ENTRY_BYTES, NO_ACK, PIPELINE_SCAN,
-    PLACEHOLDER_BYTES,
+    Ack, AckPick, Brief, Conn, Entry, HttpHandler, Kind, Pending, Role, State, B_ABSORBED,
+    B_CONNECT, B_GAVE_UP, B_HEAD, B_LOST, B_RESP_LOST, B_UNCERTAIN, FULL_ENTRY_BYTES, NO_REQUEST,
+    PIPELINE_SCAN, PLACEHOLDER_BYTES,
 };
 use crate::flags::{Flag, FlagSet};
 
@@ -41,15 +41,16 @@ impl HttpHandler {
         // a response still to come may answer an earlier request.
         let sent_ack = c.halves[Role::Req].head_ack;
         let rs = &c.halves[Role::Resp];
-        let behind = sent_ack != NO_ACK && sent_ack > rs.off;
+        let behind = sent_ack.get().is_some_and(|sent| sent > rs.off);
         // Syncing says the next response answers this request. By its ack, the client had
         // every response to earlier requests before `sent_ack`; so every server byte parsed
         // after it must be known to hold no response (a response delivered before its request
         // was, or one lost in a gap, would otherwise shift every later pairing).
-        let sync_ok = sent_ack == NO_ACK
-            || (rs.mark <= sent_ack
-                && sent_ack <= rs.off
-                && (sent_ack == rs.off || matches!(rs.state, State::Start)));
+        let sync_ok = sent_ack.get().is_none_or(|sent| {
+            rs.mark <= sent
+                && sent <= rs.off
+                && (sent == rs.off || matches!(rs.state, State::Start))
+        });
 
         // Newest first: the newest evidence is what counts, and the scan stops there (a long
         // queue is only ever built by a pipelining client). Past `PIPELINE_SCAN` entries
@@ -99,17 +100,21 @@ impl HttpHandler {
         }
         if evidence.is_some() {
             c.pipelined = true;
-            c.pipelined_by = evidence.unwrap_or(NO_ACK);
+            c.pipelined_by = evidence.unwrap_or(NO_REQUEST);
             blocking = true;
         }
         // A client that waits gets a whole response (at least a status line) between two
         // requests, so each acks more of the server stream than the one before; one that acks
         // no more sent it without waiting. Proof, not a conclusion to withdraw.
-        if sent_ack != NO_ACK && c.last_sent_ack != NO_ACK && sent_ack <= c.last_sent_ack {
+        if sent_ack
+            .get()
+            .zip(c.last_sent_ack.get())
+            .is_some_and(|(sent, last)| sent <= last)
+        {
             c.pipelined = true;
-            c.pipelined_by = NO_ACK;
+            c.pipelined_by = NO_REQUEST;
         }
-        if sent_ack != NO_ACK {
+        if sent_ack.is_some() {
             c.last_sent_ack = sent_ack;
         }
         // A client that waits for each response has them all when it sends the next request:
@@ -160,7 +165,7 @@ impl HttpHandler {
         // ack can tell which request it answers (`resolve_held`, once this one is queued).
         let early = if c.uncertain
             || c.next_resp_seq != seq
-            || c.early.front().is_some_and(|m| m.ack != NO_ACK)
+            || c.early.front().is_some_and(|m| m.ack.is_some())
         {
             None
         } else {
@@ -187,8 +192,9 @@ impl HttpHandler {
         }
         // The response direction lost its place after the client sent this request (the
         // reassembler may deliver a request long after the responses that followed it).
-        let resp_lost = sent_ack != NO_ACK
-            && (matches!(c.halves[Role::Resp].state, State::Resync) || c.resp_synced_at > sent_ack);
+        let resp_lost = sent_ack.get().is_some_and(|sent| {
+            matches!(c.halves[Role::Resp].state, State::Resync) || c.resp_synced_at > sent
+        });
         if !full {
             let mut bits = 0;
             for (on, bit) in [
@@ -224,7 +230,7 @@ impl HttpHandler {
                 absorbed: false,
                 resp_lost,
                 start,
-                head_end,
+                head_end: Ack(head_end),
                 sent_ack,
                 charge: 0,
                 kind: Kind::Real(Box::new(Pending {
@@ -307,7 +313,7 @@ impl HttpHandler {
         }
         let seq = c.next_resp_seq;
         self.ensure_main(c, seq);
-        if c.early.iter().any(|m| m.ack != NO_ACK) {
+        if c.early.iter().any(|m| m.ack.is_some()) {
             // Earlier responses wait for the client stream to reach their acks: this one
             // comes after them.
             c.halves[Role::Resp].held = true;
@@ -469,7 +475,7 @@ impl HttpHandler {
     /// known to start there, and nothing unqueued before it).
     pub(super) fn resolve_held(&mut self, c: &mut Conn, frontier: Option<u64>) {
         while let Some(m) = c.early.front() {
-            if m.ack == NO_ACK {
+            if m.ack.is_none() {
                 // Held on FIFO grounds: the next request takes it.
                 return;
             }
@@ -643,9 +649,11 @@ impl Conn {
     /// the original did).
     ///
     /// `frontier`: how far the client stream is known (see [`Conn::req_frontier`]).
-    fn ack_pick(&self, acked: u64, resp_off: u64, frontier: Option<u64>) -> AckPick {
-        if acked == NO_ACK
-            || !self.overflow.is_empty()
+    fn ack_pick(&self, acked: Ack, resp_off: u64, frontier: Option<u64>) -> AckPick {
+        let Some(acked) = acked.get() else {
+            return AckPick::Unknown;
+        };
+        if !self.overflow.is_empty()
             || self.pipelined
             || self.midstream_unsynced
             || self.skip_responses > 0
@@ -663,13 +671,13 @@ impl Conn {
             let next_start = waiting.peek().map_or(frontier, |n| n.start);
             match e.kind {
                 Kind::Real(_) => {
-                    if acked < e.head_end {
+                    if e.head_end.get().is_none_or(|end| acked < end) {
                         // Before the server had this request (or where its head ended is
                         // unknown): an earlier request, already answered or given up.
                         return AckPick::Unknown;
                     }
                     if acked <= next_start {
-                        return if e.sent_ack <= resp_off {
+                        return if e.sent_ack.get().is_some_and(|sent| sent <= resp_off) {
                             AckPick::Req(e.seq)
                         } else {
                             AckPick::Unknown

@@ -11,7 +11,7 @@ use vxtap_flow::{Direction, Verdict};
 
 use super::budget::message_heap;
 use super::{
-    Body, Conn, Ev, HttpHandler, Kind, MsgBuild, Role, State, HEADERS_LIMIT, HEAD_BUF_KEEP, NO_ACK,
+    Ack, Body, Conn, Ev, HttpHandler, Kind, MsgBuild, Role, State, HEADERS_LIMIT, HEAD_BUF_KEEP,
     RESYNC_CARRY, RESYNC_LINE_MAX, RESYNC_PIECE,
 };
 use crate::chunked::ChunkDecoder;
@@ -142,7 +142,7 @@ impl HttpHandler {
         } else if h.head_ack != h.ack {
             // The carried bytes came with different acks: which one a head found in them
             // carried is unknown.
-            h.head_ack = NO_ACK;
+            h.head_ack = Ack::NONE;
         }
         let piece = rest.len().min(RESYNC_PIECE);
         h.head_buf.extend_from_slice(&rest[..piece]);
@@ -429,7 +429,7 @@ impl HttpHandler {
             flags,
             cut: false,
             hint: 0,
-            ack: NO_ACK,
+            ack: Ack::NONE,
             off: 0,
         }
     }
