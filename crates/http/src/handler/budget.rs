@@ -160,7 +160,8 @@ impl Conn {
         self.queue.len() + self.overflow.len()
     }
 
-    /// Requests kept as compact placeholders (see [`HttpConfig::max_pending_bytes`]).
+    /// Requests kept as compact placeholders (see
+    /// [`HttpConfig::max_pending_bytes`](super::HttpConfig::max_pending_bytes)).
     pub fn placeholders(&self) -> usize {
         self.overflow.len()
     }
