@@ -334,4 +334,28 @@ mod tests {
         wrap_vxlan(&huge, 1, &OuterParams::default(), Some(8500), &mut out).unwrap();
         assert_eq!(out.len(), OVERHEAD_V4 + 8500);
     }
+
+    /// The outer source port is seen by the underlay (ECMP paths): pinned before the hashes
+    /// moved into one module.
+    #[test]
+    fn inner_flow_hash_is_pinned() {
+        let mut a = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1, 1)
+            .write(&mut a, b"x")
+            .unwrap();
+        let mut u = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv6([0x20; 16], [0x30; 16], 64)
+            .udp(5353, 53)
+            .write(&mut u, b"q")
+            .unwrap();
+        let (ha, hu) = (inner_flow_hash(&a), inner_flow_hash(&u));
+        assert_eq!((ha, hu), (PIN_TCP_V4, PIN_UDP_V6), "{ha:#x} {hu:#x}");
+        assert_eq!(inner_flow_hash(&[0u8; 14]), 0);
+    }
+
+    const PIN_TCP_V4: u64 = 0xe65d_277a_508b_5cb8;
+    const PIN_UDP_V6: u64 = 0xa8c0_46e8_ec30_dea4;
 }
