@@ -11,6 +11,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use std::net::IpAddr;
 use vxtap_http::Exchange;
+/// The sampling hash, a fleet-wide contract, lives with the other 5-tuple hashes.
+pub use vxtap_wire::hash::flow_hash;
+use vxtap_wire::hash::{flow_hash_bits, ip_bits};
 use vxtap_wire::Segment;
 
 /// Packet filter options (the `[filter]` table of the configuration file and the matching
@@ -167,16 +170,6 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, SinkError> {
         .map_err(|_| SinkError::InvalidCidr(s.to_string()))
 }
 
-/// An address as 128 bits, IPv4 mapped into `::ffff:0:0/96`, so one comparison serves both
-/// families.
-#[inline]
-fn ip_bits(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
-}
-
 /// A CIDR as a mask and a masked network over [`ip_bits`]: membership is one AND and one
 /// compare, with no branch on the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -326,42 +319,6 @@ impl PacketFilter {
         stats.record(d);
         d
     }
-}
-
-/// Folded 64x64→128 multiply (wyhash's mixer): fast and well distributed.
-#[inline]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let p = u128::from(a).wrapping_mul(u128::from(b));
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-/// The seeded, direction-independent flow hash used for sampling.
-///
-/// This function is a fleet-wide contract: instances running different versions must compute
-/// the same value, so it is fixed here (not `RandomState`, not `std::hash`, which may change
-/// between Rust releases) and must not change without a note in the changelog.
-pub fn flow_hash(seed: u64, a_ip: IpAddr, a_port: u16, b_ip: IpAddr, b_port: u16) -> u64 {
-    flow_hash_bits(seed, ip_bits(a_ip), a_port, ip_bits(b_ip), b_port)
-}
-
-#[inline]
-fn flow_hash_bits(seed: u64, a: u128, a_port: u16, b: u128, b_port: u16) -> u64 {
-    const P0: u64 = 0xa076_1d64_78bd_642f;
-    const P1: u64 = 0xe703_7ed1_a0b4_28db;
-    const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
-    const P3: u64 = 0x5899_65cc_7537_4cc3;
-    // Order the endpoints so both directions hash the same tuple.
-    let (lo, lo_port, hi, hi_port) = if (a, a_port) <= (b, b_port) {
-        (a, a_port, b, b_port)
-    } else {
-        (b, b_port, a, a_port)
-    };
-    let ports = (u64::from(lo_port) << 16) | u64::from(hi_port);
-    let mut h = fold_mul(seed ^ P0 ^ (lo >> 64) as u64, P1 ^ lo as u64);
-    h = fold_mul(h ^ P2 ^ (hi >> 64) as u64, P3 ^ hi as u64);
-    h = fold_mul(h ^ P1 ^ ports, P2);
-    // A final avalanche so the high bits, which the threshold compares, depend on all input.
-    fold_mul(h ^ P3, P0)
 }
 
 /// HTTP-level filter options (the `[filter.http]` table / matching flags). Kinds combine with
@@ -796,21 +753,6 @@ mod tests {
         assert!(all.is_pass_all());
         assert_eq!(all.sample_rate(), None);
     }
-
-    #[test]
-    fn flow_hash_is_fixed() {
-        // A fleet-wide contract: changing these values changes which connections every
-        // instance keeps, so a change here must be deliberate.
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let h = flow_hash(1, a, 1234, b, 80);
-        assert_eq!(h, flow_hash(1, b, 80, a, 1234));
-        assert_ne!(h, flow_hash(2, a, 1234, b, 80));
-        assert_ne!(h, flow_hash(1, a, 1235, b, 80));
-        assert_eq!(h, FLOW_HASH_GOLDEN, "flow_hash changed: {h:#x}");
-    }
-
-    const FLOW_HASH_GOLDEN: u64 = 0x94da_ee9a_f647_be70;
 
     #[test]
     fn cidr_port_vni_source() {

@@ -8,10 +8,11 @@
 
 use crate::bytes::u8_at;
 use crate::ethernet::{ethertype, strip_vlans, EthernetFrame};
+use crate::hash::underlay_hash;
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::Ipv6Packet;
 use crate::link::{sll_source_mac, strip_link, LinkType, NetStart};
-use crate::{checksum, symmetric_hash, Error};
+use crate::{checksum, Error};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Outer headers to put around a mirrored frame.
@@ -72,7 +73,8 @@ pub fn source_port(inner_frame: &[u8]) -> u16 {
     49152 + (h % 16384) as u16
 }
 
-/// Symmetric hash of the inner Ethernet frame's 5-tuple (0 when it carries no IP).
+/// [`underlay_hash`] of the inner Ethernet frame's 5-tuple (0 when it carries no IP): this
+/// function only finds the tuple.
 fn inner_flow_hash(frame: &[u8]) -> u64 {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return 0;
@@ -126,7 +128,7 @@ fn inner_flow_hash(frame: &[u8]) -> u64 {
         ),
         _ => (0, 0),
     };
-    symmetric_hash(src, sp, dst, dp) ^ u64::from(proto).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    underlay_hash(src, sp, dst, dp, proto)
 }
 
 /// Clears `out` and writes `inner_frame` (an Ethernet frame) wrapped in outer Ethernet / IP /
