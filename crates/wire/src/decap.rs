@@ -10,7 +10,7 @@ use crate::geneve::{GeneveHeader, GeneveNext};
 use crate::gre::{ErspanHeader, ErspanNext, GreHeader, GreNext};
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::Ipv6Packet;
-use crate::labels::labeled_enum;
+use crate::labeled_enum;
 use crate::link::{strip_link, LinkType, NetStart};
 use crate::tcp::TcpSegment;
 use crate::udp::UdpDatagram;
