@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::decap::{bump, DecapConfig, DecapStats, Decoded, Inner, InnerProto, TunnelKind};
+use crate::decoded::{bump, DecapConfig, DecapStats, Decoded, Inner, InnerProto, TunnelKind};
 use crate::{LinkType, Segment, TcpFlags};
 
 const ETH_LEN: usize = 14;

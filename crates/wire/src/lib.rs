@@ -29,6 +29,7 @@ mod labels;
 
 pub mod checksum;
 pub mod decap;
+mod decoded;
 pub mod encap;
 pub mod error;
 pub mod ethernet;
