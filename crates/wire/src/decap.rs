@@ -8,6 +8,7 @@ use crate::ethernet::{ethertype, strip_vlans, EthernetFrame};
 use crate::frag::{FragKey, FragOutcome, FragTable, Fragment};
 use crate::geneve::{GeneveHeader, GeneveNext};
 use crate::gre::{ErspanHeader, ErspanNext, GreHeader, GreNext};
+use crate::ip;
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::Ipv6Packet;
 use crate::link::{strip_link, LinkType, NetStart};
@@ -87,12 +88,6 @@ struct Ctx<'a> {
     mirror_source: Option<IpAddr>,
     inner: Inner<'a>,
 }
-
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_GRE: u8 = 47;
-const IPPROTO_ICMPV6: u8 = 58;
 
 impl Decapsulator {
     /// A decapsulator with the given settings and zeroed counters.
@@ -389,7 +384,7 @@ fn walk_from<'a>(
                 let table = match frags.take() {
                     Some(t)
                         if ctx.inner.depth == 0
-                            && (proto == IPPROTO_UDP || proto == IPPROTO_GRE)
+                            && (proto == ip::UDP || proto == ip::GRE)
                             && t.enabled() =>
                     {
                         t
@@ -422,7 +417,7 @@ fn walk_from<'a>(
         let truncated_by = announced.saturating_sub(l4.len());
 
         match proto {
-            IPPROTO_TCP => {
+            ip::TCP => {
                 if truncated_by > 0 {
                     stats.truncated += 1;
                     stats.truncated_bytes += truncated_by as u64;
@@ -455,7 +450,7 @@ fn walk_from<'a>(
                     inner: ctx.inner,
                 });
             }
-            IPPROTO_UDP => {
+            ip::UDP => {
                 let udp = UdpDatagram::new_checked(l4)?;
                 let Some(tunnel) = cfg.udp_tunnel(udp.dst_port()) else {
                     if truncated_by > 0 {
@@ -469,7 +464,7 @@ fn walk_from<'a>(
                 }
                 (ctx, net) = peel_udp_tunnel(stats, tunnel, udp.payload(), src, ctx.inner.depth)?;
             }
-            IPPROTO_GRE => {
+            ip::GRE => {
                 // Truncation is accounted at the innermost packet, as for UDP tunnels.
                 if ctx.inner.depth >= cfg.max_depth {
                     return Err(Error::TunnelDepthExceeded);
@@ -482,8 +477,8 @@ fn walk_from<'a>(
                     stats.truncated_bytes += truncated_by as u64;
                 }
                 let proto = match p {
-                    IPPROTO_ICMP => InnerProto::Icmp,
-                    IPPROTO_ICMPV6 => InnerProto::Icmpv6,
+                    ip::ICMP => InnerProto::Icmp,
+                    ip::ICMPV6 => InnerProto::Icmpv6,
                     _ => InnerProto::Other,
                 };
                 return Ok(other(&ctx, proto));
@@ -517,7 +512,7 @@ fn check_sums(
             }
             p.pseudo_header_sum(tcp.as_bytes().len())
         }
-        IpView::V6(p) => p.pseudo_header_sum(IPPROTO_TCP, tcp.as_bytes().len()),
+        IpView::V6(p) => p.pseudo_header_sum(ip::TCP, tcp.as_bytes().len()),
     };
     if complete && checksum::finish(checksum::sum(tcp.as_bytes(), pseudo)) != 0 {
         stats.bad_tcp_checksums += 1;

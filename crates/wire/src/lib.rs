@@ -38,6 +38,7 @@ pub mod frag;
 pub mod geneve;
 pub mod gre;
 pub mod hash;
+pub mod ip;
 pub mod ipv4;
 pub mod ipv6;
 pub mod link;
@@ -54,6 +55,11 @@ pub use error::Error;
 pub use frag::{FragConfig, FragFailure, FragStats};
 pub use hash::symmetric_hash;
 pub use link::LinkType;
+
+/// The byte range of a header field, smoltcp's convention: each header module has a `field`
+/// module of these (single-byte fields are plain offsets), read by its view, by the fast path
+/// and by `encap`, so an offset is written once.
+pub type Field = std::ops::Range<usize>;
 
 /// Why a frame was rejected: the crate error, one labelled variant per defect.
 pub type RejectReason = Error;
