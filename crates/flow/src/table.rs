@@ -170,7 +170,7 @@ impl<H: StreamHandler> FlowTable<H> {
             outcome = self.feed(idx, side, seg, handler);
         }
         if let Some(c) = self.slots.get_mut(idx as usize).and_then(|s| s.as_mut()) {
-            recharge(c, &mut self.env, handler);
+            ConnCtx::new(c, &mut self.env, handler).recharge();
         }
         match outcome {
             Outcome::Open => {
@@ -228,7 +228,7 @@ impl<H: StreamHandler> FlowTable<H> {
                 CloseReason::IdleTimeout
             };
             let ts = c.core.last_ts;
-            close_conn(c, ts, reason, SkipTrigger::Close, &mut self.env, handler);
+            ConnCtx::new(c, &mut self.env, handler).close_conn(ts, reason, SkipTrigger::Close);
             self.remove(i);
         }
         // Holes: walk each pending connection once.
@@ -242,21 +242,18 @@ impl<H: StreamHandler> FlowTable<H> {
             let next = c.core.pend.next;
             for side in 0..2 {
                 if c.core.halves[side].pending() {
-                    enforce_bounds(c, side, now, &mut self.env, handler);
+                    ConnCtx::new(c, &mut self.env, handler).enforce_bounds(side, now);
                 }
             }
-            recharge(c, &mut self.env, handler);
+            ConnCtx::new(c, &mut self.env, handler).recharge();
             let still = c.core.halves.iter().any(|hf| hf.pending());
             let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
             if fin_both {
                 let ts = c.core.last_ts;
-                close_conn(
-                    c,
+                ConnCtx::new(c, &mut self.env, handler).close_conn(
                     ts,
                     CloseReason::Fin,
                     SkipTrigger::Close,
-                    &mut self.env,
-                    handler,
                 );
                 self.move_to_lingering(i);
             } else if !still {
@@ -286,13 +283,10 @@ impl<H: StreamHandler> FlowTable<H> {
             let i = self.open.head;
             if let Some(c) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) {
                 let ts = c.core.last_ts;
-                close_conn(
-                    c,
+                ConnCtx::new(c, &mut self.env, handler).close_conn(
                     ts,
                     CloseReason::EndOfInput,
                     SkipTrigger::Close,
-                    &mut self.env,
-                    handler,
                 );
             }
             self.remove(i);
@@ -316,7 +310,7 @@ impl<H: StreamHandler> FlowTable<H> {
             return Outcome::Open;
         };
         if !c.core.closed {
-            return conn_segment(c, side, seg, &mut self.env, h);
+            return ConnCtx::new(c, &mut self.env, h).conn_segment(side, seg);
         }
         // Lingering after close: absorb late copies, unless a new SYN starts a new connection.
         if seg.flags.syn() && !seg.flags.rst() {

@@ -73,13 +73,6 @@ pub(super) struct Env {
     pub(super) user_mem: usize,
 }
 
-/// Re-reads the consumer's heap for `c` after callbacks and moves the difference into the total.
-pub(super) fn recharge<H: StreamHandler>(c: &mut Conn<H::Conn>, env: &mut Env, h: &H) {
-    let m = c.user.as_ref().map_or(0, |u| h.mem_bytes(u));
-    env.user_mem = env.user_mem - c.core.user_mem + m;
-    c.core.user_mem = m;
-}
-
 pub(super) fn dir_of(client_is_lo: bool, side: usize) -> Direction {
     if (side == 0) == client_is_lo {
         Direction::ClientToServer
@@ -97,299 +90,6 @@ pub(super) fn apply_verdict(c: &mut ConnCore, v: Verdict, env: &mut Env) {
             env.stats.role_swaps += 1;
         }
         Verdict::StopDelivery => c.stopped = true,
-    }
-}
-
-/// `ack`: what the segment that carried `data` acknowledged, as an offset of the other side's
-/// stream (see [`peer_ack`]).
-pub(super) fn emit_data<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    ts: u64,
-    data: &[u8],
-    ack: u64,
-    env: &mut Env,
-    h: &mut H,
-) {
-    if data.is_empty() {
-        return;
-    }
-    match c.user.as_mut() {
-        Some(u) if !c.core.stopped => {
-            env.stats.bytes_delivered += data.len() as u64;
-            env.stats.data_chunks += 1;
-            let dir = dir_of(c.core.client_is_lo, side);
-            if let Some(a) = c.core.halves[side].ack_change(ack) {
-                h.on_ack(u, &c.core.meta, dir, a);
-            }
-            let v = h.on_data(u, &c.core.meta, dir, ts, data);
-            apply_verdict(&mut c.core, v, env);
-        }
-        _ => env.stats.bytes_after_stop += data.len() as u64,
-    }
-}
-
-pub(super) fn emit_gap<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    ts: u64,
-    len: u64,
-    reason: GapReason,
-    env: &mut Env,
-    h: &mut H,
-) {
-    if len == 0 {
-        return;
-    }
-    env.stats.add_gap(reason, len);
-    if let Some(u) = c.user.as_mut() {
-        if !c.core.stopped {
-            let dir = dir_of(c.core.client_is_lo, side);
-            let v = h.on_gap(u, &c.core.meta, dir, ts, len, reason);
-            apply_verdict(&mut c.core, v, env);
-        }
-    }
-}
-
-/// Reports the FIN once everything before it is delivered or gapped.
-pub(super) fn maybe_fin<H: StreamHandler>(c: &mut Conn<H::Conn>, side: usize, ts: u64, h: &mut H) {
-    let hf = &mut c.core.halves[side];
-    if hf.fin_seen() && !hf.fin_done() && hf.next_off >= hf.fin_off {
-        hf.set_fin_done();
-        if let Some(u) = c.user.as_mut() {
-            h.on_fin(u, &c.core.meta, dir_of(c.core.client_is_lo, side), ts);
-        }
-    }
-}
-
-/// Delivers every buffered chunk that is now contiguous with the stream.
-pub(super) fn flush<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    env: &mut Env,
-    h: &mut H,
-) {
-    if c.core.halves[side].chunks.first().map(|ch| ch.off) > Some(c.core.halves[side].next_off) {
-        return;
-    }
-    // Taken out so the handler can borrow the connection while we read the chunks.
-    let mut chunks = std::mem::take(&mut c.core.halves[side].chunks);
-    let mut n = 0;
-    let mut freed = 0;
-    let mut last_ts = 0;
-    for ch in chunks.iter() {
-        let next = c.core.halves[side].next_off;
-        if ch.off > next {
-            break;
-        }
-        n += 1;
-        freed += ch.cost();
-        last_ts = ch.ts_ns;
-        let end = ch.end();
-        if end <= next {
-            continue;
-        }
-        let data_end = ch.off + ch.data.len() as u64;
-        if data_end > next {
-            emit_data(
-                c,
-                side,
-                ch.ts_ns,
-                &ch.data[(next - ch.off) as usize..],
-                ch.ack,
-                env,
-                h,
-            );
-        }
-        let miss_from = data_end.max(next);
-        c.core.halves[side].next_off = end;
-        emit_gap(
-            c,
-            side,
-            ch.ts_ns,
-            end - miss_from,
-            GapReason::TruncatedCapture,
-            env,
-            h,
-        );
-    }
-    chunks.drain(..n);
-    let hf = &mut c.core.halves[side];
-    hf.chunks = chunks;
-    hf.buffered -= freed;
-    env.buffered -= freed;
-    if hf.chunks.is_empty() && hf.chunks.capacity() > 8 {
-        // A burst of reordering should not pin its peak allocation for the connection's life.
-        hf.chunks = Vec::new();
-    }
-    if let Some(t) = hf.oldest_chunk_ts() {
-        hf.hole_since_ns = t;
-    }
-    maybe_fin(c, side, last_ts, h);
-}
-
-/// Skips holes (as gaps) until `limit` is reached or nothing is left before it.
-pub(super) fn skip_to<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    limit: u64,
-    trigger: SkipTrigger,
-    ts: u64,
-    env: &mut Env,
-    h: &mut H,
-) {
-    loop {
-        let hf = &c.core.halves[side];
-        let next = hf.next_off;
-        let end = hf.hole_end().min(limit);
-        if end <= next {
-            break;
-        }
-        c.core.halves[side].next_off = end;
-        env.stats.add_skip(trigger);
-        emit_gap(c, side, ts, end - next, trigger.gap_reason(), env, h);
-        flush(c, side, env, h);
-    }
-    maybe_fin(c, side, ts, h);
-}
-
-/// Skips the first hole of `side` and delivers what follows it.
-pub(super) fn skip_first_hole<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    trigger: SkipTrigger,
-    ts: u64,
-    env: &mut Env,
-    h: &mut H,
-) {
-    let end = c.core.halves[side].hole_end();
-    if end != u64::MAX {
-        skip_to(c, side, end, trigger, ts, env, h);
-    }
-}
-
-/// Skips every hole of `side`: buffered data and a pending FIN all come out.
-pub(super) fn drain_side<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    trigger: SkipTrigger,
-    ts: u64,
-    env: &mut Env,
-    h: &mut H,
-) {
-    let end = c.core.halves[side].known_end();
-    skip_to(c, side, end, trigger, ts, env, h);
-}
-
-/// Ends a connection: flush what is buffered (holes become gaps), tell the consumer.
-pub(super) fn close_conn<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    ts: u64,
-    reason: CloseReason,
-    trigger: SkipTrigger,
-    env: &mut Env,
-    h: &mut H,
-) {
-    for side in 0..2 {
-        drain_side(c, side, trigger, ts, env, h);
-        env.buffered -= c.core.halves[side].clear();
-    }
-    if let Some(u) = c.user.take() {
-        env.stats.add_close(reason);
-        h.on_close(u, &c.core.meta, ts, reason);
-    }
-    env.user_mem -= std::mem::take(&mut c.core.user_mem);
-    // `closed` (which list the connection is on) is set by the table when it moves it.
-}
-
-/// The peer of `side` acknowledged up to `ack`: bytes before it reached the receiver.
-///
-/// Returns the ack as an offset of `side`'s stream, the evidence reported with the peer's data,
-/// or [`NO_ACK`] when it is none: that stream not started (its base unknown), or an ack before
-/// its start, too far ahead, or past its FIN (more than it can have sent).
-pub(super) fn peer_ack<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    ack: u32,
-    ts: u64,
-    env: &mut Env,
-    h: &mut H,
-) -> u64 {
-    let hf = &mut c.core.halves[side];
-    if !hf.started() {
-        // Handshake seen but not this side's SYN: the ack is exactly where its data begins.
-        if c.core.handshake {
-            hf.start(ack);
-            return 0;
-        }
-        return NO_ACK;
-    }
-    let rel = hf.rel(ack);
-    let off = hf.next_off as i64 + rel;
-    if rel > env.cfg.max_seq_ahead as i64 || off < 0 {
-        return NO_ACK;
-    }
-    let evidence = match off as u64 {
-        // The FIN takes one sequence number: its ack is one past the last byte.
-        o if hf.fin_seen() && o > hf.fin_off + 1 => NO_ACK,
-        o if hf.fin_seen() => o.min(hf.fin_off),
-        o => o,
-    };
-    if rel <= 0 {
-        return evidence;
-    }
-    let mut limit = hf.next_off + rel as u64;
-    if hf.fin_seen() {
-        // An ack of the FIN is one past the last byte.
-        limit = limit.min(hf.fin_off);
-    }
-    if limit > hf.next_off {
-        let restart = hf.acked_off <= hf.next_off || hf.acked_at != hf.next_off;
-        hf.acked_off = hf.acked_off.max(limit);
-        if restart {
-            hf.acked_since_ns = ts;
-            hf.acked_at = hf.next_off;
-            hf.acked_base = hf.acked_off;
-        }
-        ack_skip(c, side, ts, env, h);
-    }
-    evidence
-}
-
-/// Skips what the peer acknowledged once the hole is older than the grace period.
-pub(super) fn ack_skip<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    now: u64,
-    env: &mut Env,
-    h: &mut H,
-) {
-    let hf = &mut c.core.halves[side];
-    let limit = hf.ack_limit();
-    if limit <= hf.next_off {
-        return;
-    }
-    if hf.acked_at != hf.next_off {
-        // The stream moved since the ack was seen: data is flowing, acks merely lead it (a
-        // mirror path that delays one direction); the new hole's age starts now.
-        hf.acked_at = hf.next_off;
-        hf.acked_since_ns = now;
-        hf.acked_base = hf.acked_off;
-    }
-    // Timed from the ack, not from when the hole appeared: a segment held back by the mirror
-    // across an idle stretch is overtaken by the peer's ack that answered it (seen in real
-    // mirrored traces), and it still arrives right after that ack.
-    let since = hf.acked_since_ns;
-    if now.saturating_sub(since) >= env.cfg.ack_skip_grace_ns {
-        // Only what was acknowledged when the clock started has waited the whole grace: a hole
-        // acked later (the next request held back while this one was lost) gets its own.
-        let due = hf.ack_limit_at(hf.acked_base);
-        if due > hf.next_off {
-            skip_to(c, side, due, SkipTrigger::PeerAck, now, env, h);
-        } else {
-            hf.acked_since_ns = now;
-            hf.acked_base = hf.acked_off;
-        }
     }
 }
 
@@ -434,185 +134,413 @@ pub(super) fn on_syn(c: &mut ConnCore, side: usize, seg: &Segment<'_>, env: &mut
     }
 }
 
-/// Payload (and FIN) of a segment into the stream of `side`; `ack`: its ack as an offset of
-/// the other side's stream (see [`peer_ack`]).
-pub(super) fn on_payload<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    seg: &Segment<'_>,
-    ack: u64,
-    env: &mut Env,
-    h: &mut H,
-) {
-    let fin = seg.flags.fin();
-    let captured = seg.payload;
-    let total = (seg.wire_payload_len as u64).max(captured.len() as u64);
-    if total == 0 && !fin {
-        return;
+/// One connection being worked on and what the work needs beside it: the table's shared
+/// state and the consumer. The per-connection logic is its methods, which all used to take these
+/// three (and the side and time) as arguments. Built at each call site from borrows, so it costs
+/// nothing to make and holds no state of its own.
+pub(super) struct ConnCtx<'a, H: StreamHandler> {
+    pub(super) c: &'a mut Conn<H::Conn>,
+    pub(super) env: &'a mut Env,
+    pub(super) h: &'a mut H,
+}
+
+impl<'a, H: StreamHandler> ConnCtx<'a, H> {
+    /// Borrows the connection, the table's state and the consumer for one piece of work.
+    #[inline]
+    pub(super) fn new(c: &'a mut Conn<H::Conn>, env: &'a mut Env, h: &'a mut H) -> Self {
+        ConnCtx { c, env, h }
     }
-    let data_seq = seg.seq.wrapping_add(seg.flags.syn() as u32);
-    let ts = seg.ts_ns;
-    let hf = &mut c.core.halves[side];
-    if !hf.started() {
-        hf.start(data_seq);
+
+    /// Re-reads the consumer's heap for `c` after callbacks and moves the difference into the total.
+    pub(super) fn recharge(&mut self) {
+        let m = self.c.user.as_ref().map_or(0, |u| self.h.mem_bytes(u));
+        self.env.user_mem = self.env.user_mem - self.c.core.user_mem + m;
+        self.c.core.user_mem = m;
     }
-    let rel = hf.rel(data_seq);
-    if rel > env.cfg.max_seq_ahead as i64 {
-        env.stats.out_of_window += 1;
-        return;
-    }
-    let next = hf.next_off;
-    let off = next as i64 + rel;
-    let end = off + total as i64;
-    if fin && !hf.fin_seen() {
-        hf.set_fin(end.max(0) as u64);
-        if hf.chunks.is_empty() && hf.has_hole() {
-            hf.hole_since_ns = ts;
-        }
-    }
-    if end <= next as i64 {
-        if total > 0 {
-            env.stats.retransmitted_segments += 1;
-            env.stats.retransmitted_bytes += total;
-            if off < 0 {
-                env.stats.pre_start_segments += 1;
-            }
-        }
-        maybe_fin(c, side, ts, h);
-        return;
-    }
-    // Trim what was already delivered (a partial retransmission).
-    let skip = (next as i64 - off).max(0) as u64;
-    env.stats.retransmitted_bytes += skip;
-    let cap = &captured[(skip as usize).min(captured.len())..];
-    let total = total - skip;
-    let off = off.max(next as i64) as u64;
-    let (mut cap, mut total, mut off) = (cap, total, off);
-    if off == next {
-        // In order: deliver straight from the frame up to the first buffered chunk (with
-        // nothing buffered, the whole segment: the hot path, no copy, no allocation).
-        let upto = hf
-            .chunks
-            .first()
-            .map_or(total, |ch| total.min(ch.off.saturating_sub(next)));
-        let cl = (cap.len() as u64).min(upto);
-        hf.next_off = next + upto;
-        emit_data(c, side, ts, &cap[..cl as usize], ack, env, h);
-        if upto > cl {
-            emit_gap(c, side, ts, upto - cl, GapReason::TruncatedCapture, env, h);
-        }
-        if upto == total {
-            if c.core.halves[side].chunks.is_empty() {
-                maybe_fin(c, side, ts, h);
-            } else {
-                flush(c, side, env, h);
-            }
+
+    /// `ack`: what the segment that carried `data` acknowledged, as an offset of the other side's
+    /// stream (see [`ConnCtx::peer_ack`]).
+    fn emit_data(&mut self, side: usize, ts: u64, data: &[u8], ack: u64) {
+        if data.is_empty() {
             return;
         }
-        cap = &cap[cl as usize..];
-        total -= upto;
-        off += upto;
+        match self.c.user.as_mut() {
+            Some(u) if !self.c.core.stopped => {
+                self.env.stats.bytes_delivered += data.len() as u64;
+                self.env.stats.data_chunks += 1;
+                let dir = dir_of(self.c.core.client_is_lo, side);
+                if let Some(a) = self.c.core.halves[side].ack_change(ack) {
+                    self.h.on_ack(u, &self.c.core.meta, dir, a);
+                }
+                let v = self.h.on_data(u, &self.c.core.meta, dir, ts, data);
+                apply_verdict(&mut self.c.core, v, self.env);
+            }
+            _ => self.env.stats.bytes_after_stop += data.len() as u64,
+        }
     }
-    let hf = &mut c.core.halves[side];
-    let had_hole = hf.has_hole();
-    let r = hf.insert(off, ts, ack, cap, total);
-    if !had_hole && hf.has_hole() {
-        hf.hole_since_ns = ts;
-    }
-    env.buffered += r.cost;
-    if r.new_bytes == 0 {
-        env.stats.retransmitted_segments += 1;
-    } else {
-        env.stats.ooo_segments += 1;
-        env.stats.ooo_bytes += r.copied;
-    }
-    env.stats.retransmitted_bytes += r.dup_bytes;
-    if r.conflict_bytes > 0 {
-        env.stats.overlap_conflict_segments += 1;
-        env.stats.overlap_conflict_bytes += r.conflict_bytes;
-    }
-    flush(c, side, env, h);
-    enforce_bounds(c, side, ts, env, h);
-}
 
-/// Per-direction cap and hole age, checked whenever the direction moves.
-pub(super) fn enforce_bounds<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    now: u64,
-    env: &mut Env,
-    h: &mut H,
-) {
-    while c.core.halves[side].buffered > env.cfg.max_buffer_per_direction {
-        let before = c.core.halves[side].buffered;
-        skip_first_hole(c, side, SkipTrigger::FlowCap, now, env, h);
-        if c.core.halves[side].buffered == before {
-            // Defensive: a chunk already at the stream position only needs delivering.
-            flush(c, side, env, h);
-            if c.core.halves[side].buffered == before {
+    fn emit_gap(&mut self, side: usize, ts: u64, len: u64, reason: GapReason) {
+        if len == 0 {
+            return;
+        }
+        self.env.stats.add_gap(reason, len);
+        if let Some(u) = self.c.user.as_mut() {
+            if !self.c.core.stopped {
+                let dir = dir_of(self.c.core.client_is_lo, side);
+                let v = self.h.on_gap(u, &self.c.core.meta, dir, ts, len, reason);
+                apply_verdict(&mut self.c.core, v, self.env);
+            }
+        }
+    }
+
+    /// Reports the FIN once everything before it is delivered or gapped.
+    fn maybe_fin(&mut self, side: usize, ts: u64) {
+        let hf = &mut self.c.core.halves[side];
+        if hf.fin_seen() && !hf.fin_done() && hf.next_off >= hf.fin_off {
+            hf.set_fin_done();
+            if let Some(u) = self.c.user.as_mut() {
+                self.h.on_fin(
+                    u,
+                    &self.c.core.meta,
+                    dir_of(self.c.core.client_is_lo, side),
+                    ts,
+                );
+            }
+        }
+    }
+
+    /// Delivers every buffered chunk that is now contiguous with the stream.
+    fn flush(&mut self, side: usize) {
+        if self.c.core.halves[side].chunks.first().map(|ch| ch.off)
+            > Some(self.c.core.halves[side].next_off)
+        {
+            return;
+        }
+        // Taken out so the handler can borrow the connection while we read the chunks.
+        let mut chunks = std::mem::take(&mut self.c.core.halves[side].chunks);
+        let mut n = 0;
+        let mut freed = 0;
+        let mut last_ts = 0;
+        for ch in chunks.iter() {
+            let next = self.c.core.halves[side].next_off;
+            if ch.off > next {
                 break;
             }
+            n += 1;
+            freed += ch.cost();
+            last_ts = ch.ts_ns;
+            let end = ch.end();
+            if end <= next {
+                continue;
+            }
+            let data_end = ch.off + ch.data.len() as u64;
+            if data_end > next {
+                self.emit_data(side, ch.ts_ns, &ch.data[(next - ch.off) as usize..], ch.ack);
+            }
+            let miss_from = data_end.max(next);
+            self.c.core.halves[side].next_off = end;
+            self.emit_gap(side, ch.ts_ns, end - miss_from, GapReason::TruncatedCapture);
         }
+        chunks.drain(..n);
+        let hf = &mut self.c.core.halves[side];
+        hf.chunks = chunks;
+        hf.buffered -= freed;
+        self.env.buffered -= freed;
+        if hf.chunks.is_empty() && hf.chunks.capacity() > 8 {
+            // A burst of reordering should not pin its peak allocation for the connection's life.
+            hf.chunks = Vec::new();
+        }
+        if let Some(t) = hf.oldest_chunk_ts() {
+            hf.hole_since_ns = t;
+        }
+        self.maybe_fin(side, last_ts);
     }
-    ack_skip(c, side, now, env, h);
-    while c.core.halves[side].has_hole()
-        && now.saturating_sub(c.core.halves[side].hole_since_ns) >= env.cfg.hole_timeout_ns
-    {
-        let before = c.core.halves[side].next_off;
-        skip_first_hole(c, side, SkipTrigger::HoleTimeout, now, env, h);
-        if c.core.halves[side].next_off == before {
-            break;
-        }
-        if c.core.halves[side].chunks.is_empty() {
-            c.core.halves[side].hole_since_ns = now;
-        }
-    }
-}
 
-/// One segment on an open connection.
-pub(super) fn conn_segment<H: StreamHandler>(
-    c: &mut Conn<H::Conn>,
-    side: usize,
-    seg: &Segment<'_>,
-    env: &mut Env,
-    h: &mut H,
-) -> Outcome {
-    let ts = seg.ts_ns;
-    if ts > c.core.last_ts {
-        c.core.last_ts = ts;
+    /// Skips holes (as gaps) until `limit` is reached or nothing is left before it.
+    fn skip_to(&mut self, side: usize, limit: u64, trigger: SkipTrigger, ts: u64) {
+        loop {
+            let hf = &self.c.core.halves[side];
+            let next = hf.next_off;
+            let end = hf.hole_end().min(limit);
+            if end <= next {
+                break;
+            }
+            self.c.core.halves[side].next_off = end;
+            self.env.stats.add_skip(trigger);
+            self.emit_gap(side, ts, end - next, trigger.gap_reason());
+            self.flush(side);
+        }
+        self.maybe_fin(side, ts);
     }
-    if seg.flags.rst() {
-        env.stats.rst_payload_bytes += seg.payload.len() as u64;
-        close_conn(c, ts, CloseReason::Rst, SkipTrigger::Close, env, h);
-        return Outcome::Closed;
+
+    /// Skips the first hole of `side` and delivers what follows it.
+    fn skip_first_hole(&mut self, side: usize, trigger: SkipTrigger, ts: u64) {
+        let end = self.c.core.halves[side].hole_end();
+        if end != u64::MAX {
+            self.skip_to(side, end, trigger, ts);
+        }
     }
-    if seg.flags.syn() {
-        match on_syn(&mut c.core, side, seg, env) {
-            SynAction::Continue => {}
-            SynAction::Ignore => return Outcome::Open,
-            SynAction::Reuse => {
-                close_conn(c, ts, CloseReason::PortReuse, SkipTrigger::Close, env, h);
-                return Outcome::Reuse;
+
+    /// Skips every hole of `side`: buffered data and a pending FIN all come out.
+    pub(super) fn drain_side(&mut self, side: usize, trigger: SkipTrigger, ts: u64) {
+        let end = self.c.core.halves[side].known_end();
+        self.skip_to(side, end, trigger, ts);
+    }
+
+    /// Ends a connection: flush what is buffered (holes become gaps), tell the consumer.
+    pub(super) fn close_conn(&mut self, ts: u64, reason: CloseReason, trigger: SkipTrigger) {
+        for side in 0..2 {
+            self.drain_side(side, trigger, ts);
+            self.env.buffered -= self.c.core.halves[side].clear();
+        }
+        if let Some(u) = self.c.user.take() {
+            self.env.stats.add_close(reason);
+            self.h.on_close(u, &self.c.core.meta, ts, reason);
+        }
+        self.env.user_mem -= std::mem::take(&mut self.c.core.user_mem);
+        // `closed` (which list the connection is on) is set by the table when it moves it.
+    }
+
+    /// The peer of `side` acknowledged up to `ack`: bytes before it reached the receiver.
+    ///
+    /// Returns the ack as an offset of `side`'s stream, the evidence reported with the peer's data,
+    /// or [`NO_ACK`] when it is none: that stream not started (its base unknown), or an ack before
+    /// its start, too far ahead, or past its FIN (more than it can have sent).
+    fn peer_ack(&mut self, side: usize, ack: u32, ts: u64) -> u64 {
+        let hf = &mut self.c.core.halves[side];
+        if !hf.started() {
+            // Handshake seen but not this side's SYN: the ack is exactly where its data begins.
+            if self.c.core.handshake {
+                hf.start(ack);
+                return 0;
+            }
+            return NO_ACK;
+        }
+        let rel = hf.rel(ack);
+        let off = hf.next_off as i64 + rel;
+        if rel > self.env.cfg.max_seq_ahead as i64 || off < 0 {
+            return NO_ACK;
+        }
+        let evidence = match off as u64 {
+            // The FIN takes one sequence number: its ack is one past the last byte.
+            o if hf.fin_seen() && o > hf.fin_off + 1 => NO_ACK,
+            o if hf.fin_seen() => o.min(hf.fin_off),
+            o => o,
+        };
+        if rel <= 0 {
+            return evidence;
+        }
+        let mut limit = hf.next_off + rel as u64;
+        if hf.fin_seen() {
+            // An ack of the FIN is one past the last byte.
+            limit = limit.min(hf.fin_off);
+        }
+        if limit > hf.next_off {
+            let restart = hf.acked_off <= hf.next_off || hf.acked_at != hf.next_off;
+            hf.acked_off = hf.acked_off.max(limit);
+            if restart {
+                hf.acked_since_ns = ts;
+                hf.acked_at = hf.next_off;
+                hf.acked_base = hf.acked_off;
+            }
+            self.ack_skip(side, ts);
+        }
+        evidence
+    }
+
+    /// Skips what the peer acknowledged once the hole is older than the grace period.
+    fn ack_skip(&mut self, side: usize, now: u64) {
+        let hf = &mut self.c.core.halves[side];
+        let limit = hf.ack_limit();
+        if limit <= hf.next_off {
+            return;
+        }
+        if hf.acked_at != hf.next_off {
+            // The stream moved since the ack was seen: data is flowing, acks merely lead it (a
+            // mirror path that delays one direction); the new hole's age starts now.
+            hf.acked_at = hf.next_off;
+            hf.acked_since_ns = now;
+            hf.acked_base = hf.acked_off;
+        }
+        // Timed from the ack, not from when the hole appeared: a segment held back by the mirror
+        // across an idle stretch is overtaken by the peer's ack that answered it (seen in real
+        // mirrored traces), and it still arrives right after that ack.
+        let since = hf.acked_since_ns;
+        if now.saturating_sub(since) >= self.env.cfg.ack_skip_grace_ns {
+            // Only what was acknowledged when the clock started has waited the whole grace: a hole
+            // acked later (the next request held back while this one was lost) gets its own.
+            let due = hf.ack_limit_at(hf.acked_base);
+            if due > hf.next_off {
+                self.skip_to(side, due, SkipTrigger::PeerAck, now);
+            } else {
+                hf.acked_since_ns = now;
+                hf.acked_base = hf.acked_off;
             }
         }
     }
-    let ack = if seg.flags.ack() {
-        peer_ack(c, side ^ 1, seg.ack, ts, env, h)
-    } else {
-        NO_ACK
-    };
-    on_payload(c, side, seg, ack, env, h);
-    for s in [side, 1 - side] {
-        // A hole may have aged (or been acked) while only the other direction talked.
-        if c.core.halves[s].pending() {
-            enforce_bounds(c, s, ts, env, h);
+
+    /// Payload (and FIN) of a segment into the stream of `side`; `ack`: its ack as an offset of
+    /// the other side's stream (see [`ConnCtx::peer_ack`]).
+    fn on_payload(&mut self, side: usize, seg: &Segment<'_>, ack: u64) {
+        let fin = seg.flags.fin();
+        let captured = seg.payload;
+        let total = (seg.wire_payload_len as u64).max(captured.len() as u64);
+        if total == 0 && !fin {
+            return;
+        }
+        let data_seq = seg.seq.wrapping_add(seg.flags.syn() as u32);
+        let ts = seg.ts_ns;
+        let hf = &mut self.c.core.halves[side];
+        if !hf.started() {
+            hf.start(data_seq);
+        }
+        let rel = hf.rel(data_seq);
+        if rel > self.env.cfg.max_seq_ahead as i64 {
+            self.env.stats.out_of_window += 1;
+            return;
+        }
+        let next = hf.next_off;
+        let off = next as i64 + rel;
+        let end = off + total as i64;
+        if fin && !hf.fin_seen() {
+            hf.set_fin(end.max(0) as u64);
+            if hf.chunks.is_empty() && hf.has_hole() {
+                hf.hole_since_ns = ts;
+            }
+        }
+        if end <= next as i64 {
+            if total > 0 {
+                self.env.stats.retransmitted_segments += 1;
+                self.env.stats.retransmitted_bytes += total;
+                if off < 0 {
+                    self.env.stats.pre_start_segments += 1;
+                }
+            }
+            self.maybe_fin(side, ts);
+            return;
+        }
+        // Trim what was already delivered (a partial retransmission).
+        let skip = (next as i64 - off).max(0) as u64;
+        self.env.stats.retransmitted_bytes += skip;
+        let cap = &captured[(skip as usize).min(captured.len())..];
+        let total = total - skip;
+        let off = off.max(next as i64) as u64;
+        let (mut cap, mut total, mut off) = (cap, total, off);
+        if off == next {
+            // In order: deliver straight from the frame up to the first buffered chunk (with
+            // nothing buffered, the whole segment: the hot path, no copy, no allocation).
+            let upto = hf
+                .chunks
+                .first()
+                .map_or(total, |ch| total.min(ch.off.saturating_sub(next)));
+            let cl = (cap.len() as u64).min(upto);
+            hf.next_off = next + upto;
+            self.emit_data(side, ts, &cap[..cl as usize], ack);
+            if upto > cl {
+                self.emit_gap(side, ts, upto - cl, GapReason::TruncatedCapture);
+            }
+            if upto == total {
+                if self.c.core.halves[side].chunks.is_empty() {
+                    self.maybe_fin(side, ts);
+                } else {
+                    self.flush(side);
+                }
+                return;
+            }
+            cap = &cap[cl as usize..];
+            total -= upto;
+            off += upto;
+        }
+        let hf = &mut self.c.core.halves[side];
+        let had_hole = hf.has_hole();
+        let r = hf.insert(off, ts, ack, cap, total);
+        if !had_hole && hf.has_hole() {
+            hf.hole_since_ns = ts;
+        }
+        self.env.buffered += r.cost;
+        if r.new_bytes == 0 {
+            self.env.stats.retransmitted_segments += 1;
+        } else {
+            self.env.stats.ooo_segments += 1;
+            self.env.stats.ooo_bytes += r.copied;
+        }
+        self.env.stats.retransmitted_bytes += r.dup_bytes;
+        if r.conflict_bytes > 0 {
+            self.env.stats.overlap_conflict_segments += 1;
+            self.env.stats.overlap_conflict_bytes += r.conflict_bytes;
+        }
+        self.flush(side);
+        self.enforce_bounds(side, ts);
+    }
+
+    /// Per-direction cap and hole age, checked whenever the direction moves.
+    pub(super) fn enforce_bounds(&mut self, side: usize, now: u64) {
+        while self.c.core.halves[side].buffered > self.env.cfg.max_buffer_per_direction {
+            let before = self.c.core.halves[side].buffered;
+            self.skip_first_hole(side, SkipTrigger::FlowCap, now);
+            if self.c.core.halves[side].buffered == before {
+                // Defensive: a chunk already at the stream position only needs delivering.
+                self.flush(side);
+                if self.c.core.halves[side].buffered == before {
+                    break;
+                }
+            }
+        }
+        self.ack_skip(side, now);
+        while self.c.core.halves[side].has_hole()
+            && now.saturating_sub(self.c.core.halves[side].hole_since_ns)
+                >= self.env.cfg.hole_timeout_ns
+        {
+            let before = self.c.core.halves[side].next_off;
+            self.skip_first_hole(side, SkipTrigger::HoleTimeout, now);
+            if self.c.core.halves[side].next_off == before {
+                break;
+            }
+            if self.c.core.halves[side].chunks.is_empty() {
+                self.c.core.halves[side].hole_since_ns = now;
+            }
         }
     }
-    if c.core.halves.iter().all(|hf| hf.fin_done()) {
-        close_conn(c, ts, CloseReason::Fin, SkipTrigger::Close, env, h);
-        return Outcome::Closed;
+
+    /// One segment on an open connection.
+    pub(super) fn conn_segment(&mut self, side: usize, seg: &Segment<'_>) -> Outcome {
+        let ts = seg.ts_ns;
+        if ts > self.c.core.last_ts {
+            self.c.core.last_ts = ts;
+        }
+        if seg.flags.rst() {
+            self.env.stats.rst_payload_bytes += seg.payload.len() as u64;
+            self.close_conn(ts, CloseReason::Rst, SkipTrigger::Close);
+            return Outcome::Closed;
+        }
+        if seg.flags.syn() {
+            match on_syn(&mut self.c.core, side, seg, self.env) {
+                SynAction::Continue => {}
+                SynAction::Ignore => return Outcome::Open,
+                SynAction::Reuse => {
+                    self.close_conn(ts, CloseReason::PortReuse, SkipTrigger::Close);
+                    return Outcome::Reuse;
+                }
+            }
+        }
+        let ack = if seg.flags.ack() {
+            self.peer_ack(side ^ 1, seg.ack, ts)
+        } else {
+            NO_ACK
+        };
+        self.on_payload(side, seg, ack);
+        for s in [side, 1 - side] {
+            // A hole may have aged (or been acked) while only the other direction talked.
+            if self.c.core.halves[s].pending() {
+                self.enforce_bounds(s, ts);
+            }
+        }
+        if self.c.core.halves.iter().all(|hf| hf.fin_done()) {
+            self.close_conn(ts, CloseReason::Fin, SkipTrigger::Close);
+            return Outcome::Closed;
+        }
+        Outcome::Open
     }
-    Outcome::Open
 }
 
 /// Stable id: same for the same connection mirrored twice or replayed, never random.

@@ -120,7 +120,7 @@ impl<H: StreamHandler> FlowTable<H> {
         };
         if let Some(c) = self.slots.get_mut(i as usize).and_then(|s| s.as_mut()) {
             let ts = c.core.last_ts;
-            close_conn(c, ts, CloseReason::Evicted, trigger, &mut self.env, h);
+            ConnCtx::new(c, &mut self.env, h).close_conn(ts, CloseReason::Evicted, trigger);
         }
         self.remove(i);
         true
@@ -138,18 +138,15 @@ impl<H: StreamHandler> FlowTable<H> {
             if c.core.halves.iter().any(|hf| !hf.chunks.is_empty()) {
                 let ts = self.now;
                 for side in 0..2 {
-                    drain_side(c, side, SkipTrigger::Memory, ts, &mut self.env, h);
+                    ConnCtx::new(c, &mut self.env, h).drain_side(side, SkipTrigger::Memory, ts);
                 }
-                recharge(c, &mut self.env, h);
+                ConnCtx::new(c, &mut self.env, h).recharge();
                 let fin_both = c.core.halves.iter().all(|hf| hf.fin_done());
                 if fin_both {
-                    close_conn(
-                        c,
+                    ConnCtx::new(c, &mut self.env, h).close_conn(
                         ts,
                         CloseReason::Fin,
                         SkipTrigger::Close,
-                        &mut self.env,
-                        h,
                     );
                     self.move_to_lingering(i);
                 } else {
