@@ -1,14 +1,10 @@
 //! The flow table: one per worker, no locks, no threads. Segments in, stream events out.
 
-use std::hash::{Hash, Hasher};
-use std::net::IpAddr;
+use vxtap_wire::Segment;
 
-use vxtap_wire::{Segment, TunnelKind};
-
-use crate::api::{CloseReason, ConnMeta, Direction, Endpoint, GapReason, StreamHandler, Verdict};
-use crate::config::{ConfigError, FlowConfig, FlowKeyMode};
-use crate::half::{Half, NO_ACK};
-use crate::hash::FxHasher;
+use crate::api::{CloseReason, ConnMeta, Endpoint, StreamHandler};
+use crate::config::{ConfigError, FlowConfig};
+use crate::half::Half;
 use crate::index::Index;
 use crate::stats::{EvictReason, FlowStats, SkipTrigger};
 
@@ -18,9 +14,9 @@ mod lru;
 mod slab;
 
 pub use conn::CONN_CORE_SIZE;
-use conn::*;
-use key::*;
-use lru::*;
+use conn::{stable_id, Conn, ConnCore, ConnCtx, Env, Outcome};
+use key::FlowKey;
+use lru::{Links, List, Which, NIL};
 
 /// The LRU position is refreshed at most once per this much packet time, so a busy connection
 /// does not relink (two random cache lines) on every packet; idle expiry is this coarse.

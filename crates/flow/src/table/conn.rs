@@ -3,7 +3,16 @@
 //! skipping holes on the bounds (peer ack, hole age, per-direction cap, memory), and the
 //! callbacks to the consumer.
 
-use super::*;
+use super::key::FlowKey;
+use super::lru::{Links, Which};
+use crate::api::{CloseReason, ConnMeta, Direction, GapReason, StreamHandler, Verdict};
+use crate::config::FlowConfig;
+use crate::half::{Half, NO_ACK};
+use crate::hash::FxHasher;
+use crate::stats::{FlowStats, SkipTrigger};
+use std::hash::Hasher;
+
+use vxtap_wire::Segment;
 
 /// A SYN this far (or less) before a mid-stream pickup's first byte is the connection's own
 /// handshake arriving late (mirror reordering), not a new connection.

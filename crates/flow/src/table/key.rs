@@ -2,7 +2,11 @@
 //! `Session` mode, the tunnel, VNI and mirror source), as plain words so lookups compare and
 //! hash integers. The table files connections under `FlowKey::hash64`.
 
-use super::*;
+use crate::config::FlowKeyMode;
+use crate::hash::FxHasher;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use vxtap_wire::{Segment, TunnelKind};
 
 /// An address as two words: IPv4 mapped into IPv6 (`::ffff:a.b.c.d`), so keys compare and hash
 /// as plain integers (std's `IpAddr` ordering and hashing go through the enum, slower).

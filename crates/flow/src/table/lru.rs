@@ -2,7 +2,8 @@
 //! (LRU) order, the lingering (closed) ones, and those waiting on a hole. Links are slot
 //! numbers inside each connection, so moving a connection costs no allocation.
 
-use super::*;
+use super::FlowTable;
+use crate::api::StreamHandler;
 
 pub(super) const NIL: u32 = u32::MAX;
 

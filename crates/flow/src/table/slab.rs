@@ -2,7 +2,11 @@
 //! share of the memory budget, moving closed connections to the lingering list, and eviction
 //! (lingering first, then the oldest idle) or relief (flushing the oldest buffered holes).
 
-use super::*;
+use super::conn::ConnCtx;
+use super::lru::{List, Which, NIL};
+use super::FlowTable;
+use crate::api::{CloseReason, StreamHandler};
+use crate::stats::{EvictReason, SkipTrigger};
 
 /// The slab and the index may take at most 1/`SLAB_SHARE` of the budget: they do not shrink
 /// while connections live, so a SYN flood must not leave the buffers and the consumer's state
