@@ -15,17 +15,8 @@
 //! prefetch), `pcap` and `pcapng` the parsers over the bytes a source exposes; this file holds
 //! the reader itself, format detection and the dispatch between them.
 
-use std::fs::File;
-use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
-
-use flate2::bufread::MultiGzDecoder;
-use memmap2::Mmap;
-use pcap_parser::pcapng::{
-    parse_interfacedescriptionblock_be, parse_interfacedescriptionblock_le,
-    parse_sectionheaderblock, OptionCode,
-};
 
 use crate::error::{CaptureError, Damage};
 
@@ -33,10 +24,10 @@ mod pcap;
 mod pcapng;
 mod source;
 
-use pcap::*;
-use pcapng::*;
-use source::*;
+use pcap::{rd16, rd32, PcapFmt};
+use pcapng::{Iface, SHB};
 pub use source::{prefetch_lines, prefetch_value, SharedMap};
+use source::{Source, RELEASE_STEP};
 
 /// libpcap's MAXIMUM_SNAPLEN: the largest record any ordinary capture holds.
 pub const MAX_SNAPLEN: u32 = 262_144;
@@ -233,8 +224,10 @@ impl CaptureReader {
 
 #[cfg(test)]
 mod tests {
+    use super::pcapng::{BOM, EPB, IDB, SPB};
     use super::*;
     use proptest::prelude::*;
+    use std::io::{self, Read};
 
     /// Hand-built pcapng blocks in either byte order.
     struct Ng {

@@ -1,7 +1,9 @@
 //! Classic pcap records over the input's bytes: a fixed 16-byte header per record, parsed by
 //! hand (a few nanoseconds per packet over the map).
 
-use super::*;
+use super::source::prefetch_ahead;
+use super::{CaptureReader, Packet, State};
+use crate::error::{CaptureError, Damage};
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PcapFmt {

@@ -2,7 +2,13 @@
 //! option-heavy) and packet blocks (EPB, SPB, PB, hand-parsed: pcap-parser would allocate their
 //! options), with per-interface link types, snap lengths and timestamp resolutions.
 
-use super::*;
+use super::pcap::{rd16, rd32};
+use super::{CaptureReader, Packet, State, MAX_BLOCK};
+use crate::error::{CaptureError, Damage};
+use pcap_parser::pcapng::{
+    parse_interfacedescriptionblock_be, parse_interfacedescriptionblock_le,
+    parse_sectionheaderblock, OptionCode,
+};
 
 /// Interfaces tracked per pcapng section; bounds memory against a flood of IDBs.
 pub(super) const MAX_INTERFACES: usize = 1 << 16;

@@ -4,7 +4,14 @@
 //! that keep the walk ahead of memory latency. The parsers in `pcap` and `pcapng` only see the
 //! byte window `src.bytes()[start..end]` these maintain.
 
-use super::*;
+use super::{CaptureReader, FileFormat, Progress, State};
+use crate::error::CaptureError;
+use flate2::bufread::MultiGzDecoder;
+use memmap2::Mmap;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Streaming buffer size; big reads keep syscalls and gzip calls per packet negligible.
 pub(super) const STREAM_BUF: usize = 1 << 20;
