@@ -1,28 +1,20 @@
 //! The contract between the reassembler and whatever consumes the streams (the HTTP layer).
 
 use std::net::IpAddr;
+use vxtap_wire::labeled_enum;
 
-/// Which way bytes travel on a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// From the client (the SYN sender, or the side guessed/learnt to be the client).
-    ClientToServer,
-    /// From the server.
-    ServerToClient,
+labeled_enum! {
+    /// Which way bytes travel on a connection.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum Direction {
+        /// From the client (the SYN sender, or the side guessed/learnt to be the client).
+        ClientToServer => "client_to_server",
+        /// From the server.
+        ServerToClient => "server_to_client",
+    }
 }
 
 impl Direction {
-    /// Every direction, in a fixed order (for metric label sets).
-    pub const ALL: [Direction; 2] = [Direction::ClientToServer, Direction::ServerToClient];
-
-    /// Stable snake_case label for metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::ClientToServer => "client_to_server",
-            Direction::ServerToClient => "server_to_client",
-        }
-    }
-
     /// The other direction.
     pub fn flip(self) -> Self {
         match self {
@@ -66,73 +58,35 @@ pub struct ConnMeta {
     pub first_ts_ns: u64,
 }
 
-/// Why a connection's streams ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CloseReason {
-    /// Both directions sent FIN (or one FIN and the connection then went idle).
-    Fin,
-    /// A RST was seen.
-    Rst,
-    /// No packet within the idle timeout.
-    IdleTimeout,
-    /// Evicted to stay under the flow-count cap or the memory budget.
-    Evicted,
-    /// End of input (file replay finished, or shutdown drained the table).
-    EndOfInput,
-    /// A new SYN reused the 5-tuple of a closed-but-not-forgotten connection.
-    PortReuse,
-}
-
-impl CloseReason {
-    /// Every reason, in a fixed order (for metric label sets).
-    pub const ALL: [CloseReason; 6] = [
-        CloseReason::Fin,
-        CloseReason::Rst,
-        CloseReason::IdleTimeout,
-        CloseReason::Evicted,
-        CloseReason::EndOfInput,
-        CloseReason::PortReuse,
-    ];
-
-    /// Stable snake_case label for metrics and flags.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::Fin => "fin",
-            CloseReason::Rst => "rst",
-            CloseReason::IdleTimeout => "idle_timeout",
-            CloseReason::Evicted => "evicted",
-            CloseReason::EndOfInput => "end_of_input",
-            CloseReason::PortReuse => "port_reuse",
-        }
+labeled_enum! {
+    /// Why a connection's streams ended.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum CloseReason {
+        /// Both directions sent FIN (or one FIN and the connection then went idle).
+        Fin => "fin",
+        /// A RST was seen.
+        Rst => "rst",
+        /// No packet within the idle timeout.
+        IdleTimeout => "idle_timeout",
+        /// Evicted to stay under the flow-count cap or the memory budget.
+        Evicted => "evicted",
+        /// End of input (file replay finished, or shutdown drained the table).
+        EndOfInput => "end_of_input",
+        /// A new SYN reused the 5-tuple of a closed-but-not-forgotten connection.
+        PortReuse => "port_reuse",
     }
 }
 
-/// Why bytes were skipped rather than delivered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum GapReason {
-    /// The mirror (or snaplen) cut the frame: bytes announced by the IP header never arrived.
-    TruncatedCapture,
-    /// A hole that was never filled (lost segment), skipped once a bound was hit.
-    Lost,
-    /// Buffered data dropped because a memory cap bit.
-    MemoryCap,
-}
-
-impl GapReason {
-    /// Every reason, in a fixed order (for metric label sets).
-    pub const ALL: [GapReason; 3] = [
-        GapReason::TruncatedCapture,
-        GapReason::Lost,
-        GapReason::MemoryCap,
-    ];
-
-    /// Stable snake_case label for metrics and flags.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GapReason::TruncatedCapture => "truncated_capture",
-            GapReason::Lost => "lost",
-            GapReason::MemoryCap => "memory_cap",
-        }
+labeled_enum! {
+    /// Why bytes were skipped rather than delivered.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum GapReason {
+        /// The mirror (or snaplen) cut the frame: bytes announced by the IP header never arrived.
+        TruncatedCapture => "truncated_capture",
+        /// A hole that was never filled (lost segment), skipped once a bound was hit.
+        Lost => "lost",
+        /// Buffered data dropped because a memory cap bit.
+        MemoryCap => "memory_cap",
     }
 }
 

@@ -1,30 +1,20 @@
 //! Limits and knobs of a flow table.
 
 use std::str::FromStr;
+use vxtap_wire::labeled_enum;
 
-/// What identifies a connection in the flow table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum FlowKeyMode {
-    /// The direction-independent inner 5-tuple only. A packet mirrored twice (both ENIs
-    /// mirrored: two VNIs, two outer sources) lands on the same connection and its second copy
-    /// is absorbed like a retransmission.
-    #[default]
-    FiveTuple,
-    /// The 5-tuple plus (VNI, mirror source): for overlapping VPC address spaces, where the same
-    /// inner addresses can mean different hosts.
-    Session,
-}
-
-impl FlowKeyMode {
-    /// Every mode, in a fixed order.
-    pub const ALL: [FlowKeyMode; 2] = [FlowKeyMode::FiveTuple, FlowKeyMode::Session];
-
-    /// Stable snake_case label (also what `FromStr` accepts).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlowKeyMode::FiveTuple => "five_tuple",
-            FlowKeyMode::Session => "session",
-        }
+labeled_enum! {
+    /// What identifies a connection in the flow table.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub enum FlowKeyMode {
+        /// The direction-independent inner 5-tuple only. A packet mirrored twice (both ENIs
+        /// mirrored: two VNIs, two outer sources) lands on the same connection and its second copy
+        /// is absorbed like a retransmission.
+        #[default]
+        FiveTuple => "five_tuple",
+        /// The 5-tuple plus (VNI, mirror source): for overlapping VPC address spaces, where the same
+        /// inner addresses can mean different hosts.
+        Session => "session",
     }
 }
 

@@ -28,7 +28,8 @@
 pub mod api;
 pub mod config;
 mod half;
-pub mod hash;
+/// The flow table's hasher lives with the other 5-tuple hashes in `vxtap_wire::hash`.
+pub use vxtap_wire::hash;
 mod index;
 pub mod stats;
 mod table;

@@ -2,65 +2,37 @@
 //! merges the workers' snapshots and exports them.
 
 use crate::api::{CloseReason, GapReason};
+use vxtap_wire::labeled_enum;
 
-/// Why a live connection was pushed out before its natural end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EvictReason {
-    /// The flow-count cap (`max_flows`) was reached.
-    MaxFlows,
-    /// The global memory budget (`max_memory`) was exceeded.
-    Memory,
-}
-
-impl EvictReason {
-    /// Every reason, in a fixed order (for metric label sets).
-    pub const ALL: [EvictReason; 2] = [EvictReason::MaxFlows, EvictReason::Memory];
-
-    /// Stable snake_case label for metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EvictReason::MaxFlows => "max_flows",
-            EvictReason::Memory => "memory",
-        }
+labeled_enum! {
+    /// Why a live connection was pushed out before its natural end.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum EvictReason {
+        /// The flow-count cap (`max_flows`) was reached.
+        MaxFlows => "max_flows",
+        /// The global memory budget (`max_memory`) was exceeded.
+        Memory => "memory",
     }
 }
 
-/// What forced a hole to be skipped (each is a bound that bit).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SkipTrigger {
-    /// The peer acknowledged bytes beyond the hole: the receiver got them, the mirror lost them.
-    PeerAck,
-    /// The hole stayed open longer than `hole_timeout_ns`.
-    HoleTimeout,
-    /// Bytes buffered above the hole exceeded `max_buffer_per_direction`.
-    FlowCap,
-    /// The global memory budget was exceeded.
-    Memory,
-    /// The connection ended (RST, timeout, eviction, end of input) with the hole still open.
-    Close,
+labeled_enum! {
+    /// What forced a hole to be skipped (each is a bound that bit).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum SkipTrigger {
+        /// The peer acknowledged bytes beyond the hole: the receiver got them, the mirror lost them.
+        PeerAck => "peer_ack",
+        /// The hole stayed open longer than `hole_timeout_ns`.
+        HoleTimeout => "hole_timeout",
+        /// Bytes buffered above the hole exceeded `max_buffer_per_direction`.
+        FlowCap => "flow_cap",
+        /// The global memory budget was exceeded.
+        Memory => "memory",
+        /// The connection ended (RST, timeout, eviction, end of input) with the hole still open.
+        Close => "close",
+    }
 }
 
 impl SkipTrigger {
-    /// Every trigger, in a fixed order (for metric label sets).
-    pub const ALL: [SkipTrigger; 5] = [
-        SkipTrigger::PeerAck,
-        SkipTrigger::HoleTimeout,
-        SkipTrigger::FlowCap,
-        SkipTrigger::Memory,
-        SkipTrigger::Close,
-    ];
-
-    /// Stable snake_case label for metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipTrigger::PeerAck => "peer_ack",
-            SkipTrigger::HoleTimeout => "hole_timeout",
-            SkipTrigger::FlowCap => "flow_cap",
-            SkipTrigger::Memory => "memory",
-            SkipTrigger::Close => "close",
-        }
-    }
-
     /// The gap reason reported to the consumer for a hole skipped by this trigger.
     pub fn gap_reason(self) -> GapReason {
         match self {

@@ -3,112 +3,64 @@
 //! The README copies this list; the order of `Flag::ALL` is alphabetical so that iterating a
 //! [`FlagSet`] yields the sorted, unique list the record promises.
 
-/// One fact worth knowing about an exchange.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Flag {
-    /// A body is emitted content-decoded although `--decode-content` is off: redaction found
-    /// secrets in the decoded content and the record carries the redacted, decoded form.
-    BodyDecoded,
-    /// A body was removed (`body: null`) because redaction could not inspect it and the
-    /// `--uninspectable-bodies drop` policy applies to its content type.
-    BodyDropped,
-    /// A captured body is shorter than `body_len` (capture cap, gap or decode bound).
-    BodyTruncated,
-    /// `--decode-content` failed to decode the body; the raw capture is emitted instead.
-    DecodeError,
-    /// Content decoding stopped at the decoded-size bound (large body or decompression bomb).
-    DecodeTruncated,
-    /// The connection was evicted from the flow table while this exchange was pending.
-    Evicted,
-    /// Bytes of this exchange never arrived (see `gap_bytes` on the messages).
-    Gap,
-    /// A head exceeded the head-size cap; it was skipped and the stream resynchronised.
-    HeadTooLarge,
-    /// A message was cut by the end of the connection (or its framing was lost).
-    Incomplete,
-    /// The connection was picked up without its handshake and this exchange precedes the first
-    /// cleanly paired one.
-    Midstream,
-    /// The response's request was not seen (mid-stream start, or lost to a gap or parse error).
-    NoRequest,
-    /// The request got no response (connection closed, timed out, or the response was lost).
-    NoResponse,
-    /// A head could not be parsed; the stream was resynchronised at the next start line.
-    ParseError,
-    /// Requests awaiting responses exceeded the pending budget: this request's record was
-    /// dropped (method and time kept, still paired), or, past the placeholders' budget too, the
-    /// request was given up.
-    PipelineOverflow,
-    /// Redaction replaced something in this exchange (a header, the target or a body).
-    Redacted,
-    /// Ambiguous framing a request-smuggling attack relies on (TE+CL, conflicting CL,
-    /// obfuscated Transfer-Encoding, chunk-size overflow, bare LF, space before colon).
-    SmugglingSuspect,
-    /// The connection timed out (idle) while this exchange was pending.
-    Timeout,
-    /// A head had more header fields than the cap; it was skipped and the stream resynchronised.
-    TooManyHeaders,
-    /// Bytes were missing because the capture truncated frames (snaplen or mirror cut).
-    TruncatedCapture,
-    /// A body could not be inspected by redaction (a content coding vxtap cannot decode, a
-    /// decoding error, or decoded content past the decode bound); see `--uninspectable-bodies`.
-    Uninspectable,
-    /// The exchange switched protocols (101 Upgrade or CONNECT 2xx); later bytes are not HTTP/1.
-    Upgrade,
-}
+use vxtap_wire::labeled_enum;
 
-impl Flag {
-    /// Every flag, in alphabetical (output) order.
-    pub const ALL: [Flag; 21] = [
-        Flag::BodyDecoded,
-        Flag::BodyDropped,
-        Flag::BodyTruncated,
-        Flag::DecodeError,
-        Flag::DecodeTruncated,
-        Flag::Evicted,
-        Flag::Gap,
-        Flag::HeadTooLarge,
-        Flag::Incomplete,
-        Flag::Midstream,
-        Flag::NoRequest,
-        Flag::NoResponse,
-        Flag::ParseError,
-        Flag::PipelineOverflow,
-        Flag::Redacted,
-        Flag::SmugglingSuspect,
-        Flag::Timeout,
-        Flag::TooManyHeaders,
-        Flag::TruncatedCapture,
-        Flag::Uninspectable,
-        Flag::Upgrade,
-    ];
-
-    /// The snake_case label used in records and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Flag::BodyDecoded => "body_decoded",
-            Flag::BodyDropped => "body_dropped",
-            Flag::BodyTruncated => "body_truncated",
-            Flag::DecodeError => "decode_error",
-            Flag::DecodeTruncated => "decode_truncated",
-            Flag::Evicted => "evicted",
-            Flag::Gap => "gap",
-            Flag::HeadTooLarge => "head_too_large",
-            Flag::Incomplete => "incomplete",
-            Flag::Midstream => "midstream",
-            Flag::NoRequest => "no_request",
-            Flag::NoResponse => "no_response",
-            Flag::ParseError => "parse_error",
-            Flag::PipelineOverflow => "pipeline_overflow",
-            Flag::Redacted => "redacted",
-            Flag::SmugglingSuspect => "smuggling_suspect",
-            Flag::Timeout => "timeout",
-            Flag::TooManyHeaders => "too_many_headers",
-            Flag::TruncatedCapture => "truncated_capture",
-            Flag::Uninspectable => "uninspectable",
-            Flag::Upgrade => "upgrade",
-        }
+labeled_enum! {
+    /// One fact worth knowing about an exchange.
+    ///
+    /// Declared in alphabetical order: `ALL` follows the declaration, and it is the output order.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    #[repr(u8)]
+    pub enum Flag {
+        /// A body is emitted content-decoded although `--decode-content` is off: redaction found
+        /// secrets in the decoded content and the record carries the redacted, decoded form.
+        BodyDecoded => "body_decoded",
+        /// A body was removed (`body: null`) because redaction could not inspect it and the
+        /// `--uninspectable-bodies drop` policy applies to its content type.
+        BodyDropped => "body_dropped",
+        /// A captured body is shorter than `body_len` (capture cap, gap or decode bound).
+        BodyTruncated => "body_truncated",
+        /// `--decode-content` failed to decode the body; the raw capture is emitted instead.
+        DecodeError => "decode_error",
+        /// Content decoding stopped at the decoded-size bound (large body or decompression bomb).
+        DecodeTruncated => "decode_truncated",
+        /// The connection was evicted from the flow table while this exchange was pending.
+        Evicted => "evicted",
+        /// Bytes of this exchange never arrived (see `gap_bytes` on the messages).
+        Gap => "gap",
+        /// A head exceeded the head-size cap; it was skipped and the stream resynchronised.
+        HeadTooLarge => "head_too_large",
+        /// A message was cut by the end of the connection (or its framing was lost).
+        Incomplete => "incomplete",
+        /// The connection was picked up without its handshake and this exchange precedes the first
+        /// cleanly paired one.
+        Midstream => "midstream",
+        /// The response's request was not seen (mid-stream start, or lost to a gap or parse error).
+        NoRequest => "no_request",
+        /// The request got no response (connection closed, timed out, or the response was lost).
+        NoResponse => "no_response",
+        /// A head could not be parsed; the stream was resynchronised at the next start line.
+        ParseError => "parse_error",
+        /// Requests awaiting responses exceeded the pending budget: this request's record was
+        /// dropped (method and time kept, still paired), or, past the placeholders' budget too, the
+        /// request was given up.
+        PipelineOverflow => "pipeline_overflow",
+        /// Redaction replaced something in this exchange (a header, the target or a body).
+        Redacted => "redacted",
+        /// Ambiguous framing a request-smuggling attack relies on (TE+CL, conflicting CL,
+        /// obfuscated Transfer-Encoding, chunk-size overflow, bare LF, space before colon).
+        SmugglingSuspect => "smuggling_suspect",
+        /// The connection timed out (idle) while this exchange was pending.
+        Timeout => "timeout",
+        /// A head had more header fields than the cap; it was skipped and the stream resynchronised.
+        TooManyHeaders => "too_many_headers",
+        /// Bytes were missing because the capture truncated frames (snaplen or mirror cut).
+        TruncatedCapture => "truncated_capture",
+        /// A body could not be inspected by redaction (a content coding vxtap cannot decode, a
+        /// decoding error, or decoded content past the decode bound); see `--uninspectable-bodies`.
+        Uninspectable => "uninspectable",
+        /// The exchange switched protocols (101 Upgrade or CONNECT 2xx); later bytes are not HTTP/1.
+        Upgrade => "upgrade",
     }
 }
 

@@ -1,93 +1,54 @@
 //! Counters of the HTTP layer: plain integers, merged across workers by the caller.
 
 use crate::flags::Flag;
+use vxtap_wire::labeled_enum;
 
-/// Why a head or a body's framing was rejected (each has a counter and drives a resync).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
-#[repr(u8)]
-pub enum ParseError {
-    /// The head did not end within the head-size cap.
-    #[error("message head larger than the configured cap")]
-    HeadTooLarge,
-    /// The head had more header fields than the cap.
-    #[error("more header fields than the configured cap")]
-    TooManyHeaders,
-    /// The request or status line was malformed.
-    #[error("malformed request or status line")]
-    BadStartLine,
-    /// A header field was malformed (including whitespace before the colon).
-    #[error("malformed header field")]
-    BadHeader,
-    /// A Content-Length value was not a plain decimal number.
-    #[error("invalid Content-Length")]
-    BadContentLength,
-    /// Several Content-Length values disagree.
-    #[error("conflicting Content-Length values")]
-    ConflictingContentLength,
-    /// A request's Transfer-Encoding does not end in chunked.
-    #[error("request Transfer-Encoding without final chunked")]
-    BadTransferEncoding,
-    /// A chunk size does not fit in 64 bits.
-    #[error("chunk size overflows 64 bits")]
-    ChunkSizeOverflow,
-    /// Chunked framing was malformed.
-    #[error("malformed chunked framing")]
-    BadChunk,
-}
-
-impl ParseError {
-    /// Every reason, in label order of declaration.
-    pub const ALL: [ParseError; 9] = [
-        ParseError::HeadTooLarge,
-        ParseError::TooManyHeaders,
-        ParseError::BadStartLine,
-        ParseError::BadHeader,
-        ParseError::BadContentLength,
-        ParseError::ConflictingContentLength,
-        ParseError::BadTransferEncoding,
-        ParseError::ChunkSizeOverflow,
-        ParseError::BadChunk,
-    ];
-
-    /// Stable snake_case label for metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ParseError::HeadTooLarge => "head_too_large",
-            ParseError::TooManyHeaders => "too_many_headers",
-            ParseError::BadStartLine => "bad_start_line",
-            ParseError::BadHeader => "bad_header",
-            ParseError::BadContentLength => "bad_content_length",
-            ParseError::ConflictingContentLength => "conflicting_content_length",
-            ParseError::BadTransferEncoding => "bad_transfer_encoding",
-            ParseError::ChunkSizeOverflow => "chunk_size_overflow",
-            ParseError::BadChunk => "bad_chunk",
-        }
+labeled_enum! {
+    /// Why a head or a body's framing was rejected (each has a counter and drives a resync).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+    #[repr(u8)]
+    pub enum ParseError {
+        /// The head did not end within the head-size cap.
+        #[error("message head larger than the configured cap")]
+        HeadTooLarge => "head_too_large",
+        /// The head had more header fields than the cap.
+        #[error("more header fields than the configured cap")]
+        TooManyHeaders => "too_many_headers",
+        /// The request or status line was malformed.
+        #[error("malformed request or status line")]
+        BadStartLine => "bad_start_line",
+        /// A header field was malformed (including whitespace before the colon).
+        #[error("malformed header field")]
+        BadHeader => "bad_header",
+        /// A Content-Length value was not a plain decimal number.
+        #[error("invalid Content-Length")]
+        BadContentLength => "bad_content_length",
+        /// Several Content-Length values disagree.
+        #[error("conflicting Content-Length values")]
+        ConflictingContentLength => "conflicting_content_length",
+        /// A request's Transfer-Encoding does not end in chunked.
+        #[error("request Transfer-Encoding without final chunked")]
+        BadTransferEncoding => "bad_transfer_encoding",
+        /// A chunk size does not fit in 64 bits.
+        #[error("chunk size overflows 64 bits")]
+        ChunkSizeOverflow => "chunk_size_overflow",
+        /// Chunked framing was malformed.
+        #[error("malformed chunked framing")]
+        BadChunk => "bad_chunk",
     }
 }
 
-/// How an emitted exchange ended up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Outcome {
-    /// Request and response both present.
-    Complete,
-    /// Request without response.
-    NoResponse,
-    /// Response without request.
-    NoRequest,
-}
-
-impl Outcome {
-    /// Every outcome.
-    pub const ALL: [Outcome; 3] = [Outcome::Complete, Outcome::NoResponse, Outcome::NoRequest];
-
-    /// Stable snake_case label for metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Complete => "complete",
-            Outcome::NoResponse => "no_response",
-            Outcome::NoRequest => "no_request",
-        }
+labeled_enum! {
+    /// How an emitted exchange ended up.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[repr(u8)]
+    pub enum Outcome {
+        /// Request and response both present.
+        Complete => "complete",
+        /// Request without response.
+        NoResponse => "no_response",
+        /// Response without request.
+        NoRequest => "no_request",
     }
 }
 

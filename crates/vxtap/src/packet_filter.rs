@@ -44,6 +44,9 @@
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::net::IpAddr;
+/// The sampling hash, a fleet-wide contract, lives with the other 5-tuple hashes.
+pub use vxtap_wire::hash::flow_hash;
+use vxtap_wire::hash::{flow_hash_bits, ip_bits};
 use vxtap_wire::Segment;
 
 /// A packet filter configuration that cannot be built (the messages are those the sink's
@@ -212,16 +215,6 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, PacketFilterError> {
         .map_err(|_| PacketFilterError::InvalidCidr(s.to_string()))
 }
 
-/// An address as 128 bits, IPv4 mapped into `::ffff:0:0/96`, so one comparison serves both
-/// families.
-#[inline]
-fn ip_bits(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
-}
-
 /// A CIDR as a mask and a masked network over [`ip_bits`]: membership is one AND and one
 /// compare, with no branch on the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,45 +366,6 @@ impl PacketFilter {
         stats.record(d);
         d
     }
-}
-
-// The sampling hash came along with the filter, verbatim: issue 14 §3 gathers the 5-tuple
-// hashes into one module of `vxtap-wire`, where this one is to join them (an import change).
-
-/// Folded 64x64→128 multiply (wyhash's mixer): fast and well distributed.
-#[inline]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let p = u128::from(a).wrapping_mul(u128::from(b));
-    (p as u64) ^ ((p >> 64) as u64)
-}
-
-/// The seeded, direction-independent flow hash used for sampling.
-///
-/// This function is a fleet-wide contract: instances running different versions must compute
-/// the same value, so it is fixed here (not `RandomState`, not `std::hash`, which may change
-/// between Rust releases) and must not change without a note in the changelog.
-pub fn flow_hash(seed: u64, a_ip: IpAddr, a_port: u16, b_ip: IpAddr, b_port: u16) -> u64 {
-    flow_hash_bits(seed, ip_bits(a_ip), a_port, ip_bits(b_ip), b_port)
-}
-
-#[inline]
-fn flow_hash_bits(seed: u64, a: u128, a_port: u16, b: u128, b_port: u16) -> u64 {
-    const P0: u64 = 0xa076_1d64_78bd_642f;
-    const P1: u64 = 0xe703_7ed1_a0b4_28db;
-    const P2: u64 = 0x8ebc_6af0_9c88_c6e3;
-    const P3: u64 = 0x5899_65cc_7537_4cc3;
-    // Order the endpoints so both directions hash the same tuple.
-    let (lo, lo_port, hi, hi_port) = if (a, a_port) <= (b, b_port) {
-        (a, a_port, b, b_port)
-    } else {
-        (b, b_port, a, a_port)
-    };
-    let ports = (u64::from(lo_port) << 16) | u64::from(hi_port);
-    let mut h = fold_mul(seed ^ P0 ^ (lo >> 64) as u64, P1 ^ lo as u64);
-    h = fold_mul(h ^ P2 ^ (hi >> 64) as u64, P3 ^ hi as u64);
-    h = fold_mul(h ^ P1 ^ ports, P2);
-    // A final avalanche so the high bits, which the threshold compares, depend on all input.
-    fold_mul(h ^ P3, P0)
 }
 
 #[cfg(test)]

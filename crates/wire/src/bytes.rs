@@ -45,3 +45,17 @@ pub(crate) fn clamp(b: &[u8], from: usize, to: usize) -> &[u8] {
     let end = to.min(b.len());
     b.get(from..end).unwrap_or(&[])
 }
+
+/// Indexing big-endian reads for code that has checked the lengths itself (the fast path):
+/// a panic here would be a bug in that check, and plain indexing lets the compiler fold the
+/// bounds checks into it, where the panic-free reads above keep a branch per read.
+#[inline(always)]
+pub(crate) fn be16_idx(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// The 32-bit counterpart of [`be16_idx`].
+#[inline(always)]
+pub(crate) fn be32_idx(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}

@@ -6,12 +6,16 @@
 //! connection), checksum 0; VXLAN flags 0x08 and the session's VNI; the inner frame cut to the
 //! session's packet length with the inner IP total length untouched.
 
-use crate::bytes::u8_at;
+use crate::bytes::be16;
 use crate::ethernet::{ethertype, strip_vlans, EthernetFrame};
-use crate::ipv4::Ipv4Packet;
+use crate::hash::underlay_hash;
+use crate::ip;
+use crate::ipv4::{self, Ipv4Packet};
 use crate::ipv6::Ipv6Packet;
 use crate::link::{sll_source_mac, strip_link, LinkType, NetStart};
-use crate::{checksum, symmetric_hash, Error};
+use crate::udp::{self, UdpDatagram};
+use crate::vxlan::VxlanHeader;
+use crate::{checksum, Error};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Outer headers to put around a mirrored frame.
@@ -60,9 +64,13 @@ pub enum EncapError {
 }
 
 /// Outer header bytes before the inner frame (Ethernet + IPv4 + UDP + VXLAN).
-pub const OVERHEAD_V4: usize = 14 + 20 + 8 + 8;
+pub const OVERHEAD_V4: usize = EthernetFrame::HEADER_LEN
+    + Ipv4Packet::MIN_HEADER_LEN
+    + UdpDatagram::HEADER_LEN
+    + VxlanHeader::LEN;
 /// Outer header bytes before the inner frame with an IPv6 underlay.
-pub const OVERHEAD_V6: usize = 14 + 40 + 8 + 8;
+pub const OVERHEAD_V6: usize =
+    EthernetFrame::HEADER_LEN + Ipv6Packet::HEADER_LEN + UdpDatagram::HEADER_LEN + VxlanHeader::LEN;
 
 /// The outer UDP source port AWS-style: a symmetric hash of the inner 5-tuple mapped into the
 /// IANA ephemeral range 49152-65535 (both AWS samples we have fall there), so both directions
@@ -72,7 +80,8 @@ pub fn source_port(inner_frame: &[u8]) -> u16 {
     49152 + (h % 16384) as u16
 }
 
-/// Symmetric hash of the inner Ethernet frame's 5-tuple (0 when it carries no IP).
+/// [`underlay_hash`] of the inner Ethernet frame's 5-tuple (0 when it carries no IP): this
+/// function only finds the tuple.
 fn inner_flow_hash(frame: &[u8]) -> u64 {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return 0;
@@ -120,13 +129,14 @@ fn inner_flow_hash(frame: &[u8]) -> u64 {
         _ => return u64::from(l2.ethertype),
     };
     let (sp, dp) = match proto {
-        6 | 17 | 132 if l4.len() >= 4 => (
-            u16::from_be_bytes([u8_at(l4, 0), u8_at(l4, 1)]),
-            u16::from_be_bytes([u8_at(l4, 2), u8_at(l4, 3)]),
+        // TCP, UDP and SCTP all start with the two ports, at UDP's offsets.
+        ip::TCP | ip::UDP | ip::SCTP if l4.len() >= 4 => (
+            be16(l4, udp::field::SRC_PORT.start),
+            be16(l4, udp::field::DST_PORT.start),
         ),
         _ => (0, 0),
     };
-    symmetric_hash(src, sp, dst, dp) ^ u64::from(proto).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    underlay_hash(src, sp, dst, dp, proto)
 }
 
 /// Clears `out` and writes `inner_frame` (an Ethernet frame) wrapped in outer Ethernet / IP /
@@ -144,23 +154,24 @@ pub fn wrap_vxlan(
         Some(n) if n < inner_frame.len() => inner_frame.get(..n).unwrap_or(inner_frame),
         _ => inner_frame,
     };
-    let udp_len = 8 + 8 + inner.len();
+    let udp_len = UdpDatagram::HEADER_LEN + VxlanHeader::LEN + inner.len();
     out.clear();
     out.extend_from_slice(&outer.dst_mac);
     out.extend_from_slice(&outer.src_mac);
     match (outer.src_ip, outer.dst_ip) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = 20 + udp_len;
+            let total = Ipv4Packet::MIN_HEADER_LEN + udp_len;
             let total16 = u16::try_from(total).map_err(|_| EncapError::TooLarge(inner.len()))?;
             out.extend_from_slice(&ethertype::IPV4.to_be_bytes());
             let start = out.len();
             out.extend_from_slice(&[0x45, 0]);
             out.extend_from_slice(&total16.to_be_bytes());
-            out.extend_from_slice(&[0, 0, 0, 0, outer.ttl, 17, 0, 0]);
+            out.extend_from_slice(&[0, 0, 0, 0, outer.ttl, ip::UDP, 0, 0]);
             out.extend_from_slice(&s.octets());
             out.extend_from_slice(&d.octets());
             let sum = checksum::checksum(out.get(start..).unwrap_or(&[]));
-            if let Some(c) = out.get_mut(start + 10..start + 12) {
+            let sum_at = ipv4::field::CHECKSUM;
+            if let Some(c) = out.get_mut(start + sum_at.start..start + sum_at.end) {
                 c.copy_from_slice(&sum.to_be_bytes());
             }
         }
@@ -169,7 +180,7 @@ pub fn wrap_vxlan(
             out.extend_from_slice(&ethertype::IPV6.to_be_bytes());
             out.extend_from_slice(&[0x60, 0, 0, 0]);
             out.extend_from_slice(&plen.to_be_bytes());
-            out.extend_from_slice(&[17, outer.ttl]);
+            out.extend_from_slice(&[ip::UDP, outer.ttl]);
             out.extend_from_slice(&s.octets());
             out.extend_from_slice(&d.octets());
         }
@@ -180,7 +191,7 @@ pub fn wrap_vxlan(
     // udp_len fits: it is at most the IP length checked above.
     out.extend_from_slice(&(udp_len as u16).to_be_bytes());
     out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&[0x08, 0, 0, 0]);
+    out.extend_from_slice(&[VxlanHeader::FLAG_I, 0, 0, 0]);
     out.extend_from_slice(&((vni & 0x00ff_ffff) << 8).to_be_bytes());
     out.extend_from_slice(inner);
     Ok(())
@@ -334,4 +345,28 @@ mod tests {
         wrap_vxlan(&huge, 1, &OuterParams::default(), Some(8500), &mut out).unwrap();
         assert_eq!(out.len(), OVERHEAD_V4 + 8500);
     }
+
+    /// The outer source port is seen by the underlay (ECMP paths): pinned before the hashes
+    /// moved into one module.
+    #[test]
+    fn inner_flow_hash_is_pinned() {
+        let mut a = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .tcp(40000, 80, 1, 1)
+            .write(&mut a, b"x")
+            .unwrap();
+        let mut u = Vec::new();
+        etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv6([0x20; 16], [0x30; 16], 64)
+            .udp(5353, 53)
+            .write(&mut u, b"q")
+            .unwrap();
+        let (ha, hu) = (inner_flow_hash(&a), inner_flow_hash(&u));
+        assert_eq!((ha, hu), (PIN_TCP_V4, PIN_UDP_V6), "{ha:#x} {hu:#x}");
+        assert_eq!(inner_flow_hash(&[0u8; 14]), 0);
+    }
+
+    const PIN_TCP_V4: u64 = 0xe65d_277a_508b_5cb8;
+    const PIN_UDP_V6: u64 = 0xa8c0_46e8_ec30_dea4;
 }

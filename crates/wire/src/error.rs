@@ -1,6 +1,6 @@
 //! Why a frame could not be decoded. One variant per distinct defect, each with a stable label.
 
-use crate::labels::labeled_enum;
+use crate::labeled_enum;
 
 labeled_enum! {
     /// What was wrong with the input; also the rejection reason counted per label.

@@ -30,6 +30,19 @@ pub mod ethertype {
     }
 }
 
+/// Byte ranges of the Ethernet II header's fields.
+pub mod field {
+    use crate::Field;
+    /// Destination MAC address.
+    pub const DESTINATION: Field = 0..6;
+    /// Source MAC address.
+    pub const SOURCE: Field = 6..12;
+    /// Ether type.
+    pub const ETHERTYPE: Field = 12..14;
+    /// What follows the header (VLAN tags included).
+    pub const PAYLOAD: std::ops::RangeFrom<usize> = 14..;
+}
+
 /// Zero-copy view of an Ethernet II frame.
 #[derive(Clone, Copy, Debug)]
 pub struct EthernetFrame<'a> {
@@ -50,22 +63,22 @@ impl<'a> EthernetFrame<'a> {
 
     /// Destination MAC address.
     pub fn dst(&self) -> [u8; 6] {
-        array(self.data, 0)
+        array(self.data, field::DESTINATION.start)
     }
 
     /// Source MAC address.
     pub fn src(&self) -> [u8; 6] {
-        array(self.data, 6)
+        array(self.data, field::SOURCE.start)
     }
 
     /// Ether type (or 802.3 length when below 0x0600).
     pub fn ethertype(&self) -> u16 {
-        be16(self.data, 12)
+        be16(self.data, field::ETHERTYPE.start)
     }
 
     /// Everything after the 14-byte header, VLAN tags included.
     pub fn payload(&self) -> &'a [u8] {
-        tail(self.data, Self::HEADER_LEN)
+        tail(self.data, field::PAYLOAD.start)
     }
 }
 

@@ -12,23 +12,17 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::decap::{bump, DecapConfig, DecapStats, Decoded, Inner, InnerProto, TunnelKind};
-use crate::{LinkType, Segment, TcpFlags};
+use crate::bytes::{be16_idx as be16, be32_idx as be32};
+use crate::decoded::{bump, DecapConfig, DecapStats, Decoded, Inner, InnerProto, TunnelKind};
+use crate::ethernet::{self, ethertype, EthernetFrame};
+use crate::ipv4::{self, Ipv4Packet};
+use crate::tcp::{self, TcpSegment};
+use crate::udp::{self, UdpDatagram};
+use crate::vxlan::{self, VxlanHeader};
+use crate::{ip, LinkType, Segment, TcpFlags};
 
-const ETH_LEN: usize = 14;
-const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-
-#[inline(always)]
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-#[inline(always)]
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
+const ETH_LEN: usize = EthernetFrame::HEADER_LEN;
+const ETHERTYPE_IPV4: [u8; 2] = ethertype::IPV4.to_be_bytes();
 
 /// An IPv4 header without surprises: the captured payload (never past the total length) and
 /// the payload length the header announces.
@@ -41,15 +35,23 @@ struct Ipv4<'a> {
 /// The IPv4 packet after an untagged Ethernet header, when it is a plain unfragmented one.
 #[inline(always)]
 fn eth_ipv4(frame: &[u8]) -> Option<Ipv4<'_>> {
-    if frame.len() < ETH_LEN + 20 || frame[12..14] != ETHERTYPE_IPV4 {
+    if frame.len() < ETH_LEN + Ipv4Packet::MIN_HEADER_LEN
+        || frame[ethernet::field::ETHERTYPE] != ETHERTYPE_IPV4
+    {
         return None;
     }
     let b = &frame[ETH_LEN..];
-    let hl = usize::from(b[0] & 0x0f) * 4;
-    let total = usize::from(be16(b, 2));
+    let ver_ihl = b[ipv4::field::VER_IHL];
+    let hl = usize::from(ver_ihl & 0x0f) * 4;
+    let total = usize::from(be16(b, ipv4::field::LENGTH.start));
     // Version 4, a header that fits, a total length that covers it (0 = TSO capture, left to
     // the general walk), and neither MF nor a fragment offset.
-    if b[0] >> 4 != 4 || hl < 20 || hl > b.len() || total < hl || be16(b, 6) & 0x3fff != 0 {
+    if ver_ihl >> 4 != 4
+        || hl < Ipv4Packet::MIN_HEADER_LEN
+        || hl > b.len()
+        || total < hl
+        || be16(b, ipv4::field::FLG_OFF.start) & 0x3fff != 0
+    {
         return None;
     }
     Some(Ipv4 {
@@ -80,11 +82,11 @@ fn tcp<'a>(
     inner: Inner<'a>,
 ) -> Option<Decoded<'a>> {
     let l4 = ip.payload;
-    if ip.header[9] != IPPROTO_TCP || l4.len() < 20 {
+    if ip.header[ipv4::field::PROTOCOL] != ip::TCP || l4.len() < TcpSegment::MIN_HEADER_LEN {
         return None;
     }
-    let hl = usize::from(l4[12] >> 4) * 4;
-    if hl < 20 || hl > l4.len() || hl > ip.announced {
+    let hl = usize::from(l4[tcp::field::DATA_OFF] >> 4) * 4;
+    if hl < TcpSegment::MIN_HEADER_LEN || hl > l4.len() || hl > ip.announced {
         return None;
     }
     let truncated_by = ip.announced - l4.len();
@@ -100,14 +102,14 @@ fn tcp<'a>(
             vni,
             tunnel: inner.tunnel,
             mirror_source,
-            src_ip: addr(ip.header, 12),
-            dst_ip: addr(ip.header, 16),
-            src_port: be16(l4, 0),
-            dst_port: be16(l4, 2),
-            seq: be32(l4, 4),
-            ack: be32(l4, 8),
-            flags: TcpFlags(l4[13]),
-            window: be16(l4, 14),
+            src_ip: addr(ip.header, ipv4::field::SRC_ADDR.start),
+            dst_ip: addr(ip.header, ipv4::field::DST_ADDR.start),
+            src_port: be16(l4, tcp::field::SRC_PORT.start),
+            dst_port: be16(l4, tcp::field::DST_PORT.start),
+            seq: be32(l4, tcp::field::SEQ_NUM.start),
+            ack: be32(l4, tcp::field::ACK_NUM.start),
+            flags: TcpFlags(l4[tcp::field::FLAGS]),
+            window: be16(l4, tcp::field::WIN_SIZE.start),
             payload: &l4[hl..],
             wire_payload_len: u32::try_from(ip.announced - hl).unwrap_or(u32::MAX),
         },
@@ -129,8 +131,8 @@ pub(crate) fn decode<'a>(
         return None;
     }
     let outer = eth_ipv4(frame)?;
-    match outer.header[9] {
-        IPPROTO_TCP => {
+    match outer.header[ipv4::field::PROTOCOL] {
+        ip::TCP => {
             let inner = Inner {
                 tunnel: TunnelKind::None,
                 depth: 0,
@@ -139,26 +141,32 @@ pub(crate) fn decode<'a>(
             };
             tcp(stats, ts_ns, &outer, None, None, inner)
         }
-        IPPROTO_UDP => {
+        ip::UDP => {
             let udp = outer.payload;
-            if udp.len() < 8 || cfg.max_depth == 0 {
+            if udp.len() < UdpDatagram::HEADER_LEN || cfg.max_depth == 0 {
                 return None;
             }
-            if !cfg.vxlan_ports.contains(&be16(udp, 2)) {
+            if !cfg
+                .vxlan_ports
+                .contains(&be16(udp, udp::field::DST_PORT.start))
+            {
                 return None;
             }
-            let udp_len = usize::from(be16(udp, 4));
-            if udp_len < 8 {
+            let udp_len = usize::from(be16(udp, udp::field::LENGTH.start));
+            if udp_len < UdpDatagram::HEADER_LEN {
                 return None;
             }
-            let vx = &udp[8..udp_len.min(udp.len())];
+            let vx = &udp[UdpDatagram::HEADER_LEN..udp_len.min(udp.len())];
             // Exactly the I flag and nothing reserved: anything else (GPE, reserved bits to
             // count) is the general walk's to judge.
-            if vx.len() < 8 || be32(vx, 0) != 0x0800_0000 || vx[7] != 0 {
+            if vx.len() < VxlanHeader::LEN
+                || be32(vx, vxlan::field::FLAGS) != u32::from(VxlanHeader::FLAG_I) << 24
+                || vx[vxlan::field::RESERVED2] != 0
+            {
                 return None;
             }
-            let vni = be32(vx, 4) >> 8;
-            let inner_frame = &vx[8..];
+            let vni = be32(vx, vxlan::field::VNI.start) >> 8;
+            let inner_frame = &vx[VxlanHeader::LEN..];
             let ip = eth_ipv4(inner_frame)?;
             let inner = Inner {
                 tunnel: TunnelKind::Vxlan,
@@ -171,7 +179,7 @@ pub(crate) fn decode<'a>(
                 ts_ns,
                 &ip,
                 Some(vni),
-                Some(addr(outer.header, 12)),
+                Some(addr(outer.header, ipv4::field::SRC_ADDR.start)),
                 inner,
             )
         }

@@ -5,7 +5,7 @@
 //! timestamps. Buffers are allocated when a fragment first needs them and then reused, so the
 //! normal (unfragmented) path never allocates.
 
-use crate::labels::labeled_enum;
+use crate::labeled_enum;
 use std::net::Ipv4Addr;
 
 labeled_enum! {

@@ -10,6 +10,31 @@ use crate::checksum;
 use crate::Error;
 use std::net::Ipv4Addr;
 
+/// Byte ranges (or offsets, for single bytes) of the IPv4 header's fields.
+pub mod field {
+    use crate::Field;
+    /// Version (high nibble) and header length in words (low nibble).
+    pub const VER_IHL: usize = 0;
+    /// DSCP and ECN.
+    pub const TOS: usize = 1;
+    /// Total length.
+    pub const LENGTH: Field = 2..4;
+    /// Identification.
+    pub const IDENT: Field = 4..6;
+    /// Flags (high 3 bits) and fragment offset.
+    pub const FLG_OFF: Field = 6..8;
+    /// Time to live.
+    pub const TTL: usize = 8;
+    /// Protocol of the payload.
+    pub const PROTOCOL: usize = 9;
+    /// Header checksum.
+    pub const CHECKSUM: Field = 10..12;
+    /// Source address.
+    pub const SRC_ADDR: Field = 12..16;
+    /// Destination address.
+    pub const DST_ADDR: Field = 16..20;
+}
+
 /// Zero-copy view of an IPv4 packet whose header is fully captured.
 #[derive(Clone, Copy, Debug)]
 pub struct Ipv4Packet<'a> {
@@ -44,42 +69,42 @@ impl<'a> Ipv4Packet<'a> {
 
     /// Version nibble (4 once checked).
     pub fn version(&self) -> u8 {
-        u8_at(self.data, 0) >> 4
+        u8_at(self.data, field::VER_IHL) >> 4
     }
 
     /// Header length in bytes (IHL * 4).
     pub fn header_len(&self) -> usize {
-        usize::from(u8_at(self.data, 0) & 0x0f) * 4
+        usize::from(u8_at(self.data, field::VER_IHL) & 0x0f) * 4
     }
 
     /// DSCP and ECN byte.
     pub fn tos(&self) -> u8 {
-        u8_at(self.data, 1)
+        u8_at(self.data, field::TOS)
     }
 
     /// Total length field as announced (header plus payload).
     pub fn total_len(&self) -> u16 {
-        be16(self.data, 2)
+        be16(self.data, field::LENGTH.start)
     }
 
     /// Identification field.
     pub fn ident(&self) -> u16 {
-        be16(self.data, 4)
+        be16(self.data, field::IDENT.start)
     }
 
     /// Don't-fragment flag.
     pub fn dont_frag(&self) -> bool {
-        u8_at(self.data, 6) & 0x40 != 0
+        u8_at(self.data, field::FLG_OFF.start) & 0x40 != 0
     }
 
     /// More-fragments flag.
     pub fn more_frags(&self) -> bool {
-        u8_at(self.data, 6) & 0x20 != 0
+        u8_at(self.data, field::FLG_OFF.start) & 0x20 != 0
     }
 
     /// Fragment offset in bytes.
     pub fn frag_offset(&self) -> usize {
-        usize::from(be16(self.data, 6) & 0x1fff) * 8
+        usize::from(be16(self.data, field::FLG_OFF.start) & 0x1fff) * 8
     }
 
     /// True when this packet is a fragment (first, middle or last).
@@ -89,27 +114,27 @@ impl<'a> Ipv4Packet<'a> {
 
     /// Time to live.
     pub fn ttl(&self) -> u8 {
-        u8_at(self.data, 8)
+        u8_at(self.data, field::TTL)
     }
 
     /// Protocol number of the payload.
     pub fn protocol(&self) -> u8 {
-        u8_at(self.data, 9)
+        u8_at(self.data, field::PROTOCOL)
     }
 
     /// Header checksum field.
     pub fn checksum(&self) -> u16 {
-        be16(self.data, 10)
+        be16(self.data, field::CHECKSUM.start)
     }
 
     /// Source address.
     pub fn src(&self) -> Ipv4Addr {
-        Ipv4Addr::from(array::<4>(self.data, 12))
+        Ipv4Addr::from(array::<4>(self.data, field::SRC_ADDR.start))
     }
 
     /// Destination address.
     pub fn dst(&self) -> Ipv4Addr {
-        Ipv4Addr::from(array::<4>(self.data, 16))
+        Ipv4Addr::from(array::<4>(self.data, field::DST_ADDR.start))
     }
 
     /// Options bytes (empty when IHL is 5).

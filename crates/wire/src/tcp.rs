@@ -6,6 +6,29 @@
 use crate::bytes::{be16, be32, clamp, tail, u8_at};
 use crate::{Error, TcpFlags};
 
+/// Byte ranges (or offsets, for single bytes) of the TCP header's fields.
+pub mod field {
+    use crate::Field;
+    /// Source port.
+    pub const SRC_PORT: Field = 0..2;
+    /// Destination port.
+    pub const DST_PORT: Field = 2..4;
+    /// Sequence number.
+    pub const SEQ_NUM: Field = 4..8;
+    /// Acknowledgment number.
+    pub const ACK_NUM: Field = 8..12;
+    /// Data offset (high nibble, in words).
+    pub const DATA_OFF: usize = 12;
+    /// Flags (FIN..CWR).
+    pub const FLAGS: usize = 13;
+    /// Receive window.
+    pub const WIN_SIZE: Field = 14..16;
+    /// Checksum.
+    pub const CHECKSUM: Field = 16..18;
+    /// Urgent pointer.
+    pub const URGENT: Field = 18..20;
+}
+
 /// Zero-copy view of a TCP segment whose header (options included) is captured.
 #[derive(Clone, Copy, Debug)]
 pub struct TcpSegment<'a> {
@@ -35,47 +58,47 @@ impl<'a> TcpSegment<'a> {
 
     /// Source port.
     pub fn src_port(&self) -> u16 {
-        be16(self.data, 0)
+        be16(self.data, field::SRC_PORT.start)
     }
 
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
-        be16(self.data, 2)
+        be16(self.data, field::DST_PORT.start)
     }
 
     /// Sequence number.
     pub fn seq(&self) -> u32 {
-        be32(self.data, 4)
+        be32(self.data, field::SEQ_NUM.start)
     }
 
     /// Acknowledgment number.
     pub fn ack(&self) -> u32 {
-        be32(self.data, 8)
+        be32(self.data, field::ACK_NUM.start)
     }
 
     /// Header length in bytes (data offset * 4).
     pub fn header_len(&self) -> usize {
-        usize::from(u8_at(self.data, 12) >> 4) * 4
+        usize::from(u8_at(self.data, field::DATA_OFF) >> 4) * 4
     }
 
     /// Flags byte (FIN..CWR).
     pub fn flags(&self) -> TcpFlags {
-        TcpFlags(u8_at(self.data, 13))
+        TcpFlags(u8_at(self.data, field::FLAGS))
     }
 
     /// Receive window (unscaled).
     pub fn window(&self) -> u16 {
-        be16(self.data, 14)
+        be16(self.data, field::WIN_SIZE.start)
     }
 
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        be16(self.data, 16)
+        be16(self.data, field::CHECKSUM.start)
     }
 
     /// Urgent pointer.
     pub fn urgent(&self) -> u16 {
-        be16(self.data, 18)
+        be16(self.data, field::URGENT.start)
     }
 
     /// Options bytes.

@@ -6,6 +6,19 @@
 use crate::bytes::{be16, clamp};
 use crate::Error;
 
+/// Byte ranges of the UDP header's fields.
+pub mod field {
+    use crate::Field;
+    /// Source port.
+    pub const SRC_PORT: Field = 0..2;
+    /// Destination port.
+    pub const DST_PORT: Field = 2..4;
+    /// Length (header plus payload).
+    pub const LENGTH: Field = 4..6;
+    /// Checksum.
+    pub const CHECKSUM: Field = 6..8;
+}
+
 /// Zero-copy view of a UDP datagram whose 8-byte header is captured.
 #[derive(Clone, Copy, Debug)]
 pub struct UdpDatagram<'a> {
@@ -32,22 +45,22 @@ impl<'a> UdpDatagram<'a> {
 
     /// Source port.
     pub fn src_port(&self) -> u16 {
-        be16(self.data, 0)
+        be16(self.data, field::SRC_PORT.start)
     }
 
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
-        be16(self.data, 2)
+        be16(self.data, field::DST_PORT.start)
     }
 
     /// Length field (header plus payload).
     pub fn length(&self) -> u16 {
-        be16(self.data, 4)
+        be16(self.data, field::LENGTH.start)
     }
 
     /// Checksum field (0 = not computed, as AWS mirroring sends).
     pub fn checksum(&self) -> u16 {
-        be16(self.data, 6)
+        be16(self.data, field::CHECKSUM.start)
     }
 
     /// Captured payload, never beyond what the length field announces.

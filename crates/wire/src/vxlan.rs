@@ -11,6 +11,21 @@
 use crate::bytes::{be16, be32, tail, u8_at};
 use crate::Error;
 
+/// Byte ranges (or offsets, for single bytes) of the VXLAN(-GPE) header's fields.
+pub mod field {
+    use crate::Field;
+    /// Flags (I; P, B, O on VXLAN-GPE).
+    pub const FLAGS: usize = 0;
+    /// Reserved on VXLAN; reserved bytes 1-2 then the next protocol on VXLAN-GPE.
+    pub const RESERVED1: Field = 1..4;
+    /// VXLAN-GPE next protocol.
+    pub const NEXT_PROTOCOL: usize = 3;
+    /// 24-bit VXLAN network identifier.
+    pub const VNI: Field = 4..7;
+    /// Reserved last byte.
+    pub const RESERVED2: usize = 7;
+}
+
 /// Zero-copy view of a VXLAN header and the frame it carries.
 #[derive(Clone, Copy, Debug)]
 pub struct VxlanHeader<'a> {
@@ -51,25 +66,27 @@ impl<'a> VxlanHeader<'a> {
 
     /// Flags byte.
     pub fn flags(&self) -> u8 {
-        u8_at(self.data, 0)
+        u8_at(self.data, field::FLAGS)
     }
 
     /// 24-bit VXLAN network identifier.
     pub fn vni(&self) -> u32 {
-        be32(self.data, 4) >> 8
+        be32(self.data, field::VNI.start) >> 8
     }
 
     /// Plain VXLAN (RFC 7348): true when any bit other than the I flag and the VNI is set.
     pub fn reserved_bits_set(&self) -> bool {
         self.flags() & !Self::FLAG_I != 0
-            || be32(self.data, 0) & 0x00ff_ffff != 0
-            || u8_at(self.data, 7) != 0
+            || be32(self.data, field::FLAGS) & 0x00ff_ffff != 0
+            || u8_at(self.data, field::RESERVED2) != 0
     }
 
     /// VXLAN-GPE: true when a bit outside I, P, B, O, the next protocol and the VNI is set
     /// (the two R bits, the version, bytes 1-2 and the last byte).
     pub fn gpe_reserved_bits_set(&self) -> bool {
-        self.flags() & 0xf0 != 0 || be16(self.data, 1) != 0 || u8_at(self.data, 7) != 0
+        self.flags() & 0xf0 != 0
+            || be16(self.data, field::RESERVED1.start) != 0
+            || u8_at(self.data, field::RESERVED2) != 0
     }
 
     /// VXLAN-GPE: what follows, Ethernet unless the P flag names another protocol. Only for
@@ -78,7 +95,7 @@ impl<'a> VxlanHeader<'a> {
         if self.flags() & Self::FLAG_P == 0 {
             return Ok(VxlanNext::Ethernet);
         }
-        match u8_at(self.data, 3) {
+        match u8_at(self.data, field::NEXT_PROTOCOL) {
             1 => Ok(VxlanNext::Ipv4),
             2 => Ok(VxlanNext::Ipv6),
             3 => Ok(VxlanNext::Ethernet),
