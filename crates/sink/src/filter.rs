@@ -22,36 +22,18 @@ pub struct ExchangeFilterConfig {
     pub statuses: Vec<String>,
 }
 
-/// Why an exchange was dropped by the HTTP-level filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExchangeFilterReason {
-    /// The host did not match (or there was no request).
-    Host,
-    /// The path did not match (or there was no request).
-    Path,
-    /// The method did not match (or there was no request).
-    Method,
-    /// The status did not match (or there was no response).
-    Status,
-}
-
-impl ExchangeFilterReason {
-    /// Every reason, in the order of [`ExchangeFilterStats::iter`].
-    pub const ALL: [ExchangeFilterReason; 4] = [
-        ExchangeFilterReason::Host,
-        ExchangeFilterReason::Path,
-        ExchangeFilterReason::Method,
-        ExchangeFilterReason::Status,
-    ];
-
-    /// The metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExchangeFilterReason::Host => "host",
-            ExchangeFilterReason::Path => "path",
-            ExchangeFilterReason::Method => "method",
-            ExchangeFilterReason::Status => "status",
-        }
+vxtap_wire::labeled_enum! {
+    /// Why an exchange was dropped by the HTTP-level filter.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum ExchangeFilterReason {
+        /// The host did not match (or there was no request).
+        Host => "host",
+        /// The path did not match (or there was no request).
+        Path => "path",
+        /// The method did not match (or there was no request).
+        Method => "method",
+        /// The status did not match (or there was no response).
+        Status => "status",
     }
 }
 

@@ -83,44 +83,22 @@ pub struct PacketFilterConfig {
     pub sample_seed: u64,
 }
 
-/// Why a segment was dropped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FilterReason {
-    /// The connection is not in the sample.
-    SampledOut,
-    /// Neither inner endpoint is in the CIDR list.
-    Cidr,
-    /// Neither inner port is in the port list.
-    Port,
-    /// The VNI is in the deny list.
-    VniDenied,
-    /// The VNI (or its absence) is not in the allow list.
-    VniNotAllowed,
-    /// The mirror source (or its absence) is not in the allowed sources.
-    SourceNotAllowed,
-}
-
-impl FilterReason {
-    /// Every reason, in the order of [`FilterStats::iter`].
-    pub const ALL: [FilterReason; 6] = [
-        FilterReason::SampledOut,
-        FilterReason::Cidr,
-        FilterReason::Port,
-        FilterReason::VniDenied,
-        FilterReason::VniNotAllowed,
-        FilterReason::SourceNotAllowed,
-    ];
-
-    /// The metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FilterReason::SampledOut => "sampled_out",
-            FilterReason::Cidr => "cidr",
-            FilterReason::Port => "port",
-            FilterReason::VniDenied => "vni_denied",
-            FilterReason::VniNotAllowed => "vni_not_allowed",
-            FilterReason::SourceNotAllowed => "source_not_allowed",
-        }
+vxtap_wire::labeled_enum! {
+    /// Why a segment was dropped.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum FilterReason {
+        /// The connection is not in the sample.
+        SampledOut => "sampled_out",
+        /// Neither inner endpoint is in the CIDR list.
+        Cidr => "cidr",
+        /// Neither inner port is in the port list.
+        Port => "port",
+        /// The VNI is in the deny list.
+        VniDenied => "vni_denied",
+        /// The VNI (or its absence) is not in the allow list.
+        VniNotAllowed => "vni_not_allowed",
+        /// The mirror source (or its absence) is not in the allowed sources.
+        SourceNotAllowed => "source_not_allowed",
     }
 }
 
