@@ -305,7 +305,12 @@ mod tests {
             ParseError::ChunkSizeOverflow
         );
         // Sizes that fit in 64 bits but no real chunk has (they would swallow the stream).
-        for size in ["ffffffffffffffff", "8000000000000000", "7fffffffffffffff", "10000000001"] {
+        for size in [
+            "ffffffffffffffff",
+            "8000000000000000",
+            "7fffffffffffffff",
+            "10000000001",
+        ] {
             assert_eq!(
                 decode(&[format!("{size}\r\n").as_bytes()]).unwrap_err(),
                 ParseError::ChunkSizeOverflow,
