@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod cli;
+
 fn vxtap() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vxtap"));
     c.env("VXTAP_LOG", "warn");
