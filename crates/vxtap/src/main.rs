@@ -198,13 +198,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map_err(anyhow::Error::msg)?;
             let secs = r.elapsed.as_secs_f64().max(1e-9);
             eprintln!(
-                "vxtap: sent {} datagrams ({} bytes) to {} in {:.3}s: {:.0} datagrams/s; skipped {}",
+                "vxtap: sent {} datagrams ({} bytes) to {} in {:.3}s: {:.0} datagrams/s; skipped {}; \
+                 repeated unchanged {}",
                 r.sent,
                 r.bytes,
                 a.to,
                 secs,
                 r.sent as f64 / secs,
-                r.skipped
+                r.skipped,
+                r.unshifted
             );
             Ok(ExitCode::SUCCESS)
         }
