@@ -2,6 +2,8 @@
 //! ../shared/pcaps/public (when present), the standard workload generator with faults (when
 //! present), and the live listener on loopback.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};

@@ -5,6 +5,8 @@
 //! caller empties with [`HttpHandler::drain_into`].
 
 #![warn(missing_docs)]
+// No unsafe here: capture is the one crate that needs it (mmap, syscalls).
+#![forbid(unsafe_code)]
 
 mod chunked;
 mod decode;

@@ -1,6 +1,8 @@
 //! The `vxtap` binary: parses the command line and runs one command. All logic lives in the
 //! library so that tests drive the same code.
 
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
