@@ -60,6 +60,11 @@ fn drain(r: Result<CaptureReader, CaptureError>) -> (Vec<Owned>, bool) {
 
 /// Reads `bytes` as a capture held in memory and as a stream dribbled `chunk` bytes at a time;
 /// both paths must deliver the same packets and agree on whether the file was damaged.
+///
+/// Gzip is the one exception, found by this target: flate2 returns a corrupt deflate stream's
+/// error without the bytes it inflated in the same call, so how many packets before the damage
+/// survive depends on the read sizes. Both paths must still report the damage, and one's
+/// packets must be a prefix of the other's.
 pub fn read_both_ways(bytes: &[u8], chunk: usize) {
     let whole = drain(CaptureReader::from_bytes("fuzz", bytes.to_vec()));
     let streamed = drain(CaptureReader::from_reader(
@@ -70,5 +75,12 @@ pub fn read_both_ways(bytes: &[u8], chunk: usize) {
             chunk: chunk.max(1),
         },
     ));
+    let gzip = bytes.starts_with(&[0x1f, 0x8b]);
+    if gzip && whole != streamed {
+        assert!(whole.1 && streamed.1, "gzip: one path saw damage, the other did not");
+        let n = whole.0.len().min(streamed.0.len());
+        assert_eq!(whole.0[..n], streamed.0[..n], "gzip: packets before the damage differ");
+        return;
+    }
     assert_eq!(whole, streamed, "memory and stream readers disagree");
 }
