@@ -46,7 +46,13 @@ if [[ ! " ${targets[*]} " == *" $target "* ]]; then
   exit 2
 fi
 build
-[ -d "corpus/$target" ] || python3 seed.py
+if [ ! -d "corpus/$target" ]; then
+  if command -v python3 >/dev/null; then
+    python3 seed.py
+  else
+    echo "no python3: $target starts from an empty corpus" >&2
+  fi
+fi
 mkdir -p "corpus/$target" "artifacts/$target"
 # Capture inputs are whole files: allow up to 64 KiB; the rest are small messages.
 case $target in
