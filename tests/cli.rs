@@ -191,16 +191,19 @@ fn damaged_copy(dir: &Path) -> PathBuf {
     path
 }
 
-/// A damaged input is exit status 1 for every reader, after the packets before the damage.
+/// A damaged input is exit status 1 for every reader and tool, after the packets before the
+/// damage.
 #[test]
 fn damaged_input_exits_1_everywhere() {
     let scratch = Scratch::new("damaged");
     let bad = damaged_copy(&scratch.0).display().to_string();
     let out_path = scratch.0.join("inner.pcapng").display().to_string();
+    let wrapped = scratch.0.join("wrapped.pcap").display().to_string();
     for args in [
         vec!["replay", "-q", "--no-progress", &bad],
         vec!["stats", &bad],
         vec!["decap", &bad, &out_path],
+        vec!["encap", &bad, &wrapped, "--vni", "7"],
     ] {
         let args: Vec<String> = args.into_iter().map(String::from).collect();
         let out = scratch.run(&args);

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use vxtap::cli::{Cli, Command, LogFormat};
 use vxtap::config::{FileConfig, ListenSettings, Settings};
@@ -118,10 +118,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 dst_ip: a.outer_dst,
                 ..OuterParams::default()
             };
-            let n = tools::encap(&a.input, &a.output, a.vni, a.truncate, &outer)
-                .with_context(|| format!("encap {}", a.input.display()))?;
-            eprintln!("vxtap: wrapped {n} packets into {}", a.output.display());
-            Ok(ExitCode::SUCCESS)
+            match tools::encap(&a.input, &a.output, a.vni, a.truncate, &outer) {
+                Ok(n) => {
+                    eprintln!("vxtap: wrapped {n} packets into {}", a.output.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                // The error names the file (and the offset of any damage) itself.
+                Err(e) => {
+                    eprintln!("vxtap: error: {e}");
+                    Ok(ExitCode::from(EXIT_IO))
+                }
+            }
         }
         Command::Decap(a) => {
             let to_stdout = a.output.as_os_str() == "-";
