@@ -77,9 +77,16 @@ pub fn read_both_ways(bytes: &[u8], chunk: usize) {
     ));
     let gzip = bytes.starts_with(&[0x1f, 0x8b]);
     if gzip && whole != streamed {
-        assert!(whole.1 && streamed.1, "gzip: one path saw damage, the other did not");
+        assert!(
+            whole.1 && streamed.1,
+            "gzip: one path saw damage, the other did not"
+        );
         let n = whole.0.len().min(streamed.0.len());
-        assert_eq!(whole.0[..n], streamed.0[..n], "gzip: packets before the damage differ");
+        assert_eq!(
+            whole.0[..n],
+            streamed.0[..n],
+            "gzip: packets before the damage differ"
+        );
         return;
     }
     assert_eq!(whole, streamed, "memory and stream readers disagree");
