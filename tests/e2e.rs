@@ -2,6 +2,8 @@
 //! ../shared/pcaps/public (when present), the standard workload generator with faults (when
 //! present), and the live listener on loopback.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -10,6 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod cli;
 
 fn vxtap() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vxtap"));
@@ -1122,6 +1126,70 @@ fn comparable(r: &Value) -> String {
         }
     }
     r.to_string()
+}
+
+/// `send --loop N` is a load generator: each loop plays new connections, so the listener
+/// sees N times the exchanges (loops 2..N used to be absorbed as late retransmissions).
+#[test]
+fn send_loops_make_new_connections() {
+    const LOOPS: u64 = 3;
+    let f = fixture("vxlan/mixed-vni101.pcap");
+    let offline = replay(&[&f], &[]);
+    assert!(!offline.is_empty());
+    let l = Listener::start(&[]);
+    let packets = run(vxtap().args(["stats", "--json"]).arg(&f)).stdout;
+    let sent: Value = serde_json::from_slice(&packets).unwrap();
+    let sent = sent["packets"].as_u64().unwrap() * LOOPS;
+    run(vxtap().arg("send").arg(&f).args([
+        "--to",
+        &format!("127.0.0.1:{}", l.udp),
+        "--pps",
+        "20000",
+        "--loop",
+        &LOOPS.to_string(),
+    ]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while l.metric("vxtap_recv_datagrams_total") < sent {
+        assert!(Instant::now() < deadline, "datagrams not all received");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(l.metric("vxtap_recv_kernel_drops_total"), 0);
+    assert_eq!(l.metric("vxtap_recv_queue_dropped_segments_total"), 0);
+    let live = l.stop();
+    assert_eq!(
+        live.len() as u64,
+        offline.len() as u64 * LOOPS,
+        "exchanges over {LOOPS} loops"
+    );
+    // Every loop's exchanges are whole and distinct: the same summaries, once per loop, from
+    // different clients.
+    let clients: BTreeSet<String> = live.iter().map(|r| s(&r["client"]["ip"])).collect();
+    let offline_clients: BTreeSet<String> = offline.iter().map(|r| s(&r["client"]["ip"])).collect();
+    assert_eq!(
+        clients.len(),
+        offline_clients.len() * LOOPS as usize,
+        "{clients:?}"
+    );
+    let strip = |r: &Value| {
+        (
+            s(&r["request"]["method"]),
+            s(&r["request"]["uri"]),
+            s(&r["response"]["status"]),
+            s(&r["response"]["body_len"]),
+            s(&r["flags"]),
+        )
+    };
+    let mut want: Vec<_> = offline.iter().map(strip).collect();
+    want = want
+        .iter()
+        .cloned()
+        .cycle()
+        .take(want.len() * LOOPS as usize)
+        .collect();
+    want.sort();
+    let mut got: Vec<_> = live.iter().map(strip).collect();
+    got.sort();
+    assert_eq!(got, want);
 }
 
 #[test]

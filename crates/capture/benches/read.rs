@@ -3,6 +3,8 @@
 //!
 //! Run with `cargo bench -p vxtap-capture --bench read`.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::time::Instant;
 
 use vxtap_capture::{CaptureReader, PcapWriter, TsResolution};

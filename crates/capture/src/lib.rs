@@ -34,6 +34,8 @@
 //! ```
 
 #![warn(missing_docs)]
+// The workspace's only unsafe lives here: every block must say why it is sound.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod error;
 mod reader;

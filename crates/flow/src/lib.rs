@@ -24,6 +24,8 @@
 //! and must not become a phantom one-byte gap) until data beyond it shows up.
 
 #![warn(missing_docs)]
+// No unsafe here: capture is the one crate that needs it (mmap, syscalls).
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;

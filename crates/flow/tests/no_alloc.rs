@@ -1,5 +1,7 @@
 //! The in-order hot path allocates nothing once a connection exists (counting allocator).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};

@@ -9,6 +9,13 @@ use crate::stats::ParseError;
 /// hostile stream cannot make the parser scan forever without progress on the body.
 const MAX_FRAMING_LINE: u32 = 16 * 1024;
 
+/// Largest chunk size accepted (1 TiB). A size that fits in 64 bits is not enough: 16 hex
+/// digits (`ffffffffffffffff`) fit, yet such a chunk would swallow everything the connection
+/// carries after it (the next request included) while a server that parses sizes as signed
+/// 64-bit, or wraps them, sees something else: the disagreement request smuggling needs. No
+/// real client sends a single chunk near this size.
+pub(crate) const MAX_CHUNK_SIZE: u64 = 1 << 40;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Size,
@@ -109,6 +116,7 @@ impl ChunkDecoder {
                             .size
                             .checked_mul(16)
                             .and_then(|s| s.checked_add(u64::from(d)))
+                            .filter(|&s| s <= MAX_CHUNK_SIZE)
                             .ok_or(ParseError::ChunkSizeOverflow)?;
                         self.any_digit = true;
                     } else if !self.any_digit {
@@ -296,6 +304,22 @@ mod tests {
             decode(&[b"10000000000000000\r\n"]).unwrap_err(),
             ParseError::ChunkSizeOverflow
         );
+        // Sizes that fit in 64 bits but no real chunk has (they would swallow the stream).
+        for size in [
+            "ffffffffffffffff",
+            "8000000000000000",
+            "7fffffffffffffff",
+            "10000000001",
+        ] {
+            assert_eq!(
+                decode(&[format!("{size}\r\n").as_bytes()]).unwrap_err(),
+                ParseError::ChunkSizeOverflow,
+                "{size}"
+            );
+        }
+        // The bound itself is accepted.
+        let (_, done, _) = decode(&[b"10000000000\r\nxy"]).unwrap();
+        assert!(!done);
         // Leading zeros do not overflow.
         let (_, done, _) = decode(&[b"00000000000000000000000\r\n\r\n"]).unwrap();
         assert!(done);

@@ -29,8 +29,8 @@ labeled_enum! {
         /// A request's Transfer-Encoding does not end in chunked.
         #[error("request Transfer-Encoding without final chunked")]
         BadTransferEncoding => "bad_transfer_encoding",
-        /// A chunk size does not fit in 64 bits.
-        #[error("chunk size overflows 64 bits")]
+        /// A chunk size is over 1 TiB (64-bit overflow included): the size smuggling attacks use.
+        #[error("chunk size over 1 TiB")]
         ChunkSizeOverflow => "chunk_size_overflow",
         /// Chunked framing was malformed.
         #[error("malformed chunked framing")]

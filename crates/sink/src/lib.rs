@@ -6,6 +6,8 @@
 //! [`pipeline::Sink`] such as [`jsonl::JsonLinesWriter`] writes what is left.
 
 #![warn(missing_docs)]
+// No unsafe here: capture is the one crate that needs it (mmap, syscalls).
+#![forbid(unsafe_code)]
 
 pub mod filter;
 pub mod format;

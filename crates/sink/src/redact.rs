@@ -110,6 +110,9 @@ pub struct RedactReport {
     pub kept: u32,
 }
 
+/// Extra rounds of text redaction at most (see `Redactor::redact_text`).
+const MAX_ROUNDS: usize = 4;
+
 /// How a secret value is replaced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -602,8 +605,13 @@ impl Redactor {
         self.ephemeral_key && self.mode == RedactMode::Hmac
     }
 
-    /// The replacement for one secret value (`hmac-sha256:…` or `[REDACTED]`).
+    /// The replacement for one secret value (`hmac-sha256:…` or `[REDACTED]`). A value that
+    /// already is this redactor's mask is returned as it is, so redacting twice changes
+    /// nothing.
     pub fn mask(&self, value: &str) -> String {
+        if self.is_mask(value) {
+            return value.to_string();
+        }
         match self.mode {
             RedactMode::Hmac if self.mac.is_some() => {
                 let Some(mut mac) = self.mac.clone() else {
@@ -621,6 +629,16 @@ impl Redactor {
                 out
             }
             _ => MASK.to_string(),
+        }
+    }
+
+    /// True when `value` has the exact shape of a mask this redactor writes.
+    fn is_mask(&self, value: &str) -> bool {
+        match self.mode {
+            RedactMode::Hmac if self.mac.is_some() => value
+                .strip_prefix(HMAC_PREFIX)
+                .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit())),
+            _ => value == MASK,
         }
     }
 
@@ -644,6 +662,24 @@ impl Redactor {
     /// [`Redactor::redact_str`], optionally without the `"name": value` pass (for callers
     /// that already know no listed key is present).
     fn redact_text<'a>(&self, s: &'a str, json_pairs: bool) -> Cow<'a, str> {
+        let mut cur = self.redact_text_once(s, json_pairs);
+        // The rules run one after another, each over the previous one's output, and a regex
+        // match cannot overlap an earlier one: a replacement can complete a match for a rule
+        // that already ran, or free text an overlapping match had consumed (found by the
+        // `redact` fuzz target: a second pass still redacted a `scheme://user:password@`).
+        // So repeat until nothing changes. Masks are fixed points (`mask` returns them as
+        // they are), so this ends; the bound only guards against a pathological pattern.
+        for _ in 0..MAX_ROUNDS {
+            let Cow::Owned(prev) = &cur else { break };
+            match self.redact_text_once(prev, json_pairs) {
+                Cow::Owned(next) if next != *prev => cur = Cow::Owned(next),
+                _ => break,
+            }
+        }
+        cur
+    }
+
+    fn redact_text_once<'a>(&self, s: &'a str, json_pairs: bool) -> Cow<'a, str> {
         if !self.enabled {
             return Cow::Borrowed(s);
         }
@@ -671,13 +707,26 @@ impl Redactor {
                 re.replace_all(t, |c: &Captures| format!("{}={}", &c[1], self.mask(&c[2])))
             });
         }
-        cur = self.redact_patterns(cur);
+        cur = self.redact_patterns_once(cur);
         cur
     }
 
     /// Redacts e-mails, cards and extra patterns only (not `name=value` pairs), for pieces of
     /// text whose parameter structure was already handled.
-    fn redact_patterns<'a>(&self, mut cur: Cow<'a, str>) -> Cow<'a, str> {
+    fn redact_patterns<'a>(&self, cur: Cow<'a, str>) -> Cow<'a, str> {
+        // To the fixed point, for the reason given in `redact_text`.
+        let mut cur = self.redact_patterns_once(cur);
+        for _ in 0..MAX_ROUNDS {
+            let Cow::Owned(prev) = &cur else { break };
+            match self.redact_patterns_once(Cow::Borrowed(prev.as_str())) {
+                Cow::Owned(next) if next != *prev => cur = Cow::Owned(next),
+                _ => break,
+            }
+        }
+        cur
+    }
+
+    fn redact_patterns_once<'a>(&self, mut cur: Cow<'a, str>) -> Cow<'a, str> {
         if let Some(re) = self
             .tokens
             .as_ref()
@@ -685,6 +734,14 @@ impl Redactor {
         {
             cur = chain(cur, |t| {
                 re.replace_all(t, |c: &Captures| match (c.get(1), c.get(2), c.get(3)) {
+                    // `Bearer hmac-sha256:…` is already masked: the token class stops at the
+                    // colon, so the match is only the tag's prefix.
+                    (Some(_), Some(tok), _)
+                        if HMAC_PREFIX.strip_suffix(':') == Some(tok.as_str())
+                            && t[tok.end()..].starts_with(':') =>
+                    {
+                        c[0].to_string()
+                    }
                     (Some(scheme), Some(tok), _) => {
                         format!("{}{}", scheme.as_str(), self.mask(tok.as_str()))
                     }
@@ -1914,5 +1971,87 @@ mod tests {
             let cut = &json[..json.find(&secret).unwrap_or(0) + secret.len()];
             proptest::prop_assert!(!r.redact_str(cut).contains(&secret));
         }
+    }
+
+    /// Found by the `redact` fuzz target (fuzz/regressions/redact): a first pass left a
+    /// `scheme://user:password@` that only a second pass redacted, because an earlier rule's
+    /// replacement completed the match after the userinfo rule had run. Redaction must reach
+    /// its fixed point in one call. The message is built exactly as the target builds it.
+    #[test]
+    fn redaction_is_a_fixed_point() {
+        fixed_point_case(include_bytes!(
+            "../../../fuzz/regressions/redact/second-pass-redacts-more"
+        ));
+        // The same through a URI path (pattern redaction only).
+        fixed_point_case(include_bytes!(
+            "../../../fuzz/regressions/redact/uri-path-second-pass"
+        ));
+        // The same holds for HMAC tags: a tag is never hashed again.
+        let h = Redactor::with_key(&RedactConfig::default(), b"k").unwrap();
+        let once = h
+            .redact_str("see https://u:secret@host/ and token=abc")
+            .into_owned();
+        assert_ne!(once, "see https://u:secret@host/ and token=abc");
+        assert_eq!(h.redact_str(&once), once);
+    }
+
+    fn fixed_point_case(input: &[u8]) {
+        let (&sel, rest) = input.split_first().unwrap();
+        let mut parts = rest.splitn(3, |&b| b == 0xFF);
+        let uri = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let header = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let body = parts.next().unwrap_or_default();
+        assert_eq!(sel & 3, 1, "mask mode, UTF-8 body");
+        let types = [
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "text/html; charset=utf-8",
+            "application/xml",
+            "multipart/form-data; boundary=x",
+            "application/octet-stream",
+            "application/vnd.api+json",
+        ];
+        let cfg = RedactConfig {
+            mode: RedactMode::Mask,
+            json_paths: vec![
+                "$.user.ssn".into(),
+                "$.items[*].card".into(),
+                "$.*.pin".into(),
+            ],
+            params: vec!["session".into()],
+            ..RedactConfig::default()
+        };
+        let r = Redactor::with_key(&cfg, b"fuzz-key").unwrap();
+        let mut m = Message {
+            method: Some("POST".into()),
+            uri: Some(uri),
+            version: vxtap_http::exchange::Version::Http11,
+            headers: vec![
+                (
+                    "Content-Type".into(),
+                    types[usize::from(sel >> 2 & 7)].into(),
+                ),
+                (
+                    if sel & 32 != 0 {
+                        "Authorization"
+                    } else {
+                        "X-Note"
+                    }
+                    .into(),
+                    header,
+                ),
+            ],
+            body_len: body.len() as u64,
+            body: Some(Body {
+                bytes: body.to_vec(),
+                ..Body::default()
+            }),
+            ..Message::default()
+        };
+        assert!(r.redact_message(&mut m));
+        let once = m.clone();
+        r.redact_message(&mut m);
+        assert_eq!(once, m, "a second pass redacted more");
     }
 }

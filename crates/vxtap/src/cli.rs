@@ -5,20 +5,22 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::size::{parse_duration, parse_size};
+use crate::size::{parse_duration, parse_size, parse_size_usize};
 
 /// vxtap turns mirrored packets (AWS VPC Traffic Mirroring VXLAN, Geneve, or plain captures)
 /// into HTTP exchanges: one JSON object per request/response pair.
 #[derive(Debug, Parser)]
 #[command(name = "vxtap", version, propagate_version = true)]
+// Every example runs as written from a checkout (tests/cli.rs runs them), so a renamed
+// fixture or flag breaks the build rather than a new user's first try.
 #[command(after_help = "EXAMPLES:
-  vxtap replay pcaps/vxlan/http-mixed.pcap              exchanges as JSON lines on stdout
-  vxtap replay --threads 2 -o out.jsonl big.pcap        two flow-sharded workers
-  vxtap stats capture.pcapng --json                     per-VNI, per-tunnel, per-protocol counts
-  vxtap encap plain.pcap mirrored.pcap --vni 101        wrap a capture as AWS mirroring would
-  vxtap decap mirrored.pcap inner.pcapng                inner frames for Wireshark, VNI in comments
+  vxtap replay pcaps/vxlan/mixed-vni101.pcap                  exchanges as JSON lines on stdout
+  vxtap replay --threads 2 -o out.jsonl pcaps/vxlan/mixed-vni101.pcap   two workers, to a file
+  vxtap stats pcaps/vxlan/mixed-both-enis-vni201-202.pcap --json   counts per VNI and protocol
+  vxtap encap pcaps/plain/http-keepalive.pcap mirrored.pcap --vni 101   wrap as AWS would
+  vxtap decap mirrored.pcap inner.pcapng                      inner frames, VNI in comments
   vxtap listen --bind 0.0.0.0:4789 --admin-bind 0.0.0.0:9090 -o /var/lib/vxtap/x.jsonl
-  vxtap send mirrored.pcap --to 127.0.0.1:4789 --pps 100000")]
+  vxtap send mirrored.pcap --to 127.0.0.1:4789 --pps 100000 --loop 10   load generator")]
 pub struct Cli {
     /// Log format for diagnostics on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -92,7 +94,8 @@ pub enum FlowKeyArg {
 /// Reassembly, HTTP and resource limits shared by `replay` and `listen`.
 #[derive(Debug, Clone, Args)]
 pub struct PipelineOpts {
-    /// Flow-sharded worker threads (replay: 1 runs inline on the reading thread).
+    /// Flow-sharded worker threads [default: replay 1, which runs inline on the reading
+    /// thread; listen one per CPU].
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
     /// What identifies a connection.
@@ -107,22 +110,23 @@ pub struct PipelineOpts {
     /// plus a fixed overhead (see README).
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
-    /// Maximum concurrent connections tracked, across all workers.
+    /// Maximum concurrent connections tracked, across all workers [default: 1000000].
     #[arg(long)]
     pub max_flows: Option<usize>,
-    /// Idle time after which a connection is closed (flag `timeout`).
+    /// Idle time after which a connection is closed (flag `timeout`) [default: 120s].
     #[arg(long, value_parser = parse_duration)]
     pub idle_timeout: Option<std::time::Duration>,
     /// How long a hole in a stream waits for its data before it is skipped as a gap (packet
-    /// time; default 3s).
+    /// time) [default: 3s].
     #[arg(long, value_parser = parse_duration)]
     pub hole_timeout: Option<std::time::Duration>,
     /// How long a hole the peer has already acknowledged still waits for its data: on a
-    /// reordering mirror path acks overtake the data they cover (packet time; default 100ms).
+    /// reordering mirror path acks overtake the data they cover (packet time) [default: 100ms].
     #[arg(long, value_parser = parse_duration)]
     pub ack_grace: Option<std::time::Duration>,
-    /// Bytes of each body kept in the record (0 = none).
-    #[arg(long)]
+    /// Bytes of each body kept in the record (0 = none; units as for --max-memory)
+    /// [default: 4KiB].
+    #[arg(long, value_parser = parse_size_usize)]
     pub max_body_bytes: Option<usize>,
     /// Bytes of pending request records (requests awaiting responses) kept per connection;
     /// beyond it requests keep only a compact placeholder (default 4MiB).
@@ -211,14 +215,22 @@ pub struct ReplayArgs {
 
 /// Arguments of `vxtap listen`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Defaults apply when neither a flag nor the config file (-c) sets a value; \
+a flag overrides the file.
+
+SIGNALS:
+  SIGTERM, SIGINT  stop receiving, drain the workers and the output, print the totals, exit
+  SIGHUP           reopen the output file (after logrotate moved it)"
+)]
 pub struct ListenArgs {
     /// TOML config file; flags given on the command line override it.
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
-    /// UDP address to receive mirrored VXLAN on.
+    /// UDP address to receive mirrored VXLAN on [default: 0.0.0.0:4789].
     #[arg(long)]
     pub bind: Option<SocketAddr>,
-    /// Admin HTTP address (/metrics, /healthz, /readyz).
+    /// Admin HTTP address (/metrics, /healthz, /readyz) [default: 127.0.0.1:9090].
     #[arg(long)]
     pub admin_bind: Option<SocketAddr>,
     /// Write JSON lines here instead of stdout.
@@ -230,10 +242,10 @@ pub struct ListenArgs {
     /// Rotate the output file at this interval.
     #[arg(long, value_parser = parse_duration)]
     pub rotate_interval: Option<std::time::Duration>,
-    /// Receive threads (each with its own SO_REUSEPORT socket).
+    /// Receive threads (each with its own SO_REUSEPORT socket) [default: 1].
     #[arg(long)]
     pub recv_threads: Option<usize>,
-    /// Requested socket receive buffer.
+    /// Requested socket receive buffer [default: 256MiB].
     #[arg(long, value_parser = parse_size)]
     pub recv_buffer: Option<u64>,
     /// Accept datagrams only from these source CIDRs (repeatable; default: any).

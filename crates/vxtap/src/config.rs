@@ -89,7 +89,7 @@ pub struct FileConfig {
     /// Connection cap.
     pub max_flows: Option<usize>,
     /// Body capture cap.
-    pub max_body_bytes: Option<usize>,
+    pub max_body_bytes: Option<SizeValue>,
     /// Pending request records per connection.
     pub max_pending_bytes: Option<SizeValue>,
     /// Pending request records across connections.
@@ -274,7 +274,18 @@ impl Settings {
         flow.validate()?;
 
         let mut http = HttpConfig::default();
-        if let Some(b) = pipeline.max_body_bytes.or(file.max_body_bytes) {
+        let max_body = match (pipeline.max_body_bytes, &file.max_body_bytes) {
+            (Some(b), _) => Some(b),
+            (None, Some(v)) => {
+                let b = v.bytes()?;
+                Some(
+                    usize::try_from(b)
+                        .map_err(|_| anyhow::anyhow!("max_body_bytes {b} is too large"))?,
+                )
+            }
+            _ => None,
+        };
+        if let Some(b) = max_body {
             http.max_body_bytes = b;
         }
         http.decode_content = pipeline.decode_content || file.decode_content.unwrap_or(false);
@@ -542,6 +553,102 @@ mod tests {
                 .flow
                 .ack_skip_grace_ns,
             0
+        );
+    }
+
+    fn listen_settings(argv: &[&str]) -> ListenSettings {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Listen(args) = cli.command else {
+            panic!("a listen command line")
+        };
+        ListenSettings::resolve(&args, &FileConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn every_size_option_takes_the_same_units() {
+        let argv = [
+            "vxtap",
+            "listen",
+            "--max-memory",
+            "32MiB",
+            "--max-body-bytes",
+            "4KiB",
+            "--rotate-size",
+            "1.5GB",
+            "--recv-buffer",
+            "8 MiB",
+        ];
+        let l = listen_settings(&argv);
+        assert_eq!(l.common.flow.max_memory, 32 << 20);
+        assert_eq!(l.common.http.max_body_bytes, 4096);
+        assert_eq!(l.rotate_size, Some(1_500_000_000));
+        assert_eq!(l.recv_buffer, 8 << 20);
+        let r = replay_settings(&["vxtap", "replay", "--max-body-bytes", "1k", "x"], "").unwrap();
+        assert_eq!(r.http.max_body_bytes, 1000);
+        // The config file too, as text or as a number.
+        let file = "max_body_bytes = \"16KiB\"\nmax_memory = \"1GiB\"";
+        let r = replay_settings(&["vxtap", "replay", "x"], file).unwrap();
+        assert_eq!(r.http.max_body_bytes, 16 << 10);
+        assert_eq!(r.flow.max_memory, 1 << 30);
+        let r = replay_settings(&["vxtap", "replay", "x"], "max_body_bytes = 100").unwrap();
+        assert_eq!(r.http.max_body_bytes, 100);
+        assert!(
+            replay_settings(&["vxtap", "replay", "--max-body-bytes", "4 KiBs", "x"], "").is_err()
+        );
+    }
+
+    /// `listen --help` states the defaults (the options are optional so that the config file
+    /// can supply them, so clap cannot show them itself): each stated default must be the one
+    /// that applies.
+    #[test]
+    fn listen_help_states_the_real_defaults() {
+        use clap::CommandFactory;
+        let cmd = crate::cli::Cli::command();
+        let listen = cmd.find_subcommand("listen").expect("listen");
+        let stated = |id: &str| -> String {
+            let arg = listen
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("no --{id}"));
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+            let at = help
+                .find("[default: ")
+                .unwrap_or_else(|| panic!("--{id} states no default: {help}"));
+            let rest = &help[at + "[default: ".len()..];
+            rest[..rest.find(']').expect("closing bracket")].to_string()
+        };
+        let d = listen_settings(&["vxtap", "listen"]);
+        let size = |id: &str| parse_size(&stated(id)).unwrap();
+        let dur =
+            |id: &str| u64::try_from(parse_duration(&stated(id)).unwrap().as_nanos()).unwrap();
+        assert_eq!(stated("bind").parse::<SocketAddr>().unwrap(), d.bind);
+        assert_eq!(
+            stated("admin_bind").parse::<SocketAddr>().unwrap(),
+            d.admin_bind
+        );
+        assert_eq!(size("max_memory"), d.common.flow.max_memory as u64);
+        assert_eq!(size("max_body_bytes"), d.common.http.max_body_bytes as u64);
+        assert_eq!(size("recv_buffer"), d.recv_buffer as u64);
+        assert_eq!(
+            stated("max_flows").parse::<usize>().unwrap(),
+            d.common.flow.max_flows
+        );
+        assert_eq!(
+            stated("recv_threads").parse::<usize>().unwrap(),
+            d.recv_threads
+        );
+        assert_eq!(dur("idle_timeout"), d.common.flow.idle_timeout_ns);
+        assert_eq!(dur("hole_timeout"), d.common.flow.hole_timeout_ns);
+        assert_eq!(dur("ack_grace"), d.common.flow.ack_skip_grace_ns);
+        assert!(stated("threads").contains("listen one per CPU"));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(d.common.threads, cpus);
+        let help = listen.clone().render_long_help().to_string();
+        assert!(
+            help.contains("SIGHUP") && help.contains("SIGTERM"),
+            "{help}"
         );
     }
 

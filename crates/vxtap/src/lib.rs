@@ -1,5 +1,7 @@
 //! The vxtap appliance: CLI commands, pipeline wiring, threads and metrics.
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod batch;
 pub mod cli;

@@ -1,9 +1,13 @@
 //! The `vxtap` binary: parses the command line and runs one command. All logic lives in the
 //! library so that tests drive the same code.
 
+#![forbid(unsafe_code)]
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use vxtap::cli::{Cli, Command, LogFormat};
 use vxtap::config::{FileConfig, ListenSettings, Settings};
@@ -19,8 +23,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VXTAP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal: journald, Docker logs and files would keep the
+    // escape codes as garbage. NO_COLOR (no-color.org) turns it off there too.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -40,7 +48,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// Exit status when an input or the output failed (what came before was still processed);
+/// usage and configuration errors exit 2, as clap's do.
+const EXIT_IO: u8 = 1;
+
+/// Checks that every input can be opened before any work starts, so that a mistyped name
+/// fails at once with one line instead of after a summary of nothing (or after replaying the
+/// files before it). `-` is stdin.
+fn check_inputs<'a>(files: impl IntoIterator<Item = &'a PathBuf>) -> Result<(), String> {
+    for f in files {
+        if f.as_os_str() == "-" {
+            continue;
+        }
+        if let Err(e) = std::fs::File::open(f) {
+            return Err(format!("{}: cannot open: {e}", f.display()));
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
+    let inputs: Vec<&PathBuf> = match &cli.command {
+        Command::Replay(a) => a.files.iter().collect(),
+        Command::Stats(a) => a.files.iter().collect(),
+        Command::Decap(a) => vec![&a.input],
+        Command::Encap(a) => vec![&a.input],
+        Command::Send(a) => vec![&a.file],
+        Command::Listen(_) => Vec::new(),
+    };
+    if let Err(e) = check_inputs(inputs) {
+        eprintln!("vxtap: error: {e}");
+        return Ok(ExitCode::from(EXIT_IO));
+    }
     match cli.command {
         Command::Replay(args) => {
             let file = match &args.config {
@@ -73,7 +112,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 failed = true;
             }
             Ok(if failed {
-                ExitCode::from(1)
+                ExitCode::from(EXIT_IO)
             } else {
                 ExitCode::SUCCESS
             })
@@ -84,24 +123,56 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 dst_ip: a.outer_dst,
                 ..OuterParams::default()
             };
-            let n = tools::encap(&a.input, &a.output, a.vni, a.truncate, &outer)
-                .with_context(|| format!("encap {}", a.input.display()))?;
-            eprintln!("vxtap: wrapped {n} packets into {}", a.output.display());
-            Ok(ExitCode::SUCCESS)
+            match tools::encap(&a.input, &a.output, a.vni, a.truncate, &outer) {
+                Ok(n) => {
+                    eprintln!("vxtap: wrapped {n} packets into {}", a.output.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                // The error names the file (and the offset of any damage) itself.
+                Err(e) => {
+                    eprintln!("vxtap: error: {e}");
+                    Ok(ExitCode::from(EXIT_IO))
+                }
+            }
         }
         Command::Decap(a) => {
-            let (n, stats) = tools::decap(
+            let to_stdout = a.output.as_os_str() == "-";
+            if to_stdout && a.per_vni {
+                anyhow::bail!(
+                    "decap --per-vni writes files named after OUT: give a prefix, not `-`"
+                );
+            }
+            if to_stdout && std::io::stdout().is_terminal() {
+                anyhow::bail!("decap: not writing a capture to a terminal (redirect stdout)");
+            }
+            let out = tools::decap(
                 &a.input,
                 &a.output,
                 a.per_vni,
                 tools::decap_config(&a.decode),
-            )
-            .with_context(|| format!("decap {}", a.input.display()))?;
-            eprintln!(
-                "vxtap: wrote {n} inner frames ({} rejected)",
-                stats.rejected_total()
             );
-            Ok(ExitCode::SUCCESS)
+            match out {
+                Ok(d) => {
+                    eprintln!(
+                        "vxtap: wrote {} inner frames ({} rejected)",
+                        d.written,
+                        d.stats.rejected_total()
+                    );
+                    // Like replay and stats: the frames before the damage are written, the
+                    // damage is reported, and the exit status says the input was not whole.
+                    match d.damage {
+                        Some(e) => {
+                            eprintln!("vxtap: error: {e}");
+                            Ok(ExitCode::from(EXIT_IO))
+                        }
+                        None => Ok(ExitCode::SUCCESS),
+                    }
+                }
+                Err(e) => {
+                    eprintln!("vxtap: error: {e}");
+                    Ok(ExitCode::from(EXIT_IO))
+                }
+            }
         }
         Command::Stats(a) => {
             let report = tools::stats(&a.files, tools::decap_config(&a.decode));
@@ -113,7 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(if report.errors.is_empty() {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(1)
+                ExitCode::from(EXIT_IO)
             })
         }
         Command::Listen(args) => {
@@ -152,13 +223,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let r = send::send(&a.file, &mut sender, a.vni, pace, a.loops, a.batch)?;
             let secs = r.elapsed.as_secs_f64().max(1e-9);
             eprintln!(
-                "vxtap: sent {} datagrams ({} bytes) to {} in {:.3}s: {:.0} datagrams/s; skipped {}",
+                "vxtap: sent {} datagrams ({} bytes) to {} in {:.3}s: {:.0} datagrams/s; skipped {}; \
+                 repeated unchanged {}",
                 r.sent,
                 r.bytes,
                 a.to,
                 secs,
                 r.sent as f64 / secs,
-                r.skipped
+                r.skipped,
+                r.unshifted
             );
             Ok(ExitCode::SUCCESS)
         }

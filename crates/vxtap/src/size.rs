@@ -34,6 +34,13 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// [`parse_size`] for options held as `usize` (`--max-body-bytes`): the same units as every
+/// other size option.
+pub fn parse_size_usize(text: &str) -> Result<usize, String> {
+    let bytes = parse_size(text)?;
+    usize::try_from(bytes).map_err(|_| format!("size `{text}` is out of range"))
+}
+
 /// Parses a duration: a number with an optional unit (ms, s, m, h; seconds when omitted).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (value, unit) = number_and_unit(text)
@@ -65,6 +72,20 @@ mod tests {
         assert!(parse_size("12parsecs").is_err());
         assert!(parse_size("").is_err());
         assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn usize_sizes_take_the_same_units() {
+        for text in [
+            "4096", "4KiB", "4 kib", "1.5k", "1MiB", "2MB", "1GiB", "512b",
+        ] {
+            assert_eq!(
+                parse_size_usize(text).unwrap() as u64,
+                parse_size(text).unwrap(),
+                "{text}"
+            );
+        }
+        assert!(parse_size_usize("12parsecs").is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -106,14 +106,26 @@ pub fn encap(
     Ok(n)
 }
 
-/// `vxtap decap`: writes the innermost frames, one pcapng with the VNI as each packet's comment,
-/// or one pcap per VNI. Returns (frames written, stats).
+/// What `vxtap decap` did.
+#[derive(Debug)]
+pub struct DecapOutcome {
+    /// Inner frames written.
+    pub written: u64,
+    /// Decapsulation counters.
+    pub stats: DecapStats,
+    /// The damage that ended the input early, if any: the frames before it were written.
+    pub damage: Option<CaptureError>,
+}
+
+/// `vxtap decap`: writes the innermost frames, one pcapng with the VNI as each packet's comment
+/// (to stdout when `output` is `-`), or one pcap per VNI. A damaged input ends the output at
+/// the damage, like `replay` and `stats`; failing to open the input or to write is an error.
 pub fn decap(
     input: &Path,
     output: &Path,
     per_vni: bool,
     cfg: DecapConfig,
-) -> Result<(u64, DecapStats), ToolError> {
+) -> Result<DecapOutcome, ToolError> {
     let mut reader = CaptureReader::open(input)?;
     let mut decap = Decapsulator::new(cfg);
     let mut eth = Vec::with_capacity(9000);
@@ -121,13 +133,27 @@ pub fn decap(
     let mut ng = if per_vni {
         None
     } else {
-        let mut w = PcapngWriter::new(create(output)?)?;
+        let out: Box<dyn Write> = if output.as_os_str() == "-" {
+            Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))
+        } else {
+            Box::new(create(output)?)
+        };
+        let mut w = PcapngWriter::new(out)?;
         w.add_interface(1, TsResolution::Nano)?;
         Some(w)
     };
     let mut per: BTreeMap<Option<u32>, PcapWriter<BufWriter<File>>> = BTreeMap::new();
     let mut comment = String::new();
-    while let Some(p) = reader.next_packet()? {
+    let mut damage = None;
+    loop {
+        let p = match reader.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            Err(e) => {
+                damage = Some(e);
+                break;
+            }
+        };
         let Some(link) = LinkType::from_pcap(p.linktype) else {
             continue;
         };
@@ -179,7 +205,11 @@ pub fn decap(
     for w in per.values_mut() {
         w.flush()?;
     }
-    Ok((written, decap.take_stats()))
+    Ok(DecapOutcome {
+        written,
+        stats: decap.take_stats(),
+        damage,
+    })
 }
 
 /// Per-VNI counts in `vxtap stats`.

@@ -21,6 +21,8 @@
 //! ```
 
 #![warn(missing_docs)]
+// No unsafe here: capture is the one crate that needs it (mmap, syscalls).
+#![forbid(unsafe_code)]
 
 use std::net::IpAddr;
 
