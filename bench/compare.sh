@@ -5,7 +5,8 @@
 #
 #   bash bench/compare.sh [PCAP]      # default: generates the 1 GB reference workload
 #
-# Env: RUNS (default 3, medians), OUT (work dir, default /tmp/vxtap-bench), SKIP_SURICATA=1.
+# Env: RUNS (default 3, medians), OUT (work dir, default /tmp/vxtap-bench), SKIP_SURICATA=1,
+# BASE=path/to/an/older/vxtap (times it too, in the same rounds: before/after in one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -46,6 +47,10 @@ add two_solo_replays_at_once bash -c '
   "$0" replay -q --no-progress --threads 1 -o /dev/null "$1" &
   "$0" replay -q --no-progress --threads 1 -o /dev/null "$1"
   wait' "$VX" "$PCAP"
+if [ -n "${BASE:-}" ]; then
+  add base_replay_1 "$BASE" replay -q --no-progress --threads 1 -o /dev/null "$PCAP"
+  add base_replay_2 "$BASE" replay -q --no-progress --threads 2 -o /dev/null "$PCAP"
+fi
 if [ -z "${SKIP_SURICATA:-}" ] && command -v suricata >/dev/null; then
   : >"$OUT/empty.rules"
   add suricata suricata -r "$PCAP" -k none --runmode single -S "$OUT/empty.rules" -l "$OUT"
@@ -78,7 +83,7 @@ fi
 
 printf '\nworkload: %s (%s packets)\n' "$PCAP" "$packets"
 printf '%-26s %8s %10s %10s  %s\n' tool wall_s Mpkt/s rss_MiB "runs (ms)"
-for k in tcpdump vxtap_stats suricata vxtap_replay_1 vxtap_replay_2 vxtap_replay_sample two_solo_replays_at_once; do
+for k in tcpdump vxtap_stats suricata vxtap_replay_1 vxtap_replay_2 vxtap_replay_sample two_solo_replays_at_once base_replay_1 base_replay_2; do
   [ -n "${WALL[$k]:-}" ] || continue
   awk -v k="$k" -v w="${WALL[$k]}" -v p="$packets" -v r="${RSS[$k]}" \
     -v runs="${WALLS[$k]}" \
@@ -90,6 +95,11 @@ echo "vxtap stats (read+decap) vs tcpdump -r:        $(ratio vxtap_stats tcpdump
 echo "vxtap replay 1 worker vs Suricata single:     $(ratio vxtap_replay_1 suricata)x"
 echo "vxtap replay 2 workers vs 1 worker:           $(ratio vxtap_replay_2 vxtap_replay_1)x"
 echo "vxtap replay --sample 0.05 vs unsampled:      $(ratio vxtap_replay_sample vxtap_replay_1)x"
+if [ -n "${BASE:-}" ]; then
+  echo "base replay 1 worker vs Suricata single:      $(ratio base_replay_1 suricata)x"
+  echo "this build vs base, 1 worker (>1 is faster):  $(ratio vxtap_replay_1 base_replay_1)x"
+  echo "this build vs base, 2 workers:                $(ratio vxtap_replay_2 base_replay_2)x"
+fi
 # Two solo replays at once do twice the work of one: 2 * t1 / t_pair is the speed-up two
 # cores allow here, the bound for the 2-worker ratio above.
 awk -v a="${WALL[vxtap_replay_1]:-0}" -v b="${WALL[two_solo_replays_at_once]:-0}" \
