@@ -76,6 +76,14 @@ fn exchange_bytes(ex: &Exchange) -> usize {
         + ex.interim.iter().map(msg).sum::<usize>()
 }
 
+/// A worker's finished exchanges on their way to the output thread, with the bytes they were
+/// charged against [`OUTPUT_QUEUE_BYTES`]: the output thread releases exactly that charge
+/// rather than measuring the batch again.
+struct OutBatch {
+    exchanges: Vec<Exchange>,
+    charged: usize,
+}
+
 fn batch_bytes(batch: &[Exchange]) -> usize {
     batch.iter().map(exchange_bytes).sum()
 }
@@ -209,7 +217,7 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals> {
     let ctx = Listener::new(settings, hooks)?;
     // Output first, so that a bad output path fails before any socket is opened.
     let out = ctx.output_pipeline()?;
-    let (out_tx, out_rx) = bounded::<Vec<Exchange>>(256);
+    let (out_tx, out_rx) = bounded::<OutBatch>(256);
     // Sockets next: a bind error should stop startup before threads exist.
     let receivers = ctx.bind_receivers()?;
     let local = receivers
@@ -390,7 +398,7 @@ impl Listener {
     /// receive threads) and its share of the flow budget.
     fn spawn_workers(
         &self,
-        out_tx: &Sender<Vec<Exchange>>,
+        out_tx: &Sender<OutBatch>,
         recycle_tx: &Sender<SegmentBatch>,
     ) -> Result<Workers> {
         let common = &self.settings.common;
@@ -432,7 +440,7 @@ impl Listener {
     fn spawn_output(
         &self,
         out: vxtap_sink::ExchangePipeline,
-        out_rx: Receiver<Vec<Exchange>>,
+        out_rx: Receiver<OutBatch>,
     ) -> Result<JoinHandle<()>> {
         let shared = &self.shared;
         let thread = OutputThread {
@@ -552,7 +560,7 @@ impl Listener {
 /// SIGHUP, and publishes its totals and health.
 struct OutputThread {
     out: vxtap_sink::ExchangePipeline,
-    rx: Receiver<Vec<Exchange>>,
+    rx: Receiver<OutBatch>,
     /// Bytes on the output queue (the workers add, this thread subtracts).
     queued: Arc<AtomicUsize>,
     beat: Arc<Beat>,
@@ -588,8 +596,11 @@ impl OutputThread {
         };
         loop {
             match out_rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(batch) => {
-                    out_queued.fetch_sub(batch_bytes(&batch), Ordering::Relaxed);
+                Ok(OutBatch {
+                    exchanges: batch,
+                    charged,
+                }) => {
+                    out_queued.fetch_sub(charged, Ordering::Relaxed);
                     let m = lock(&out_metrics);
                     for ex in &batch {
                         if let Some(d) = ex.timing.duration_us() {
@@ -889,7 +900,7 @@ struct WorkerThread {
     rx: Receiver<SegmentBatch>,
     /// Where emptied batches go back to the receive threads.
     recycle: Sender<SegmentBatch>,
-    out: Sender<Vec<Exchange>>,
+    out: Sender<OutBatch>,
     /// Bytes on the output queue (see [`OUTPUT_QUEUE_BYTES`]).
     queued: Arc<AtomicUsize>,
     beat: Arc<Beat>,
@@ -933,13 +944,17 @@ impl WorkerThread {
                 return;
             }
             queued.fetch_add(bytes, Ordering::Relaxed);
+            let batch = OutBatch {
+                exchanges: batch,
+                charged: bytes,
+            };
             match out.try_send(batch) {
                 Ok(()) => {
                     handed.fetch_add(n, Ordering::Relaxed);
                 }
                 Err(TrySendError::Full(b)) | Err(TrySendError::Disconnected(b)) => {
                     queued.fetch_sub(bytes, Ordering::Relaxed);
-                    *lock(&output_drops) += b.len() as u64;
+                    *lock(&output_drops) += b.exchanges.len() as u64;
                 }
             }
         };
@@ -983,8 +998,12 @@ impl WorkerThread {
                 // Counted before the send: if the output is blocked for good, these are among the
                 // records the shutdown deadline reports as not written.
                 handed.fetch_add(ready.len() as u64, Ordering::Relaxed);
-                queued.fetch_add(batch_bytes(&ready), Ordering::Relaxed);
-                let _ = out.send(std::mem::take(&mut ready));
+                let charged = batch_bytes(&ready);
+                queued.fetch_add(charged, Ordering::Relaxed);
+                let _ = out.send(OutBatch {
+                    exchanges: std::mem::take(&mut ready),
+                    charged,
+                });
             }
             if done {
                 break;
