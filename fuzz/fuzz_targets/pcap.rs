@@ -29,20 +29,7 @@ fuzz_target!(|data: &[u8]| {
         0xa1b2_3c4d
     };
     let big = sel & 2 != 0;
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let w16 = |v: u16| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
+    let (w16, w32) = (|v| common::u16_bytes(big, v), |v| common::u32_bytes(big, v));
     let mut file = Vec::with_capacity(24 + records.len());
     file.extend_from_slice(&w32(magic));
     file.extend_from_slice(&w16(2));

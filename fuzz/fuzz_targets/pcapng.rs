@@ -20,20 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let big = sel & 1 != 0;
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
-    let w16 = |v: u16| {
-        if big {
-            v.to_be_bytes()
-        } else {
-            v.to_le_bytes()
-        }
-    };
+    let (w16, w32) = (|v| common::u16_bytes(big, v), |v| common::u32_bytes(big, v));
     let mut file = Vec::with_capacity(28 + rest.len());
     file.extend_from_slice(&w32(0x0A0D_0D0A));
     file.extend_from_slice(&w32(28));

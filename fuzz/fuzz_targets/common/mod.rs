@@ -91,3 +91,21 @@ pub fn read_both_ways(bytes: &[u8], chunk: usize) {
     }
     assert_eq!(whole, streamed, "memory and stream readers disagree");
 }
+
+/// `v` in the byte order a capture file declares (`big`: big-endian).
+pub fn u16_bytes(big: bool, v: u16) -> [u8; 2] {
+    if big {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    }
+}
+
+/// `v` in the byte order a capture file declares (`big`: big-endian).
+pub fn u32_bytes(big: bool, v: u32) -> [u8; 4] {
+    if big {
+        v.to_be_bytes()
+    } else {
+        v.to_le_bytes()
+    }
+}
