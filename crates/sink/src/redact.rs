@@ -376,10 +376,6 @@ fn is_card_digits(digits: &[u8]) -> bool {
         && luhn(digits)
 }
 
-/// True when the text has 13 or more digits in a row, allowing single spaces or dashes between
-/// them: the least a card number needs, checked before running the card regex.
-/// Case-insensitive search for "bearer", jumping between candidate first letters with memchr
-/// (a byte-by-byte window compare dominated the cost of redacting large bodies).
 // The prefilters below run on every header value and body, often several times a record:
 // the memchr crate's SIMD searches are several times faster than `str::contains` (core's
 // word-at-a-time memchr and its two-way substring search) on the long bodies that dominate.
@@ -405,6 +401,8 @@ static ESCAPED_AT: LazyLock<memchr::memmem::Finder<'static>> =
 static UNICODE_ESCAPE: LazyLock<memchr::memmem::Finder<'static>> =
     LazyLock::new(|| memchr::memmem::Finder::new("\\u"));
 
+/// Case-insensitive search for "bearer", jumping between candidate first letters with memchr
+/// (a byte-by-byte window compare dominated the cost of redacting large bodies).
 fn contains_bearer(hay: &[u8]) -> bool {
     memchr::memchr2_iter(b'b', b'B', hay).any(|i| {
         hay.get(i..i + 6)
