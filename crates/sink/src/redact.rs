@@ -1133,7 +1133,8 @@ impl Redactor {
                 let (out, end) =
                     decode_all(coding, &body.bytes, self.decode_bound, body.cut.is_none());
                 match end {
-                    DecodeEnd::Ok | DecodeEnd::InputCut => Inspect::Decoded(out),
+                    DecodeEnd::Ok => Inspect::Decoded(out, false),
+                    DecodeEnd::InputCut => Inspect::Decoded(out, true),
                     DecodeEnd::Truncated | DecodeEnd::Error => Inspect::Uninspectable,
                 }
             }
@@ -1146,7 +1147,7 @@ impl Redactor {
                     changed = true;
                 }
             }
-            Inspect::Decoded(decoded) => {
+            Inspect::Decoded(decoded, partial) => {
                 if let Some(new) = self.redact_body_bytes(&decoded, &ct, text_like) {
                     // Re-encoding would hide the change from nobody and cost a compressor per
                     // record: the record carries the decoded, redacted content and says so.
@@ -1154,6 +1155,18 @@ impl Redactor {
                     body.content = Content::Plain;
                     flags.insert(Flag::BodyDecoded);
                     changed = true;
+                } else if partial && self.redact_body_bytes(&body.bytes, &ct, true).is_some() {
+                    // A cut stream decodes to less than its bytes show: brotli and zstd keep
+                    // incompressible text in stored blocks, verbatim, and a decoder holds
+                    // back a block it has not seen the end of. What the decoded prefix does
+                    // not contain can still be read in the raw bytes (the `no_leak` property
+                    // test found such secrets), so when the raw bytes hold anything
+                    // secret-shaped the body is uninspectable.
+                    flags.insert(Flag::Uninspectable);
+                    if self.uninspectable == UninspectablePolicy::Drop {
+                        m.body = None;
+                        flags.insert(Flag::BodyDropped);
+                    }
                 }
             }
             Inspect::Uninspectable => {
@@ -1237,8 +1250,9 @@ impl Redactor {
 enum Inspect<'a> {
     /// The bytes are text to look at as they are.
     Text(Cow<'a, [u8]>),
-    /// The bytes are content-coded; this is everything they decode to.
-    Decoded(Vec<u8>),
+    /// The bytes are content-coded; this is everything they decode to, and whether the
+    /// stream was cut (the decoded prefix may then show less than the raw bytes do).
+    Decoded(Vec<u8>, bool),
     /// Not text and not meant to be (a binary content type).
     Skip,
     /// Text-like content that cannot be decoded, or decodes past the bound.
