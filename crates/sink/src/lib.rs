@@ -14,6 +14,7 @@ pub mod format;
 pub mod jsonl;
 pub mod lineout;
 pub mod pipeline;
+pub mod read;
 pub mod redact;
 
 pub use filter::{
@@ -25,6 +26,7 @@ pub use pipeline::{
     Encode, EncodedSink, ExchangePipeline, FilterStage, RedactStage, RedactStats, Sink, Transform,
     TransformStats, Transforms,
 };
+pub use read::{parse_record, ExchangeReader, ReadError};
 
 pub use redact::{RedactConfig, RedactMode, RedactReport, Redactor, UninspectablePolicy};
 
