@@ -55,6 +55,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Send a capture's packets as VXLAN datagrams to a vxtap listener (load generator).
     Send(SendArgs),
+    /// Compare two exchange files (production first, e.g. blue and green mirrors), pairing
+    /// identical requests: one record per pair with its differences, and a per-endpoint summary.
+    Compare(Box<crate::compare::CompareArgs>),
 }
 
 /// How packets are decapsulated.
