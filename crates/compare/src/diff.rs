@@ -265,13 +265,33 @@ pub struct Comparer {
     cfg: CompareConfig,
 }
 
-struct Walk<'c> {
+/// One step of the path being walked; the path text is only rendered when a difference is
+/// pushed or a rule must be matched (the walk itself does no string work).
+#[derive(Clone, Copy)]
+enum Seg<'v> {
+    Key(&'v str, bool),
+    Index(usize),
+}
+
+struct Walk<'c, 'v> {
     rules: Vec<&'c Rule>,
+    has_ignore: bool,
+    has_tolerance: bool,
+    has_arrays: bool,
     now_s: i64,
     max: usize,
     out: Vec<Difference>,
     dropped: u64,
-    path: PathBuf,
+    root: String,
+    stack: Vec<Seg<'v>>,
+}
+
+fn parse_json(b: &[u8]) -> Option<Value> {
+    if might_be_json(b) {
+        serde_json::from_slice::<Value>(b).ok()
+    } else {
+        None
+    }
 }
 
 impl Comparer {
@@ -294,18 +314,34 @@ impl Comparer {
         cand: &Response,
         now_s: i64,
     ) -> Comparison {
+        let max = self.cfg.limits.max_body;
+        let bodies = match (prod.decoded(max), cand.decoded(max)) {
+            (Ok(p), Ok(c)) => Ok((p, c)),
+            (Err(e), _) => Err(format!("production_{e}")),
+            (_, Err(e)) => Err(format!("candidate_{e}")),
+        };
+        // Parsed before the walk starts: the walk's path borrows the documents' keys.
+        let parsed = match &bodies {
+            Ok((p, c)) if p != c => (parse_json(p), parse_json(c)),
+            _ => (None, None),
+        };
+        let rules: Vec<&Rule> = self
+            .cfg
+            .rules
+            .iter()
+            .filter(|r| r.endpoint.as_deref().is_none_or(|e| e == endpoint))
+            .collect();
         let mut w = Walk {
-            rules: self
-                .cfg
-                .rules
-                .iter()
-                .filter(|r| r.endpoint.as_deref().is_none_or(|e| e == endpoint))
-                .collect(),
+            has_ignore: rules.iter().any(|r| !r.ignore.is_empty()),
+            has_tolerance: rules.iter().any(|r| !r.tolerance.is_empty()),
+            has_arrays: rules.iter().any(|r| !r.arrays.is_empty()),
+            rules,
             now_s,
             max: self.cfg.limits.max_differences,
             out: Vec::new(),
             dropped: 0,
-            path: PathBuf::new("status"),
+            root: "status".into(),
+            stack: Vec::new(),
         };
         if prod.status != cand.status {
             w.push(
@@ -315,15 +351,13 @@ impl Comparer {
             );
         }
         self.headers(&mut w, prod, cand);
-        let max = self.cfg.limits.max_body;
-        let reason = match (prod.decoded(max), cand.decoded(max)) {
-            (Ok(p), Ok(c)) => {
-                w.path = PathBuf::new("body");
-                w.bodies(&p, &c);
+        let reason = match &bodies {
+            Ok((p, c)) => {
+                w.root = "body".into();
+                w.bodies(p, c, &parsed);
                 None
             }
-            (Err(e), _) => Some(format!("production_{e}")),
-            (_, Err(e)) => Some(format!("candidate_{e}")),
+            Err(e) => Some(e.clone()),
         };
         let mut c = Comparison {
             verdict: if reason.is_some() {
@@ -370,7 +404,7 @@ impl Comparer {
                 std::cmp::Ordering::Greater => &c[j].0,
                 _ => &p[i].0,
             };
-            w.path = PathBuf::new(&format!("header.{name}"));
+            w.root = format!("header.{name}");
             match ord {
                 std::cmp::Ordering::Less => {
                     w.push(Kind::Missing, Some(&Value::String(p[i].1.clone())), None);
@@ -514,16 +548,27 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-impl Walk<'_> {
-    fn ignored(&self) -> bool {
-        let (r, c) = (self.path.record(), self.path.count());
-        self.rules
-            .iter()
-            .any(|rule| rule.ignore.iter().any(|p| p.covers(r) || p.covers(c)))
+impl<'v> Walk<'_, 'v> {
+    fn render(&self) -> PathBuf {
+        let mut p = PathBuf::new(&self.root);
+        for s in &self.stack {
+            match *s {
+                Seg::Key(k, ids) => p.push_key(k, ids),
+                Seg::Index(i) => p.push_index(i),
+            }
+        }
+        p
     }
 
     fn push(&mut self, kind: Kind, p: Option<&Value>, c: Option<&Value>) {
-        if self.ignored() {
+        let path = self.render();
+        let (r, cp) = (path.record(), path.count());
+        if self.has_ignore
+            && self
+                .rules
+                .iter()
+                .any(|rule| rule.ignore.iter().any(|p| p.covers(r) || p.covers(cp)))
+        {
             return;
         }
         if self.out.len() >= self.max {
@@ -539,8 +584,8 @@ impl Walk<'_> {
                 _ => false,
             };
         self.out.push(Difference {
-            path: self.path.record().to_string(),
-            count_path: self.path.count().to_string(),
+            path: r.to_string(),
+            count_path: cp.to_string(),
             kind,
             production: p.map(clip),
             candidate: c.map(clip),
@@ -550,7 +595,11 @@ impl Walk<'_> {
     }
 
     fn tolerance(&self) -> f64 {
-        let (r, c) = (self.path.record(), self.path.count());
+        if !self.has_tolerance {
+            return 0.0;
+        }
+        let path = self.render();
+        let (r, c) = (path.record(), path.count());
         self.rules
             .iter()
             .flat_map(|rule| rule.tolerance.iter())
@@ -559,7 +608,11 @@ impl Walk<'_> {
     }
 
     fn array_mode(&self) -> ArrayMode {
-        let (r, c) = (self.path.record(), self.path.count());
+        if !self.has_arrays {
+            return ArrayMode::Ordered;
+        }
+        let path = self.render();
+        let (r, c) = (path.record(), path.count());
         self.rules
             .iter()
             .flat_map(|rule| rule.arrays.iter())
@@ -567,19 +620,12 @@ impl Walk<'_> {
             .map_or(ArrayMode::Ordered, |(_, m)| m.clone())
     }
 
-    fn bodies(&mut self, p: &[u8], c: &[u8]) {
+    fn bodies(&mut self, p: &[u8], c: &[u8], parsed: &'v (Option<Value>, Option<Value>)) {
         if p == c {
             return;
         }
-        let json = |b: &[u8]| {
-            if might_be_json(b) {
-                serde_json::from_slice::<Value>(b).ok()
-            } else {
-                None
-            }
-        };
-        match (json(p), json(c)) {
-            (Some(pv), Some(cv)) => self.value(&pv, &cv),
+        match parsed {
+            (Some(pv), Some(cv)) => self.value(pv, cv),
             (Some(_), None) => self.push(
                 Kind::Type,
                 Some(&Value::String("json".into())),
@@ -607,7 +653,7 @@ impl Walk<'_> {
         }
     }
 
-    fn value(&mut self, p: &Value, c: &Value) {
+    fn value(&mut self, p: &'v Value, c: &'v Value) {
         match (p, c) {
             (Value::Null, Value::Null) => {}
             (Value::Bool(a), Value::Bool(b)) => {
@@ -627,19 +673,29 @@ impl Walk<'_> {
             }
             (Value::Object(a), Value::Object(b)) => {
                 let ids = id_keyed(a) || id_keyed(b);
+                // Same keys in the same order (one serializer on both sides, the usual case):
+                // pairwise, without a lookup per key.
+                if a.len() == b.len() && a.keys().zip(b.keys()).all(|(x, y)| x == y) {
+                    for ((k, pv), cv) in a.iter().zip(b.values()) {
+                        self.stack.push(Seg::Key(k, ids));
+                        self.value(pv, cv);
+                        self.stack.pop();
+                    }
+                    return;
+                }
                 for (k, pv) in a {
-                    self.path.push_key(k, ids);
+                    self.stack.push(Seg::Key(k, ids));
                     match b.get(k) {
                         Some(cv) => self.value(pv, cv),
                         None => self.push(Kind::Missing, Some(pv), None),
                     }
-                    self.path.pop();
+                    self.stack.pop();
                 }
                 for (k, cv) in b {
                     if !a.contains_key(k) {
-                        self.path.push_key(k, ids);
+                        self.stack.push(Seg::Key(k, ids));
                         self.push(Kind::Extra, None, Some(cv));
-                        self.path.pop();
+                        self.stack.pop();
                     }
                 }
             }
@@ -654,27 +710,27 @@ impl Walk<'_> {
 
     /// Elements of `a` not matched in `b` (as multisets) are `missing` at their production
     /// index; those of `b` not matched in `a` are `extra` at their candidate index.
-    fn multiset(&mut self, a: &[Value], b: &[Value]) {
+    fn multiset(&mut self, a: &[(usize, &'v Value)], b: &[(usize, &'v Value)]) {
         let mut counts: HashMap<u64, Vec<usize>> = HashMap::new();
-        for (j, e) in b.iter().enumerate() {
+        for (j, (_, e)) in b.iter().enumerate() {
             counts.entry(hash_of(e)).or_default().push(j);
         }
         let mut matched = vec![false; b.len()];
-        for (i, e) in a.iter().enumerate() {
+        for &(i, e) in a {
             match counts.get_mut(&hash_of(e)).and_then(|v| v.pop()) {
                 Some(j) => matched[j] = true,
                 None => {
-                    self.path.push_index(i);
+                    self.stack.push(Seg::Index(i));
                     self.push(Kind::Missing, Some(e), None);
-                    self.path.pop();
+                    self.stack.pop();
                 }
             }
         }
-        for (j, e) in b.iter().enumerate() {
-            if !matched[j] {
-                self.path.push_index(j);
+        for (k, &(j, e)) in b.iter().enumerate() {
+            if !matched[k] {
+                self.stack.push(Seg::Index(j));
                 self.push(Kind::Extra, None, Some(e));
-                self.path.pop();
+                self.stack.pop();
             }
         }
     }
@@ -687,9 +743,9 @@ impl Walk<'_> {
         x == y
     }
 
-    fn array(&mut self, a: &[Value], b: &[Value]) {
+    fn array(&mut self, a: &'v [Value], b: &'v [Value]) {
         match self.array_mode() {
-            ArrayMode::Unordered => self.multiset(a, b),
+            ArrayMode::Unordered => self.multiset(&indexed(a), &indexed(b)),
             ArrayMode::Keyed(field) => {
                 let key = |e: &Value| e.get(&field).map(hash_of);
                 let mut by_key: HashMap<u64, usize> = HashMap::new();
@@ -704,16 +760,16 @@ impl Walk<'_> {
                     match key(e).and_then(|k| by_key.get(&k).copied()) {
                         Some(j) if !matched[j] => {
                             matched[j] = true;
-                            self.path.push_index(i);
+                            self.stack.push(Seg::Index(i));
                             self.value(e, &b[j]);
-                            self.path.pop();
+                            self.stack.pop();
                         }
                         _ if key(e).is_some() => {
-                            self.path.push_index(i);
+                            self.stack.push(Seg::Index(i));
                             self.push(Kind::Missing, Some(e), None);
-                            self.path.pop();
+                            self.stack.pop();
                         }
-                        _ => rest_a.push(e.clone()),
+                        _ => rest_a.push((i, e)),
                     }
                 }
                 for (j, e) in b.iter().enumerate() {
@@ -721,11 +777,11 @@ impl Walk<'_> {
                         continue;
                     }
                     if key(e).is_some() {
-                        self.path.push_index(j);
+                        self.stack.push(Seg::Index(j));
                         self.push(Kind::Extra, None, Some(e));
-                        self.path.pop();
+                        self.stack.pop();
                     } else {
-                        rest_b.push(e.clone());
+                        rest_b.push((j, e));
                     }
                 }
                 // Elements without the key field: as a multiset.
@@ -737,17 +793,22 @@ impl Walk<'_> {
                     Some(&Value::from(a.len())),
                     Some(&Value::from(b.len())),
                 );
-                self.multiset(a, b);
+                self.multiset(&indexed(a), &indexed(b));
             }
             ArrayMode::Ordered => {
                 let (before, dropped) = (self.out.len(), self.dropped);
+                let mut differing = 0;
                 for (i, (pe, ce)) in a.iter().zip(b).enumerate() {
-                    self.path.push_index(i);
+                    let at = (self.out.len(), self.dropped);
+                    self.stack.push(Seg::Index(i));
                     self.value(pe, ce);
-                    self.path.pop();
+                    self.stack.pop();
+                    if (self.out.len(), self.dropped) != at {
+                        differing += 1;
+                    }
                 }
-                if (self.out.len() > before || self.dropped > dropped) && Self::same_multiset(a, b)
-                {
+                // A reordering moves at least two elements; one differing element is a change.
+                if differing >= 2 && Self::same_multiset(a, b) {
                     self.out.truncate(before);
                     self.dropped = dropped;
                     let first = a
@@ -764,6 +825,10 @@ impl Walk<'_> {
             }
         }
     }
+}
+
+fn indexed(a: &[Value]) -> Vec<(usize, &Value)> {
+    a.iter().enumerate().collect()
 }
 
 fn text_kind(b: &[u8]) -> &'static str {

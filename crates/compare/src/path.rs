@@ -75,8 +75,7 @@ impl PathBuf {
         if id_keyed {
             self.count.push_str("[*]");
         } else {
-            let seg = self.record[start..].to_string();
-            self.count.push_str(&seg);
+            self.count.push_str(&self.record[start..]);
         }
     }
 
