@@ -77,9 +77,12 @@ fn respell(v: &Value, reverse: bool) -> Value {
     }
 }
 
+/// A labelled benchmark case.
+type Case<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
 /// Runs the cases round-robin (every case in every round, so a busy moment of the shared
 /// machine hits all of them) and keeps each case's best round: ns per pair.
-fn interleaved(cases: &mut [(&str, Box<dyn FnMut() + '_>)], iters: u32, rounds: u32) -> Vec<f64> {
+fn interleaved(cases: &mut [Case<'_>], iters: u32, rounds: u32) -> Vec<f64> {
     let mut best = vec![f64::MAX; cases.len()];
     for (_, f) in cases.iter_mut() {
         for _ in 0..iters / 4 {
@@ -118,7 +121,7 @@ fn main() {
 
     let mut engine = Engine::new(CompareConfig::default());
     let mut n = 0u64;
-    let mut cases: Vec<(&str, Box<dyn FnMut() + '_>)> = Vec::new();
+    let mut cases: Vec<Case<'_>> = Vec::new();
     cases.push((
         "serde_json parse of production + respelled (baseline)",
         Box::new(|| {
