@@ -377,3 +377,90 @@ fn a_million_distinct_paths_stay_bounded() {
         1_000_000 - (limits.max_paths.min(50 * limits.max_paths_per_endpoint)) as u64
     );
 }
+
+mod props {
+    use crate::*;
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            "[a-z0-9 .\"\\\\-]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec(("[a-z0-9 _\"\\[\\].-]{0,6}", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    fn reverse_keys(v: &Value) -> Value {
+        match v {
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .rev()
+                    .map(|(k, v)| (k.clone(), reverse_keys(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(reverse_keys).collect()),
+            v => v.clone(),
+        }
+    }
+
+    fn cmp(c: &Comparer, a: &Value, b: &Value) -> Comparison {
+        let (a, b) = (a.to_string(), b.to_string());
+        c.compare(
+            "GET /x",
+            &Response::received(200, &[], a.as_bytes()),
+            &Response::received(200, &[], b.as_bytes()),
+            0,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A document equals itself however its objects' keys are ordered.
+        #[test]
+        fn equal_documents_match(v in json()) {
+            let c = Comparer::new(CompareConfig::default());
+            prop_assert_eq!(cmp(&c, &v, &v).verdict, Verdict::Match);
+            prop_assert_eq!(cmp(&c, &v, &reverse_keys(&v)).verdict, Verdict::Match);
+        }
+
+        /// Any two documents: bounded output, and every path (both forms) is accepted verbatim
+        /// by the config grammar and canonical already; pasting it as an ignore rule silences it.
+        #[test]
+        fn paths_parse_and_output_is_bounded(a in json(), b in json()) {
+            let mut cfg = CompareConfig::default();
+            cfg.limits.max_differences = 8;
+            let c = Comparer::new(cfg);
+            let out = cmp(&c, &a, &b);
+            prop_assert!(out.differences.len() <= 8);
+            prop_assert_eq!(out.verdict == Verdict::Match, out.differences.is_empty() && out.differences_dropped == 0);
+            for d in &out.differences {
+                for p in [&d.path, &d.count_path] {
+                    let parsed = Pattern::parse(p);
+                    prop_assert!(parsed.is_ok(), "{p}: {parsed:?}");
+                    let canonical = parsed.unwrap().as_str().to_string();
+                    prop_assert_eq!(&canonical, p);
+                }
+            }
+            let mut cfg = CompareConfig::default();
+            for d in &out.differences {
+                cfg.add_ignore(&d.count_path).unwrap();
+            }
+            if out.differences_dropped == 0 {
+                let again = cmp(&Comparer::new(cfg), &a, &b);
+                prop_assert!(again.differences.is_empty(), "{:?}", again.differences);
+            }
+        }
+    }
+}
