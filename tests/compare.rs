@@ -46,9 +46,15 @@ fn write(p: &Path, recs: &[Value]) {
 
 /// Runs compare; returns (records, summary).
 fn compare(a: &Path, b: &Path, extra: &[&str]) -> (Vec<Value>, Value) {
+    // Per candidate file and flags: the tests run in parallel.
+    let tag = format!(
+        "{}-{}",
+        b.file_name().unwrap().to_string_lossy(),
+        extra.join("_")
+    );
     let (out, sum) = (
-        tmp(&format!("{}.out", b.display().to_string().len())),
-        tmp("summary.json"),
+        tmp(&format!("{tag}.out")),
+        tmp(&format!("{tag}.summary.json")),
     );
     let o = vxtap()
         .arg("compare")
@@ -156,4 +162,25 @@ fn one_changed_field_and_a_status_shift_are_reported_where_they_are() {
     let (out, _) = compare(&a, &b, &["--ignore", "body.items[*].ok"]);
     let medium = out.iter().find(|r| r["uri"] == "/medium.json").unwrap();
     assert_eq!(medium["comparison"]["verdict"], "match");
+}
+
+#[test]
+fn the_pairing_window_bounds_what_waits() {
+    let (a, b) = (tmp("win-a.jsonl"), tmp("win-b.jsonl"));
+    replay("http-keepalive.pcap", &[], &a);
+    let mut recs = lines(&a);
+    assert_eq!(recs.len(), 6);
+    // The candidate saw the requests in the opposite order.
+    recs.reverse();
+    write(&b, &recs);
+    let (out, s) = compare(&a, &b, &[]);
+    assert_eq!(out.len(), 6);
+    assert_eq!(s["pairing"]["unpaired_production"], 0);
+    // A window of one production exchange: reaching the last request pushes the five before
+    // it out; the candidate's later requests find nothing waiting.
+    let (out, s) = compare(&a, &b, &["--window", "1"]);
+    assert_eq!(out.len(), 1);
+    assert_eq!(s["pairing"]["pairs"], 1);
+    assert_eq!(s["pairing"]["unpaired_production"], 5);
+    assert_eq!(s["pairing"]["unpaired_candidate"], 5);
 }
