@@ -20,7 +20,8 @@ use crate::size::{parse_duration, parse_size, parse_size_usize};
   vxtap encap pcaps/plain/http-keepalive.pcap mirrored.pcap --vni 101   wrap as AWS would
   vxtap decap mirrored.pcap inner.pcapng                      inner frames, VNI in comments
   vxtap listen --bind 0.0.0.0:4789 --admin-bind 0.0.0.0:9090 -o /var/lib/vxtap/x.jsonl
-  vxtap send mirrored.pcap --to 127.0.0.1:4789 --pps 100000 --loop 10   load generator")]
+  vxtap send mirrored.pcap --to 127.0.0.1:4789 --pps 100000 --loop 10   load generator
+  vxtap compare out.jsonl out.jsonl -o cmp.jsonl --summary cmp.json   production vs candidate")]
 pub struct Cli {
     /// Log format for diagnostics on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -55,6 +56,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Send a capture's packets as VXLAN datagrams to a vxtap listener (load generator).
     Send(SendArgs),
+    /// Compare two exchange files (production first, e.g. blue and green mirrors), pairing
+    /// identical requests: one record per pair with its differences, and a per-endpoint summary.
+    Compare(Box<crate::compare::CompareArgs>),
 }
 
 /// How packets are decapsulated.

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod batch;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod health;

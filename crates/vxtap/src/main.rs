@@ -75,6 +75,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Encap(a) => vec![&a.input],
         Command::Send(a) => vec![&a.file],
         Command::Listen(_) => Vec::new(),
+        Command::Compare(a) => vec![&a.production, &a.candidate],
     };
     if let Err(e) = check_inputs(inputs) {
         eprintln!("vxtap: error: {e}");
@@ -211,6 +212,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(1));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare(a) => {
+            vxtap::compare::run(&a)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Send(a) => {
