@@ -278,6 +278,17 @@ impl H2Conn {
         out.append(&mut self.out);
     }
 
+    /// The flow direction the HTTP/2 client sends in, once known.
+    pub fn client_dir(&self) -> Option<usize> {
+        self.client_dir
+    }
+
+    /// The flow swapped its directions (the caller's direction 0 is now what was 1).
+    pub fn swap_dirs(&mut self) {
+        self.rd.swap(0, 1);
+        self.client_dir = self.client_dir.map(|d| d ^ 1);
+    }
+
     /// Streams in flight.
     pub fn open_streams(&self) -> usize {
         self.streams.len()

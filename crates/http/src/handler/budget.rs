@@ -152,7 +152,11 @@ impl Conn {
                 .iter()
                 .map(|m| boxed_build_heap(m))
                 .sum::<usize>();
-        halves + queued + early + self.overflow.heap_bytes()
+        halves
+            + queued
+            + early
+            + self.overflow.heap_bytes()
+            + self.h2.as_ref().map_or(0, |h| h.heap_bytes())
     }
 
     /// Exchanges (and lost-request placeholders) waiting for completion.
