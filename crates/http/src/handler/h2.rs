@@ -35,7 +35,7 @@ pub(super) struct H2State {
 
 impl H2State {
     pub(super) fn heap_bytes(&self) -> usize {
-        std::mem::size_of::<H2State>() + self.conn.heap_bytes() + self.upgrade.as_ref().map_or(0, |e| {
+        self.conn.heap_bytes() + self.upgrade.as_ref().map_or(0, |e| {
             e.request.as_ref().map_or(0, message_heap) + e.response.as_ref().map_or(0, message_heap)
         })
     }
@@ -76,17 +76,17 @@ impl HttpHandler {
         c.stopped = true;
         c.roles_fixed = true;
         let cfg = self.h2_config();
-        c.h2 = Some(Box::new(H2State {
+        c.overflow.set_h2(H2State {
             conn: H2Conn::new(&cfg, start, ts),
             upgrade,
             swapped: false,
             done: Vec::new(),
-        }));
+        });
     }
 
     /// Bytes of an HTTP/2 connection.
     pub(super) fn h2_data(&mut self, c: &mut Conn, dir: Direction, ts: u64, data: &[u8]) -> Verdict {
-        let Some(h) = c.h2.as_mut() else {
+        let Some(h) = c.overflow.h2_mut() else {
             return Verdict::StopDelivery;
         };
         let d = dir_index(dir);
@@ -107,7 +107,7 @@ impl HttpHandler {
 
     /// A gap on an HTTP/2 connection.
     pub(super) fn h2_gap(&mut self, c: &mut Conn, dir: Direction, ts: u64, len: u64) {
-        if let Some(h) = c.h2.as_mut() {
+        if let Some(h) = c.overflow.h2_mut() {
             h.conn.gap(dir_index(dir), ts, len, &mut self.stats.h2);
         }
         self.h2_drain(c, FlagSet::EMPTY);
@@ -115,11 +115,11 @@ impl HttpHandler {
 
     /// The end of an HTTP/2 connection: every open stream comes out.
     pub(super) fn h2_close(&mut self, c: &mut Conn, flags: FlagSet) {
-        if let Some(h) = c.h2.as_mut() {
+        if let Some(h) = c.overflow.h2_mut() {
             h.conn.close();
         }
         self.h2_drain(c, flags);
-        if let Some(h) = c.h2.as_mut() {
+        if let Some(h) = c.overflow.h2_mut() {
             if let Some(e) = h.upgrade.take() {
                 // The upgrade's stream never came out: its record goes as it was.
                 self.out.push(*e);
@@ -128,13 +128,13 @@ impl HttpHandler {
     }
 
     fn h2_drain(&mut self, c: &mut Conn, close_flags: FlagSet) {
-        let Some(h) = c.h2.as_mut() else { return };
+        let Some(h) = c.overflow.h2_mut() else { return };
         let mut done = std::mem::take(&mut h.done);
         h.conn.drain_into(&mut done);
         for s in done.drain(..) {
             self.h2_emit(c, s, close_flags);
         }
-        if let Some(h) = c.h2.as_mut() {
+        if let Some(h) = c.overflow.h2_mut() {
             h.done = done;
         }
     }
@@ -201,7 +201,7 @@ impl HttpHandler {
         }
         let grpc = s.grpc.then(|| self.h2_grpc(&s));
         let upgrade = if s.upgraded {
-            c.h2.as_mut().and_then(|h| h.upgrade.take())
+            c.overflow.h2_mut().and_then(|h| h.upgrade.take())
         } else {
             None
         };

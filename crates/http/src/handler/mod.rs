@@ -415,8 +415,8 @@ struct Brief {
     bits: u8,
 }
 
-/// The placeholders of a connection, and a pending count (`Prov`); boxed, since few
-/// connections ever have either and the flow table keeps a `Conn` per connection.
+/// The placeholders of a connection, a pending count (`Prov`) and the HTTP/2 state; boxed,
+/// since few connections ever have any of them and the flow table keeps a `Conn` per connection.
 #[derive(Debug)]
 struct Overflow(Option<Box<Briefs>>);
 
@@ -426,6 +426,10 @@ struct Briefs {
     /// Pairing since a response-side loss rests on a count still to be checked (see
     /// `HttpHandler::begin_count`).
     prov: Option<Prov>,
+    /// The connection is HTTP/2 (see `h2`): kept here, behind the box few connections have,
+    /// rather than in `Conn`, which the flow table keeps for every connection. `stopped` is
+    /// set too, so the HTTP/1 path pays no extra branch.
+    h2: Option<h2::H2State>,
 }
 
 /// A response was cut by a gap (in its head, or in its chunked body) while several requests
@@ -510,9 +514,6 @@ pub struct Conn {
     /// Bytes the entries of `queue` are charged (wrapping: every charge is taken back
     /// exactly).
     queued_bytes: u32,
-    /// The connection is HTTP/2 (see `h2`); `stopped` is set too, so the HTTP/1 path pays no
-    /// extra branch.
-    h2: Option<Box<h2::H2State>>,
 }
 
 /// Early responses held at most per connection before the oldest is emitted unpaired, when
@@ -630,7 +631,6 @@ impl StreamHandler for HttpHandler {
             resp_synced_at: 0,
             overflow: Overflow(None),
             queued_bytes: 0,
-            h2: None,
         }
     }
 
@@ -644,7 +644,7 @@ impl StreamHandler for HttpHandler {
     ) -> Verdict {
         conn.meta = *meta;
         if conn.stopped {
-            if conn.h2.is_some() {
+            if conn.overflow.h2().is_some() {
                 return self.h2_data(conn, dir, ts_ns, data);
             }
             self.stats.upgrade_skipped_bytes += data.len() as u64;
@@ -669,7 +669,7 @@ impl StreamHandler for HttpHandler {
     ) -> Verdict {
         conn.meta = *meta;
         if conn.stopped {
-            if conn.h2.is_some() {
+            if conn.overflow.h2().is_some() {
                 self.h2_gap(conn, dir, ts_ns, len);
                 return Verdict::Continue;
             }
@@ -703,7 +703,7 @@ impl StreamHandler for HttpHandler {
             CloseReason::IdleTimeout => close_flags.insert(Flag::Timeout),
             _ => {}
         }
-        if conn.h2.is_some() {
+        if conn.overflow.h2().is_some() {
             self.h2_close(&mut conn, close_flags);
         }
         let clean = matches!(reason, CloseReason::Fin | CloseReason::Rst);
