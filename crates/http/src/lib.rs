@@ -17,6 +17,8 @@ mod handler;
 pub mod stats;
 
 pub use decode::{decode_all, DecodeEnd};
+/// The HTTP/2 crate, whose protobuf dump types the gRPC record holds.
+pub use vxtap_h2;
 pub use exchange::*;
 pub use flags::{Flag, FlagSet};
 pub use handler::{exchange_id, Conn, HttpConfig, HttpHandler, HEADERS_LIMIT, PLACEHOLDER_BYTES};

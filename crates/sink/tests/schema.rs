@@ -112,6 +112,9 @@ fn a_record_with_every_flag_validates() {
             response_end_ns: Some(4_000),
         },
         flags,
+        stream_id: None,
+        rst_error: None,
+        grpc: None,
     };
     let mut line = Vec::new();
     vxtap_sink::LineEncoder::new(Some(0.5))
