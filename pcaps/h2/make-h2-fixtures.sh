@@ -271,7 +271,7 @@ cgrpc() {
 srv_log_mark() { wc -l <"$LOGS/grpc-server.jsonl"; }
 srv_log_take() {
     local name=$1 from=$2
-    sleep 0.3
+    sleep 1.6  # the Slow handler logs when its 1.5 s sleep ends
     tail -n +"$((from + 1))" "$LOGS/grpc-server.jsonl" >"$LOGS/$name.grpc-server.jsonl"
 }
 
@@ -336,13 +336,19 @@ case_grpc_calls() {
 }
 
 case_grpc_midstream() {
-    # The capture starts 0.45 s into the connection, inside the long server stream: no
-    # preface, no SETTINGS, no request HEADERS for it, and HPACK state the tap never saw.
+    # The capture starts inside the long server stream (8 replies, 100 ms apart): after the
+    # first unary call finished (the client logged it) and 250 ms more. No handshake, no
+    # preface, no SETTINGS, no request HEADERS for the stream in view, and HPACK state the
+    # tap never saw (the third call's :path is a dynamic-table reference).
     local mark pid
     mark=$(srv_log_mark)
     cgrpc grpc-midstream stream &
     pid=$!
-    sleep 0.45
+    for _ in $(seq 200); do
+        [ -s "$LOGS/grpc-midstream.grpc-client.jsonl" ] && break
+        sleep 0.02
+    done
+    sleep 0.25
     cap_start grpc-midstream
     wait "$pid"
     cap_stop grpc-midstream
