@@ -38,7 +38,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 FIELDS = {
     "stream_id": [("stream_id",), ("h2", "stream_id"), ("http2", "stream_id")],
     "authority": [("request", "authority"), ("h2", "authority"), ("request", ":authority")],
-    "rst_code": [("rst_stream", "code"), ("rst_stream",), ("h2", "rst_stream", "code"),
+    "rst_code": [("rst_error",), ("rst_stream", "code"), ("rst_stream",), ("h2", "rst_stream", "code"),
                  ("h2", "rst_code"), ("rst_code",)],
     "grpc": [("grpc",)],
     # Inside the grpc object: per direction, an object with count and sizes, or a count.

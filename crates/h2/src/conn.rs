@@ -225,7 +225,25 @@ pub struct H2Conn {
     max_id: [u32; 2],
     goaway: bool,
     out: Vec<StreamOut>,
+    /// Streams reset by one side whose other side has not ended: frames the peer sent before
+    /// it saw the reset (a gRPC server's Trailers-Only answer to a deadline) are still on their
+    /// way. Finished when the other side ends, after `RST_GRACE_NS` of capture time, or when
+    /// more than `MAX_RST_PENDING` wait.
+    rst_pending: std::collections::VecDeque<(u32, u64)>,
+    /// Bytes were lost (gap) or the connection was joined late: a header block or DATA for a
+    /// stream below the highest id may belong to a stream whose start was not seen, so such
+    /// streams are opened unless they finished recently (`finished`).
+    lossy: bool,
+    /// The ids of the last streams finished (at most `FINISHED_RING`).
+    finished: std::collections::VecDeque<u32>,
 }
+
+/// Capture time a reset stream waits for the peer's frames in flight.
+const RST_GRACE_NS: u64 = 2_000_000_000;
+/// Reset streams waiting at most; beyond, the oldest is finished.
+const MAX_RST_PENDING: usize = 16;
+/// Finished stream ids remembered on a lossy connection.
+const FINISHED_RING: usize = 256;
 
 impl H2Conn {
     /// A connection started as `start` says; `ts` is the time of the switch.
@@ -256,6 +274,9 @@ impl H2Conn {
             max_id: [0; 2],
             goaway: false,
             out: Vec::new(),
+            rst_pending: Default::default(),
+            lossy: start == Start::Midstream,
+            finished: Default::default(),
         };
         if start == Start::Upgrade {
             // RFC 9113 3.2 (RFC 7540 3.2): the upgrade request is stream 1, half-closed.
@@ -343,6 +364,13 @@ impl H2Conn {
     /// Feeds direction `d`'s bytes (0: from the TCP client, 1: from the TCP server).
     pub fn feed(&mut self, d: usize, ts: u64, mut data: &[u8], st: &mut H2Stats) {
         let d = d & 1;
+        while let Some(&(id, t)) = self.rst_pending.front() {
+            if ts < t.saturating_add(RST_GRACE_NS) {
+                break;
+            }
+            self.rst_pending.pop_front();
+            self.finish(id, false);
+        }
         while !data.is_empty() {
             let r = &mut self.rd[d];
             if !r.preface.is_empty() {
@@ -580,6 +608,11 @@ impl H2Conn {
         }
     }
 
+    /// Whether stream `id` was reset and waits for the peer.
+    fn rst_waiting(&self, id: u32) -> bool {
+        self.streams.get(&id).is_some_and(|s| s.rst.is_some())
+    }
+
     fn role_of(&self, d: usize) -> usize {
         if self.is_client(d) {
             REQ
@@ -592,8 +625,19 @@ impl H2Conn {
     fn on_data(&mut self, d: usize, ts: u64, id: u32, data: &[u8], gap: u64, st: &mut H2Stats) {
         let role = self.role_of(d);
         let cap = self.cfg.max_body_bytes;
+        if !self.streams.contains_key(&id) {
+            // On a lossy connection DATA may be all that is left of a stream whose headers
+            // were not seen; elsewhere it belongs to a finished stream.
+            let opened = self.lossy && self.open(id, ts, st);
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.partial = true;
+            }
+            if !opened {
+                st.frame_errors[FrameError::UnknownStream.index()] += 1;
+                return;
+            }
+        }
         let Some(s) = self.streams.get_mut(&id) else {
-            st.frame_errors[FrameError::UnknownStream.index()] += 1;
             return;
         };
         let side = &mut s.sides[role];
@@ -687,16 +731,25 @@ impl H2Conn {
                     return;
                 };
                 st.rst_streams += 1;
+                let role = self.role_of(d);
                 if let Some(s) = self.streams.get_mut(&h.stream) {
+                    let first = s.rst.is_none();
                     s.rst = Some(u32::from_be_bytes(*code));
-                    let side = &mut s.sides[if self.client_dir.unwrap_or(0) == d {
-                        REQ
-                    } else {
-                        RESP
-                    }]
-                    .out;
+                    let side = &mut s.sides[role].out;
                     side.end_ts = ts;
-                    self.finish(h.stream, false);
+                    side.ended = true;
+                    let other_done = s.sides[role ^ 1].out.ended || !first;
+                    if other_done {
+                        self.finish(h.stream, false);
+                    } else {
+                        // The peer's frames sent before it saw the reset may still come.
+                        self.rst_pending.push_back((h.stream, ts));
+                        if self.rst_pending.len() > MAX_RST_PENDING {
+                            if let Some((id, _)) = self.rst_pending.pop_front() {
+                                self.finish(id, false);
+                            }
+                        }
+                    }
                 }
             }
             kind::SETTINGS => {
@@ -893,11 +946,11 @@ impl H2Conn {
             return true;
         }
         let parity = (id & 1) as usize;
-        if id <= self.max_id[parity] {
+        if id <= self.max_id[parity] && (!self.lossy || self.finished.contains(&id)) {
             st.frame_errors[FrameError::ClosedStream.index()] += 1;
             return false;
         }
-        self.max_id[parity] = id;
+        self.max_id[parity] = self.max_id[parity].max(id);
         while self.streams.len() >= self.cfg.max_streams {
             let Some((&oldest, _)) = self.streams.iter().next() else {
                 break;
@@ -925,6 +978,9 @@ impl H2Conn {
             .get(&id)
             .is_some_and(|s| s.sides[REQ].out.ended && s.sides[RESP].out.ended);
         if done {
+            if self.rst_waiting(id) {
+                self.rst_pending.retain(|(i, _)| *i != id);
+            }
             self.finish(id, false);
         }
     }
@@ -941,6 +997,12 @@ impl H2Conn {
 
     fn finish(&mut self, id: u32, incomplete: bool) {
         if let Some(s) = self.streams.remove(&id) {
+            if self.lossy {
+                if self.finished.len() >= FINISHED_RING {
+                    self.finished.pop_front();
+                }
+                self.finished.push_back(id);
+            }
             let mut o = Self::out_of(id, s, false);
             o.incomplete |= incomplete;
             self.out.push(o);
@@ -1010,6 +1072,7 @@ impl H2Conn {
         // The framing is lost: look for frame headers again. Header blocks may have been
         // lost with it, so this direction's HPACK history is unknown from here.
         st.resyncs += 1;
+        self.lossy = true;
         r.synced = false;
         r.state = Rd::Head;
         r.buf.clear();
@@ -1032,9 +1095,12 @@ impl H2Conn {
 
     /// The connection ended: every stream still open is finished (incomplete).
     pub fn close(&mut self) {
+        self.rst_pending.clear();
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
-            self.finish(id, true);
+            // A reset stream ended by the reset, not by the close.
+            let reset = self.rst_waiting(id);
+            self.finish(id, !reset);
         }
     }
 }

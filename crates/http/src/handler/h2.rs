@@ -96,6 +96,9 @@ impl HttpHandler {
             // the directions of later callbacks; the HTTP/2 state follows).
             h.swapped = true;
             h.conn.swap_dirs();
+            // Records finished from here on name the peers the right way round (the flow
+            // applies the swap to later callbacks).
+            std::mem::swap(&mut c.meta.client, &mut c.meta.server);
             self.stats.role_swaps += 1;
             Verdict::SwapRoles
         } else {
