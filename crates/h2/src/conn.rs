@@ -849,7 +849,10 @@ impl H2Conn {
         let partial = !block.complete();
         let f = Fields::of(block);
         if self.client_dir.is_none() {
-            if f.method.is_some() || f.path.is_some() {
+            if b.promised.is_some() {
+                // Only a server sends PUSH_PROMISE (its block is a request's, though).
+                self.client_dir = Some(d ^ 1);
+            } else if f.method.is_some() || f.path.is_some() {
                 self.client_dir = Some(d);
             } else if f.status.is_some() {
                 self.client_dir = Some(d ^ 1);
@@ -932,8 +935,13 @@ impl H2Conn {
             for sd in s.sides.iter_mut() {
                 let mut r = MessageReader::new(cfg.grpc_keep_messages, cfg.max_body_bytes);
                 if sd.out.body_len > 0 {
-                    // DATA came before we knew: its framing is unknown.
-                    r.lose();
+                    if sd.out.body.len() as u64 == sd.out.body_len && sd.out.gap_bytes == 0 {
+                        // DATA came before we knew it was gRPC, all of it captured: read it now.
+                        r.feed(&sd.out.body);
+                    } else {
+                        // Its framing is unknown.
+                        r.lose();
+                    }
                 }
                 sd.reader = Some(Box::new(r));
             }
