@@ -1210,7 +1210,10 @@ pub fn grpc_status(s: &StreamOut) -> Option<(u32, Option<String>)> {
     };
     for h in resp.iter().flat_map(|r| [&r.trailers, &r.headers]) {
         if let Some(code) = find(h, "grpc-status").and_then(|v| v.trim().parse().ok()) {
-            let msg = find(h, "grpc-message").map(|m| grpc::percent_decode(&m));
+            // An empty grpc-message (grpcio sends one with every status) says nothing.
+            let msg = find(h, "grpc-message")
+                .filter(|m| !m.is_empty())
+                .map(|m| grpc::percent_decode(&m));
             return Some((code, msg));
         }
     }
