@@ -164,3 +164,67 @@ fn h2_damaged_captures_recover_what_the_packets_allow() {
         check_capture(rel);
     }
 }
+
+/// The public HTTP/2 and gRPC captures (../shared/pcaps/public, category c), when present.
+/// Expectations read from the packets (tshark's HTTP/2 dissector agrees on streams, statuses
+/// and content lengths).
+#[test]
+fn h2_public_captures() {
+    let Some(dir) = super::shared_public() else {
+        eprintln!("../shared/pcaps/public absent: skipped");
+        return;
+    };
+    let ids = |recs: &[Value]| -> Vec<u64> {
+        let mut v: Vec<u64> = recs.iter().filter_map(|r| r["stream_id"].as_u64()).collect();
+        v.sort_unstable();
+        v
+    };
+    let by_id = |recs: &[Value], id: u64| -> Value {
+        recs.iter()
+            .find(|r| r["stream_id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no stream {id}"))
+    };
+    // grpc-go unary call: one stream, one message each way, decoded without a schema.
+    let recs = replay(
+        &[&dir.join("grpc-go-for-professionals__Unary.pcapng")],
+        &["--no-redact", "--grpc-decode"],
+    );
+    assert_eq!(ids(&recs), vec![1]);
+    let r = &recs[0];
+    assert_eq!(r["request"]["method"], "POST");
+    assert_eq!(r["request"]["uri"], "/greet.GreetService/Greet");
+    assert_eq!(r["response"]["status"], 200);
+    let g = &r["grpc"];
+    assert_eq!((g["service"].as_str(), g["method"].as_str()), (Some("greet.GreetService"), Some("Greet")));
+    assert_eq!((g["status"].as_u64(), g["status_name"].as_str()), (Some(0), Some("OK")));
+    assert_eq!(g["request"]["sizes"], serde_json::json!([9]));
+    assert_eq!(g["response"]["sizes"], serde_json::json!([15]));
+    assert_eq!(g["response"]["messages"][0]["dump"][0]["value"], "Hello Clement");
+    // nghttpd prior knowledge: six GETs, content lengths as the server announced them.
+    let recs = replay(&[&dir.join("suricata-verify__http2-keywords_input.pcap")], &["--no-redact"]);
+    assert_eq!(ids(&recs), vec![1, 3, 5, 7, 9, 11]);
+    for (id, len) in [(1, 22617), (3, 85592), (5, 252879)] {
+        let r = by_id(&recs, id);
+        assert_eq!(r["response"]["status"], 200);
+        assert_eq!(r["response"]["body_len"], len, "stream {id}");
+        assert_eq!(r["request"]["version"], "HTTP/2");
+    }
+    // h2c upgrade: stream 1 is the HTTP/1.1 request answered over HTTP/2 after the 101.
+    let recs = replay(&[&dir.join("suricata-verify__http2-keywords2_input.pcap")], &["--no-redact"]);
+    assert_eq!(ids(&recs), vec![1, 3]);
+    let r = by_id(&recs, 1);
+    assert_eq!(r["request"]["version"], "HTTP/1.1");
+    assert_eq!(r["request"]["uri"], "/robots.txt");
+    assert_eq!(r["interim"][0]["status"], 101);
+    assert_eq!(r["response"]["version"], "HTTP/2");
+    assert_eq!(r["response"]["status"], 200);
+    assert_eq!(by_id(&recs, 3)["response"]["status"], 404);
+    // A browser's HTTP/2 session (HPACK with a busy dynamic table).
+    let recs = replay(&[&dir.join("suricata-verify__http2-compression-bug_input.pcap")], &["--no-redact"]);
+    assert_eq!(ids(&recs), vec![1, 3, 5, 7, 9]);
+    for r in &recs {
+        assert_eq!(r["response"]["status"], 200, "{r}");
+        assert!(!r["flags"].as_array().unwrap().iter().any(|f| f == "headers_partial"), "{r}");
+    }
+}
