@@ -10,7 +10,11 @@ use std::collections::BTreeMap;
 /// (client, server, stream id) of a record.
 fn key(r: &Value) -> (String, String, u64) {
     let ep = |v: &Value| format!("{}:{}", v["ip"].as_str().unwrap_or(""), v["port"]);
-    (ep(&r["client"]), ep(&r["server"]), r["stream_id"].as_u64().unwrap_or(0))
+    (
+        ep(&r["client"]),
+        ep(&r["server"]),
+        r["stream_id"].as_u64().unwrap_or(0),
+    )
 }
 
 fn check_capture(rel: &str) -> (usize, usize) {
@@ -86,7 +90,10 @@ fn check_capture(rel: &str) -> (usize, usize) {
                 "{rel}: stream {id} rst_stream"
             );
             if !t["rst_stream"].is_null() {
-                assert_eq!(r["rst_error"], t["rst_stream"]["code"], "{rel}: stream {id}");
+                assert_eq!(
+                    r["rst_error"], t["rst_stream"]["code"],
+                    "{rel}: stream {id}"
+                );
             }
             let tg = &t["grpc"];
             if !tg.is_null() {
@@ -94,15 +101,27 @@ fn check_capture(rel: &str) -> (usize, usize) {
                 for f in ["service", "method", "status", "status_name", "message"] {
                     assert_eq!(g[f], tg[f], "{rel}: stream {id} grpc.{f}");
                 }
-                for (dir, tdir) in [("request", "request_messages"), ("response", "response_messages")] {
-                    assert_eq!(g[dir]["count"], tg[tdir]["count"], "{rel}: stream {id} {dir} count");
-                    assert_eq!(g[dir]["sizes"], tg[tdir]["sizes"], "{rel}: stream {id} {dir} sizes");
+                for (dir, tdir) in [
+                    ("request", "request_messages"),
+                    ("response", "response_messages"),
+                ] {
+                    assert_eq!(
+                        g[dir]["count"], tg[tdir]["count"],
+                        "{rel}: stream {id} {dir} count"
+                    );
+                    assert_eq!(
+                        g[dir]["sizes"], tg[tdir]["sizes"],
+                        "{rel}: stream {id} {dir} sizes"
+                    );
                 }
             }
             exact += 1;
         }
     }
-    let h2_records = records.iter().filter(|r| r.get("stream_id").is_some()).count();
+    let h2_records = records
+        .iter()
+        .filter(|r| r.get("stream_id").is_some())
+        .count();
     assert_eq!(h2_records, by_key.values().map(Vec::len).sum::<usize>());
     assert!(
         by_key.len() <= expected + (streams - expected),
@@ -118,7 +137,10 @@ fn check_capture(rel: &str) -> (usize, usize) {
                     .iter()
                     .any(|t| t["stream_id"].as_u64() == Some(k.2))
         });
-        assert!(known, "{rel}: record for stream {k:?} the truth does not have");
+        assert!(
+            known,
+            "{rel}: record for stream {k:?} the truth does not have"
+        );
     }
     (streams, exact)
 }
@@ -144,7 +166,10 @@ fn h2_clean_captures_are_exact_per_stream() {
     ] {
         let (streams, exact) = check_capture(rel);
         assert!(streams > 0);
-        assert_eq!(streams, exact, "{rel}: every stream of a clean capture is exact");
+        assert_eq!(
+            streams, exact,
+            "{rel}: every stream of a clean capture is exact"
+        );
     }
 }
 
@@ -175,7 +200,10 @@ fn h2_public_captures() {
         return;
     };
     let ids = |recs: &[Value]| -> Vec<u64> {
-        let mut v: Vec<u64> = recs.iter().filter_map(|r| r["stream_id"].as_u64()).collect();
+        let mut v: Vec<u64> = recs
+            .iter()
+            .filter_map(|r| r["stream_id"].as_u64())
+            .collect();
         v.sort_unstable();
         v
     };
@@ -196,13 +224,25 @@ fn h2_public_captures() {
     assert_eq!(r["request"]["uri"], "/greet.GreetService/Greet");
     assert_eq!(r["response"]["status"], 200);
     let g = &r["grpc"];
-    assert_eq!((g["service"].as_str(), g["method"].as_str()), (Some("greet.GreetService"), Some("Greet")));
-    assert_eq!((g["status"].as_u64(), g["status_name"].as_str()), (Some(0), Some("OK")));
+    assert_eq!(
+        (g["service"].as_str(), g["method"].as_str()),
+        (Some("greet.GreetService"), Some("Greet"))
+    );
+    assert_eq!(
+        (g["status"].as_u64(), g["status_name"].as_str()),
+        (Some(0), Some("OK"))
+    );
     assert_eq!(g["request"]["sizes"], serde_json::json!([9]));
     assert_eq!(g["response"]["sizes"], serde_json::json!([15]));
-    assert_eq!(g["response"]["messages"][0]["dump"][0]["value"], "Hello Clement");
+    assert_eq!(
+        g["response"]["messages"][0]["dump"][0]["value"],
+        "Hello Clement"
+    );
     // nghttpd prior knowledge: six GETs, content lengths as the server announced them.
-    let recs = replay(&[&dir.join("suricata-verify__http2-keywords_input.pcap")], &["--no-redact"]);
+    let recs = replay(
+        &[&dir.join("suricata-verify__http2-keywords_input.pcap")],
+        &["--no-redact"],
+    );
     assert_eq!(ids(&recs), vec![1, 3, 5, 7, 9, 11]);
     for (id, len) in [(1, 22617), (3, 85592), (5, 252879)] {
         let r = by_id(&recs, id);
@@ -211,7 +251,10 @@ fn h2_public_captures() {
         assert_eq!(r["request"]["version"], "HTTP/2");
     }
     // h2c upgrade: stream 1 is the HTTP/1.1 request answered over HTTP/2 after the 101.
-    let recs = replay(&[&dir.join("suricata-verify__http2-keywords2_input.pcap")], &["--no-redact"]);
+    let recs = replay(
+        &[&dir.join("suricata-verify__http2-keywords2_input.pcap")],
+        &["--no-redact"],
+    );
     assert_eq!(ids(&recs), vec![1, 3]);
     let r = by_id(&recs, 1);
     assert_eq!(r["request"]["version"], "HTTP/1.1");
@@ -221,10 +264,20 @@ fn h2_public_captures() {
     assert_eq!(r["response"]["status"], 200);
     assert_eq!(by_id(&recs, 3)["response"]["status"], 404);
     // A browser's HTTP/2 session (HPACK with a busy dynamic table).
-    let recs = replay(&[&dir.join("suricata-verify__http2-compression-bug_input.pcap")], &["--no-redact"]);
+    let recs = replay(
+        &[&dir.join("suricata-verify__http2-compression-bug_input.pcap")],
+        &["--no-redact"],
+    );
     assert_eq!(ids(&recs), vec![1, 3, 5, 7, 9]);
     for r in &recs {
         assert_eq!(r["response"]["status"], 200, "{r}");
-        assert!(!r["flags"].as_array().unwrap().iter().any(|f| f == "headers_partial"), "{r}");
+        assert!(
+            !r["flags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == "headers_partial"),
+            "{r}"
+        );
     }
 }

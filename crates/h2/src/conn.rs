@@ -544,13 +544,21 @@ impl H2Conn {
         if h.kind > kind::CONTINUATION {
             // Extension frames (ALTSVC, ORIGIN, PRIORITY_UPDATE...) are skipped.
             st.frame_errors[FrameError::UnknownType.index()] += 1;
-            r.state = if h.len == 0 { Rd::Head } else { Rd::Skip(h.len) };
+            r.state = if h.len == 0 {
+                Rd::Head
+            } else {
+                Rd::Skip(h.len)
+            };
             return;
         }
         if h.kind == kind::DATA {
             if h.stream == 0 {
                 st.frame_errors[FrameError::BadStream.index()] += 1;
-                r.state = if h.len == 0 { Rd::Head } else { Rd::Skip(h.len) };
+                r.state = if h.len == 0 {
+                    Rd::Head
+                } else {
+                    Rd::Skip(h.len)
+                };
                 return;
             }
             let padded = h.flags & flag::PADDED != 0;
@@ -756,7 +764,7 @@ impl H2Conn {
                 if h.flags & flag::ACK != 0 {
                     return;
                 }
-                if p.len() % 6 != 0 {
+                if !p.len().is_multiple_of(6) {
                     st.frame_errors[FrameError::BadLength.index()] += 1;
                     return;
                 }
@@ -773,12 +781,10 @@ impl H2Conn {
                                 st.frame_errors[FrameError::BadSetting.index()] += 1;
                             }
                         }
-                        setting::HEADER_TABLE_SIZE => {
-                            // The encoder announces the size it uses with a size update in a
-                            // header block; the table's hard cap holds whatever is announced.
-                            if v as usize > self.cfg.hpack_cap {
-                                st.hpack_table_capped += 1;
-                            }
+                        // The encoder announces the size it uses with a size update in a header
+                        // block; the table's hard cap holds whatever is announced.
+                        setting::HEADER_TABLE_SIZE if v as usize > self.cfg.hpack_cap => {
+                            st.hpack_table_capped += 1;
                         }
                         _ => {}
                     }
@@ -964,9 +970,6 @@ impl H2Conn {
                 break;
             };
             st.streams_evicted += 1;
-            if let Some(s) = self.streams.get_mut(&oldest) {
-                s.sides[REQ].out.end_ts = s.sides[REQ].out.end_ts.max(0);
-            }
             self.finish_evicted(oldest);
         }
         st.streams += 1;
@@ -994,8 +997,7 @@ impl H2Conn {
     }
 
     fn finish_evicted(&mut self, id: u32) {
-        if let Some(mut s) = self.streams.remove(&id) {
-            s.goaway |= false;
+        if let Some(s) = self.streams.remove(&id) {
             let mut o = Self::out_of(id, s, self.goaway);
             o.evicted = true;
             o.incomplete = true;
@@ -1019,7 +1021,8 @@ impl H2Conn {
 
     fn out_of(id: u32, s: Stream, goaway: bool) -> StreamOut {
         let [req, resp] = s.sides;
-        let seen = |sd: &Side| sd.out.head_seen || sd.out.body_len > 0 || !sd.out.trailers.is_empty();
+        let seen =
+            |sd: &Side| sd.out.head_seen || sd.out.body_len > 0 || !sd.out.trailers.is_empty();
         let side = |sd: Side| {
             let mut o = sd.out;
             o.grpc = sd.reader.map(|r| r.finish());
@@ -1027,8 +1030,12 @@ impl H2Conn {
         };
         let request = if seen(&req) { Some(side(req)) } else { None };
         let response = if seen(&resp) { Some(side(resp)) } else { None };
-        let incomplete = request.as_ref().is_some_and(|r| !r.ended && s.rst.is_none())
-            || response.as_ref().is_some_and(|r| !r.ended && s.rst.is_none());
+        let incomplete = request
+            .as_ref()
+            .is_some_and(|r| !r.ended && s.rst.is_none())
+            || response
+                .as_ref()
+                .is_some_and(|r| !r.ended && s.rst.is_none());
         StreamOut {
             id,
             request,
@@ -1115,7 +1122,10 @@ impl H2Conn {
 
 fn side_heap(o: &SideOut) -> usize {
     let hdrs = |h: &Vec<(String, String)>| {
-        h.capacity() * 48 + h.iter().map(|(a, b)| a.capacity() + b.capacity()).sum::<usize>()
+        h.capacity() * 48
+            + h.iter()
+                .map(|(a, b)| a.capacity() + b.capacity())
+                .sum::<usize>()
     };
     o.body.capacity()
         + hdrs(&o.headers)
@@ -1203,11 +1213,8 @@ impl Fields {
 /// response headers (Trailers-Only), or synthesised from RST_STREAM.
 pub fn grpc_status(s: &StreamOut) -> Option<(u32, Option<String>)> {
     let resp = s.response.as_ref();
-    let find = |h: &[(String, String)], n: &str| {
-        h.iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.clone())
-    };
+    let find =
+        |h: &[(String, String)], n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     for h in resp.iter().flat_map(|r| [&r.trailers, &r.headers]) {
         if let Some(code) = find(h, "grpc-status").and_then(|v| v.trim().parse().ok()) {
             // An empty grpc-message (grpcio sends one with every status) says nothing.
@@ -1318,7 +1325,12 @@ mod tests {
         msg.extend([0, 0, 0, 0, 0]);
         req.extend(frame(kind::DATA, flag::END_STREAM, 1, &msg));
         // Stream 3: reset by the client.
-        req.extend(frame(kind::HEADERS, flag::END_HEADERS, 3, &[0x83, 0x86, 0xbf, 0xbe]));
+        req.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS,
+            3,
+            &[0x83, 0x86, 0xbf, 0xbe],
+        ));
         req.extend(frame(kind::RST_STREAM, 0, 3, &[0, 0, 0, 8]));
         let mut resp = Vec::new();
         let mut rb = vec![0x88];
@@ -1328,12 +1340,20 @@ mod tests {
         resp.extend(frame(kind::DATA, 0, 1, &[7]));
         let mut tb = lit("grpc-status", "5");
         tb.extend(lit("grpc-message", "not%20found"));
-        resp.extend(frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &tb));
+        resp.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &tb,
+        ));
         let (out, _) = run(&[&req], &[&resp]);
         assert_eq!(out.len(), 2);
         let rst = out.iter().find(|s| s.id == 3).unwrap();
         assert_eq!(rst.rst, Some(8));
-        assert_eq!(rst.request.as_ref().unwrap().path.as_deref(), Some("/pkg.Svc/Do"));
+        assert_eq!(
+            rst.request.as_ref().unwrap().path.as_deref(),
+            Some("/pkg.Svc/Do")
+        );
         assert_eq!(grpc_status(rst), Some((1, None)));
         let g = out.iter().find(|s| s.id == 1).unwrap();
         assert!(g.grpc);
@@ -1353,9 +1373,19 @@ mod tests {
         c.extend(frame(kind::WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
         let mut blk = vec![0x82, 0x86, 0xc5];
         blk.extend(lit(":path", "/x"));
-        c.extend(frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 9, &blk));
+        c.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            9,
+            &blk,
+        ));
         h.feed(0, 5, &c, &mut st);
-        let s = frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 9, &[0x8d]);
+        let s = frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            9,
+            &[0x8d],
+        );
         h.feed(1, 6, &s, &mut st);
         let mut out = Vec::new();
         h.drain_into(&mut out);
@@ -1365,7 +1395,10 @@ mod tests {
         assert_eq!(o.request.as_ref().unwrap().path.as_deref(), Some("/x"));
         assert_eq!(o.request.as_ref().unwrap().method.as_deref(), Some("GET"));
         assert_eq!(o.response.as_ref().unwrap().status, Some(404));
-        assert_eq!(st.hpack_errors[crate::HpackFailure::UnknownIndex.index()], 1);
+        assert_eq!(
+            st.hpack_errors[crate::HpackFailure::UnknownIndex.index()],
+            1
+        );
     }
 
     #[test]
@@ -1373,7 +1406,12 @@ mod tests {
         let mut st = H2Stats::default();
         let mut h = H2Conn::new(&H2Config::default(), Start::PrefaceLine, 1);
         let mut c = b"SM\r\n\r\n".to_vec();
-        c.extend(frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 1, &[0x82, 0x86, 0x84]));
+        c.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &[0x82, 0x86, 0x84],
+        ));
         h.feed(0, 1, &c, &mut st);
         let mut s = frame(kind::HEADERS, flag::END_HEADERS, 1, &[0x88]);
         let data = frame(kind::DATA, flag::END_STREAM, 1, &[b'a'; 100]);
@@ -1388,15 +1426,38 @@ mod tests {
         assert_eq!((r.body_len, r.gap_bytes, r.ended), (100, 50, true));
         assert!(out[0].gap);
         // A gap outside DATA: resync finds the next frames.
-        let mut c = frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 3, &[0x82, 0x86, 0x84]);
-        c.extend(frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 5, &[0x82, 0x86, 0x85]));
+        let mut c = frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            3,
+            &[0x82, 0x86, 0x84],
+        );
+        c.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            5,
+            &[0x82, 0x86, 0x85],
+        ));
         h.gap(0, 5, 7, &mut st);
         h.feed(0, 6, &c[4..], &mut st);
-        h.feed(1, 7, &frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 5, &[0x8d]), &mut st);
+        h.feed(
+            1,
+            7,
+            &frame(
+                kind::HEADERS,
+                flag::END_HEADERS | flag::END_STREAM,
+                5,
+                &[0x8d],
+            ),
+            &mut st,
+        );
         h.drain_into(&mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].id, 5);
-        assert_eq!(out[1].request.as_ref().unwrap().path.as_deref(), Some("/index.html"));
+        assert_eq!(
+            out[1].request.as_ref().unwrap().path.as_deref(),
+            Some("/index.html")
+        );
         assert_eq!(st.resyncs, 1);
     }
 
@@ -1410,7 +1471,12 @@ mod tests {
         let mut h = H2Conn::new(&cfg, Start::PrefaceLine, 1);
         let mut c = b"SM\r\n\r\n".to_vec();
         for id in (1..40).step_by(2) {
-            c.extend(frame(kind::HEADERS, flag::END_HEADERS, id, &[0x82, 0x86, 0x84]));
+            c.extend(frame(
+                kind::HEADERS,
+                flag::END_HEADERS,
+                id,
+                &[0x82, 0x86, 0x84],
+            ));
         }
         h.feed(0, 1, &c, &mut st);
         assert!(h.open_streams() <= 4);
@@ -1418,13 +1484,24 @@ mod tests {
         let mut pp = vec![0, 0, 0, 2];
         pp.extend([0x82, 0x86, 0x85]);
         let mut s = frame(kind::PUSH_PROMISE, flag::END_HEADERS, 39, &pp);
-        s.extend(frame(kind::HEADERS, flag::END_HEADERS | flag::END_STREAM, 2, &[0x88]));
+        s.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            2,
+            &[0x88],
+        ));
         h.feed(1, 2, &s, &mut st);
         let mut out = Vec::new();
         h.drain_into(&mut out);
-        let p = out.iter().find(|o| o.id == 2).unwrap_or_else(|| panic!("{out:#?} {st:?}"));
+        let p = out
+            .iter()
+            .find(|o| o.id == 2)
+            .unwrap_or_else(|| panic!("{out:#?} {st:?}"));
         assert!(p.pushed && !p.incomplete);
-        assert_eq!(p.request.as_ref().unwrap().path.as_deref(), Some("/index.html"));
+        assert_eq!(
+            p.request.as_ref().unwrap().path.as_deref(),
+            Some("/index.html")
+        );
     }
 
     proptest::proptest! {

@@ -128,10 +128,7 @@ impl FrameHeader {
             kind::DATA => s != 0 && f & !(flag::END_STREAM | flag::PADDED) == 0,
             kind::HEADERS => {
                 s != 0
-                    && f & !(flag::END_STREAM
-                        | flag::END_HEADERS
-                        | flag::PADDED
-                        | flag::PRIORITY)
+                    && f & !(flag::END_STREAM | flag::END_HEADERS | flag::PADDED | flag::PRIORITY)
                         == 0
                     && self.len > 0
             }
@@ -140,7 +137,7 @@ impl FrameHeader {
             kind::SETTINGS => {
                 s == 0
                     && f & !flag::ACK == 0
-                    && self.len % 6 == 0
+                    && self.len.is_multiple_of(6)
                     && (f == 0 || self.len == 0)
             }
             kind::PUSH_PROMISE => {
@@ -242,6 +239,9 @@ mod tests {
         let mut junk = b"xyz".to_vec();
         junk.extend_from_slice(&b);
         assert_eq!(find_chain(&junk, DEFAULT_MAX_FRAME, 2), Some(3));
-        assert_eq!(find_chain(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", MAX_MAX_FRAME, 1), None);
+        assert_eq!(
+            find_chain(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", MAX_MAX_FRAME, 1),
+            None
+        );
     }
 }

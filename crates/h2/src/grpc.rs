@@ -100,7 +100,12 @@ impl MessageReader {
     }
 
     fn start_message(&mut self) {
-        let len = u32::from_be_bytes([self.prefix[1], self.prefix[2], self.prefix[3], self.prefix[4]]);
+        let len = u32::from_be_bytes([
+            self.prefix[1],
+            self.prefix[2],
+            self.prefix[3],
+            self.prefix[4],
+        ]);
         self.out.count += 1;
         if self.out.sizes.len() < MAX_SIZES {
             self.out.sizes.push(len);
@@ -301,9 +306,9 @@ fn dump(mut b: &[u8], depth: usize, budget: &mut usize) -> Option<Vec<PbField>> 
                 }
                 let (v, rest) = b.split_at(len);
                 b = rest;
-                let text = std::str::from_utf8(v)
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+                let text = std::str::from_utf8(v).ok().filter(|s| {
+                    !s.is_empty() && s.chars().all(|c| !c.is_control() || c == '\n' || c == '\t')
+                });
                 let mut nested_budget = *budget;
                 let nested = if depth < MAX_DEPTH && !v.is_empty() {
                     dump(v, depth + 1, &mut nested_budget)
@@ -381,7 +386,10 @@ mod tests {
         assert_eq!(status_from_rst(7), 14);
         assert_eq!(status_from_rst(2), 13);
         assert_eq!(percent_decode("a%20b%E2%82%AC%zz%"), "a b\u{20ac}%zz%");
-        assert_eq!(split_path("/helloworld.Greeter/SayHello"), Some(("helloworld.Greeter", "SayHello")));
+        assert_eq!(
+            split_path("/helloworld.Greeter/SayHello"),
+            Some(("helloworld.Greeter", "SayHello"))
+        );
         assert_eq!(split_path("/x"), None);
     }
 

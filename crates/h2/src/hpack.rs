@@ -130,7 +130,11 @@ pub struct Block {
 impl Block {
     /// True when every field resolved and nothing went wrong.
     pub fn complete(&self) -> bool {
-        self.errors.is_empty() && self.fields.iter().all(|f| f.name.is_some() && f.value.is_some())
+        self.errors.is_empty()
+            && self
+                .fields
+                .iter()
+                .all(|f| f.name.is_some() && f.value.is_some())
     }
 }
 
@@ -379,11 +383,7 @@ fn string(b: &mut &[u8]) -> Result<String, HpackError> {
     }
     let (s, rest) = b.split_at(len);
     *b = rest;
-    let bytes = if huff {
-        huffman_decode(s)?
-    } else {
-        s.to_vec()
-    };
+    let bytes = if huff { huffman_decode(s)? } else { s.to_vec() };
     Ok(match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -493,7 +493,9 @@ mod tests {
     }
 
     fn p(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -572,7 +574,10 @@ mod tests {
         // :method GET (static), indexed 62 (unknown), literal with incremental indexing and
         // indexed name 62 (unknown name) value "v".
         let b = d.decode(&[0x82, 0xbe, 0x40 | 62, 0x01, b'v'], 100);
-        assert_eq!(b.errors, vec![HpackError::UnknownIndex, HpackError::UnknownIndex]);
+        assert_eq!(
+            b.errors,
+            vec![HpackError::UnknownIndex, HpackError::UnknownIndex]
+        );
         assert_eq!(b.fields[0].value.as_deref(), Some("GET"));
         assert_eq!(b.fields[1].name, None);
         assert_eq!(b.fields[2].name, None);

@@ -10,7 +10,7 @@
 //! - [`hpack`]: the HPACK decoder that keeps going past unknown indexes (why our own: there);
 //! - [`conn`]: connection and stream state, bounded;
 //! - [`grpc`]: length-prefixed messages, statuses, the schemaless protobuf dump;
-//! - [`stats`]: counters.
+//! - [`stats`][crate::stats]: counters.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

@@ -56,7 +56,12 @@ fn prior_knowledge_get_and_post() {
     s.extend(frame(HEADERS, END_HEADERS, 3, &[0x89]));
     s.extend(frame(HEADERS, END_HEADERS, 1, &[0x88]));
     s.extend(frame(DATA, END_STREAM, 1, b"hello"));
-    s.extend(frame(HEADERS, END_HEADERS | END_STREAM, 3, &lit("x-t", "1")));
+    s.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        3,
+        &lit("x-t", "1"),
+    ));
     t.s(&s);
     let ex = t.drain();
     assert_eq!(ex.len(), 2);
@@ -64,7 +69,10 @@ fn prior_knowledge_get_and_post() {
     assert_eq!(e1.stream_id, Some(1));
     let rq = e1.request.as_ref().unwrap();
     assert_eq!(rq.version, Version::Http2);
-    assert_eq!((rq.method.as_deref(), rq.uri.as_deref()), (Some("GET"), Some("/")));
+    assert_eq!(
+        (rq.method.as_deref(), rq.uri.as_deref()),
+        (Some("GET"), Some("/"))
+    );
     assert_eq!(rq.authority.as_deref(), Some("svc"));
     assert_eq!(rq.scheme.as_deref(), Some("http"));
     let rs = e1.response.as_ref().unwrap();
@@ -106,7 +114,10 @@ fn h2c_upgrade_makes_stream_one_the_upgrade_request() {
     assert_eq!(rq.version, Version::Http11);
     assert_eq!(rq.uri.as_deref(), Some("/up"));
     let rs = e.response.as_ref().unwrap();
-    assert_eq!((rs.version, rs.status, rs.body_len), (Version::Http2, Some(200), 3));
+    assert_eq!(
+        (rs.version, rs.status, rs.body_len),
+        (Version::Http2, Some(200), 3)
+    );
     assert_eq!(e.interim.len(), 1);
     assert_eq!(e.interim[0].status, Some(101));
     assert!(e.flags.contains(Flag::Upgrade));
@@ -186,7 +197,12 @@ fn grpc_unary_compressed_and_reset_and_goaway() {
     c.extend(frame(DATA, 0, 1, &m[..4]));
     c.extend(frame(DATA, END_STREAM, 1, &m[4..]));
     // Stream 3: same call, cancelled by the client.
-    c.extend(frame(HEADERS, END_HEADERS, 3, &[0x83, 0x86, 0xbf, 0xbe, 0xbd]));
+    c.extend(frame(
+        HEADERS,
+        END_HEADERS,
+        3,
+        &[0x83, 0x86, 0xbf, 0xbe, 0xbd],
+    ));
     c.extend(frame(RST, 0, 3, &[0, 0, 0, 8]));
     t.c(&c);
     let mut s = Vec::new();
@@ -199,7 +215,12 @@ fn grpc_unary_compressed_and_reset_and_goaway() {
     s.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &tb));
     // Stream 5 opened, then the server goes away before processing it.
     t.s(&s);
-    t.c(&frame(HEADERS, END_HEADERS | END_STREAM, 5, &[0x83, 0x86, 0xbf, 0xbe]));
+    t.c(&frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        5,
+        &[0x83, 0x86, 0xbf, 0xbe],
+    ));
     t.s(&frame(GOAWAY, 0, 0, &[0, 0, 0, 3, 0, 0, 0, 0]));
     let ex = t.close(CloseReason::Fin);
     assert_eq!(ex.len(), 3, "{ex:#?}");
@@ -229,7 +250,12 @@ fn grpc_unary_compressed_and_reset_and_goaway() {
 fn gap_in_h2_flags_and_recovers() {
     let mut t = T::new(HttpConfig::default());
     let mut c = PREFACE.to_vec();
-    c.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x82, 0x86, 0x84]));
+    c.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &[0x82, 0x86, 0x84],
+    ));
     t.c(&c);
     t.s(&frame(HEADERS, END_HEADERS, 1, &[0x88]));
     let d = frame(DATA, END_STREAM, 1, &[b'x'; 50]);

@@ -819,7 +819,10 @@ fn h2c_upgrade_and_midstream_request_first() {
     assert_eq!(ex.len(), 1);
     assert_eq!(ex[0].stream_id, Some(1));
     assert_eq!(ex[0].interim[0].status, Some(101));
-    assert_eq!(ex[0].flags.labels(), vec!["incomplete", "no_response", "upgrade"]);
+    assert_eq!(
+        ex[0].flags.labels(),
+        vec!["incomplete", "no_response", "upgrade"]
+    );
     let mut t = T::midstream(cfg());
     t.c(b"dy of an earlier post\r\nPOST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\nok");
     t.s(b"ing of an earlier response\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");

@@ -1221,7 +1221,12 @@ impl Redactor {
                 changed = true;
             }
         }
-        for b in g.request.first.iter_mut().chain(g.response.first.iter_mut()) {
+        for b in g
+            .request
+            .first
+            .iter_mut()
+            .chain(g.response.first.iter_mut())
+        {
             let had_dump = b.dump.is_some();
             let dump = b.dump.take().or_else(|| protobuf_dump(&b.bytes));
             let hit = match dump {
@@ -1402,7 +1407,12 @@ mod tests {
     fn http2_trailers_and_grpc_messages_are_redacted() {
         use vxtap_http::exchange::{Grpc, GrpcBody, GrpcMessages};
         let r = redactor(&RedactConfig::default());
-        let mut req = request("POST", "/pkg.Svc/Login", &[("content-type", "application/grpc")], None);
+        let mut req = request(
+            "POST",
+            "/pkg.Svc/Login",
+            &[("content-type", "application/grpc")],
+            None,
+        );
         req.trailers = vec![("authorization".into(), "Bearer SECRETTRAILER".into())];
         let mut ex = exchange(Some(req), None);
         // Field 1: "mail alice@example.com", field 2: nested { 1: varint 5 }.
@@ -1432,11 +1442,20 @@ mod tests {
         }));
         assert!(r.redact(&mut ex));
         let out = serde_json::to_string(&crate::Record(&ex)).unwrap();
-        for s in ["SECRETTRAILER", "alice@example.com", "bob@example.org", "4111111111111111"] {
+        for s in [
+            "SECRETTRAILER",
+            "alice@example.com",
+            "bob@example.org",
+            "4111111111111111",
+        ] {
             assert!(!out.contains(s), "{s} survived in {out}");
         }
         let g = ex.grpc.as_ref().unwrap();
-        assert!(g.request.first.iter().all(|b| b.bytes.is_empty() && b.truncated));
+        assert!(g
+            .request
+            .first
+            .iter()
+            .all(|b| b.bytes.is_empty() && b.truncated));
         // The redacted dump replaces the bytes of the protobuf message.
         assert!(g.request.first[0].dump.is_some());
         assert!(ex.flags.contains(Flag::Redacted));

@@ -587,7 +587,10 @@ fn export_h2(h: &vxtap_http::HttpStats, m: &mut MetricSet) {
         ("vxtap_h2_goaways_total", s.goaways),
         ("vxtap_h2_pushes_total", s.pushes),
         ("vxtap_h2_resyncs_total", s.resyncs),
-        ("vxtap_h2_resync_skipped_bytes_total", s.resync_skipped_bytes),
+        (
+            "vxtap_h2_resync_skipped_bytes_total",
+            s.resync_skipped_bytes,
+        ),
         ("vxtap_h2_gap_bytes_total", s.gap_bytes),
         ("vxtap_h2_hpack_table_capped_total", s.hpack_table_capped),
     ] {

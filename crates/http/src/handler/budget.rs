@@ -152,10 +152,7 @@ impl Conn {
                 .iter()
                 .map(|m| boxed_build_heap(m))
                 .sum::<usize>();
-        halves
-            + queued
-            + early
-            + self.overflow.heap_bytes()
+        halves + queued + early + self.overflow.heap_bytes()
     }
 
     /// Exchanges (and lost-request placeholders) waiting for completion.

@@ -35,9 +35,11 @@ pub(super) struct H2State {
 
 impl H2State {
     pub(super) fn heap_bytes(&self) -> usize {
-        self.conn.heap_bytes() + self.upgrade.as_ref().map_or(0, |e| {
-            e.request.as_ref().map_or(0, message_heap) + e.response.as_ref().map_or(0, message_heap)
-        })
+        self.conn.heap_bytes()
+            + self.upgrade.as_ref().map_or(0, |e| {
+                e.request.as_ref().map_or(0, message_heap)
+                    + e.response.as_ref().map_or(0, message_heap)
+            })
     }
 }
 
@@ -85,7 +87,13 @@ impl HttpHandler {
     }
 
     /// Bytes of an HTTP/2 connection.
-    pub(super) fn h2_data(&mut self, c: &mut Conn, dir: Direction, ts: u64, data: &[u8]) -> Verdict {
+    pub(super) fn h2_data(
+        &mut self,
+        c: &mut Conn,
+        dir: Direction,
+        ts: u64,
+        data: &[u8],
+    ) -> Verdict {
         let Some(h) = c.overflow.h2_mut() else {
             return Verdict::StopDelivery;
         };
@@ -171,7 +179,14 @@ impl HttpHandler {
             gap_bytes: side.gap_bytes,
             ..Message::default()
         };
-        let mut b = self.new_build(msg, side.start_ts, side.end_ts, FlagSet::EMPTY, coding, content);
+        let mut b = self.new_build(
+            msg,
+            side.start_ts,
+            side.end_ts,
+            FlagSet::EMPTY,
+            coding,
+            content,
+        );
         b.msg.body_len = side.body_len;
         if let Some(d) = b.decoder.as_mut() {
             write_decoder(d, &side.body);
@@ -254,7 +269,12 @@ impl HttpHandler {
         };
         let status = vxtap_h2::grpc_status(s);
         let hdr = |side: Option<&SideOut>, n: &str| {
-            side.and_then(|o| o.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+            side.and_then(|o| {
+                o.headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+            })
         };
         let enc_req = hdr(s.request.as_ref(), "grpc-encoding");
         let enc_resp = hdr(s.response.as_ref(), "grpc-encoding");
@@ -265,11 +285,7 @@ impl HttpHandler {
             GrpcMessages {
                 count: m.count,
                 sizes: m.sizes.clone(),
-                first: m
-                    .first
-                    .iter()
-                    .map(|g| self.grpc_body(g, enc))
-                    .collect(),
+                first: m.first.iter().map(|g| self.grpc_body(g, enc)).collect(),
                 framing_lost: m.framing_lost,
             }
         };
@@ -342,7 +358,6 @@ pub(super) fn is_preface_line(head: &[u8]) -> bool {
 /// Whether a 101 response switches to h2c.
 pub(super) fn upgrades_to_h2c(m: &Message) -> bool {
     m.status == Some(101)
-        && m
-            .header("upgrade")
+        && m.header("upgrade")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("h2c"))
 }

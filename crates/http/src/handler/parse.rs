@@ -61,7 +61,11 @@ impl HttpHandler {
                         self.h2_start(c, s, ts);
                     }
                     let v = self.h2_data(c, dir, ts, &data[pos..]);
-                    return if matches!(verdict, Verdict::SwapRoles) { verdict } else { v };
+                    return if matches!(verdict, Verdict::SwapRoles) {
+                        verdict
+                    } else {
+                        v
+                    };
                 }
             }
         }
