@@ -694,7 +694,10 @@ fn public_corpus() {
     let h2c = one("suricata-verify__http2-keywords2_input.pcap", &[]);
     assert_eq!(
         sum(&h2c),
-        [t("GET", "/robots.txt", "200"), t("GET", "/humans.txt", "404")]
+        [
+            t("GET", "/robots.txt", "200"),
+            t("GET", "/humans.txt", "404")
+        ]
     );
 
     // Mid-stream: the first response has no request; never mis-paired.
