@@ -25,7 +25,7 @@ fn run(start: Start, c: &[&[u8]], s: &[u8], gap: Option<u64>, cfg: &H2Config) ->
     assert!(h.open_streams() <= cfg.max_streams);
     // Buffers, tables and streams: bounded by the caps, whatever the input.
     assert!(h.heap_bytes() < 64 << 20, "{}", h.heap_bytes());
-    h.close();
+    h.close(&mut st);
     let mut out = Vec::new();
     h.drain_into(&mut out);
     out

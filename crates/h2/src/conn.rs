@@ -236,6 +236,8 @@ pub struct H2Conn {
     lossy: bool,
     /// The ids of the last streams finished (at most `FINISHED_RING`).
     finished: std::collections::VecDeque<u32>,
+    /// Time of the latest bytes fed.
+    last_ts: u64,
 }
 
 /// Capture time a reset stream waits for the peer's frames in flight.
@@ -277,6 +279,7 @@ impl H2Conn {
             rst_pending: Default::default(),
             lossy: start == Start::Midstream,
             finished: Default::default(),
+            last_ts: ts,
         };
         if start == Start::Upgrade {
             // RFC 9113 3.2 (RFC 7540 3.2): the upgrade request is stream 1, half-closed.
@@ -364,6 +367,7 @@ impl H2Conn {
     /// Feeds direction `d`'s bytes (0: from the TCP client, 1: from the TCP server).
     pub fn feed(&mut self, d: usize, ts: u64, mut data: &[u8], st: &mut H2Stats) {
         let d = d & 1;
+        self.last_ts = self.last_ts.max(ts);
         while let Some(&(id, t)) = self.rst_pending.front() {
             if ts < t.saturating_add(RST_GRACE_NS) {
                 break;
@@ -400,9 +404,13 @@ impl H2Conn {
         let r = &mut self.rd[d];
         let take = data.len().min(RESYNC_WINDOW);
         r.buf.extend_from_slice(&data[..take]);
-        let max = r.max_frame.max(frame::DEFAULT_MAX_FRAME);
-        match frame::find_chain(&r.buf, max, CHAIN) {
-            Some(at) => {
+        // Frames larger than the window cannot be found again (their successor would not fit).
+        let max = r
+            .max_frame
+            .max(frame::DEFAULT_MAX_FRAME)
+            .min((RESYNC_WINDOW - 2 * HEADER_LEN) as u32);
+        match frame::scan_chain(&r.buf, max, CHAIN) {
+            frame::Chain::Found(at) => {
                 st.resync_skipped_bytes += at as u64;
                 let mut found = std::mem::take(&mut r.buf);
                 found.drain(..at);
@@ -418,13 +426,13 @@ impl H2Conn {
                     pos += self.step(d, ts, &found[pos..], st);
                 }
             }
-            None => {
-                let keep = HEADER_LEN * 2;
-                if r.buf.len() > RESYNC_WINDOW - keep {
-                    let cut = r.buf.len() - keep;
-                    st.resync_skipped_bytes += cut as u64;
-                    r.buf.drain(..cut);
-                }
+            frame::Chain::NeedMore(at) => {
+                st.resync_skipped_bytes += at as u64;
+                r.buf.drain(..at);
+            }
+            frame::Chain::None => {
+                st.resync_skipped_bytes += r.buf.len() as u64;
+                r.buf.clear();
             }
         }
         take
@@ -1109,7 +1117,25 @@ impl H2Conn {
     }
 
     /// The connection ended: every stream still open is finished (incomplete).
-    pub fn close(&mut self) {
+    pub fn close(&mut self, st: &mut H2Stats) {
+        // Bytes held while resynchronising: at the end a frame that ends exactly where the
+        // bytes end is proof enough (nothing more will come to confirm it).
+        for d in 0..2 {
+            let r = &mut self.rd[d];
+            if r.synced || r.buf.is_empty() {
+                continue;
+            }
+            let max = r.max_frame.max(frame::DEFAULT_MAX_FRAME);
+            let buf = std::mem::take(&mut r.buf);
+            if let Some(at) = frame::find_chain(&buf, max, CHAIN) {
+                r.synced = true;
+                r.state = Rd::Head;
+                let mut pos = at;
+                while pos < buf.len() && self.rd[d].synced {
+                    pos += self.step(d, self.last_ts, &buf[pos..], st);
+                }
+            }
+        }
         self.rst_pending.clear();
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for id in ids {
@@ -1262,7 +1288,7 @@ mod tests {
         for (i, chunk) in s2c.iter().enumerate() {
             h.feed(1, 100 + i as u64, chunk, &mut st);
         }
-        h.close();
+        h.close(&mut st);
         let mut out = Vec::new();
         h.drain_into(&mut out);
         (out, st)
@@ -1387,6 +1413,8 @@ mod tests {
             &[0x8d],
         );
         h.feed(1, 6, &s, &mut st);
+        // The lone response frame is confirmed by the end of the connection.
+        h.close(&mut st);
         let mut out = Vec::new();
         h.drain_into(&mut out);
         assert_eq!(out.len(), 1);
@@ -1451,6 +1479,7 @@ mod tests {
             ),
             &mut st,
         );
+        h.close(&mut st);
         h.drain_into(&mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].id, 5);
@@ -1518,7 +1547,7 @@ mod tests {
                 h.feed(0, 4, &b, &mut st);
                 h.feed(1, 5, &a, &mut st);
                 proptest::prop_assert!(h.open_streams() <= 8);
-                h.close();
+                h.close(&mut st);
             }
         }
     }

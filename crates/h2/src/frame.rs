@@ -163,6 +163,51 @@ pub fn find_chain(buf: &[u8], max_len: u32, min_frames: usize) -> Option<usize> 
     (0..=last).find(|&start| chain_at(buf, start, max_len, min_frames))
 }
 
+/// What a resynchronising reader learns from its buffer (see [`scan_chain`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chain {
+    /// `min_frames` plausible headers in a row start here.
+    Found(usize),
+    /// Every earlier offset is ruled out; this one needs more bytes to decide.
+    NeedMore(usize),
+    /// No offset can start a chain.
+    None,
+}
+
+/// Like [`find_chain`], but decided only on proof: an offset is accepted when `min_frames`
+/// plausible headers, each where the previous frame's length says, are all in `buf`, and
+/// when the bytes to decide are not there yet the scan stops at that offset (the caller keeps
+/// the bytes from it and asks again with more). So the answer never depends on where the
+/// stream was cut into segments.
+pub fn scan_chain(buf: &[u8], max_len: u32, min_frames: usize) -> Chain {
+    for start in 0..buf.len() {
+        let mut pos = start;
+        let mut n = 0;
+        let verdict = loop {
+            if n >= min_frames {
+                break Some(true);
+            }
+            let Some(h) = FrameHeader::parse(&buf[pos..]) else {
+                break None;
+            };
+            if !h.plausible(max_len) {
+                break Some(false);
+            }
+            n += 1;
+            pos += HEADER_LEN + h.len as usize;
+            if n < min_frames && pos >= buf.len() {
+                break None;
+            }
+        };
+        match verdict {
+            Some(true) => return Chain::Found(start),
+            Some(false) => {}
+            None => return Chain::NeedMore(start),
+        }
+    }
+    Chain::None
+}
+
 /// Whether a plausible chain starts at `start` (see [`find_chain`]).
 pub fn chain_at(buf: &[u8], start: usize, max_len: u32, min_frames: usize) -> bool {
     let mut pos = start;
@@ -243,5 +288,40 @@ mod tests {
             find_chain(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", MAX_MAX_FRAME, 1),
             None
         );
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Whatever the bytes, scanning them whole or fed in two pieces (keeping what the scan
+        /// says to keep) finds the same place.
+        #[test]
+        fn scan_is_split_invariant(b in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+                                   cut in 0usize..200) {
+            let whole = scan_chain(&b, DEFAULT_MAX_FRAME, 2);
+            let cut = cut.min(b.len());
+            let mut buf = b[..cut].to_vec();
+            let mut skipped = 0;
+            let first = scan_chain(&buf, DEFAULT_MAX_FRAME, 2);
+            let got = match first {
+                Chain::Found(at) => Chain::Found(at),
+                Chain::NeedMore(_) | Chain::None => {
+                    let at = if let Chain::NeedMore(at) = first { at } else { buf.len() };
+                    buf.drain(..at);
+                    skipped = at;
+                    buf.extend_from_slice(&b[cut..]);
+                    match scan_chain(&buf, DEFAULT_MAX_FRAME, 2) {
+                        Chain::Found(x) => Chain::Found(x + skipped),
+                        Chain::NeedMore(x) => Chain::NeedMore(x + skipped),
+                        Chain::None => Chain::None,
+                    }
+                }
+            };
+            let _ = skipped;
+            proptest::prop_assert_eq!(whole, got);
+        }
     }
 }

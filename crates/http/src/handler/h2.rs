@@ -127,7 +127,7 @@ impl HttpHandler {
     /// The end of an HTTP/2 connection: every open stream comes out.
     pub(super) fn h2_close(&mut self, c: &mut Conn, flags: FlagSet) {
         if let Some(h) = c.overflow.h2_mut() {
-            h.conn.close();
+            h.conn.close(&mut self.stats.h2);
         }
         self.h2_drain(c, flags);
         if let Some(h) = c.overflow.h2_mut() {
