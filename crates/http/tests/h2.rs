@@ -122,6 +122,9 @@ fn h2c_upgrade_makes_stream_one_the_upgrade_request() {
     assert_eq!(e.interim[0].status, Some(101));
     assert!(e.flags.contains(Flag::Upgrade));
     assert!(!e.flags.contains(Flag::NoRequest));
+    // One exchange, counted once.
+    assert_eq!(t.h.stats().exchanges.iter().sum::<u64>(), 1);
+    assert_eq!(t.h.stats().flags[Flag::Upgrade as usize], 1);
 }
 
 #[test]

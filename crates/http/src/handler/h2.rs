@@ -21,6 +21,7 @@ use super::{Conn, HttpHandler, MsgBuild, State};
 use crate::decode::{decode_all, Coding, DecodeEnd, Decoder};
 use crate::exchange::{Content, Exchange, Grpc, GrpcBody, GrpcMessages, Message, Version};
 use crate::flags::{Flag, FlagSet};
+use crate::stats::Outcome;
 
 /// A connection's HTTP/2 state.
 #[derive(Debug)]
@@ -66,7 +67,10 @@ impl HttpHandler {
                     && e.client.port == cl.port
                     && e.server.port == sv.port
             }) {
-                upgrade = Some(Box::new(self.out.remove(i)));
+                let e = self.out.remove(i);
+                // It leaves again as stream 1's record, counted then: take back its count.
+                self.count(&e, false);
+                upgrade = Some(Box::new(e));
             }
         } else {
             self.flush_all(c, FlagSet::EMPTY);
@@ -133,6 +137,7 @@ impl HttpHandler {
         if let Some(h) = c.overflow.h2_mut() {
             if let Some(e) = h.upgrade.take() {
                 // The upgrade's stream never came out: its record goes as it was.
+                self.count(&e, true);
                 self.out.push(*e);
             }
         }
@@ -233,7 +238,9 @@ impl HttpHandler {
                 let mut interim = e.response.take().into_iter().collect::<Vec<_>>();
                 interim.append(&mut e.interim);
                 self.emit(c, None, resp, interim, flags);
-                if let Some(x) = self.out.last_mut() {
+                if let Some(mut x) = self.out.pop() {
+                    // Counted by `emit` without its request: count the finished record.
+                    self.count(&x, false);
                     x.flags.remove(Flag::NoRequest);
                     x.flags.merge(e.flags);
                     x.id = e.id;
@@ -241,6 +248,8 @@ impl HttpHandler {
                     x.timing.request_start_ns = e.timing.request_start_ns;
                     x.timing.request_end_ns = e.timing.request_end_ns;
                     x.request = e.request.take();
+                    self.count(&x, true);
+                    self.out.push(x);
                 }
             }
             None => self.emit(c, req, resp, Vec::new(), flags),
@@ -258,6 +267,21 @@ impl HttpHandler {
                 }
                 x.grpc = grpc.map(Box::new);
             }
+        }
+    }
+
+    /// Adds (or takes back) an exchange's outcome and flags in the counters, as `emit` counts
+    /// them.
+    fn count(&mut self, e: &Exchange, add: bool) {
+        let outcome = match (&e.request, &e.response) {
+            (Some(_), Some(_)) => Outcome::Complete,
+            (Some(_), None) => Outcome::NoResponse,
+            _ => Outcome::NoRequest,
+        };
+        let step = |n: &mut u64| *n = if add { *n + 1 } else { n.saturating_sub(1) };
+        step(&mut self.stats.exchanges[outcome as usize]);
+        for f in e.flags.iter() {
+            step(&mut self.stats.flags[f as usize]);
         }
     }
 
