@@ -510,7 +510,9 @@ def summarise(conn, st):
     out["status"] = int(status) if status is not None else None
     out["encoding"] = {"method": m_how, "path": p_how, "status": s_how}
     out["upgrade"] = st["upgrade"]
-    out["pushed"] = st["pushed"]
+    # Server-initiated streams are even (RFC 9113 5.1.1): pushed even when the PUSH_PROMISE
+    # is not in the capture.
+    out["pushed"] = st["pushed"] or (st["stream_id"] % 2 == 0 and st["stream_id"] != 0)
     if st["pushed"]:
         out["promised_on"] = st["promised_on"]
     out["interim"] = st["interim"]
