@@ -3,7 +3,8 @@
 
     python3 pcaps/h2/check.py [--vxtap BIN] [--jsonl OUT.jsonl] [-v] [FILE.pcap ...]
 
-For each capture (default: every pcaps/h2/{plain,faults,vxlan}/*.pcap) it reads the truth
+For each capture (default: every pcaps/h2/{plain,faults,vxlan}/*.pcap, and the public
+captures of ../shared/pcaps/public whose truth is in pcaps/h2/public/) it reads the truth
 next to it (FILE.truth.json, made by derive.sh from pcaps/tools/h2truth.py), runs
 `BIN replay -q --no-progress FILE` (BIN: $VXTAP or target/release/vxtap, else
 target/debug/vxtap) unless --jsonl gives the output of one file, and matches records to
@@ -121,8 +122,9 @@ class Report:
             print("warn  %s %s: %s" % (self.name, where, msg))
 
 
-def check_file(pcap, jsonl, binary, verbose):
-    truth_path = pcap[:-5] + ".truth.json" if pcap.endswith(".pcap") else pcap + ".truth.json"
+def check_file(pcap, jsonl, binary, verbose, truth_path=None):
+    if truth_path is None:
+        truth_path = pcap[:-5] + ".truth.json" if pcap.endswith(".pcap") else pcap + ".truth.json"
     truth = json.load(open(truth_path))
     rep = Report(os.path.relpath(pcap, ROOT) if pcap.startswith(ROOT) else pcap, verbose)
     recs = [r for r in records(pcap, jsonl, binary) if is_h2(r)]
@@ -278,16 +280,28 @@ def main():
             files.append(os.path.abspath(a))
     if jsonl and len(files) != 1:
         raise SystemExit("--jsonl goes with exactly one capture")
+    pairs = [(f, None) for f in files]
     if not files:
         for d in ("plain", "faults", "vxlan"):
             p = os.path.join(HERE, d)
             if os.path.isdir(p):
-                files += sorted(os.path.join(p, f) for f in os.listdir(p) if f.endswith(".pcap"))
+                pairs += sorted((os.path.join(p, f), None) for f in os.listdir(p) if f.endswith(".pcap"))
+        # Public captures, when ../shared is there (never copied into the repository).
+        pub = os.path.join(HERE, "public")
+        shared = os.environ.get("SHARED") or os.path.join(ROOT, "..", "shared")
+        if not os.path.isdir(shared):
+            shared = "/work/shared"
+        if os.path.isdir(pub):
+            for t in sorted(os.listdir(pub)):
+                tp = os.path.join(pub, t)
+                cap = os.path.join(shared, "pcaps", "public", json.load(open(tp))["file"])
+                if os.path.exists(cap):
+                    pairs.append((cap, tp))
     binary = None if jsonl else vxtap_bin(binary)
     errors = 0
-    for f in files:
-        errors += check_file(f, jsonl, binary, verbose)
-    print("# total: %d errors in %d captures" % (errors, len(files)))
+    for f, t in pairs:
+        errors += check_file(f, jsonl, binary, verbose, t)
+    print("# total: %d errors in %d captures" % (errors, len(pairs)))
     return 1 if errors else 0
 
 
