@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import expected  # noqa: E402
 import h2lib  # noqa: E402
 
-SERVER_PORTS = {80, 443, 3000, 8000, 8080, 8081, 8082, 50051}  # for mid-stream captures
+SERVER_PORTS = {80, 443, 3000, 8000, 8080, 8081, 8082, 50051, 50052}  # for mid-stream captures
 
 # gRPC's mapping of RST_STREAM codes to status codes (grpc/doc/PROTOCOL-HTTP2.md, "Errors").
 GRPC_FROM_RST = {0: 13, 1: 13, 2: 13, 3: 13, 4: 13, 6: 13, 7: 14, 8: 1, 9: 13, 10: 13,
