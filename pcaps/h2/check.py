@@ -2,6 +2,7 @@
 """Compares vxtap's HTTP/2 exchanges for a capture with its ground truth (standard library only).
 
     python3 pcaps/h2/check.py [--vxtap BIN] [--jsonl OUT.jsonl] [-v] [FILE.pcap ...]
+    python3 pcaps/h2/check.py --self-test   # the checker passes ideal records, fails broken ones
 
 For each capture (default: every pcaps/h2/{plain,faults,vxlan}/*.pcap, and the public
 captures of ../shared/pcaps/public whose truth is in pcaps/h2/public/) it reads the truth
@@ -260,8 +261,109 @@ def check_stream(rep, where, s, r):
             rep.err(where, "grpc %s sizes %r, truth %r" % (d, gs, tm["sizes"]))
 
 
+def ideal_records(truth):
+    """The records a parser that gets exactly what the truth knows would write (self-test)."""
+    out = []
+    for c in truth["connections"]:
+        for s in c["streams"]:
+            def peer(e):
+                ip, port = e.rsplit(":", 1)
+                return {"ip": ip.strip("[]"), "port": int(port)}
+            flags = [f for f, on in (("pushed", s["pushed"]), ("rst_stream", s["rst_streams"]),
+                                     ("headers_partial", s["headers_partial"])) if on]
+            r = {"client": peer(c["client"]), "server": peer(c["server"]), "stream_id": s["stream_id"],
+                 "request": {"method": s["method"], "uri": s["path"], "authority": s["authority"],
+                             "version": "HTTP/1.1" if s["upgrade"] else "HTTP/2",
+                             "body_len": s["request_body_len"]},
+                 "response": {"status": s["status"], "version": "HTTP/2",
+                              "body_len": s["response_body_len"]},
+                 "flags": flags}
+            g = s["grpc"]
+            if g is not None:
+                r["grpc"] = {k: g[k] for k in ("service", "method", "status", "status_name", "message")}
+                r["grpc"]["encoding"] = g["response_encoding"] or g["request_encoding"]
+                for d, k in (("request", "request_messages"), ("response", "response_messages")):
+                    if g[k] is not None:
+                        r["grpc"][d] = {"count": g[k]["count"], "sizes": g[k]["sizes"]}
+            out.append(r)
+    return out
+
+
+def self_test():
+    """The checker must pass a parser that matches the truth and fail one that does not:
+    for every truth file, the ideal records pass; with one field broken, or one record
+    added twice or invented, the check fails."""
+    import contextlib
+    import copy
+    import io
+    import tempfile
+    truths = []
+    for d in ("plain", "faults", "vxlan", "public"):
+        p = os.path.join(HERE, d)
+        if os.path.isdir(p):
+            truths += sorted(os.path.join(p, f) for f in os.listdir(p) if f.endswith(".truth.json"))
+    breakages = [
+        ("status", lambda r: r["response"].__setitem__("status", 599)),
+        ("uri", lambda r: r["request"].__setitem__("uri", "/wrong")),
+        ("response body_len", lambda r: r["response"].__setitem__("body_len", r["response"]["body_len"] + 1)),
+        ("rst flag dropped", lambda r: r["flags"].remove("rst_stream") if "rst_stream" in r["flags"]
+         else r["flags"].append("rst_stream")),
+        ("grpc status", lambda r: r.get("grpc") and r["grpc"].__setitem__("status", 99)),
+        ("grpc response count", lambda r: r.get("grpc") and r["grpc"].get("response")
+         and r["grpc"]["response"].__setitem__("count", r["grpc"]["response"]["count"] + 1)),
+    ]
+    failed = checks = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        jl = os.path.join(tmp, "r.jsonl")
+
+        def run(recs, tp):
+            nonlocal checks
+            checks += 1
+            with open(jl, "w") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in recs))
+            with contextlib.redirect_stdout(io.StringIO()):
+                return check_file(tp, jl, None, False, tp)
+        for tp in truths:
+            truth = json.load(open(tp))
+            ideal = ideal_records(truth)
+            if run(ideal, tp):
+                print("self-test: ideal records fail %s" % tp)
+                failed += 1
+            complete = [i for i, r in enumerate(ideal) if any(
+                s["complete"] and s["stream_id"] == r["stream_id"] for c in truth["connections"]
+                for s in c["streams"])]
+            for name, brk in breakages:
+                for i in complete:
+                    recs = copy.deepcopy(ideal)
+                    before = json.dumps(recs[i], sort_keys=True)
+                    brk(recs[i])
+                    if json.dumps(recs[i], sort_keys=True) == before:
+                        continue  # not applicable to this stream (no gRPC, ...)
+                    if not run(recs, tp):
+                        print("self-test: %s broken on record %d passes %s" % (name, i, tp))
+                        failed += 1
+                    break
+            if ideal:
+                if not run(ideal + [ideal[0]], tp):
+                    print("self-test: a duplicate record passes %s" % tp)
+                    failed += 1
+                ghost = copy.deepcopy(ideal[0])
+                ghost["stream_id"] = 100001
+                if not run(ideal + [ghost], tp):
+                    print("self-test: an invented stream passes %s" % tp)
+                    failed += 1
+                if any(s["complete"] for c in truth["connections"] for s in c["streams"]) \
+                        and not run(ideal[1:], tp) and truth["connections"][0]["streams"][0]["complete"]:
+                    print("self-test: a missing record passes %s" % tp)
+                    failed += 1
+    print("# self-test: %d truth files, %d checks, %d failures" % (len(truths), checks, failed))
+    return 1 if failed else 0
+
+
 def main():
     args = sys.argv[1:]
+    if args == ["--self-test"]:
+        return self_test()
     binary = jsonl = None
     verbose = False
     files = []
