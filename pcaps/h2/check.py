@@ -2,8 +2,10 @@
 """Compares vxtap's HTTP/2 exchanges for a capture with its ground truth (standard library only).
 
     python3 pcaps/h2/check.py [--vxtap BIN] [--jsonl OUT.jsonl] [-v] [FILE.pcap ...]
+    python3 pcaps/h2/check.py --self-test   # the checker passes ideal records, fails broken ones
 
-For each capture (default: every pcaps/h2/{plain,faults,vxlan}/*.pcap) it reads the truth
+For each capture (default: every pcaps/h2/{plain,faults,vxlan}/*.pcap, and the public
+captures of ../shared/pcaps/public whose truth is in pcaps/h2/public/) it reads the truth
 next to it (FILE.truth.json, made by derive.sh from pcaps/tools/h2truth.py), runs
 `BIN replay -q --no-progress FILE` (BIN: $VXTAP or target/release/vxtap, else
 target/debug/vxtap) unless --jsonl gives the output of one file, and matches records to
@@ -121,8 +123,9 @@ class Report:
             print("warn  %s %s: %s" % (self.name, where, msg))
 
 
-def check_file(pcap, jsonl, binary, verbose):
-    truth_path = pcap[:-5] + ".truth.json" if pcap.endswith(".pcap") else pcap + ".truth.json"
+def check_file(pcap, jsonl, binary, verbose, truth_path=None):
+    if truth_path is None:
+        truth_path = pcap[:-5] + ".truth.json" if pcap.endswith(".pcap") else pcap + ".truth.json"
     truth = json.load(open(truth_path))
     rep = Report(os.path.relpath(pcap, ROOT) if pcap.startswith(ROOT) else pcap, verbose)
     recs = [r for r in records(pcap, jsonl, binary) if is_h2(r)]
@@ -258,8 +261,109 @@ def check_stream(rep, where, s, r):
             rep.err(where, "grpc %s sizes %r, truth %r" % (d, gs, tm["sizes"]))
 
 
+def ideal_records(truth):
+    """The records a parser that gets exactly what the truth knows would write (self-test)."""
+    out = []
+    for c in truth["connections"]:
+        for s in c["streams"]:
+            def peer(e):
+                ip, port = e.rsplit(":", 1)
+                return {"ip": ip.strip("[]"), "port": int(port)}
+            flags = [f for f, on in (("pushed", s["pushed"]), ("rst_stream", s["rst_streams"]),
+                                     ("headers_partial", s["headers_partial"])) if on]
+            r = {"client": peer(c["client"]), "server": peer(c["server"]), "stream_id": s["stream_id"],
+                 "request": {"method": s["method"], "uri": s["path"], "authority": s["authority"],
+                             "version": "HTTP/1.1" if s["upgrade"] else "HTTP/2",
+                             "body_len": s["request_body_len"]},
+                 "response": {"status": s["status"], "version": "HTTP/2",
+                              "body_len": s["response_body_len"]},
+                 "flags": flags}
+            g = s["grpc"]
+            if g is not None:
+                r["grpc"] = {k: g[k] for k in ("service", "method", "status", "status_name", "message")}
+                r["grpc"]["encoding"] = g["response_encoding"] or g["request_encoding"]
+                for d, k in (("request", "request_messages"), ("response", "response_messages")):
+                    if g[k] is not None:
+                        r["grpc"][d] = {"count": g[k]["count"], "sizes": g[k]["sizes"]}
+            out.append(r)
+    return out
+
+
+def self_test():
+    """The checker must pass a parser that matches the truth and fail one that does not:
+    for every truth file, the ideal records pass; with one field broken, or one record
+    added twice or invented, the check fails."""
+    import contextlib
+    import copy
+    import io
+    import tempfile
+    truths = []
+    for d in ("plain", "faults", "vxlan", "public"):
+        p = os.path.join(HERE, d)
+        if os.path.isdir(p):
+            truths += sorted(os.path.join(p, f) for f in os.listdir(p) if f.endswith(".truth.json"))
+    breakages = [
+        ("status", lambda r: r["response"].__setitem__("status", 599)),
+        ("uri", lambda r: r["request"].__setitem__("uri", "/wrong")),
+        ("response body_len", lambda r: r["response"].__setitem__("body_len", r["response"]["body_len"] + 1)),
+        ("rst flag dropped", lambda r: r["flags"].remove("rst_stream") if "rst_stream" in r["flags"]
+         else r["flags"].append("rst_stream")),
+        ("grpc status", lambda r: r.get("grpc") and r["grpc"].__setitem__("status", 99)),
+        ("grpc response count", lambda r: r.get("grpc") and r["grpc"].get("response")
+         and r["grpc"]["response"].__setitem__("count", r["grpc"]["response"]["count"] + 1)),
+    ]
+    failed = checks = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        jl = os.path.join(tmp, "r.jsonl")
+
+        def run(recs, tp):
+            nonlocal checks
+            checks += 1
+            with open(jl, "w") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in recs))
+            with contextlib.redirect_stdout(io.StringIO()):
+                return check_file(tp, jl, None, False, tp)
+        for tp in truths:
+            truth = json.load(open(tp))
+            ideal = ideal_records(truth)
+            if run(ideal, tp):
+                print("self-test: ideal records fail %s" % tp)
+                failed += 1
+            complete = [i for i, r in enumerate(ideal) if any(
+                s["complete"] and s["stream_id"] == r["stream_id"] for c in truth["connections"]
+                for s in c["streams"])]
+            for name, brk in breakages:
+                for i in complete:
+                    recs = copy.deepcopy(ideal)
+                    before = json.dumps(recs[i], sort_keys=True)
+                    brk(recs[i])
+                    if json.dumps(recs[i], sort_keys=True) == before:
+                        continue  # not applicable to this stream (no gRPC, ...)
+                    if not run(recs, tp):
+                        print("self-test: %s broken on record %d passes %s" % (name, i, tp))
+                        failed += 1
+                    break
+            if ideal:
+                if not run(ideal + [ideal[0]], tp):
+                    print("self-test: a duplicate record passes %s" % tp)
+                    failed += 1
+                ghost = copy.deepcopy(ideal[0])
+                ghost["stream_id"] = 100001
+                if not run(ideal + [ghost], tp):
+                    print("self-test: an invented stream passes %s" % tp)
+                    failed += 1
+                if any(s["complete"] for c in truth["connections"] for s in c["streams"]) \
+                        and not run(ideal[1:], tp) and truth["connections"][0]["streams"][0]["complete"]:
+                    print("self-test: a missing record passes %s" % tp)
+                    failed += 1
+    print("# self-test: %d truth files, %d checks, %d failures" % (len(truths), checks, failed))
+    return 1 if failed else 0
+
+
 def main():
     args = sys.argv[1:]
+    if args == ["--self-test"]:
+        return self_test()
     binary = jsonl = None
     verbose = False
     files = []
@@ -278,16 +382,28 @@ def main():
             files.append(os.path.abspath(a))
     if jsonl and len(files) != 1:
         raise SystemExit("--jsonl goes with exactly one capture")
+    pairs = [(f, None) for f in files]
     if not files:
         for d in ("plain", "faults", "vxlan"):
             p = os.path.join(HERE, d)
             if os.path.isdir(p):
-                files += sorted(os.path.join(p, f) for f in os.listdir(p) if f.endswith(".pcap"))
+                pairs += sorted((os.path.join(p, f), None) for f in os.listdir(p) if f.endswith(".pcap"))
+        # Public captures, when ../shared is there (never copied into the repository).
+        pub = os.path.join(HERE, "public")
+        shared = os.environ.get("SHARED") or os.path.join(ROOT, "..", "shared")
+        if not os.path.isdir(shared):
+            shared = "/work/shared"
+        if os.path.isdir(pub):
+            for t in sorted(os.listdir(pub)):
+                tp = os.path.join(pub, t)
+                cap = os.path.join(shared, "pcaps", "public", json.load(open(tp))["file"])
+                if os.path.exists(cap):
+                    pairs.append((cap, tp))
     binary = None if jsonl else vxtap_bin(binary)
     errors = 0
-    for f in files:
-        errors += check_file(f, jsonl, binary, verbose)
-    print("# total: %d errors in %d captures" % (errors, len(files)))
+    for f, t in pairs:
+        errors += check_file(f, jsonl, binary, verbose, t)
+    print("# total: %d errors in %d captures" % (errors, len(pairs)))
     return 1 if errors else 0
 
 

@@ -66,6 +66,29 @@ shopt -s nullglob
 python3 "$TOOLS/h2truth.py" --tsv plain/*.truth.json faults/*.truth.json vxlan/*.truth.json >truth.tsv
 shopt -u nullglob
 
+# Public HTTP/2 and gRPC captures (read in place, never copied into the repository): their
+# truth goes to public/, for check.py to use when ../shared exists.
+SHARED=${SHARED:-$ROOT/../shared}
+[ -d "$SHARED/pcaps/public" ] || SHARED=/work/shared
+PUB=$SHARED/pcaps/public
+PUBLIC_H2="grpc-go-for-professionals__Unary.pcapng:50051 suricata-verify__http2-keywords2_input.pcap:
+suricata-verify__http2-keywords_input.pcap:3000 suricata-verify__http2-compression-bug_input.pcap:443"
+if [ -d "$PUB" ]; then
+    log "public captures from $PUB"
+    mkdir -p public
+    for spec in $PUBLIC_H2; do
+        f=${spec%%:*} port=${spec##*:}
+        [ -e "$PUB/$f" ] || continue
+        name=${f%.*}
+        # h2truth.py reads classic pcap; the pcapng one is converted in a temporary file.
+        editcap -F pcap "$PUB/$f" "$tmp/$name.pcap"
+        python3 "$TOOLS/h2truth.py" "$tmp/$name.pcap" |
+            python3 -c 'import json,sys; t=json.load(sys.stdin); t["file"]=sys.argv[1]; t["decode_as_port"]=sys.argv[2] or None; print(json.dumps(t, indent=1, sort_keys=True))' \
+                "$f" "$port" >"public/$name.truth.json"
+        cp "$tmp/$name.pcap" "$tmp/public-$name.pcap"
+    done
+fi
+
 log "cross-check"
 bad=0
 {
@@ -89,6 +112,15 @@ bad=0
         clean=plain/${name%-*}.truth.json
         [ -e "$clean" ] || clean=plain/${name%-*-*}.truth.json
         python3 "$TOOLS/h2truth.py" --compare "$clean" "${f%.pcap}.truth.json" || bad=1
+    done
+    for spec in $PUBLIC_H2; do
+        f=${spec%%:*} port=${spec##*:}
+        name=${f%.*}
+        [ -e "$tmp/public-$name.pcap" ] || continue
+        echo "## public $f"
+        # Without a port the capture starts as HTTP/1.1 (Upgrade: h2c) and tshark follows it.
+        python3 "$TOOLS/h2tshark.py" "public/$name.truth.json" "$tmp/public-$name.pcap" --port "${port:-1}" ||
+            [ -z "$port" ] || bad=1
     done
     for f in vxlan/*.pcap; do
         [ -e "$f" ] || continue

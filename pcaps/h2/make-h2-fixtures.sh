@@ -214,11 +214,16 @@ start_servers() {
     (cd "$GRPC" && exec ip netns exec "$SRV_NS" python3 server.py "0.0.0.0:50051" \
         "$LOGS/grpc-server.jsonl") >"$WORK/grpc-server.out" 2>&1 &
     SRV_PIDS="$SRV_PIDS $!"
+    # A second gRPC server that announces SETTINGS_MAX_FRAME_SIZE 1 MiB (big-frames case).
+    (cd "$GRPC" && exec ip netns exec "$SRV_NS" python3 server.py "0.0.0.0:50052" \
+        "$LOGS/grpc-server-big.jsonl" 1048576) >"$WORK/grpc-server-big.out" 2>&1 &
+    SRV_PIDS="$SRV_PIDS $!"
     for _ in $(seq 100); do
         if in_srv curl -s --noproxy '*' --http2-prior-knowledge -o /dev/null "http://127.0.0.1:8080/small.txt" &&
            in_srv curl -s --noproxy '*' --http2-prior-knowledge -o /dev/null "http://127.0.0.1:8081/small.txt" &&
            in_srv curl -s --noproxy '*' --http2 -o /dev/null "http://127.0.0.1:8082/small.txt" &&
-           grep -q listening "$WORK/grpc-server.out"; then
+           grep -q listening "$WORK/grpc-server.out" &&
+           grep -q listening "$WORK/grpc-server-big.out"; then
             : >"$LOGS/grpc-server.jsonl"
             return 0
         fi
@@ -265,7 +270,7 @@ ccurl() {
 }
 cgrpc() {
     local name=$1; shift
-    (cd "$GRPC" && ip netns exec "$CLI_NS" python3 client.py "$GRPC_ADDR" "$1" "$LOGS/$name.grpc-client.jsonl")
+    (cd "$GRPC" && ip netns exec "$CLI_NS" python3 client.py "${2:-$GRPC_ADDR}" "$1" "$LOGS/$name.grpc-client.jsonl")
 }
 # The server's log lines written during a case belong to it.
 srv_log_mark() { wc -l <"$LOGS/grpc-server.jsonl"; }
@@ -335,6 +340,16 @@ case_grpc_calls() {
     srv_log_take grpc-calls "$mark"
 }
 
+case_grpc_bigframes() {
+    # Both peers announce SETTINGS_MAX_FRAME_SIZE 1 MiB, so the ~20 KB messages travel in
+    # single DATA frames larger than the default 16384 bytes (legal: negotiated).
+    cap_start grpc-bigframes
+    cgrpc grpc-bigframes bigframes "$SRV_IP:50052"
+    cap_stop grpc-bigframes
+    sleep 0.3
+    cp "$LOGS/grpc-server-big.jsonl" "$LOGS/grpc-bigframes.grpc-server.jsonl"
+}
+
 case_grpc_midstream() {
     # The capture starts inside the long server stream (8 replies, 100 ms apart): after the
     # first unary call finished (the client logged it) and 250 ms more. No handshake, no
@@ -397,12 +412,13 @@ do_capture() {
     case_nghttp_upgrade
     case_curl
     case_grpc_calls
+    case_grpc_bigframes
     case_grpc_midstream
     case_loss_retransmit
     rm -rf "$HERE/logs"
     mkdir -p "$HERE/logs"
     cp "$LOGS"/h2-* "$LOGS"/grpc-* "$HERE/logs/"
-    rm -f "$HERE/logs/grpc-server.jsonl"
+    rm -f "$HERE/logs/grpc-server.jsonl" "$HERE/logs/grpc-server-big.jsonl"
     ls -l "$PLAIN" >&2
 }
 

@@ -21,7 +21,7 @@ import re
 import sys
 import urllib.parse
 
-GRPC_PORT = 50051
+GRPC_PORTS = (50051, 50052)
 
 
 def nghttp_sessions(path):
@@ -178,7 +178,7 @@ def main():
         p = os.path.join(logdir, "%s.grpc-%s.jsonl" % (name, side))
         if not os.path.exists(p):
             continue
-        streams = [(c, s) for c in conns if port_of(c["server"]) == GRPC_PORT
+        streams = [(c, s) for c in conns if port_of(c["server"]) in GRPC_PORTS
                    for s in c["streams"] if s["grpc"] is not None or s["path"] is None]
         used = set()
         for n, line in enumerate(open(p)):

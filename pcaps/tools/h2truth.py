@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import expected  # noqa: E402
 import h2lib  # noqa: E402
 
-SERVER_PORTS = {80, 443, 3000, 8000, 8080, 8081, 8082, 50051}
+SERVER_PORTS = {80, 443, 3000, 8000, 8080, 8081, 8082, 50051, 50052}  # for mid-stream captures
 
 # gRPC's mapping of RST_STREAM codes to status codes (grpc/doc/PROTOCOL-HTTP2.md, "Errors").
 GRPC_FROM_RST = {0: 13, 1: 13, 2: 13, 3: 13, 4: 13, 6: 13, 7: 14, 8: 1, 9: 13, 10: 13,
@@ -63,7 +63,12 @@ class Half:
 def connections(path):
     conns, order = {}, []
     for idx, ts, lt, pkt, _ in expected.read_pcap(path):
-        et, l3 = expected.l3_from_link(lt, pkt)
+        if lt in (0, 108):  # BSD loopback: a 4-byte address family, then IP
+            l3 = pkt[4:]
+            v = l3[0] >> 4 if l3 else 0
+            et = b"\x08\x00" if v == 4 else (b"\x86\xdd" if v == 6 else None)
+        else:
+            et, l3 = expected.l3_from_link(lt, pkt)
         if et is None:
             continue
         r = expected.ip_tcp(et, l3)
@@ -510,7 +515,9 @@ def summarise(conn, st):
     out["status"] = int(status) if status is not None else None
     out["encoding"] = {"method": m_how, "path": p_how, "status": s_how}
     out["upgrade"] = st["upgrade"]
-    out["pushed"] = st["pushed"]
+    # Server-initiated streams are even (RFC 9113 5.1.1): pushed even when the PUSH_PROMISE
+    # is not in the capture.
+    out["pushed"] = st["pushed"] or (st["stream_id"] % 2 == 0 and st["stream_id"] != 0)
     if st["pushed"]:
         out["promised_on"] = st["promised_on"]
     out["interim"] = st["interim"]

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections import defaultdict
 
-PORTS = [8080, 8081, 50051]  # 8082 (nghttpx) starts as HTTP/1.1: tshark follows the Upgrade itself
+PORTS = [8080, 8081, 50051, 50052]  # 8082 (nghttpx) starts as HTTP/1.1: tshark follows the Upgrade itself
 
 
 def pairs_hook(pairs):

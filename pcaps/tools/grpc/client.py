@@ -4,8 +4,9 @@
     python3 client.py HOST:PORT SCENARIO LOG.jsonl
 
 SCENARIO is `calls` (every call kind on one channel, so one TCP connection carries all
-streams, a few of them concurrently) or `stream` (one long server stream, for the loss
-and mid-stream variants). Every call is logged as one JSON line (method, message sizes per
+streams, a few of them concurrently), `stream` (one long server stream, for the loss
+and mid-stream variants) or `bigframes` (both sides negotiate 1 MiB frames; use with a
+server started with MAX_FRAME_SIZE). Every call is logged as one JSON line (method, message sizes per
 direction, the status code and details the client saw): the client's half of the ground
 truth in pcaps/h2/. Calls run in a fixed order so the stream ids are the same every run.
 """
@@ -111,12 +112,25 @@ def stream(ch, log):
     log.call("Unary", [r], lambda: unary(r, timeout=10))
 
 
+def bigframes(ch, log):
+    # Both sides announce SETTINGS_MAX_FRAME_SIZE 1 MiB: messages go as DATA frames larger
+    # than 16384 bytes, legal because they were negotiated.
+    unary = ch.unary_unary(SERVICE + "Unary", **ident)
+    bidi = ch.stream_stream(SERVICE + "Bidi", **ident)
+    r = echo_pb.request("bigframe", size=18000)
+    log.call("Unary", [r], lambda: unary(r, timeout=10))
+    reqs = [echo_pb.request("b" * 17000)]
+    log.call("Bidi", reqs, lambda: list(bidi(iter(reqs), timeout=10)))
+
+
 def main():
     target, scenario, path = sys.argv[1:4]
     opts = [("grpc.enable_http_proxy", 0)]
+    if scenario == "bigframes":
+        opts.append(("grpc.http2.max_frame_size", 1 << 20))
     with grpc.insecure_channel(target, options=opts) as ch:
         grpc.channel_ready_future(ch).result(timeout=10)
-        {"calls": calls, "stream": stream}[scenario](ch, Log(path))
+        {"calls": calls, "stream": stream, "bigframes": bigframes}[scenario](ch, Log(path))
 
 
 if __name__ == "__main__":

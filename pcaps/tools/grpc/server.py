@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The gRPC server of the HTTP/2 fixtures: vxtap.test.Echo (echo.proto) on grpcio.
 
-    python3 server.py ADDRESS:PORT LOG.jsonl
+    python3 server.py ADDRESS:PORT LOG.jsonl [MAX_FRAME_SIZE]
 
 Generic handlers over raw bytes (messages encoded by echo_pb.py), so no generated stubs are
 needed. Every finished call is logged as one JSON line (method, messages and their sizes in
@@ -135,7 +135,10 @@ def main():
         "Fail": grpc.unary_unary_rpc_method_handler(fail, **ident),
         "Slow": grpc.unary_unary_rpc_method_handler(slow, **ident),
     }
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    # argv[3] (optional): SETTINGS_MAX_FRAME_SIZE to announce, so that peers may send DATA
+    # frames larger than the default 16384 bytes (the big-frames fixture).
+    opts = [("grpc.http2.max_frame_size", int(sys.argv[3]))] if len(sys.argv) > 3 else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=opts)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_insecure_port(sys.argv[1])
     server.start()
