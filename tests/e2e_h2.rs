@@ -160,6 +160,7 @@ fn h2_clean_captures_are_exact_per_stream() {
         "h2/plain/h2-curl.pcap",
         "h2/plain/h2-loss-retransmit.pcap",
         "h2/plain/grpc-calls.pcap",
+        "h2/plain/grpc-bigframes.pcap",
         "h2/vxlan/h2-curl-vni304.pcap",
         "h2/vxlan/h2-nghttp-push-vni302.pcap",
         "h2/vxlan/h2-nghttp-upgrade-vni303.pcap",
