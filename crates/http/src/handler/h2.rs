@@ -18,7 +18,7 @@ use vxtap_h2::{grpc, H2Config, H2Conn, SideOut, Start, StreamOut};
 
 use super::budget::message_heap;
 use super::{Conn, HttpHandler, MsgBuild, State};
-use crate::decode::{decode_all, Coding, DecodeEnd, Decoder};
+use crate::decode::{decode_all, Coding, DecodeEnd};
 use crate::exchange::{Content, Exchange, Grpc, GrpcBody, GrpcMessages, Message, Version};
 use crate::flags::{Flag, FlagSet};
 use crate::stats::Outcome;
@@ -194,7 +194,7 @@ impl HttpHandler {
         );
         b.msg.body_len = side.body_len;
         if let Some(d) = b.decoder.as_mut() {
-            write_decoder(d, &side.body);
+            d.write(&side.body);
         }
         b.raw = side.body;
         b.cut = !side.ended;
@@ -228,8 +228,9 @@ impl HttpHandler {
         } else {
             None
         };
-        let req = s.request.clone().map(|r| self.h2_build(r, true));
-        let resp = s.response.clone().map(|r| self.h2_build(r, false));
+        let (id, rst) = (s.id, s.rst);
+        let req = s.request.map(|r| self.h2_build(r, true));
+        let resp = s.response.map(|r| self.h2_build(r, false));
         let before = self.out.len();
         match upgrade {
             Some(mut e) => {
@@ -257,8 +258,8 @@ impl HttpHandler {
         if self.out.len() > before {
             self.stats.exchanges_h2 += 1;
             if let Some(x) = self.out.last_mut() {
-                x.stream_id = Some(s.id);
-                x.rst_error = s.rst;
+                x.stream_id = Some(id);
+                x.rst_error = rst;
                 if let Some(g) = &grpc {
                     if let Some(code) = g.status {
                         let i = (code as usize).min(self.stats.grpc_status.len() - 1);
@@ -361,10 +362,6 @@ impl HttpHandler {
             dump,
         }
     }
-}
-
-fn write_decoder(d: &mut Decoder, b: &[u8]) {
-    d.write(b);
 }
 
 fn dir_index(d: Direction) -> usize {
