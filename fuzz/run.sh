@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-targets=(decap pcap pcapng http_handler chunked redact)
+targets=(decap pcap pcapng http_handler chunked redact h2)
 triple=$(rustc -vV | sed -n 's/^host: //p')
 
 build() {

@@ -154,6 +154,37 @@ def main():
         put("chunked", b"\x00\x02\x00\x03\x00\x07" + c)
     put("chunked", b"\x1f\x01\x00\x05" + b"\x04abcde\x10" + bytes(range(17)))
 
+    for seed in h2_seeds():
+        put("h2", seed)
+
+
+def h2_frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def h2_lit(name, value):
+    return bytes([0x40, len(name)]) + name + bytes([len(value)]) + value
+
+
+def h2_seeds():
+    """Client and server bytes of a prior-knowledge GET with CONTINUATION and trailers, and a
+    gRPC call with a reset stream: the h2 target's starting points."""
+    settings = h2_frame(4, 0, 0, b"\x00\x03\x00\x00\x00\x64")
+    blk = b"\x82\x86\x84" + h2_lit(b":authority", b"svc")
+    c = b"SM\r\n\r\n" + settings + h2_frame(1, 1, 1, blk[:3]) + h2_frame(9, 4, 1, blk[3:])
+    grpc = b"\x83\x86" + h2_lit(b":path", b"/p.S/M") + h2_lit(b"content-type", b"application/grpc")
+    c += h2_frame(1, 4, 3, grpc) + h2_frame(0, 1, 3, b"\x00\x00\x00\x00\x02\x08\x01")
+    c += h2_frame(1, 4, 5, b"\x83\x86\xbf\xbe") + h2_frame(3, 0, 5, b"\x00\x00\x00\x08")
+    sv = settings + h2_frame(1, 4, 1, b"\x88") + h2_frame(0, 8, 1, b"\x02hi\x00\x00")
+    sv += h2_frame(1, 5, 1, h2_lit(b"x-t", b"1"))
+    sv += h2_frame(1, 4, 3, b"\x88" + h2_lit(b"content-type", b"application/grpc"))
+    sv += h2_frame(0, 0, 3, b"\x00\x00\x00\x00\x01\x07") + h2_frame(1, 5, 3, h2_lit(b"grpc-status", b"0"))
+    sv += h2_frame(7, 0, 0, b"\x00\x00\x00\x05\x00\x00\x00\x00")
+    out = []
+    for mode in (0, 1, 2, 0x80):
+        out.append(bytes([mode]) + struct.pack(">HH", len(c) // 2, len(c)) + c + sv)
+    return out
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod cli;
+mod e2e_h2;
 
 fn vxtap() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vxtap"));
@@ -688,8 +689,16 @@ fn public_corpus() {
     assert_eq!(ws[0]["response"]["status"], 101);
     assert!(flags(&ws[0]).contains(&"upgrade".to_string()));
 
+    // h2c upgrade: stream 1 (the upgrade request, answered over HTTP/2) and stream 3 (issue
+    // 15; tests/e2e_h2.rs checks them in detail).
     let h2c = one("suricata-verify__http2-keywords2_input.pcap", &[]);
-    assert_eq!(sum(&h2c), [t("GET", "/robots.txt", "101")]);
+    assert_eq!(
+        sum(&h2c),
+        [
+            t("GET", "/robots.txt", "200"),
+            t("GET", "/humans.txt", "404")
+        ]
+    );
 
     // Mid-stream: the first response has no request; never mis-paired.
     let mid = one("suricata-verify__http-start-from-response.pcap", &[]);

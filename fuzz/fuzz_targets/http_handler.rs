@@ -92,6 +92,7 @@ fuzz_target!(|data: &[u8]| {
         max_decoded_bytes: if small { 64 } else { 64 * 1024 },
         max_pending_bytes: if small { 4096 } else { 1 << 20 },
         max_pending_bytes_total: 64 << 20,
+        grpc_decode: cfg_sel & 4 != 0,
     };
     let cap = cfg.max_body_bytes;
     let budget = cfg.max_pending_bytes;

@@ -43,6 +43,12 @@ pub struct Exchange {
     /// What is worth knowing about the exchange (the HTTP layer's flags, and the transforms'
     /// such as [`crate::Flag::Redacted`]).
     pub flags: FlagSet,
+    /// HTTP/2 stream identifier (None for HTTP/1).
+    pub stream_id: Option<u32>,
+    /// HTTP/2 RST_STREAM error code when the stream was reset (flag `rst_stream`).
+    pub rst_error: Option<u32>,
+    /// gRPC call details, when the exchange is gRPC (`content-type: application/grpc*`).
+    pub grpc: Option<Box<Grpc>>,
 }
 
 impl Exchange {
@@ -73,6 +79,8 @@ pub enum Version {
     /// HTTP/1.1 (also what a head without a parsable version is taken for).
     #[default]
     Http11,
+    /// HTTP/2 (h2c: prior knowledge, upgrade, or picked up mid-stream).
+    Http2,
 }
 
 impl Version {
@@ -81,6 +89,7 @@ impl Version {
         match self {
             Version::Http10 => "HTTP/1.0",
             Version::Http11 => "HTTP/1.1",
+            Version::Http2 => "HTTP/2",
         }
     }
 }
@@ -149,6 +158,12 @@ pub struct Message {
     pub body: Option<Body>,
     /// True when the captured body is shorter than `body_len` (cap, gap or decode bound).
     pub body_truncated: bool,
+    /// HTTP/2 `:authority` (requests).
+    pub authority: Option<String>,
+    /// HTTP/2 `:scheme` (requests).
+    pub scheme: Option<String>,
+    /// HTTP/2 trailer fields (a header block after the body), in order; empty when none.
+    pub trailers: Vec<(String, String)>,
     /// Body bytes that never arrived (gaps inside a body of known length); counted in
     /// `body_len`, absent from `body`. For a response cut by a gap (flag `incomplete`) that
     /// the end-of-connection count proved held nothing else, also the whole gap's length (its
@@ -164,6 +179,55 @@ impl Message {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+}
+
+/// A gRPC call (grpc/grpc doc/PROTOCOL-HTTP2.md).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Grpc {
+    /// Service from `:path` (`/package.Service/Method`).
+    pub service: Option<String>,
+    /// Method from `:path`.
+    pub method: Option<String>,
+    /// Status code: `grpc-status` from the trailers, from the headers of a Trailers-Only
+    /// response, or synthesised from RST_STREAM as the gRPC spec maps it.
+    pub status: Option<u32>,
+    /// Canonical name of `status` (`OK`, `NOT_FOUND`...).
+    pub status_name: Option<&'static str>,
+    /// `grpc-message`, percent-decoded.
+    pub message: Option<String>,
+    /// `grpc-encoding` of the messages (request's, else response's).
+    pub encoding: Option<String>,
+    /// The request's messages.
+    pub request: GrpcMessages,
+    /// The response's messages.
+    pub response: GrpcMessages,
+}
+
+/// One direction's length-prefixed messages.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GrpcMessages {
+    /// Messages whose length prefix was read.
+    pub count: u64,
+    /// Their lengths as prefixed (the first 64).
+    pub sizes: Vec<u32>,
+    /// The first messages (decompressed when compressed and decodable), within
+    /// `--max-body-bytes`.
+    pub first: Vec<GrpcBody>,
+    /// The framing could not be followed to the end (a gap, or a message cut).
+    pub framing_lost: bool,
+}
+
+/// One captured gRPC message.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GrpcBody {
+    /// The bytes (decompressed when the message was compressed and could be decoded).
+    pub bytes: Vec<u8>,
+    /// The prefix's compressed flag.
+    pub compressed: bool,
+    /// The bytes are fewer than the message (cap, decode bound, cut).
+    pub truncated: bool,
+    /// The schemaless protobuf dump (`--grpc-decode`), when the bytes parse as protobuf.
+    pub dump: Option<Vec<vxtap_h2::grpc::PbField>>,
 }
 
 /// Timings of an exchange, all from packet timestamps (nanoseconds since the Unix epoch).

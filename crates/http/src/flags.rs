@@ -28,8 +28,13 @@ labeled_enum! {
         Evicted => "evicted",
         /// Bytes of this exchange never arrived (see `gap_bytes` on the messages).
         Gap => "gap",
+        /// An HTTP/2 GOAWAY arrived while the stream was open.
+        Goaway => "goaway",
         /// A head exceeded the head-size cap; it was skipped and the stream resynchronised.
         HeadTooLarge => "head_too_large",
+        /// An HTTP/2 header block did not decode whole (HPACK state lost to a late join or a gap,
+        /// or a block dropped): unresolved fields are left out.
+        HeadersPartial => "headers_partial",
         /// A message was cut by the end of the connection (or its framing was lost).
         Incomplete => "incomplete",
         /// The connection was picked up without its handshake and this exchange precedes the first
@@ -45,8 +50,12 @@ labeled_enum! {
         /// dropped (method and time kept, still paired), or, past the placeholders' budget too, the
         /// request was given up.
         PipelineOverflow => "pipeline_overflow",
+        /// An HTTP/2 server push (the request is the PUSH_PROMISE's).
+        Pushed => "pushed",
         /// Redaction replaced something in this exchange (a header, the target or a body).
         Redacted => "redacted",
+        /// The HTTP/2 stream was reset (RST_STREAM; the error code is `rst_error`).
+        RstStream => "rst_stream",
         /// Ambiguous framing a request-smuggling attack relies on (TE+CL, conflicting CL,
         /// obfuscated Transfer-Encoding, chunk-size overflow, bare LF, space before colon).
         SmugglingSuspect => "smuggling_suspect",

@@ -21,6 +21,8 @@ pub use exchange::*;
 pub use flags::{Flag, FlagSet};
 pub use handler::{exchange_id, Conn, HttpConfig, HttpHandler, HEADERS_LIMIT, PLACEHOLDER_BYTES};
 pub use stats::{HttpStats, Outcome, ParseError};
+/// The HTTP/2 crate, whose protobuf dump types the gRPC record holds.
+pub use vxtap_h2;
 
 /// Entry points for the coverage-guided fuzz targets in `fuzz/`, which reach crate-private
 /// parsers through them. Compiled only under `--cfg fuzzing` (set by `fuzz/run.sh`), so they

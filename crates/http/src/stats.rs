@@ -100,6 +100,12 @@ pub struct HttpStats {
     pub conns_opened: u64,
     /// Connections closed.
     pub conns_closed: u64,
+    /// Exchanges emitted from HTTP/2 streams (also counted in `exchanges`).
+    pub exchanges_h2: u64,
+    /// gRPC calls by status code (0-16; 17: any other code).
+    pub grpc_status: [u64; 18],
+    /// The HTTP/2 reader's counters (frames, frame errors, HPACK failures...).
+    pub h2: vxtap_h2::H2Stats,
 }
 
 impl HttpStats {
@@ -113,6 +119,9 @@ impl HttpStats {
         add(&mut self.exchanges, &other.exchanges);
         add(&mut self.flags, &other.flags);
         add(&mut self.parse_errors, &other.parse_errors);
+        add(&mut self.grpc_status, &other.grpc_status);
+        self.exchanges_h2 += other.exchanges_h2;
+        self.h2.merge(&other.h2);
         self.requests += other.requests;
         self.responses += other.responses;
         self.interim_responses += other.interim_responses;

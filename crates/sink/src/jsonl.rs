@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use vxtap_http::exchange::{Message, Peer, Timing};
+use vxtap_http::exchange::{Grpc, GrpcBody, GrpcMessages, Message, Peer, Timing};
+use vxtap_http::vxtap_h2::grpc::{PbField, PbValue};
 use vxtap_http::{Exchange, FlagSet};
 
 /// The JSON form of an [`Exchange`]: the one place where typed values become text (RFC 3339
@@ -42,11 +43,21 @@ impl Serialize for Record<'_> {
         st.serialize_field("mirror_source", &ex.mirror_source)?;
         st.serialize_field("client", &PeerJson(ex.client))?;
         st.serialize_field("server", &PeerJson(ex.server))?;
+        // HTTP/2 and gRPC fields appear only when present, so HTTP/1 records keep their bytes.
+        if let Some(id) = ex.stream_id {
+            st.serialize_field("stream_id", &id)?;
+        }
         st.serialize_field("request", &ex.request.as_ref().map(MessageJson))?;
         st.serialize_field("response", &ex.response.as_ref().map(MessageJson))?;
         st.serialize_field("interim", &Interim(&ex.interim))?;
         st.serialize_field("timing", &TimingJson(ex.timing))?;
         st.serialize_field("flags", &FlagsJson(ex.flags))?;
+        if let Some(code) = ex.rst_error {
+            st.serialize_field("rst_error", &code)?;
+        }
+        if let Some(g) = &ex.grpc {
+            st.serialize_field("grpc", &GrpcJson(g))?;
+        }
         st.end()
     }
 }
@@ -127,6 +138,12 @@ impl Serialize for MessageJson<'_> {
         if let Some(v) = &m.uri {
             st.serialize_field("uri", v)?;
         }
+        if let Some(v) = &m.authority {
+            st.serialize_field("authority", v)?;
+        }
+        if let Some(v) = &m.scheme {
+            st.serialize_field("scheme", v)?;
+        }
         if let Some(v) = &m.start_line {
             st.serialize_field("start_line", v)?;
         }
@@ -138,6 +155,9 @@ impl Serialize for MessageJson<'_> {
         }
         st.serialize_field("version", m.version.as_str())?;
         st.serialize_field("headers", &m.headers)?;
+        if !m.trailers.is_empty() {
+            st.serialize_field("trailers", &m.trailers)?;
+        }
         st.serialize_field("body_len", &m.body_len)?;
         match &m.body {
             None => st.serialize_field("body", &None::<&str>)?,
@@ -158,6 +178,112 @@ impl Serialize for MessageJson<'_> {
         }
         st.serialize_field("body_truncated", &m.body_truncated)?;
         st.serialize_field("gap_bytes", &m.gap_bytes)?;
+        st.end()
+    }
+}
+
+struct GrpcJson<'a>(&'a Grpc);
+
+impl Serialize for GrpcJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let g = self.0;
+        let mut st = s.serialize_struct("Grpc", 8)?;
+        st.serialize_field("service", &g.service)?;
+        st.serialize_field("method", &g.method)?;
+        st.serialize_field("status", &g.status)?;
+        st.serialize_field("status_name", &g.status_name)?;
+        st.serialize_field("message", &g.message)?;
+        st.serialize_field("encoding", &g.encoding)?;
+        st.serialize_field("request", &GrpcMessagesJson(&g.request))?;
+        st.serialize_field("response", &GrpcMessagesJson(&g.response))?;
+        st.end()
+    }
+}
+
+struct GrpcMessagesJson<'a>(&'a GrpcMessages);
+
+impl Serialize for GrpcMessagesJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.0;
+        let mut st = s.serialize_struct("GrpcMessages", 4)?;
+        st.serialize_field("count", &m.count)?;
+        st.serialize_field("sizes", &m.sizes)?;
+        st.serialize_field("framing_lost", &m.framing_lost)?;
+        let first: Vec<GrpcBodyJson<'_>> = m.first.iter().map(GrpcBodyJson).collect();
+        st.serialize_field("messages", &first)?;
+        st.end()
+    }
+}
+
+struct GrpcBodyJson<'a>(&'a GrpcBody);
+
+impl Serialize for GrpcBodyJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let b = self.0;
+        let mut st = s.serialize_struct("GrpcBody", 4)?;
+        st.serialize_field("compressed", &b.compressed)?;
+        st.serialize_field("truncated", &b.truncated)?;
+        st.serialize_field(
+            "data",
+            &base64::engine::general_purpose::STANDARD.encode(&b.bytes),
+        )?;
+        if let Some(d) = &b.dump {
+            st.serialize_field("dump", &PbJson(d))?;
+        }
+        st.end()
+    }
+}
+
+/// A schemaless protobuf dump: `[{"field": n, "wire_type": w, "type": t, "value": v}]`.
+struct PbJson<'a>(&'a [PbField]);
+
+impl Serialize for PbJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for f in self.0 {
+            seq.serialize_element(&PbFieldJson(f))?;
+        }
+        seq.end()
+    }
+}
+
+struct PbFieldJson<'a>(&'a PbField);
+
+impl Serialize for PbFieldJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let f = self.0;
+        let mut st = s.serialize_struct("PbField", 4)?;
+        st.serialize_field("field", &f.number)?;
+        st.serialize_field("wire_type", &f.wire_type)?;
+        match &f.value {
+            PbValue::Varint(v) => {
+                st.serialize_field("type", "varint")?;
+                st.serialize_field("value", v)?;
+            }
+            PbValue::Fixed64(v) => {
+                st.serialize_field("type", "fixed64")?;
+                st.serialize_field("value", v)?;
+            }
+            PbValue::Fixed32(v) => {
+                st.serialize_field("type", "fixed32")?;
+                st.serialize_field("value", v)?;
+            }
+            PbValue::String(v) => {
+                st.serialize_field("type", "string")?;
+                st.serialize_field("value", v)?;
+            }
+            PbValue::Message(m) => {
+                st.serialize_field("type", "message")?;
+                st.serialize_field("value", &PbJson(m))?;
+            }
+            PbValue::Bytes(b) => {
+                st.serialize_field("type", "bytes")?;
+                st.serialize_field(
+                    "value",
+                    &base64::engine::general_purpose::STANDARD.encode(b),
+                )?;
+            }
+        }
         st.end()
     }
 }

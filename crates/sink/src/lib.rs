@@ -153,6 +153,9 @@ pub(crate) mod testutil {
             interim: Vec::new(),
             timing: Timing::default(),
             flags: vxtap_http::FlagSet::EMPTY,
+            stream_id: None,
+            rst_error: None,
+            grpc: None,
         }
     }
 }

@@ -13,6 +13,9 @@
 //!   `decode_truncated`, `incomplete`), else the capture cap.
 //! - `tunnel` is one of the fixed labels of `vxtap_wire::TunnelKind`; an unknown label is an error.
 //! - Fields the reader does not know (newer writers, `sample_rate`) are ignored.
+//! - gRPC: the call's names, status, message, encoding and per-direction message counts and
+//!   sizes come back; the first messages' bytes and their protobuf dumps do not (they are
+//!   samples for people, redacted, and no offline stage reads them).
 //!
 //! Every input is hostile: a line that is not a record gives a typed [`ReadError`], never a
 //! panic, and a line longer than [`MAX_LINE`] is refused before it is parsed.
@@ -23,7 +26,8 @@ use std::borrow::Cow;
 use std::io::BufRead;
 use std::net::IpAddr;
 use vxtap_http::{
-    Body, Content, ContentCoding, Cut, Exchange, Flag, FlagSet, Message, Peer, Timing, Version,
+    Body, Content, ContentCoding, Cut, Exchange, Flag, FlagSet, Grpc, GrpcMessages, Message, Peer,
+    Timing, Version,
 };
 use vxtap_wire::TunnelKind;
 
@@ -85,6 +89,32 @@ struct RecordIn<'a> {
     timing: TimingIn<'a>,
     #[serde(borrow, default)]
     flags: Vec<Cow<'a, str>>,
+    stream_id: Option<u32>,
+    rst_error: Option<u32>,
+    grpc: Option<GrpcIn>,
+}
+
+#[derive(Deserialize)]
+struct GrpcIn {
+    service: Option<String>,
+    method: Option<String>,
+    status: Option<u32>,
+    message: Option<String>,
+    encoding: Option<String>,
+    #[serde(default)]
+    request: GrpcMessagesIn,
+    #[serde(default)]
+    response: GrpcMessagesIn,
+}
+
+#[derive(Deserialize, Default)]
+struct GrpcMessagesIn {
+    #[serde(default)]
+    count: u64,
+    #[serde(default)]
+    sizes: Vec<u32>,
+    #[serde(default)]
+    framing_lost: bool,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +143,10 @@ struct MessageIn<'a> {
     body_truncated: bool,
     #[serde(default)]
     gap_bytes: u64,
+    authority: Option<String>,
+    scheme: Option<String>,
+    #[serde(default)]
+    trailers: Vec<(String, String)>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +224,26 @@ pub fn parse_record(text: &[u8], line: u64) -> Result<Exchange, ReadError> {
         interim: rec.interim.into_iter().map(msg).collect::<Result<_, _>>()?,
         timing,
         flags,
+        stream_id: rec.stream_id,
+        rst_error: rec.rst_error,
+        grpc: rec.grpc.map(|g| {
+            let msgs = |m: GrpcMessagesIn| GrpcMessages {
+                count: m.count,
+                sizes: m.sizes,
+                framing_lost: m.framing_lost,
+                ..GrpcMessages::default()
+            };
+            Box::new(Grpc {
+                service: g.service,
+                method: g.method,
+                status: g.status,
+                status_name: g.status.and_then(vxtap_http::vxtap_h2::grpc::status_name),
+                message: g.message,
+                encoding: g.encoding,
+                request: msgs(g.request),
+                response: msgs(g.response),
+            })
+        }),
     })
 }
 
@@ -257,12 +311,15 @@ fn message(m: MessageIn<'_>, flags: FlagSet, line: u64) -> Result<Message, ReadE
         body,
         body_truncated: m.body_truncated,
         gap_bytes: m.gap_bytes,
+        authority: m.authority,
+        scheme: m.scheme,
+        trailers: m.trailers,
     })
 }
 
 /// The [`Version`] whose record label is `s`.
 fn parse_version(s: &str) -> Option<Version> {
-    [Version::Http10, Version::Http11]
+    [Version::Http10, Version::Http11, Version::Http2]
         .into_iter()
         .find(|v| v.as_str() == s)
 }
@@ -481,6 +538,9 @@ mod tests {
                 response_end_ns: Some(1_764_217_476_685_221_000),
             },
             flags,
+            stream_id: None,
+            rst_error: None,
+            grpc: None,
         }
     }
 

@@ -24,7 +24,8 @@ use serde_json::Value;
 use sha2::Sha256;
 use std::borrow::Cow;
 use std::sync::LazyLock;
-use vxtap_http::exchange::{Content, Message};
+use vxtap_http::exchange::{Content, Grpc, Message};
+use vxtap_http::vxtap_h2::grpc::{protobuf_dump, PbField, PbValue};
 use vxtap_http::{decode_all, DecodeEnd, Exchange, Flag, FlagSet};
 
 /// Headers whose values are secrets by default (compared case-insensitively).
@@ -1116,6 +1117,19 @@ impl Redactor {
                 changed = true;
             }
         }
+        // HTTP/2 trailers are header fields too (grpc-message, custom auth echoes...).
+        for (name, value) in m.trailers.iter_mut() {
+            if let Cow::Owned(r) = self.redact_header(name, value) {
+                *value = r;
+                changed = true;
+            }
+        }
+        if let Some(a) = &m.authority {
+            if let Cow::Owned(r) = self.redact_header("host", a) {
+                m.authority = Some(r);
+                changed = true;
+            }
+        }
         let Some(body) = m.body.as_mut() else {
             return changed;
         };
@@ -1238,11 +1252,74 @@ impl Redactor {
             }
             flags.merge(f);
         }
+        if let Some(g) = ex.grpc.as_mut() {
+            report.redacted |= self.redact_grpc(g);
+        }
         if report.redacted {
             flags.insert(Flag::Redacted);
         }
         ex.flags.merge(flags);
         report
+    }
+
+    /// Redacts a gRPC call's status message and captured messages. A message is binary
+    /// protobuf: its string fields (found by the schemaless dump, whether or not the record
+    /// carries the dump) are redacted like text; when one changes, or when a message that is
+    /// not protobuf holds a secret read as text, the raw bytes are removed (`truncated`), since
+    /// patterns cannot be applied to them without corrupting the encoding, and the redacted
+    /// dump stays.
+    fn redact_grpc(&self, g: &mut Grpc) -> bool {
+        let mut changed = false;
+        if let Some(m) = &g.message {
+            if let Cow::Owned(r) = self.redact_str(m) {
+                g.message = Some(r);
+                changed = true;
+            }
+        }
+        for b in g
+            .request
+            .first
+            .iter_mut()
+            .chain(g.response.first.iter_mut())
+        {
+            let had_dump = b.dump.is_some();
+            let dump = b.dump.take().or_else(|| protobuf_dump(&b.bytes));
+            let hit = match dump {
+                Some(mut d) => {
+                    let hit = self.redact_pb(&mut d);
+                    // The record carries a dump only when it had one (`--grpc-decode`), or when
+                    // the raw bytes must go and the redacted dump is what is left.
+                    if had_dump || hit {
+                        b.dump = Some(d);
+                    }
+                    hit
+                }
+                None => self.redact_body_bytes(&b.bytes, "", true).is_some(),
+            };
+            if hit {
+                b.bytes = Vec::new();
+                b.truncated = true;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn redact_pb(&self, fields: &mut [PbField]) -> bool {
+        let mut hit = false;
+        for f in fields {
+            match &mut f.value {
+                PbValue::String(s) => {
+                    if let Cow::Owned(r) = self.redact_text(s, true) {
+                        *s = r;
+                        hit = true;
+                    }
+                }
+                PbValue::Message(m) => hit |= self.redact_pb(m),
+                _ => {}
+            }
+        }
+        hit
     }
 }
 
@@ -1387,6 +1464,66 @@ mod tests {
             Some("password=SECRETFORM&user=bob&contact=bob@example.org"),
         );
         exchange(Some(req), Some(resp))
+    }
+
+    /// HTTP/2 trailers and gRPC messages (text fields inside protobuf, the status message)
+    /// are redacted like everything else.
+    #[test]
+    fn http2_trailers_and_grpc_messages_are_redacted() {
+        use vxtap_http::exchange::{Grpc, GrpcBody, GrpcMessages};
+        let r = redactor(&RedactConfig::default());
+        let mut req = request(
+            "POST",
+            "/pkg.Svc/Login",
+            &[("content-type", "application/grpc")],
+            None,
+        );
+        req.trailers = vec![("authorization".into(), "Bearer SECRETTRAILER".into())];
+        let mut ex = exchange(Some(req), None);
+        // Field 1: "mail alice@example.com", field 2: nested { 1: varint 5 }.
+        let text = b"mail alice@example.com";
+        let mut pb = vec![0x0a, text.len() as u8];
+        pb.extend_from_slice(text);
+        pb.extend_from_slice(&[0x12, 0x02, 0x08, 0x05]);
+        ex.grpc = Some(Box::new(Grpc {
+            message: Some("user bob@example.org unknown".into()),
+            request: GrpcMessages {
+                count: 2,
+                sizes: vec![pb.len() as u32, 30],
+                first: vec![
+                    GrpcBody {
+                        bytes: pb,
+                        ..GrpcBody::default()
+                    },
+                    GrpcBody {
+                        // Not protobuf: read as text.
+                        bytes: b"\xff\xff password=SECRETPW card 4111111111111111".to_vec(),
+                        ..GrpcBody::default()
+                    },
+                ],
+                framing_lost: false,
+            },
+            ..Grpc::default()
+        }));
+        assert!(r.redact(&mut ex));
+        let out = serde_json::to_string(&crate::Record(&ex)).unwrap();
+        for s in [
+            "SECRETTRAILER",
+            "alice@example.com",
+            "bob@example.org",
+            "4111111111111111",
+        ] {
+            assert!(!out.contains(s), "{s} survived in {out}");
+        }
+        let g = ex.grpc.as_ref().unwrap();
+        assert!(g
+            .request
+            .first
+            .iter()
+            .all(|b| b.bytes.is_empty() && b.truncated));
+        // The redacted dump replaces the bytes of the protobuf message.
+        assert!(g.request.first[0].dump.is_some());
+        assert!(ex.flags.contains(Flag::Redacted));
     }
 
     #[test]

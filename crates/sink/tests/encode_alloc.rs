@@ -89,6 +89,9 @@ fn exchange() -> Exchange {
             response_end_ns: Some(1_764_217_476_102_100_000),
         },
         flags,
+        stream_id: None,
+        rst_error: None,
+        grpc: None,
     }
 }
 

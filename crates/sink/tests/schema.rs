@@ -112,6 +112,9 @@ fn a_record_with_every_flag_validates() {
             response_end_ns: Some(4_000),
         },
         flags,
+        stream_id: None,
+        rst_error: None,
+        grpc: None,
     };
     let mut line = Vec::new();
     vxtap_sink::LineEncoder::new(Some(0.5))
@@ -125,4 +128,125 @@ fn a_record_with_every_flag_validates() {
         .unwrap();
     let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// An HTTP/2 gRPC record (stream id, trailers, authority, rst_error, the grpc object with a
+/// protobuf dump) and a partial one (no :method or :status resolved) validate too.
+#[test]
+fn http2_grpc_records_validate() {
+    use vxtap_http::exchange::{Grpc, GrpcBody, GrpcMessages, Message, Peer, Timing, Version};
+    use vxtap_http::vxtap_h2::grpc::{PbField, PbValue};
+    use vxtap_http::{Exchange, FlagSet};
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema())
+        .unwrap();
+    let dump = vec![
+        PbField {
+            number: 1,
+            wire_type: 2,
+            value: PbValue::String("x".into()),
+        },
+        PbField {
+            number: 2,
+            wire_type: 2,
+            value: PbValue::Message(vec![PbField {
+                number: 1,
+                wire_type: 0,
+                value: PbValue::Varint(5),
+            }]),
+        },
+        PbField {
+            number: 3,
+            wire_type: 2,
+            value: PbValue::Bytes(vec![0xff]),
+        },
+        PbField {
+            number: 4,
+            wire_type: 5,
+            value: PbValue::Fixed32(1),
+        },
+    ];
+    let mut flags = FlagSet::EMPTY;
+    flags.insert(Flag::RstStream);
+    flags.insert(Flag::HeadersPartial);
+    let ex = |request: Message, response: Message| Exchange {
+        ts_ns: 1_700_000_000_000_000_000,
+        id: 1,
+        vni: None,
+        tunnel: None,
+        mirror_source: None,
+        client: Peer {
+            ip: "10.0.0.1".parse().unwrap(),
+            port: 1,
+        },
+        server: Peer {
+            ip: "10.0.0.2".parse().unwrap(),
+            port: 50051,
+        },
+        request: Some(request),
+        response: Some(response),
+        interim: Vec::new(),
+        timing: Timing::default(),
+        flags,
+        stream_id: Some(3),
+        rst_error: Some(8),
+        grpc: Some(Box::new(Grpc {
+            service: Some("p.S".into()),
+            method: Some("M".into()),
+            status: Some(1),
+            status_name: Some("CANCELLED"),
+            message: None,
+            encoding: Some("gzip".into()),
+            request: GrpcMessages {
+                count: 1,
+                sizes: vec![9],
+                first: vec![GrpcBody {
+                    bytes: vec![1, 2],
+                    compressed: true,
+                    truncated: false,
+                    dump: Some(dump.clone()),
+                }],
+                framing_lost: false,
+            },
+            response: GrpcMessages::default(),
+        })),
+    };
+    let full = ex(
+        Message {
+            method: Some("POST".into()),
+            uri: Some("/p.S/M".into()),
+            authority: Some("svc".into()),
+            scheme: Some("http".into()),
+            version: Version::Http2,
+            ..Message::default()
+        },
+        Message {
+            status: Some(200),
+            version: Version::Http2,
+            trailers: vec![("grpc-status".into(), "1".into())],
+            ..Message::default()
+        },
+    );
+    let partial = ex(
+        Message {
+            version: Version::Http2,
+            ..Message::default()
+        },
+        Message {
+            version: Version::Http2,
+            ..Message::default()
+        },
+    );
+    for e in [full, partial] {
+        let mut line = Vec::new();
+        vxtap_sink::LineEncoder::new(None)
+            .unwrap()
+            .encode_exchange(&e, &mut line)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}\n{v}");
+        assert_eq!(v["stream_id"], 3);
+    }
 }

@@ -143,6 +143,10 @@ pub struct PipelineOpts {
     /// Inflate gzip/deflate/br/zstd bodies into the record (bounded).
     #[arg(long)]
     pub decode_content: bool,
+    /// Add a schemaless protobuf dump (field number, wire type, value) to each captured gRPC
+    /// message.
+    #[arg(long)]
+    pub grpc_decode: bool,
 }
 
 /// Privacy and cost controls (redaction, sampling, filters).

@@ -96,6 +96,8 @@ pub struct FileConfig {
     pub max_pending_bytes_total: Option<SizeValue>,
     /// Inflate bodies.
     pub decode_content: Option<bool>,
+    /// Dump gRPC messages as schemaless protobuf.
+    pub grpc_decode: Option<bool>,
     /// Sampling rate.
     pub sample: Option<f64>,
     /// Sampling seed.
@@ -289,6 +291,7 @@ impl Settings {
             http.max_body_bytes = b;
         }
         http.decode_content = pipeline.decode_content || file.decode_content.unwrap_or(false);
+        http.grpc_decode = pipeline.grpc_decode || file.grpc_decode.unwrap_or(false);
         let size = |flag: Option<u64>, file: &Option<SizeValue>| -> Result<Option<usize>> {
             let v = match (flag, file) {
                 (Some(b), _) => Some(b),

@@ -341,6 +341,7 @@ impl Totals {
         ] {
             m.counter(name, "HTTP counter.", &[], v);
         }
+        export_h2(h, m);
         for (reason, n) in self.transforms.filter.iter() {
             m.counter(
                 "vxtap_output_filtered_total",
@@ -532,3 +533,67 @@ fn flow_metric_name(name: &'static str) -> &'static str {
 
 /// How long a worker or receive thread may be silent before `/readyz` reports it stalled.
 pub const MAX_SILENCE: Duration = Duration::from_secs(5);
+
+/// The HTTP/2 and gRPC counters (issue 15): exchanges by version, gRPC statuses, HPACK failures
+/// and frame errors by kind, and the HTTP/2 reader's totals.
+fn export_h2(h: &vxtap_http::HttpStats, m: &mut MetricSet) {
+    let all: u64 = vxtap_http::Outcome::ALL
+        .into_iter()
+        .map(|o| h.exchanges_by(o))
+        .sum();
+    for (version, n) in [
+        ("HTTP/1", all.saturating_sub(h.exchanges_h2)),
+        ("HTTP/2", h.exchanges_h2),
+    ] {
+        m.counter(
+            "vxtap_http_exchanges_by_version_total",
+            "Exchanges emitted, by protocol version.",
+            &[("version", version)],
+            n,
+        );
+    }
+    for (code, n) in h.grpc_status.iter().enumerate() {
+        let name = vxtap_h2::grpc::status_name(code as u32).unwrap_or("other");
+        m.counter(
+            "vxtap_grpc_status_total",
+            "gRPC calls emitted, by status (other: a code outside 0-16).",
+            &[("status", name)],
+            *n,
+        );
+    }
+    let s = &h.h2;
+    for k in vxtap_h2::HpackFailure::ALL {
+        m.counter(
+            "vxtap_h2_hpack_failures_total",
+            "HPACK fields that did not decode, by kind.",
+            &[("kind", k.as_str())],
+            s.hpack_errors[k.index()],
+        );
+    }
+    for k in vxtap_h2::FrameError::ALL {
+        m.counter(
+            "vxtap_h2_frame_errors_total",
+            "HTTP/2 frame errors (counted, never fatal), by kind.",
+            &[("kind", k.as_str())],
+            s.frame_errors[k.index()],
+        );
+    }
+    for (name, v) in [
+        ("vxtap_h2_connections_total", s.conns),
+        ("vxtap_h2_frames_total", s.frames),
+        ("vxtap_h2_streams_total", s.streams),
+        ("vxtap_h2_streams_evicted_total", s.streams_evicted),
+        ("vxtap_h2_rst_streams_total", s.rst_streams),
+        ("vxtap_h2_goaways_total", s.goaways),
+        ("vxtap_h2_pushes_total", s.pushes),
+        ("vxtap_h2_resyncs_total", s.resyncs),
+        (
+            "vxtap_h2_resync_skipped_bytes_total",
+            s.resync_skipped_bytes,
+        ),
+        ("vxtap_h2_gap_bytes_total", s.gap_bytes),
+        ("vxtap_h2_hpack_table_capped_total", s.hpack_table_capped),
+    ] {
+        m.counter(name, "HTTP/2 counter.", &[], v);
+    }
+}

@@ -231,7 +231,18 @@ impl Overflow {
         self.0.as_ref().map_or(0, |b| {
             heap_block(std::mem::size_of::<Briefs>())
                 + heap_block(b.q.capacity() * std::mem::size_of::<Brief>())
+                + b.h2.as_ref().map_or(0, |h| h.heap_bytes())
         })
+    }
+    /// The HTTP/2 state, when the connection is HTTP/2.
+    pub(super) fn h2(&self) -> Option<&super::h2::H2State> {
+        self.0.as_ref()?.h2.as_ref()
+    }
+    pub(super) fn h2_mut(&mut self) -> Option<&mut super::h2::H2State> {
+        self.0.as_mut()?.h2.as_mut()
+    }
+    pub(super) fn set_h2(&mut self, h: super::h2::H2State) {
+        self.0.get_or_insert_with(Default::default).h2 = Some(h);
     }
     pub(super) fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |b| b.q.len())
@@ -251,7 +262,7 @@ impl Overflow {
     fn pop_front(&mut self) -> Option<Brief> {
         let b = self.0.as_mut()?;
         let first = b.q.pop_front();
-        if b.q.is_empty() && b.prov.is_none() {
+        if b.q.is_empty() && b.prov.is_none() && b.h2.is_none() {
             self.0 = None;
         }
         first
@@ -268,7 +279,7 @@ impl Overflow {
     pub(super) fn take_prov(&mut self) -> Option<Prov> {
         let b = self.0.as_mut()?;
         let p = b.prov.take();
-        if b.q.is_empty() {
+        if b.q.is_empty() && b.h2.is_none() {
             self.0 = None;
         }
         p

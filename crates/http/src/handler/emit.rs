@@ -110,7 +110,7 @@ impl HttpHandler {
     }
 
     /// Turns a finished build into the record's message, with body capture and decoding.
-    fn finish_message(&mut self, m: MsgBuild) -> (Message, FlagSet) {
+    pub(super) fn finish_message(&mut self, m: MsgBuild) -> (Message, FlagSet) {
         let mut flags = m.flags;
         let mut msg = m.msg;
         let gapped = msg.gap_bytes > 0;
@@ -263,6 +263,9 @@ impl HttpHandler {
             interim,
             timing,
             flags,
+            stream_id: None,
+            rst_error: None,
+            grpc: None,
         });
     }
 }

@@ -52,6 +52,7 @@ use crate::stats::HttpStats;
 mod budget;
 mod count;
 mod emit;
+mod h2;
 mod loss;
 mod pairing;
 mod parse;
@@ -109,6 +110,8 @@ pub struct HttpConfig {
     /// Bytes of pending request records across all connections of one handler (one worker);
     /// default 64 MiB. Over it, new requests keep only placeholders, as above.
     pub max_pending_bytes_total: usize,
+    /// gRPC messages also get a schemaless protobuf dump (`--grpc-decode`); default false.
+    pub grpc_decode: bool,
 }
 
 impl Default for HttpConfig {
@@ -121,6 +124,7 @@ impl Default for HttpConfig {
             max_decoded_bytes: 64 * 1024,
             max_pending_bytes: 4 << 20,
             max_pending_bytes_total: 64 << 20,
+            grpc_decode: false,
         }
     }
 }
@@ -411,8 +415,8 @@ struct Brief {
     bits: u8,
 }
 
-/// The placeholders of a connection, and a pending count (`Prov`); boxed, since few
-/// connections ever have either and the flow table keeps a `Conn` per connection.
+/// The placeholders of a connection, a pending count (`Prov`) and the HTTP/2 state; boxed,
+/// since few connections ever have any of them and the flow table keeps a `Conn` per connection.
 #[derive(Debug)]
 struct Overflow(Option<Box<Briefs>>);
 
@@ -422,6 +426,10 @@ struct Briefs {
     /// Pairing since a response-side loss rests on a count still to be checked (see
     /// `HttpHandler::begin_count`).
     prov: Option<Prov>,
+    /// The connection is HTTP/2 (see `h2`): kept here, behind the box few connections have,
+    /// rather than in `Conn`, which the flow table keeps for every connection. `stopped` is
+    /// set too, so the HTTP/1 path pays no extra branch.
+    h2: Option<h2::H2State>,
 }
 
 /// A response was cut by a gap (in its head, or in its chunked body) while several requests
@@ -529,6 +537,8 @@ enum Ev {
     None,
     Swap,
     Stop,
+    /// The connection is HTTP/2 from here (switch to it first when a start is given).
+    H2(Option<vxtap_h2::Start>),
 }
 
 /// What acknowledgement evidence says about a final response (see [`Conn::ack_pick`]).
@@ -634,6 +644,9 @@ impl StreamHandler for HttpHandler {
     ) -> Verdict {
         conn.meta = *meta;
         if conn.stopped {
+            if conn.overflow.h2().is_some() {
+                return self.h2_data(conn, dir, ts_ns, data);
+            }
             self.stats.upgrade_skipped_bytes += data.len() as u64;
             return Verdict::StopDelivery;
         }
@@ -656,6 +669,10 @@ impl StreamHandler for HttpHandler {
     ) -> Verdict {
         conn.meta = *meta;
         if conn.stopped {
+            if conn.overflow.h2().is_some() {
+                self.h2_gap(conn, dir, ts_ns, len);
+                return Verdict::Continue;
+            }
             self.stats.upgrade_skipped_bytes += len;
             return Verdict::StopDelivery;
         }
@@ -685,6 +702,9 @@ impl StreamHandler for HttpHandler {
             CloseReason::Evicted => close_flags.insert(Flag::Evicted),
             CloseReason::IdleTimeout => close_flags.insert(Flag::Timeout),
             _ => {}
+        }
+        if conn.overflow.h2().is_some() {
+            self.h2_close(&mut conn, close_flags);
         }
         let clean = matches!(reason, CloseReason::Fin | CloseReason::Rst);
         // Requests first so that a response cut here still finds its request done.

@@ -56,6 +56,17 @@ impl HttpHandler {
                     self.stats.upgrade_skipped_bytes += (data.len() - pos) as u64;
                     return Verdict::StopDelivery;
                 }
+                Ev::H2(start) => {
+                    if let Some(s) = start {
+                        self.h2_start(c, s, ts);
+                    }
+                    let v = self.h2_data(c, dir, ts, &data[pos..]);
+                    return if matches!(verdict, Verdict::SwapRoles) {
+                        verdict
+                    } else {
+                        v
+                    };
+                }
             }
         }
         c.halves[role].off = base + data.len() as u64;
@@ -125,6 +136,15 @@ impl HttpHandler {
     }
 
     fn feed_resync(&mut self, c: &mut Conn, r: Role, ts: u64, rest: &[u8]) -> (usize, Ev) {
+        if c.next_index == 0
+            && c.meta.midstream
+            && c.halves[r].head_buf.is_empty()
+            && c.halves[r].off < 1 << 20
+            && vxtap_h2::looks_like_h2(rest)
+        {
+            // Picked up mid-stream and nothing HTTP/1 came out of it yet: frames, not text.
+            return (0, Ev::H2(Some(vxtap_h2::Start::Midstream)));
+        }
         let max = self.cfg.max_head_bytes;
         let swap_ok = c.meta.midstream && !c.roles_fixed && !c.stopped;
         let h = &mut c.halves[r];
@@ -311,6 +331,9 @@ impl HttpHandler {
                     self.on_request(c, r, ts, msg, info, flags, true)
                 }
                 Ok(httparse::Status::Partial) => {
+                    if super::h2::is_preface_line(head) {
+                        return Ev::H2(Some(vxtap_h2::Start::PrefaceLine));
+                    }
                     if let Some(ev) = self.loose_request(c, r, ts, head, flags) {
                         return ev;
                     }
@@ -318,6 +341,9 @@ impl HttpHandler {
                     Ev::None
                 }
                 Err(e) => {
+                    if super::h2::is_preface_line(head) {
+                        return Ev::H2(Some(vxtap_h2::Start::PrefaceLine));
+                    }
                     let (kind, f) = classify_httparse(e);
                     if kind == ParseError::BadStartLine {
                         if let Some(ev) = self.loose_request(c, r, ts, head, flags) {
@@ -529,6 +555,7 @@ impl HttpHandler {
             })
             .unwrap_or((false, false));
         let head_ts = c.halves[r].head_ts;
+        let h2c = super::h2::upgrades_to_h2c(&msg);
         let upgrade = status == 101 || (is_connect && (200..300).contains(&status));
         if upgrade {
             flags.insert(Flag::Upgrade);
@@ -553,6 +580,9 @@ impl HttpHandler {
                 }
             }
             self.flush_all(c, FlagSet::EMPTY);
+            if h2c {
+                return Ev::H2(Some(vxtap_h2::Start::Upgrade));
+            }
             for h in c.halves.iter_mut() {
                 h.state = State::Tunnel;
                 h.head_buf = Vec::new();
