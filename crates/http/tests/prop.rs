@@ -277,6 +277,7 @@ fn mutated_messages_never_panic() {
             max_decoded_bytes: 10,
             max_pending_bytes: 0,
             max_pending_bytes_total: 0,
+            replay_body_bytes: 5,
         },
     ];
     for round in 0..3000 {

@@ -109,6 +109,11 @@ pub struct HttpConfig {
     /// Bytes of pending request records across all connections of one handler (one worker);
     /// default 64 MiB. Over it, new requests keep only placeholders, as above.
     pub max_pending_bytes_total: usize,
+    /// Body bytes kept per message for a shadow replay ([`crate::Message::replay_body`]),
+    /// whatever `max_body_bytes` says; 0 (the default) keeps none. Captured in the same buffer
+    /// (charged to the same budget) and trimmed back to `max_body_bytes` for the record, so the
+    /// record is exactly what it would be without it.
+    pub replay_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -121,6 +126,7 @@ impl Default for HttpConfig {
             max_decoded_bytes: 64 * 1024,
             max_pending_bytes: 4 << 20,
             max_pending_bytes_total: 64 << 20,
+            replay_body_bytes: 0,
         }
     }
 }
