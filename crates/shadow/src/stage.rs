@@ -118,7 +118,9 @@ pub struct ShadowStage {
     settled: Arc<AtomicU64>,
     sender: Option<JoinHandle<()>>,
     writer: Option<JoinHandle<WriterEnd>>,
-    done_rx: std::sync::mpsc::Receiver<()>,
+    // Behind a mutex only so that the stage is `Sync` (shared with the listener's output
+    // thread); taken once, by `finish`.
+    done_rx: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -206,7 +208,7 @@ impl ShadowStage {
             settled,
             sender: Some(sender),
             writer: Some(writer),
-            done_rx,
+            done_rx: std::sync::Mutex::new(done_rx),
             cancel: Some(cancel_tx),
         })
     }
@@ -296,14 +298,18 @@ impl ShadowStage {
     pub fn finish(mut self) -> ShadowReport {
         drop(self.jobs.take());
         let deadline = self.cfg.drain_timeout;
-        let drained = self.done_rx.recv_timeout(deadline).is_ok();
+        let done_rx = self
+            .done_rx
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner());
+        let drained = done_rx.recv_timeout(deadline).is_ok();
         let mut not_sent = 0;
         if !drained {
             // Call the dispatch off: the runtime then drops what is still queued or in flight.
             if let Some(c) = self.cancel.take() {
                 let _ = c.send(());
             }
-            let _ = self.done_rx.recv();
+            let _ = done_rx.recv();
             not_sent = self
                 .accepted
                 .load(Relaxed)
