@@ -136,10 +136,7 @@ impl Conn {
         req: Request<Full<Bytes>>,
         max_body: usize,
     ) -> Result<Answer, ErrorKind> {
-        self.sender
-            .ready()
-            .await
-            .map_err(|_| ErrorKind::Protocol)?;
+        self.sender.ready().await.map_err(|_| ErrorKind::Protocol)?;
         let resp = self
             .sender
             .send_request(req)

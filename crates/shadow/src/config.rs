@@ -53,7 +53,9 @@ impl Target {
             return Err(bad("user info is not accepted (use --set-header)"));
         }
         if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
-            return Err(bad("a path or query is not accepted (requests keep theirs)"));
+            return Err(bad(
+                "a path or query is not accepted (requests keep theirs)",
+            ));
         }
         let host = auth.host().trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
@@ -219,7 +221,10 @@ mod tests {
         assert_eq!((t.tls, t.host.as_str(), t.port), (false, "127.0.0.1", 8080));
         let t = Target::parse("https://candidate.internal/").unwrap();
         assert_eq!((t.tls, t.port), (true, 443));
-        assert_eq!(Target::parse("http://[::1]:81").unwrap().authority(), "[::1]:81");
+        assert_eq!(
+            Target::parse("http://[::1]:81").unwrap().authority(),
+            "[::1]:81"
+        );
         for bad in [
             "ftp://x",
             "x:80",

@@ -128,7 +128,11 @@ pub fn prepare(ex: &mut Exchange, cfg: &ShadowConfig) -> Job {
 fn charge(mut job: Job) -> Job {
     let strings = |s: &Option<String>| s.as_ref().map_or(0, String::len);
     let resp = job.production_response.as_ref().map_or(0, |r| {
-        r.body.len() + r.headers.iter().map(|(n, v)| n.len() + v.len() + 48).sum::<usize>()
+        r.body.len()
+            + r.headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 48)
+                .sum::<usize>()
     });
     job.charged = JOB_OVERHEAD
         + strings(&job.method)
@@ -301,9 +305,14 @@ mod tests {
         assert_eq!(names, ["Accept", "x-vxtap-shadow"]);
         let mut c = cfg();
         c.keep_headers.push("cookie".into());
-        c.set_headers.push(("authorization".into(), "Bearer test".into()));
+        c.set_headers
+            .push(("authorization".into(), "Bearer test".into()));
         let j = prepare(
-            &mut ex("GET", &[("Authorization", "Bearer s"), ("Cookie", "a=b")], None),
+            &mut ex(
+                "GET",
+                &[("Authorization", "Bearer s"), ("Cookie", "a=b")],
+                None,
+            ),
             &c,
         );
         assert_eq!(

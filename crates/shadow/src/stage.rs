@@ -298,10 +298,7 @@ impl ShadowStage {
     pub fn finish(mut self) -> ShadowReport {
         drop(self.jobs.take());
         let deadline = self.cfg.drain_timeout;
-        let done_rx = self
-            .done_rx
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner());
+        let done_rx = self.done_rx.get_mut().unwrap_or_else(|p| p.into_inner());
         let drained = done_rx.recv_timeout(deadline).is_ok();
         let mut not_sent = 0;
         if !drained {
@@ -545,7 +542,10 @@ fn write_records(
             candidate,
             candidate_response,
         } = done;
-        let uri = job.uri.as_deref().map(|u| redactor.redact_uri(u).into_owned());
+        let uri = job
+            .uri
+            .as_deref()
+            .map(|u| redactor.redact_uri(u).into_owned());
         let method = job.method.clone();
         let endpoint = endpoints.endpoint(
             method.as_deref().unwrap_or("-"),

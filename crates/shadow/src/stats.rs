@@ -135,11 +135,17 @@ impl ShadowStats {
 impl StatsSnapshot {
     /// Count for verdict `v`.
     pub fn verdict(&self, v: &str) -> u64 {
-        self.verdicts.iter().find(|(k, _)| *k == v).map_or(0, |e| e.1)
+        self.verdicts
+            .iter()
+            .find(|(k, _)| *k == v)
+            .map_or(0, |e| e.1)
     }
     /// Count for skip reason `r`.
     pub fn skipped(&self, r: &str) -> u64 {
-        self.skipped.iter().find(|(k, _)| *k == r).map_or(0, |e| e.1)
+        self.skipped
+            .iter()
+            .find(|(k, _)| *k == r)
+            .map_or(0, |e| e.1)
     }
     /// Count for error kind `k`.
     pub fn error(&self, k: &str) -> u64 {

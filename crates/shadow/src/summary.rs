@@ -134,13 +134,12 @@ impl Summary {
     /// Adds one record.
     pub fn add(&mut self, r: &ShadowRecord) {
         self.overall.add(r);
-        let key = if self.endpoints.contains_key(&r.endpoint)
-            || self.endpoints.len() < MAX_ENDPOINTS
-        {
-            r.endpoint.as_str()
-        } else {
-            OTHER
-        };
+        let key =
+            if self.endpoints.contains_key(&r.endpoint) || self.endpoints.len() < MAX_ENDPOINTS {
+                r.endpoint.as_str()
+            } else {
+                OTHER
+            };
         match self.endpoints.get_mut(key) {
             Some(c) => c.add(r),
             None => {
@@ -184,7 +183,8 @@ impl Summary {
         );
         let mut eps: Vec<(&String, &Counts)> = self.endpoints.iter().collect();
         eps.sort_by(|a, b| b.1.exchanges.cmp(&a.1.exchanges).then(a.0.cmp(b.0)));
-        let fmt = |v: Option<u64>| v.map_or("-".to_string(), |us| format!("{:.2}ms", us as f64 / 1000.0));
+        let fmt =
+            |v: Option<u64>| v.map_or("-".to_string(), |us| format!("{:.2}ms", us as f64 / 1000.0));
         let row = |s: &mut String, name: &str, c: &Counts| {
             let (p50p, p50c) = c.latency_us(0.5);
             let (p99p, p99c) = c.latency_us(0.99);
@@ -224,7 +224,12 @@ impl Summary {
             .skipped
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
-            .chain(self.overall.errors.iter().map(|(k, v)| format!("error:{k}={v}")))
+            .chain(
+                self.overall
+                    .errors
+                    .iter()
+                    .map(|(k, v)| format!("error:{k}={v}")),
+            )
             .collect();
         if !reasons.is_empty() {
             let _ = writeln!(s, "  not answered: {}", reasons.join(" "));

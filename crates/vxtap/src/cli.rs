@@ -338,7 +338,8 @@ pub struct ShadowOpts {
 
 /// Arguments of `vxtap shadow`.
 #[derive(Debug, Args)]
-#[command(after_help = "Only GET, HEAD and OPTIONS are sent unless --methods widens it; every \
+#[command(
+    after_help = "Only GET, HEAD and OPTIONS are sent unless --methods widens it; every \
 request carries `x-vxtap-shadow: 1` and mirrored requests carrying it are never replayed; \
 Authorization, Cookie and Proxy-Authorization are dropped unless --keep-header; redirects are \
 never followed; request bodies not captured whole are never sent.
@@ -346,7 +347,8 @@ never followed; request bodies not captured whole are never sent.
 EXAMPLES:
   vxtap shadow --target http://127.0.0.1:8080 pcaps/plain/http-keepalive.pcap
   vxtap shadow --target http://127.0.0.1:8080 --speed 1 --summary s.json -o r.jsonl pcaps/plain/http-mixed.pcap
-  vxtap shadow --target http://127.0.0.1:8080 --target-header 'Host: candidate' --methods GET,POST --rate 100 pcaps/plain/http-post-large.pcap")]
+  vxtap shadow --target http://127.0.0.1:8080 --target-header 'Host: candidate' --methods GET,POST --rate 100 pcaps/plain/http-post-large.pcap"
+)]
 pub struct ShadowArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,

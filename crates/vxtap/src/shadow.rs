@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use vxtap_http::Exchange;
 use vxtap_shadow::{
-    parse_header, NoCompare, PathEndpoints, ShadowConfig, ShadowReport, ShadowStage,
-    ShadowStats, StatsSnapshot, Target, WhenFull,
+    parse_header, NoCompare, PathEndpoints, ShadowConfig, ShadowReport, ShadowStage, ShadowStats,
+    StatsSnapshot, Target, WhenFull,
 };
 use vxtap_sink::{ExchangeFilter, ExchangeFilterStats, Redactor};
 
@@ -83,9 +83,10 @@ pub fn config(
 pub fn prepare_settings(settings: &mut Settings, opts: &ShadowOpts) -> Result<usize> {
     settings.http.replay_body_bytes = opts.shadow_max_body;
     let q = queue_bytes(settings.flow.max_memory);
-    settings.flow.max_memory = settings.flow.max_memory.checked_sub(q).with_context(|| {
-        format!("--max-memory is too small for the shadow queue ({q} bytes)")
-    })?;
+    settings.flow.max_memory =
+        settings.flow.max_memory.checked_sub(q).with_context(|| {
+            format!("--max-memory is too small for the shadow queue ({q} bytes)")
+        })?;
     Ok(q)
 }
 
@@ -162,7 +163,11 @@ pub struct ShadowRun {
 /// `vxtap shadow`: the files through the pipeline (one worker: the candidate, not reassembly,
 /// sets the pace), every exchange offered to the stage, which waits for room rather than drop
 /// (a file loses nothing by being read more slowly).
-pub fn shadow_files(files: &[PathBuf], settings: &Settings, stage: ShadowStage) -> Result<ShadowRun> {
+pub fn shadow_files(
+    files: &[PathBuf],
+    settings: &Settings,
+    stage: ShadowStage,
+) -> Result<ShadowRun> {
     let mut settings = settings.clone();
     settings.threads = 1;
     let mut front = Front::new(&settings)?;
