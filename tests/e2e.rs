@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod cli;
+mod shadow;
 
 fn vxtap() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vxtap"));
