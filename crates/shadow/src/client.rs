@@ -116,7 +116,11 @@ impl Conn {
     where
         T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        // A fixed 16 KiB read buffer: hundreds of lanes may be open at once, and hyper's
+        // adaptive buffer grows each to hundreds of kB.
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .read_buf_exact_size(Some(16 << 10))
+            .handshake(io)
             .await
             .map_err(|_| ErrorKind::Connect)?;
         let driver = tokio::spawn(async move {

@@ -36,6 +36,9 @@ use crate::ShadowError;
 
 /// A lane with nothing queued is closed (with its candidate connection) after this long.
 const LANE_IDLE: Duration = Duration::from_secs(2);
+/// Lanes (candidate connections) kept at most: past it, every lane with nothing queued is
+/// closed at once. Lanes with work are bounded by the queue itself.
+const MAX_IDLE_LANES: usize = 512;
 /// Records waiting for the writer; beyond it the senders wait (live skipped records are
 /// dropped and counted instead).
 const RECORD_QUEUE: usize = 4096;
@@ -105,6 +108,8 @@ impl Shared {
 fn release(stats: &ShadowStats, job: &Job) {
     stats.queued_bytes.fetch_sub(job.charged, Relaxed);
     stats.queued_jobs.fetch_sub(1, Relaxed);
+    // Without the lock: a wake-up lost in between is made up by the waiter's timeout.
+    stats.room.1.notify_one();
 }
 
 /// The running stage. Hand it every exchange after pairing and before redaction
@@ -288,7 +293,9 @@ impl ShadowStage {
             if self.cfg.when_full == WhenFull::Drop {
                 return Err(());
             }
-            std::thread::sleep(Duration::from_micros(200));
+            // Woken by each job that leaves; the timeout covers a wake-up lost in between.
+            let guard = s.room.0.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = s.room.1.wait_timeout(guard, Duration::from_millis(2));
         }
     }
 
@@ -360,6 +367,9 @@ async fn dispatch(mut jobs: mpsc::Receiver<Job>, shared: Arc<Shared>) {
             job = jobs.recv() => {
                 let Some(job) = job else { break };
                 let now = Instant::now();
+                if lanes.len() >= MAX_IDLE_LANES && !lanes.contains_key(&job.lane) {
+                    lanes.retain(|_, l| l.pending.load(Relaxed) > 0);
+                }
                 let lane = lanes.entry(job.lane).or_insert_with(|| {
                     let (tx, rx) = mpsc::unbounded_channel();
                     let pending = Arc::new(AtomicUsize::new(0));

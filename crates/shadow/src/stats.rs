@@ -19,6 +19,8 @@ pub struct ShadowStats {
     pub(crate) queue_dropped: AtomicU64,
     pub(crate) queued_bytes: AtomicUsize,
     pub(crate) queued_jobs: AtomicUsize,
+    /// Signalled when a job leaves the queue (a waiting `offer` looks again).
+    pub(crate) room: (std::sync::Mutex<()>, std::sync::Condvar),
     pub(crate) records_written: AtomicU64,
     pub(crate) record_errors: AtomicU64,
     pub(crate) breaker: AtomicU64,
@@ -83,6 +85,7 @@ impl ShadowStats {
             queue_dropped: AtomicU64::new(0),
             queued_bytes: AtomicUsize::new(0),
             queued_jobs: AtomicUsize::new(0),
+            room: Default::default(),
             records_written: AtomicU64::new(0),
             record_errors: AtomicU64::new(0),
             breaker: AtomicU64::new(0),
