@@ -182,8 +182,8 @@ impl Conn {
 
 /// The request for `job` (its fields as prepared, the Host field added when it had none).
 pub fn build_request(job: &Job, authority: &str) -> Result<Request<Full<Bytes>>, SkipReason> {
-    let method = job.method.as_deref().ok_or(SkipReason::Unparsed)?;
-    let uri = job.uri.as_deref().ok_or(SkipReason::Unparsed)?;
+    let method = job.method.as_deref().ok_or(SkipReason::UnparsedRequest)?;
+    let uri = job.uri.as_deref().ok_or(SkipReason::UnparsedRequest)?;
     let mut req = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).map_err(|_| SkipReason::Unsendable)?)
         .uri(uri)

@@ -155,10 +155,10 @@ fn check(
     cfg: &ShadowConfig,
 ) -> Result<(), SkipReason> {
     if ex.flags.contains(Flag::ParseError) || req.start_line.is_some() {
-        return Err(SkipReason::Unparsed);
+        return Err(SkipReason::UnparsedRequest);
     }
     let (Some(method), Some(uri)) = (req.method.as_deref(), req.uri.as_deref()) else {
-        return Err(SkipReason::Unparsed);
+        return Err(SkipReason::UnparsedRequest);
     };
     if req.header(MARKER_HEADER).is_some() {
         return Err(SkipReason::LoopGuard);

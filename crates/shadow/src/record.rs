@@ -33,29 +33,15 @@ impl Verdict {
     }
 }
 
-macro_rules! label_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $s:literal,)* }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-        pub enum $name { $($(#[$vm])* #[serde(rename = $s)] $v,)* }
-        impl $name {
-            /// Every value, in label order.
-            pub const ALL: &'static [$name] = &[$($name::$v,)*];
-            /// The label (metrics, records, summary).
-            pub fn as_str(self) -> &'static str { match self { $($name::$v => $s,)* } }
-            /// Position in [`Self::ALL`].
-            pub fn index(self) -> usize { self as usize }
-        }
-    };
-}
-
-label_enum! {
+vxtap_wire::labeled_enum! {
     /// Why an exchange was not sent.
-    SkipReason {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum SkipReason {
         /// Only a response was seen.
         NoRequest => "no_request",
         /// The request did not parse (its method or target is a guess).
-        Unparsed => "unparsed_request",
+        UnparsedRequest => "unparsed_request",
         /// The method is not in `--methods` (GET, HEAD and OPTIONS by default).
         Method => "method",
         /// The request carried `x-vxtap-shadow`: it is shadow traffic itself (loop guard).
@@ -77,9 +63,11 @@ label_enum! {
     }
 }
 
-label_enum! {
+vxtap_wire::labeled_enum! {
     /// Why a sent request got no answer.
-    ErrorKind {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ErrorKind {
         /// Connecting (TCP or TLS) failed.
         Connect => "connect",
         /// No whole answer within the per-request timeout.

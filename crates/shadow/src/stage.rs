@@ -25,7 +25,7 @@ use vxtap_sink::Redactor;
 
 use crate::client::{build_request, Conn, Connector};
 use crate::config::{ShadowConfig, WhenFull};
-use crate::control::{Breaker, Pacer, RateLimiter};
+use crate::control::{Breaker, BreakerState, Pacer, RateLimiter};
 use crate::prepare::{prepare, Job, LaneKey};
 use crate::record::{
     CandidateSide, Compare, ErrorKind, Outcome, Response, ShadowRecord, SkipReason, Verdict,
@@ -417,6 +417,17 @@ type SendResult = Result<Result<(crate::client::Answer, Duration), ErrorKind>, S
 
 async fn send_one(shared: &Shared, conn: &mut Option<Conn>, job: &Job) -> SendResult {
     if let Some(due) = shared.pacer.due(job.ts_ns) {
+        // Connect while waiting: the request then leaves at its time rather than a handshake
+        // later (a failure here is retried, and counted, by the attempt below).
+        if !conn.as_ref().is_some_and(Conn::usable)
+            && shared.breaker.state() == BreakerState::Closed
+        {
+            if let Ok(Ok(c)) =
+                tokio::time::timeout(shared.cfg.timeout, shared.connector.connect()).await
+            {
+                *conn = Some(c);
+            }
+        }
         tokio::time::sleep_until(due.into()).await;
     }
     let req = build_request(job, &shared.connector.authority())?;
