@@ -5,7 +5,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 
-use super::{fixture, vxtap};
+use std::time::{Duration, Instant};
+
+use super::{comparable, fixture, replay, run, vxtap, Listener};
 
 /// One request as the candidate saw it: method, target, header fields (lower-case names).
 pub type Seen = (String, String, Vec<(String, String)>);
@@ -18,6 +20,11 @@ pub struct Candidate {
 
 impl Candidate {
     pub fn start() -> Candidate {
+        Candidate::start_with(Duration::ZERO)
+    }
+
+    /// A candidate that waits `sleep` before each answer.
+    pub fn start_with(sleep: Duration) -> Candidate {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
@@ -26,14 +33,14 @@ impl Candidate {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 let s = s.clone();
-                std::thread::spawn(move || serve(stream, &s));
+                std::thread::spawn(move || serve(stream, &s, sleep));
             }
         });
         Candidate { addr, seen }
     }
 }
 
-fn serve(stream: std::net::TcpStream, seen: &Mutex<Vec<Seen>>) {
+fn serve(stream: std::net::TcpStream, seen: &Mutex<Vec<Seen>>, sleep: Duration) {
     let mut w = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
     loop {
@@ -71,6 +78,7 @@ fn serve(stream: std::net::TcpStream, seen: &Mutex<Vec<Seen>>) {
         }
         let head = method == "HEAD";
         seen.lock().unwrap().push((method, target, headers));
+        std::thread::sleep(sleep);
         let resp: &[u8] = if head {
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
         } else {
@@ -169,4 +177,65 @@ fn shadow_refuses_a_target_outside_the_allow_list() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-target"));
+}
+
+/// `listen --shadow-target` with a candidate that takes 10 s per request: the exchange output
+/// is exactly what it is without shadow, every exchange has a shadow record, and the breaker
+/// opened after the timeouts (counts, not timings).
+#[test]
+fn listen_with_a_dead_slow_candidate_keeps_its_output_and_opens_the_breaker() {
+    let cand = Candidate::start_with(Duration::from_secs(10));
+    let f = fixture("vxlan/mixed-vni101.pcap");
+    let shadow_out =
+        std::env::temp_dir().join(format!("vxtap-e2e-shadow-{}.jsonl", std::process::id()));
+    let target = format!("http://{}", cand.addr);
+    let l = Listener::start(&[
+        "--shadow-target",
+        &target,
+        "--shadow-output",
+        shadow_out.to_str().unwrap(),
+        "--request-timeout",
+        "200ms",
+        "--breaker-failures",
+        "2",
+        "--breaker-cooldown",
+        "60s",
+    ]);
+    l.send(&f);
+    let packets = run(vxtap().args(["stats", "--json"]).arg(&f)).stdout;
+    let sent: serde_json::Value = serde_json::from_slice(&packets).unwrap();
+    let sent = sent["packets"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while l.metric("vxtap_recv_datagrams_total") < sent
+        || l.metric("vxtap_shadow_breaker_opens_total") < 1
+    {
+        assert!(
+            Instant::now() < deadline,
+            "datagrams not received or breaker not open"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(l.metric("vxtap_shadow_breaker_state"), 1);
+    let live = l.stop();
+    // The JSON output is untouched by the dead candidate.
+    let offline = replay(&[&f], &[]);
+    let mut a: Vec<String> = live.iter().map(comparable).collect();
+    let mut b: Vec<String> = offline.iter().map(comparable).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&shadow_out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let _ = std::fs::remove_file(&shadow_out);
+    assert_eq!(recs.len(), live.len(), "one shadow record per exchange");
+    let n = |f: &dyn Fn(&serde_json::Value) -> bool| recs.iter().filter(|r| f(r)).count();
+    let timeouts = n(&|r| r["candidate"]["error"] == "timeout");
+    let open = n(&|r| r["reason"] == "breaker_open");
+    assert_eq!(n(&|r| r["verdict"] == "sent"), 0);
+    assert!(timeouts >= 2, "{timeouts}");
+    assert!(open >= 1, "{open}");
+    assert_eq!(cand.seen.lock().unwrap().len(), timeouts);
 }
