@@ -97,6 +97,10 @@ struct Shared {
     records: mpsc::Sender<Done>,
     /// Jobs whose record is made (for the shutdown count).
     settled: Arc<AtomicU64>,
+    /// Open candidate connections of closed lanes, for the next new lane: a production
+    /// connection still gets one candidate connection for its whole life, but thousands of
+    /// short production connections do not cost thousands of connects.
+    spare: std::sync::Mutex<Vec<Conn>>,
 }
 
 impl Shared {
@@ -175,6 +179,7 @@ impl ShadowStage {
             stats: stats.clone(),
             records: rec_tx.clone(),
             settled: Arc::new(AtomicU64::new(0)),
+            spare: std::sync::Mutex::new(Vec::new()),
         });
         let settled = shared.settled.clone();
         let writer = {
@@ -411,6 +416,24 @@ async fn run_lane(
         shared.release(&job);
         finish(&shared, job, result).await;
     }
+    if let Some(c) = conn.filter(Conn::usable) {
+        let mut spare = shared.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < shared.cfg.concurrency {
+            spare.push(c);
+        }
+    }
+}
+
+/// A usable connection: a spare one if there is, else a new one.
+async fn open(shared: &Shared) -> Result<Conn, ErrorKind> {
+    loop {
+        let c = shared.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match c {
+            Some(c) if c.usable() => return Ok(c),
+            Some(_) => continue,
+            None => return shared.connector.connect().await,
+        }
+    }
 }
 
 type SendResult = Result<Result<(crate::client::Answer, Duration), ErrorKind>, SkipReason>;
@@ -422,9 +445,7 @@ async fn send_one(shared: &Shared, conn: &mut Option<Conn>, job: &Job) -> SendRe
         if !conn.as_ref().is_some_and(Conn::usable)
             && shared.breaker.state() == BreakerState::Closed
         {
-            if let Ok(Ok(c)) =
-                tokio::time::timeout(shared.cfg.timeout, shared.connector.connect()).await
-            {
+            if let Ok(Ok(c)) = tokio::time::timeout(shared.cfg.timeout, open(shared)).await {
                 *conn = Some(c);
             }
         }
@@ -446,7 +467,7 @@ async fn send_one(shared: &Shared, conn: &mut Option<Conn>, job: &Job) -> SendRe
     let started = Instant::now();
     let attempt = async {
         if !conn.as_ref().is_some_and(Conn::usable) {
-            *conn = Some(shared.connector.connect().await?);
+            *conn = Some(open(shared).await?);
         }
         let c = conn.as_mut().ok_or(ErrorKind::Connect)?;
         c.send(req, shared.cfg.max_body).await
