@@ -106,6 +106,26 @@ fn run_examples(scratch: &Scratch, cmds: &[Vec<String>], origin: &str) {
         let mut args = args.clone();
         match args.first().map(String::as_str) {
             Some("listen") => continue,
+            Some("shadow") => {
+                // Sent to a candidate of ours on loopback instead of the documented target.
+                let cand = super::shadow::Candidate::start();
+                let to = args
+                    .iter()
+                    .position(|a| a == "--target")
+                    .expect("shadow --target")
+                    + 1;
+                args[to] = format!("http://{}", cand.addr);
+                let out = scratch.run(&args);
+                assert!(
+                    out.status.success(),
+                    "{origin}: vxtap {args:?}: {}",
+                    stderr(&out)
+                );
+                assert!(
+                    !cand.seen.lock().unwrap().is_empty(),
+                    "{origin}: shadow sent nothing"
+                );
+            }
             Some("send") => {
                 let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
                 let to = args.iter().position(|a| a == "--to").expect("send --to") + 1;
@@ -155,7 +175,7 @@ fn readme_command_lines_run_as_written() {
 fn readme_flags_exist() {
     let mut known = BTreeSet::new();
     for sub in [
-        "replay", "listen", "send", "encap", "decap", "stats", "compare",
+        "replay", "listen", "shadow", "send", "encap", "decap", "stats", "compare",
     ] {
         let out = vxtap().args([sub, "--help"]).output().unwrap();
         for word in String::from_utf8_lossy(&out.stdout)

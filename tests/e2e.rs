@@ -15,6 +15,7 @@ use serde_json::Value;
 
 mod cli;
 mod e2e_h2;
+mod shadow;
 
 fn vxtap() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vxtap"));

@@ -93,6 +93,9 @@ fuzz_target!(|data: &[u8]| {
         max_pending_bytes: if small { 4096 } else { 1 << 20 },
         max_pending_bytes_total: 64 << 20,
         grpc_decode: cfg_sel & 4 != 0,
+        // Shadow replay's larger capture, trimmed back for the record: the checks on `cap`
+        // below must hold with it on.
+        replay_body_bytes: if cfg_sel & 4 != 0 { 64 } else { 0 },
     };
     let cap = cfg.max_body_bytes;
     let budget = cfg.max_pending_bytes;

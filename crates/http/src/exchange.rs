@@ -169,6 +169,11 @@ pub struct Message {
     /// the end-of-connection count proved held nothing else, also the whole gap's length (its
     /// split between head and body is unknown, so it is not in `body_len`).
     pub gap_bytes: u64,
+    /// The body as it crossed the wire (chunked framing removed, content coding kept), up to
+    /// `HttpConfig::replay_body_bytes`, for a shadow replay (`vxtap shadow`): None unless that
+    /// is set. Independent of `body` and `--max-body-bytes`; never written to a record (the
+    /// shadow stage takes it out before the exchange reaches the writers).
+    pub replay_body: Option<Vec<u8>>,
 }
 
 impl Message {

@@ -208,6 +208,33 @@ proptest! {
         }
     }
 
+    /// Shadow replay captures more body than the record keeps: the record must be exactly
+    /// what `max_body_bytes` alone gives (decoding, caps and flags included), and the replay
+    /// copy the whole body up to its own cap.
+    #[test]
+    fn replay_capture_never_changes_the_record(
+        pairs in prop::collection::vec((request(), response()), 1..5),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+        cap in prop_oneof![Just(0usize), Just(3), Just(16), Just(4096)],
+        replay in prop_oneof![Just(1usize), Just(8), Just(1 << 20)],
+        decode in any::<bool>(),
+    ) {
+        let cfg = HttpConfig { max_body_bytes: cap, decode_content: decode, max_decoded_bytes: 10, ..HttpConfig::default() };
+        let plain = run(&pairs, false, Some(&cuts), &cfg);
+        let with = run(&pairs, false, Some(&cuts), &HttpConfig { replay_body_bytes: replay, ..cfg.clone() });
+        prop_assert_eq!(plain.len(), with.len());
+        for (p, w) in plain.iter().zip(&with) {
+            let mut w = w.clone();
+            let rq = w.request.as_mut().unwrap();
+            let body = rq.replay_body.take().unwrap();
+            prop_assert_eq!(body.len() as u64, rq.body_len.min(replay as u64));
+            for m in w.messages_mut() {
+                m.replay_body = None;
+            }
+            prop_assert_eq!(p, &w);
+        }
+    }
+
     #[test]
     fn random_bytes_never_panic_and_stay_bounded(
         ops in prop::collection::vec(
@@ -278,6 +305,7 @@ fn mutated_messages_never_panic() {
             max_pending_bytes: 0,
             max_pending_bytes_total: 0,
             grpc_decode: true,
+            replay_body_bytes: 5,
         },
     ];
     for round in 0..3000 {

@@ -314,6 +314,8 @@ fn message(m: MessageIn<'_>, flags: FlagSet, line: u64) -> Result<Message, ReadE
         authority: m.authority,
         scheme: m.scheme,
         trailers: m.trailers,
+        // Not in the record: it is the capture kept for a shadow replay, never written.
+        replay_body: None,
     })
 }
 

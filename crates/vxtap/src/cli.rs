@@ -48,6 +48,9 @@ pub enum Command {
     Replay(Box<ReplayArgs>),
     /// Receive mirrored VXLAN on UDP (the appliance) and write exchanges as JSON lines.
     Listen(Box<ListenArgs>),
+    /// Send the requests of capture files to a candidate service (shadow replay): one JSON line
+    /// per exchange with what was sent, skipped or failed and both sides' answers.
+    Shadow(Box<ShadowArgs>),
     /// Wrap a plain capture in VXLAN exactly as AWS VPC Traffic Mirroring would.
     Encap(EncapArgs),
     /// Write the inner frames of a mirrored capture as a pcapng (VNI in comments) or pcap.
@@ -263,12 +266,118 @@ pub struct ListenArgs {
     /// giving up (exit status 1, reporting how many were not written) [default: 10s].
     #[arg(long, value_parser = parse_duration)]
     pub drain_timeout: Option<std::time::Duration>,
+    /// Shadow replay beside the JSON output: send the mirrored requests to this candidate
+    /// (see `vxtap shadow --help`).
+    #[arg(long, value_name = "URL")]
+    pub shadow_target: Option<String>,
+    /// Shadow records (JSON lines); required with --shadow-target.
+    #[arg(long, requires = "shadow_target")]
+    pub shadow_output: Option<PathBuf>,
+    /// Shadow summary (JSON), written at shutdown.
+    #[arg(long, requires = "shadow_target")]
+    pub shadow_summary: Option<PathBuf>,
+    #[command(flatten)]
+    pub shadow: ShadowOpts,
     /// Exit after this long (for tests and benchmarks).
     #[arg(long, value_parser = parse_duration, hide = true)]
     pub run_for: Option<std::time::Duration>,
     /// Worker 0 stops working after this long (tests `/readyz`).
     #[arg(long, value_parser = parse_duration, hide = true)]
     pub test_stall_worker_after: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub decode: DecodeOpts,
+    #[command(flatten)]
+    pub pipeline: PipelineOpts,
+    #[command(flatten)]
+    pub privacy: PrivacyOpts,
+}
+
+/// How shadow requests are made and paced (`vxtap shadow`, `vxtap listen --shadow-target`).
+#[derive(Debug, Clone, Args)]
+pub struct ShadowOpts {
+    /// `host:port` (or URL) the target must be one of; refused otherwise. Without it only the
+    /// explicit target is ever sent to (redirects are never followed).
+    #[arg(long = "allow-target", value_name = "HOST:PORT")]
+    pub allow_targets: Vec<String>,
+    /// Set a header on every shadow request, e.g. `--target-header 'Host: candidate.internal'`
+    /// (the captured Host is kept otherwise).
+    #[arg(long = "target-header", value_name = "'NAME: VALUE'")]
+    pub target_headers: Vec<String>,
+    /// Set a header on every shadow request (e.g. a test token); replaces a captured one.
+    #[arg(long = "set-header", value_name = "'NAME: VALUE'")]
+    pub set_headers: Vec<String>,
+    /// Keep a credential header (Authorization, Cookie, Proxy-Authorization are dropped).
+    #[arg(long = "keep-header", value_name = "NAME")]
+    pub keep_headers: Vec<String>,
+    /// Methods replayed (comma-separated); default GET,HEAD,OPTIONS. Widening it replays
+    /// writes: only against a candidate whose writes go nowhere real.
+    #[arg(long = "methods", value_delimiter = ',', value_name = "METHODS")]
+    pub replay_methods: Vec<String>,
+    /// Keep production's inter-arrival times scaled by X (packet timestamps); 0 = as fast as
+    /// the other limits allow.
+    #[arg(long, default_value_t = 0.0, value_name = "X")]
+    pub speed: f64,
+    /// At most N requests per second (0 = no cap).
+    #[arg(long, default_value_t = 0.0, value_name = "N")]
+    pub rate: f64,
+    /// At most N requests in flight.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub concurrency: usize,
+    /// Per-request timeout (connect included).
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub request_timeout: std::time::Duration,
+    /// Consecutive failures (errors, timeouts) that open the circuit breaker.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one probe request.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub breaker_cooldown: std::time::Duration,
+    /// Request (and response) body bytes kept for replay and comparison, independent of
+    /// --max-body-bytes; a longer request body is skipped (`body_too_large`).
+    #[arg(long, value_parser = parse_size_usize, default_value = "1MiB")]
+    pub shadow_max_body: usize,
+    /// Exchanges queued or in flight at most (their bytes are charged to --max-memory).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub shadow_queue: usize,
+    /// Threads of the shadow sender.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub shadow_threads: usize,
+}
+
+/// Arguments of `vxtap shadow`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Only GET, HEAD and OPTIONS are sent unless --methods widens it; every \
+request carries `x-vxtap-shadow: 1` and mirrored requests carrying it are never replayed; \
+Authorization, Cookie and Proxy-Authorization are dropped unless --keep-header; redirects are \
+never followed; request bodies not captured whole are never sent.
+
+EXAMPLES:
+  vxtap shadow --target http://127.0.0.1:8080 pcaps/plain/http-keepalive.pcap
+  vxtap shadow --target http://127.0.0.1:8080 --speed 1 --summary s.json -o r.jsonl pcaps/plain/http-mixed.pcap
+  vxtap shadow --target http://127.0.0.1:8080 --target-header 'Host: candidate' --methods GET,POST --rate 100 pcaps/plain/http-post-large.pcap"
+)]
+pub struct ShadowArgs {
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The candidate: http://host[:port] or https://host[:port].
+    #[arg(long)]
+    pub target: String,
+    /// Records (JSON lines); stdout by default.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Per-endpoint and overall summary (JSON) at the end; the table goes to stderr anyway.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Longest wait at the end for queued and in-flight requests.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub drain_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub shadow: ShadowOpts,
     #[command(flatten)]
     pub decode: DecodeOpts,
     #[command(flatten)]

@@ -407,6 +407,19 @@ pub struct ListenSettings {
     pub recv_buffer: usize,
     /// Shutdown: longest wait for queued records to be written.
     pub drain_timeout: Duration,
+    /// Shadow replay beside the output (`--shadow-target`).
+    pub shadow: Option<ShadowSettings>,
+}
+
+/// `listen --shadow-target`: the stage's configuration and where its records go.
+#[derive(Clone, Debug)]
+pub struct ShadowSettings {
+    /// The stage.
+    pub cfg: vxtap_shadow::ShadowConfig,
+    /// Records (stdout when `None`).
+    pub output: Option<PathBuf>,
+    /// Summary written at shutdown.
+    pub summary: Option<PathBuf>,
 }
 
 /// Default of `--drain-timeout`: within the 30 s a container runtime usually allows between
@@ -439,6 +452,25 @@ impl ListenSettings {
             (None, Some(v)) => v.duration()?,
             _ => DEFAULT_DRAIN_TIMEOUT,
         };
+        // Shadow replay: the HTTP layer keeps bodies for it, and its queue is charged to
+        // --max-memory (taken off the flow tables' budget before the queues are planned).
+        let shadow = match &args.shadow_target {
+            Some(target) => {
+                let q = crate::shadow::prepare_settings(&mut common, &args.shadow)?;
+                Some(ShadowSettings {
+                    cfg: crate::shadow::config(
+                        target,
+                        &args.shadow,
+                        q,
+                        vxtap_shadow::WhenFull::Drop,
+                        drain_timeout,
+                    )?,
+                    output: args.shadow_output.clone(),
+                    summary: args.shadow_summary.clone(),
+                })
+            }
+            None => None,
+        };
         let recv_buffer = match (args.recv_buffer, &file.recv_buffer) {
             (Some(s), _) => s,
             (None, Some(v)) => v.bytes()?,
@@ -460,6 +492,7 @@ impl ListenSettings {
             recv_threads: args.recv_threads.or(file.recv_threads).unwrap_or(1).max(1),
             recv_buffer: usize::try_from(recv_buffer).unwrap_or(usize::MAX),
             drain_timeout,
+            shadow,
         })
     }
 }

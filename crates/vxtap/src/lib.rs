@@ -16,5 +16,6 @@ pub mod packet_filter;
 pub mod pipeline;
 pub mod replay;
 pub mod send;
+pub mod shadow;
 pub mod size;
 pub mod tools;

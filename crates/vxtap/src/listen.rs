@@ -32,7 +32,9 @@ use crate::config::ListenSettings;
 use crate::health::{Beat, Every, Health, RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::metrics::MetricSet;
 use crate::packet_filter::{Decision, FilterReason, FilterStats, PacketFilter};
-use crate::pipeline::{output_pipeline, Totals, Worker, WorkerStats, MAX_SILENCE};
+use crate::pipeline::{output_pipeline_with, Totals, Worker, WorkerStats, MAX_SILENCE};
+use crate::shadow::Feed;
+use vxtap_shadow::ShadowStage;
 
 /// Distinct VNIs given their own metric label; the rest share `other` (bounded cardinality).
 const MAX_VNI_LABELS: usize = 64;
@@ -67,6 +69,7 @@ fn exchange_bytes(ex: &Exchange) -> usize {
             + opt(&m.start_line)
             + opt(&m.reason)
             + m.body.as_ref().map_or(0, |b| b.bytes.capacity())
+            + m.replay_body.as_ref().map_or(0, Vec::capacity)
     }
     // The record's fixed-size parts and its vecs, roughly.
     std::mem::size_of::<Exchange>()
@@ -189,6 +192,8 @@ struct Shared {
     /// Exchanges the output thread dealt with without writing them (filtered out, or failed),
     /// published per batch.
     unwritten_settled: Arc<AtomicU64>,
+    /// The shadow stage's counters (`--shadow-target`).
+    shadow: Option<Arc<vxtap_shadow::ShadowStats>>,
 }
 
 fn now_ns() -> u64 {
@@ -216,7 +221,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals> {
     let ctx = Listener::new(settings, hooks)?;
     // Output first, so that a bad output path fails before any socket is opened.
-    let out = ctx.output_pipeline()?;
+    let (out, shadow) = ctx.output_pipeline()?;
+    let shadow_summary = ctx.settings.shadow.as_ref().and_then(|s| s.summary.clone());
     let (out_tx, out_rx) = bounded::<OutBatch>(256);
     // Sockets next: a bind error should stop startup before threads exist.
     let receivers = ctx.bind_receivers()?;
@@ -248,13 +254,22 @@ pub fn listen(settings: ListenSettings, hooks: Hooks) -> Result<Totals> {
     // The workers hold the only senders now: the output thread ends when they have.
     drop(out_tx);
     let written = out.sink.written_counter();
-    let output = ctx.spawn_output(out, out_rx)?;
+    let output = ctx.spawn_output(out, out_rx, shadow.clone())?;
     let recv_handles = ctx.spawn_receivers(receivers, local.port(), &to_workers, &recycle_rx)?;
     // The receive threads hold the only senders now: a worker ends when they have.
     drop(to_workers);
 
     ctx.wait_for_stop();
-    Ok(ctx.drain(admin, written, output, recv_handles, worker_handles))
+    let totals = ctx.drain(admin, written, output, recv_handles, worker_handles);
+    // The output thread has let go of the stage unless it was left blocked.
+    if let Some(stage) = shadow.and_then(|s| Arc::try_unwrap(s).ok()) {
+        let report = stage.finish();
+        eprint!("{}", crate::shadow::report_text(&report));
+        if let Some(p) = &shadow_summary {
+            crate::shadow::write_summary(p, &report)?;
+        }
+    }
+    Ok(totals)
 }
 
 /// The running workers: one queue sender each (for the receive threads) and their threads.
@@ -314,7 +329,14 @@ impl Listener {
             metrics: Arc::new(Mutex::new(MetricSet::new())),
             handed: Arc::new(AtomicU64::new(0)),
             unwritten_settled: Arc::new(AtomicU64::new(0)),
+            shadow: settings
+                .shadow
+                .as_ref()
+                .map(|_| Arc::new(vxtap_shadow::ShadowStats::new())),
         };
+        if let Some(s) = &shared.shadow {
+            lock(&shared.metrics).register(Box::new(s.latency.clone()));
+        }
         if let Some(rate) = settings.common.packet_filter.sample {
             lock(&shared.metrics).sample_rate.set(rate);
         }
@@ -330,10 +352,12 @@ impl Listener {
         })
     }
 
-    /// The output stage (transforms and the JSON lines writer), opened.
-    fn output_pipeline(&self) -> Result<vxtap_sink::ExchangePipeline> {
+    /// The output stage (transforms and the JSON lines writer), opened, and the shadow stage
+    /// (`--shadow-target`) started with the same redactor.
+    fn output_pipeline(&self) -> Result<(vxtap_sink::ExchangePipeline, Option<Arc<ShadowStage>>)> {
         let settings = &self.settings;
-        output_pipeline(
+        let redactor = crate::pipeline::redactor(&settings.common)?;
+        let out = output_pipeline_with(
             &settings.common,
             JsonLinesConfig {
                 path: settings.output.clone(),
@@ -341,7 +365,21 @@ impl Listener {
                 rotate_interval: settings.rotate_interval,
                 ..JsonLinesConfig::default()
             },
-        )
+            redactor.clone(),
+        )?;
+        let shadow = match (&settings.shadow, &self.shared.shadow) {
+            (Some(sh), Some(stats)) => {
+                let records = crate::shadow::open_output(sh.output.as_deref())?;
+                Some(Arc::new(crate::shadow::start(
+                    sh.cfg.clone(),
+                    records,
+                    redactor,
+                    stats.clone(),
+                )?))
+            }
+            _ => None,
+        };
+        Ok((out, shadow))
     }
 
     /// One socket per receive thread, all on the same port (SO_REUSEPORT).
@@ -378,11 +416,15 @@ impl Listener {
             shared.output.clone(),
             shared.output_drops.clone(),
         );
+        let shadow = shared.shadow.clone();
         AdminServer::start(
             self.settings.admin_bind,
             shared.health.clone(),
             MAX_SILENCE.as_millis() as u64,
             move || {
+                if let Some(s) = &shadow {
+                    crate::shadow::export(&s.snapshot(), &mut lock(&shared_metrics));
+                }
                 render(
                     &shared_metrics,
                     &recv_snaps,
@@ -441,10 +483,16 @@ impl Listener {
         &self,
         out: vxtap_sink::ExchangePipeline,
         out_rx: Receiver<OutBatch>,
+        shadow: Option<Arc<ShadowStage>>,
     ) -> Result<JoinHandle<()>> {
         let shared = &self.shared;
+        let shadow = match shadow {
+            Some(stage) => Some((stage, Feed::new(&self.settings.common)?)),
+            None => None,
+        };
         let thread = OutputThread {
             out,
+            shadow,
             rx: out_rx,
             queued: self.queued_out.clone(),
             beat: shared.health.register("output"),
@@ -560,6 +608,8 @@ impl Listener {
 /// SIGHUP, and publishes its totals and health.
 struct OutputThread {
     out: vxtap_sink::ExchangePipeline,
+    /// Shadow replay: every exchange is offered to it before redaction (it never blocks).
+    shadow: Option<(Arc<ShadowStage>, Feed)>,
     rx: Receiver<OutBatch>,
     /// Bytes on the output queue (the workers add, this thread subtracts).
     queued: Arc<AtomicUsize>,
@@ -576,6 +626,7 @@ impl OutputThread {
     fn run(self) {
         let OutputThread {
             mut out,
+            mut shadow,
             rx: out_rx,
             queued: out_queued,
             beat: out_beat,
@@ -612,7 +663,10 @@ impl OutputThread {
                     }
                     drop(m);
                     let mut failed = false;
-                    for ex in batch {
+                    for mut ex in batch {
+                        if let Some((stage, feed)) = shadow.as_mut() {
+                            feed.offer(stage, &mut ex);
+                        }
                         if let Err(e) = out.handle(ex) {
                             failed = true;
                             errors.error("output failing", &e);

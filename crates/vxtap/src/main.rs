@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::Parser;
 use vxtap::cli::{Cli, Command, LogFormat};
 use vxtap::config::{FileConfig, ListenSettings, Settings};
-use vxtap::{listen, replay, send, tools};
+use vxtap::{listen, replay, send, shadow, tools};
 use vxtap_sink::JsonLinesConfig;
 use vxtap_wire::OuterParams;
 
@@ -70,6 +70,7 @@ fn check_inputs<'a>(files: impl IntoIterator<Item = &'a PathBuf>) -> Result<(), 
 fn run(cli: Cli) -> Result<ExitCode> {
     let inputs: Vec<&PathBuf> = match &cli.command {
         Command::Replay(a) => a.files.iter().collect(),
+        Command::Shadow(a) => a.files.iter().collect(),
         Command::Stats(a) => a.files.iter().collect(),
         Command::Decap(a) => vec![&a.input],
         Command::Encap(a) => vec![&a.input],
@@ -109,6 +110,47 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 failed = true;
             }
             if let Some(e) = &report.output_error {
+                eprintln!("vxtap: output error: {e}");
+                failed = true;
+            }
+            Ok(if failed {
+                ExitCode::from(EXIT_IO)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Shadow(args) => {
+            let file = match &args.config {
+                Some(p) => FileConfig::load(p)?,
+                None => FileConfig::default(),
+            };
+            let mut settings =
+                Settings::resolve(&file, &args.decode, &args.pipeline, &args.privacy, 1)?;
+            let queue_bytes = shadow::prepare_settings(&mut settings, &args.shadow)?;
+            let cfg = shadow::config(
+                &args.target,
+                &args.shadow,
+                queue_bytes,
+                vxtap_shadow::WhenFull::Wait,
+                args.drain_timeout,
+            )?;
+            let out = shadow::open_output(args.output.as_deref())?;
+            let redactor = vxtap::pipeline::redactor(&settings)?;
+            let stats = std::sync::Arc::new(vxtap_shadow::ShadowStats::new());
+            let stage = shadow::start(cfg, out, redactor, stats)?;
+            let run = shadow::shadow_files(&args.files, &settings, stage)?;
+            if let Some(p) = &args.summary {
+                shadow::write_summary(p, &run.report)?;
+            }
+            if !args.quiet {
+                eprint!("{}", shadow::report_text(&run.report));
+            }
+            let mut failed = false;
+            for e in &run.errors {
+                eprintln!("vxtap: error: {e}");
+                failed = true;
+            }
+            if let Some(e) = &run.report.output_error {
                 eprintln!("vxtap: output error: {e}");
                 failed = true;
             }

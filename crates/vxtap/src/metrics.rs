@@ -127,6 +127,12 @@ impl MetricSet {
         }
     }
 
+    /// Registers a collector another crate keeps (the shadow stage's latency histogram);
+    /// a second registration of the same collector is ignored.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        let _ = self.registry.register(c);
+    }
+
     /// Prometheus text exposition of everything registered.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -172,15 +172,20 @@ impl Worker {
 /// redaction key, so equal secrets give equal tokens on every worker.
 pub fn transforms(settings: &Settings) -> Result<Transforms> {
     let filter = ExchangeFilter::new(&settings.exchange_filter)?;
-    let redactor = if settings.redact.enabled {
+    Ok(Transforms::new(filter, redactor(settings)?))
+}
+
+/// The redactor `settings` ask for (the shadow records use the same one as the exchange
+/// records: pass a clone of this so equal secrets give equal tokens in both).
+pub fn redactor(settings: &Settings) -> Result<Redactor> {
+    Ok(if settings.redact.enabled {
         Redactor::new(&settings.redact)?
             // Content-coded bodies are decoded for inspection under the same bound as
             // `--decode-content`, whatever that flag says.
             .with_decode_bound(settings.http.max_decoded_bytes)
     } else {
         Redactor::disabled()
-    };
-    Ok(Transforms::new(filter, redactor))
+    })
 }
 
 fn writer(settings: &Settings, sink: JsonLinesConfig) -> Result<JsonLinesWriter> {
@@ -208,6 +213,19 @@ pub fn output_pipeline(
 ) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>> {
     Ok(ExchangePipeline::new(
         transforms(settings)?,
+        writer(settings, sink)?,
+    ))
+}
+
+/// [`output_pipeline`] with a given redactor (shared with the shadow records).
+pub fn output_pipeline_with(
+    settings: &Settings,
+    sink: JsonLinesConfig,
+    redactor: Redactor,
+) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>> {
+    let filter = ExchangeFilter::new(&settings.exchange_filter)?;
+    Ok(ExchangePipeline::new(
+        Transforms::new(filter, redactor),
         writer(settings, sink)?,
     ))
 }

@@ -154,7 +154,7 @@ pub fn replay(
 /// payloads can be lent to other threads by offset, and returns the oldest offset still lent:
 /// pages are released only before it. Without, that value is ignored. `frame` returns `None`
 /// to stop reading altogether (the output is gone).
-fn read_all(
+pub(crate) fn read_all(
     files: &[PathBuf],
     progress: &Progress,
     report: &mut ReplayReport,
@@ -484,12 +484,12 @@ fn run_worker<E: Encode>(
 }
 
 /// A progress bar on stderr for long replays (only on a terminal).
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
-    fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         Progress {
             bar: enabled.then(indicatif::ProgressBar::hidden),
         }

@@ -116,6 +116,13 @@ impl HttpHandler {
         let gapped = msg.gap_bytes > 0;
         let cut = m.cut || gapped;
         let mut bytes = m.raw;
+        // The replay's copy first, then the record's bytes exactly as `max_body_bytes` alone
+        // would have captured them.
+        if self.cfg.replay_body_bytes > 0 {
+            let n = bytes.len().min(self.cfg.replay_body_bytes);
+            msg.replay_body = Some(bytes[..n].to_vec());
+            bytes.truncate(self.cfg.max_body_bytes);
+        }
         let mut content = m.content;
         let mut truncated = (bytes.len() as u64) < msg.body_len;
         let mut bound_hit = false;

@@ -112,6 +112,11 @@ pub struct HttpConfig {
     pub max_pending_bytes_total: usize,
     /// gRPC messages also get a schemaless protobuf dump (`--grpc-decode`); default false.
     pub grpc_decode: bool,
+    /// Body bytes kept per message for a shadow replay ([`crate::Message::replay_body`]),
+    /// whatever `max_body_bytes` says; 0 (the default) keeps none. Captured in the same buffer
+    /// (charged to the same budget) and trimmed back to `max_body_bytes` for the record, so the
+    /// record is exactly what it would be without it.
+    pub replay_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -125,6 +130,7 @@ impl Default for HttpConfig {
             max_pending_bytes: 4 << 20,
             max_pending_bytes_total: 64 << 20,
             grpc_decode: false,
+            replay_body_bytes: 0,
         }
     }
 }

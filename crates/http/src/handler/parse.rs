@@ -283,7 +283,9 @@ impl HttpHandler {
     }
 
     fn add_body(&mut self, c: &mut Conn, r: Role, ts: u64, bytes: &[u8]) {
-        let cap = self.cfg.max_body_bytes;
+        // The record's cap, or the shadow replay's when it is larger (trimmed back when the
+        // message is finished).
+        let cap = self.cfg.max_body_bytes.max(self.cfg.replay_body_bytes);
         self.stats.body_bytes += bytes.len() as u64;
         if let Some(m) = c.halves[r].cur.as_mut() {
             m.msg.body_len += bytes.len() as u64;
