@@ -392,7 +392,10 @@ mod tests {
     #[test]
     fn low_cardinality_strings_become_an_enum_high_ones_do_not() {
         let few: Vec<Value> = (0..20)
-            .map(|i| json!({"s": ["on", "off"][i % 2], "free": format!("v{i}")}))
+            .map(|i| {
+                let s = if i % 2 == 0 { "on" } else { "off" };
+                json!({"s": s, "free": format!("v{i}")})
+            })
             .collect();
         let s = infer(&few);
         assert_eq!(s["properties"]["s"]["enum"], json!(["off", "on"]));
