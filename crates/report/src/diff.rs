@@ -17,7 +17,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 const MAX_DEPTH: usize = 32;
-const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const METHODS: &[&str] = &[
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
 /// How a change affects existing clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,11 +52,16 @@ impl std::fmt::Display for Change {
 }
 
 fn check(doc: &Value, name: &str) -> Result<(), ReportError> {
-    let ok = doc.get("openapi").and_then(Value::as_str).is_some_and(|v| v.starts_with('3'));
+    let ok = doc
+        .get("openapi")
+        .and_then(Value::as_str)
+        .is_some_and(|v| v.starts_with('3'));
     if ok {
         Ok(())
     } else {
-        Err(ReportError::NotOpenApi(format!("{name}: no `openapi: 3.x` field")))
+        Err(ReportError::NotOpenApi(format!(
+            "{name}: no `openapi: 3.x` field"
+        )))
     }
 }
 
@@ -80,10 +87,18 @@ pub fn diff(old: &Value, new: &Value) -> Result<Vec<Change>, ReportError> {
     let (a, b) = (op(old), op(new));
     let mut push = |severity, at: String, what: String| out.push(Change { severity, at, what });
     for (p, m) in a.difference(&b) {
-        push(Severity::Breaking, format!("{} {p}", m.to_uppercase()), "operation removed".into());
+        push(
+            Severity::Breaking,
+            format!("{} {p}", m.to_uppercase()),
+            "operation removed".into(),
+        );
     }
     for (p, m) in b.difference(&a) {
-        push(Severity::NonBreaking, format!("{} {p}", m.to_uppercase()), "operation added".into());
+        push(
+            Severity::NonBreaking,
+            format!("{} {p}", m.to_uppercase()),
+            "operation added".into(),
+        );
     }
     for (p, m) in a.intersection(&b) {
         let at = format!("{} {p}", m.to_uppercase());
@@ -128,14 +143,30 @@ fn operation(old: &Value, new: &Value, at: &str, push: &mut impl FnMut(Severity,
     }
     for (loc, name, _, _) in &po {
         if !pn.iter().any(|(l, n, _, _)| l == loc && n == name) {
-            push(Severity::NonBreaking, format!("{at} {loc} parameter `{name}`"), "parameter removed".into());
+            push(
+                Severity::NonBreaking,
+                format!("{at} {loc} parameter `{name}`"),
+                "parameter removed".into(),
+            );
         }
     }
-    let media = |v: &Value| v.get("content").and_then(Value::as_object).cloned().unwrap_or_default();
+    let media = |v: &Value| {
+        v.get("content")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
     let (ro, rn) = (media(&old["requestBody"]), media(&new["requestBody"]));
     for (m, n) in &rn {
         if let Some(o) = ro.get(m) {
-            schemas(&o["schema"], &n["schema"], &format!("{at} request {m}"), true, 0, push);
+            schemas(
+                &o["schema"],
+                &n["schema"],
+                &format!("{at} request {m}"),
+                true,
+                0,
+                push,
+            );
         }
     }
     let empty = serde_json::Map::new();
@@ -151,22 +182,40 @@ fn operation(old: &Value, new: &Value, at: &str, push: &mut impl FnMut(Severity,
                 let (mo, mn) = (media(o), media(n));
                 for (m, o) in &mo {
                     match mn.get(m) {
-                        None => push(Severity::Breaking, format!("{at} {m}"), "media type removed".into()),
-                        Some(n) => schemas(&o["schema"], &n["schema"], &format!("{at} {m}"), false, 0, push),
+                        None => push(
+                            Severity::Breaking,
+                            format!("{at} {m}"),
+                            "media type removed".into(),
+                        ),
+                        Some(n) => schemas(
+                            &o["schema"],
+                            &n["schema"],
+                            &format!("{at} {m}"),
+                            false,
+                            0,
+                            push,
+                        ),
                     }
                 }
             }
         }
     }
     for status in sn.keys().filter(|s| !so.contains_key(*s)) {
-        push(Severity::NonBreaking, format!("{at} response {status}"), "response status added".into());
+        push(
+            Severity::NonBreaking,
+            format!("{at} response {status}"),
+            "response status added".into(),
+        );
     }
 }
 
 fn types(s: &Value) -> BTreeSet<String> {
     match s.get("type") {
         Some(Value::String(t)) => [t.clone()].into(),
-        Some(Value::Array(a)) => a.iter().filter_map(|t| t.as_str().map(String::from)).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect(),
         _ => BTreeSet::new(),
     }
 }
@@ -185,15 +234,27 @@ fn schemas(
     }
     if old.get("$ref").is_some() || new.get("$ref").is_some() {
         if old.get("$ref") != new.get("$ref") {
-            push(Severity::Breaking, at.into(), "referenced schema changed".into());
+            push(
+                Severity::Breaking,
+                at.into(),
+                "referenced schema changed".into(),
+            );
         }
         return;
     }
     let (to, tn) = (types(old), types(new));
     if !to.is_empty() && !tn.is_empty() && to != tn {
         // A request accepting more types, or a response sending fewer, breaks nobody.
-        let widened = if request { to.is_subset(&tn) } else { tn.is_subset(&to) };
-        let sev = if widened { Severity::NonBreaking } else { Severity::Breaking };
+        let widened = if request {
+            to.is_subset(&tn)
+        } else {
+            tn.is_subset(&to)
+        };
+        let sev = if widened {
+            Severity::NonBreaking
+        } else {
+            Severity::Breaking
+        };
         push(sev, at.into(), format!("type {to:?} -> {tn:?}"));
     }
     let set = |v: &Value, k: &str| -> BTreeSet<String> {
@@ -205,18 +266,32 @@ fn schemas(
     let (eo, en) = (set(old, "enum"), set(new, "enum"));
     if !eo.is_empty() && !en.is_empty() {
         for v in eo.difference(&en) {
-            let sev = if request { Severity::Breaking } else { Severity::NonBreaking };
+            let sev = if request {
+                Severity::Breaking
+            } else {
+                Severity::NonBreaking
+            };
             push(sev, at.into(), format!("enum value {v} removed"));
         }
         for v in en.difference(&eo) {
-            let sev = if request { Severity::NonBreaking } else { Severity::Breaking };
+            let sev = if request {
+                Severity::NonBreaking
+            } else {
+                Severity::Breaking
+            };
             push(sev, at.into(), format!("enum value {v} added"));
         }
     }
     let (qo, qn) = (set(old, "required"), set(new, "required"));
     let empty = serde_json::Map::new();
-    let po = old.get("properties").and_then(Value::as_object).unwrap_or(&empty);
-    let pn = new.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+    let po = old
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let pn = new
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     for (k, n) in pn {
         let q = format!("\"{k}\"");
         let at = format!("{at} .{k}");
@@ -230,14 +305,22 @@ fn schemas(
                     push(Severity::Breaking, at.clone(), "became required".into());
                 }
                 if !request && qo.contains(&q) && !qn.contains(&q) {
-                    push(Severity::Breaking, at.clone(), "no longer always present".into());
+                    push(
+                        Severity::Breaking,
+                        at.clone(),
+                        "no longer always present".into(),
+                    );
                 }
                 schemas(o, n, &at, request, depth + 1, push);
             }
         }
     }
     for k in po.keys().filter(|k| !pn.contains_key(*k)) {
-        let sev = if request { Severity::NonBreaking } else { Severity::Breaking };
+        let sev = if request {
+            Severity::NonBreaking
+        } else {
+            Severity::Breaking
+        };
         push(sev, format!("{at} .{k}"), "property removed".into());
     }
     if let (Some(io), Some(inew)) = (old.get("items"), new.get("items")) {
@@ -281,11 +364,26 @@ mod tests {
         let has = |s: &str| text.iter().any(|t| t == s);
         assert!(has("breaking: GET /gone: operation removed"), "{text:#?}");
         assert!(has("breaking: GET /a response 200 application/json .id: type {\"integer\"} -> {\"string\"}"), "{text:#?}");
-        assert!(has("breaking: GET /a response 200 application/json .name: property removed"), "{text:#?}");
-        assert!(has("breaking: POST /p request application/json .r: required property added"), "{text:#?}");
-        assert!(has("breaking: POST /p response 400: response status removed"), "{text:#?}");
-        assert!(has("non-breaking: GET /a query parameter `v`: optional parameter added"), "{text:#?}");
-        assert!(has("non-breaking: GET /a response 200 application/json .extra: property added"), "{text:#?}");
+        assert!(
+            has("breaking: GET /a response 200 application/json .name: property removed"),
+            "{text:#?}"
+        );
+        assert!(
+            has("breaking: POST /p request application/json .r: required property added"),
+            "{text:#?}"
+        );
+        assert!(
+            has("breaking: POST /p response 400: response status removed"),
+            "{text:#?}"
+        );
+        assert!(
+            has("non-breaking: GET /a query parameter `v`: optional parameter added"),
+            "{text:#?}"
+        );
+        assert!(
+            has("non-breaking: GET /a response 200 application/json .extra: property added"),
+            "{text:#?}"
+        );
         assert!(has("non-breaking: GET /new: operation added"), "{text:#?}");
         assert!(changes[0].severity == Severity::Breaking);
         assert!(diff(&old, &old).unwrap().is_empty());

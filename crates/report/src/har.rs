@@ -182,7 +182,9 @@ fn entry(ex: &Exchange) -> Option<Value> {
         "bodySize": req.body_len,
     });
     if let Some((text, encoding)) = body_text(req) {
-        let mime = req.header("content-type").unwrap_or("application/octet-stream");
+        let mime = req
+            .header("content-type")
+            .unwrap_or("application/octet-stream");
         let mut post = json!({"mimeType": mime, "text": text});
         if let Some(e) = encoding {
             // Not in HAR 1.2's postData, but what importers read for binary bodies.
@@ -275,8 +277,14 @@ mod tests {
         let v = har(&[a, ex("POST", "/b", 201, None, 1, 5)]);
         let e = &v["log"]["entries"][0];
         assert_eq!(e["request"]["url"], "http://api.example.com/users/7?x=1&y");
-        assert_eq!(e["request"]["queryString"][1], json!({"name": "y", "value": ""}));
-        assert_eq!(e["timings"], json!({"send": 1.0, "wait": 39.0, "receive": 2.0}));
+        assert_eq!(
+            e["request"]["queryString"][1],
+            json!({"name": "y", "value": ""})
+        );
+        assert_eq!(
+            e["timings"],
+            json!({"send": 1.0, "wait": 39.0, "receive": 2.0})
+        );
         assert_eq!(e["time"], 42.0);
         assert_eq!(e["response"]["content"]["text"], "{\"id\":7}");
         assert_eq!(e["_vxtap"]["vni"], 101);

@@ -108,7 +108,10 @@ fn timeline_svg(inv: &Inventory) -> Result<String, ReportError> {
             .margin(6)
             .x_label_area_size(28)
             .y_label_area_size(50)
-            .build_cartesian_2d(0f64..((last - first + 1) as f64 * width_s), 0u64..max_n + max_n / 10 + 1)
+            .build_cartesian_2d(
+                0f64..((last - first + 1) as f64 * width_s),
+                0u64..max_n + max_n / 10 + 1,
+            )
             .map_err(chart_err)?;
         chart
             .configure_mesh()
@@ -124,7 +127,10 @@ fn timeline_svg(inv: &Inventory) -> Result<String, ReportError> {
                 .collect()
         };
         chart
-            .draw_series(LineSeries::new(pts(|b| b.0), RGBColor(70, 110, 200).stroke_width(2)))
+            .draw_series(LineSeries::new(
+                pts(|b| b.0),
+                RGBColor(70, 110, 200).stroke_width(2),
+            ))
             .map_err(chart_err)?;
         chart
             .draw_series(LineSeries::new(pts(|b| b.1), RED.stroke_width(2)))
@@ -160,7 +166,10 @@ pub fn render(inv: &Inventory, title: &str, inputs: &[String]) -> Result<String,
     let mut h = String::with_capacity(64 * 1024);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>");
     esc(&mut h, title);
-    let _ = write!(h, "</title><style>{STYLE}</style></head>\n<body data-ready=\"0\">\n<h1>");
+    let _ = write!(
+        h,
+        "</title><style>{STYLE}</style></head>\n<body data-ready=\"0\">\n<h1>"
+    );
     esc(&mut h, title);
     h.push_str("</h1>\n<p class=\"note\">Inputs: ");
     esc(&mut h, &inputs.join(", "));
@@ -224,7 +233,12 @@ pub fn render(inv: &Inventory, title: &str, inputs: &[String]) -> Result<String,
 <th>5xx</th><th>no response</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th class=l>top flags</th></tr></thead><tbody>\n",
     );
     for (k, s) in ranked.iter().take(TABLE_ROWS) {
-        let class = |c: u16| -> u64 { s.statuses.range(c * 100..c * 100 + 100).map(|(_, n)| n).sum() };
+        let class = |c: u16| -> u64 {
+            s.statuses
+                .range(c * 100..c * 100 + 100)
+                .map(|(_, n)| n)
+                .sum()
+        };
         h.push_str("<tr><td class=l>");
         esc(&mut h, &k.to_string());
         let _ = write!(
@@ -247,7 +261,11 @@ pub fn render(inv: &Inventory, title: &str, inputs: &[String]) -> Result<String,
             .map(|f| (s.flags[f.index()], *f))
             .collect();
         flags.sort_by(|a, b| b.0.cmp(&a.0));
-        let text: Vec<String> = flags.iter().take(3).map(|(n, f)| format!("{} {n}", f.as_str())).collect();
+        let text: Vec<String> = flags
+            .iter()
+            .take(3)
+            .map(|(n, f)| format!("{} {n}", f.as_str()))
+            .collect();
         esc(&mut h, &text.join(", "));
         h.push_str("</td></tr>\n");
     }
@@ -290,7 +308,14 @@ mod tests {
     fn renders_tables_charts_and_escapes() {
         let mut inv = Inventory::new(100);
         for i in 0..50 {
-            inv.add(&ex("GET", "/a<script>", if i % 5 == 0 { 500 } else { 200 }, None, i, 5 + i));
+            inv.add(&ex(
+                "GET",
+                "/a<script>",
+                if i % 5 == 0 { 500 } else { 200 },
+                None,
+                i,
+                5 + i,
+            ));
         }
         let html = render(&inv, "t & t", &["x.pcap".into()]).unwrap();
         assert!(html.contains("GET /a&lt;script&gt;"));
@@ -304,7 +329,14 @@ mod tests {
     fn ten_thousand_endpoints_stay_readable() {
         let mut inv = Inventory::new(10_000);
         for i in 0..12_000u64 {
-            inv.add(&ex("GET", &format!("/e/{i}"), 200, None, i % 600, 1 + i % 50));
+            inv.add(&ex(
+                "GET",
+                &format!("/e/{i}"),
+                200,
+                None,
+                i % 600,
+                1 + i % 50,
+            ));
         }
         let html = render(&inv, "big", &[]).unwrap();
         assert_eq!(html.matches("<tr><td class=l>GET /e/").count(), TABLE_ROWS);

@@ -157,7 +157,11 @@ impl K6Builder {
             .collect();
         // A body that is not whole, or not text, would not reproduce the request.
         let body = match &req.body {
-            Some(b) if b.content == Content::Plain && !req.body_truncated && b.bytes.len() <= max_body => {
+            Some(b)
+                if b.content == Content::Plain
+                    && !req.body_truncated
+                    && b.bytes.len() <= max_body =>
+            {
                 match std::str::from_utf8(&b.bytes) {
                     Ok(s) => Some(s.to_string()),
                     Err(_) => return,
@@ -167,7 +171,8 @@ impl K6Builder {
             None if req.body_len > 0 => return,
             None => None,
         };
-        ep.samples.push(json!({"method": method, "target": target, "headers": headers, "body": body}));
+        ep.samples
+            .push(json!({"method": method, "target": target, "headers": headers, "body": body}));
     }
 
     /// Writes the script.
@@ -186,7 +191,9 @@ impl K6Builder {
             1.0
         };
         let span_s = span_s.max(1.0);
-        let per_minute = ((total as f64 / span_s) * 60.0 * self.cfg.multiplier).round().max(1.0) as u64;
+        let per_minute = ((total as f64 / span_s) * 60.0 * self.cfg.multiplier)
+            .round()
+            .max(1.0) as u64;
         let duration = format!("{}s", span_s.ceil().max(10.0) as u64);
         let data: Vec<Value> = eps
             .iter()
@@ -286,7 +293,9 @@ mod tests {
 
     #[test]
     fn the_mix_rate_and_placeholders() {
-        let mut v: Vec<Exchange> = (0..60).map(|i| ex("GET", "/a?x=1", 200, None, i, 1)).collect();
+        let mut v: Vec<Exchange> = (0..60)
+            .map(|i| ex("GET", "/a?x=1", 200, None, i, 1))
+            .collect();
         v.extend((0..30).map(|i| ex("GET", "/b", 200, None, i, 1)));
         v.push(ex("DELETE", "/a", 200, None, 3, 1));
         let s = script(K6Config::default(), &v);
@@ -311,8 +320,14 @@ mod tests {
 
     #[test]
     fn credential_headers_are_recognised() {
-        assert_eq!(credential_env("Authorization").as_deref(), Some("VXTAP_AUTHORIZATION"));
-        assert_eq!(credential_env("X-Api-Key").as_deref(), Some("VXTAP_X_API_KEY"));
+        assert_eq!(
+            credential_env("Authorization").as_deref(),
+            Some("VXTAP_AUTHORIZATION")
+        );
+        assert_eq!(
+            credential_env("X-Api-Key").as_deref(),
+            Some("VXTAP_X_API_KEY")
+        );
         assert_eq!(credential_env("Accept"), None);
     }
 
@@ -322,15 +337,25 @@ mod tests {
             eprintln!("skipped: node not installed");
             return;
         };
-        let v: Vec<Exchange> = (0..5).map(|i| ex("GET", "/q?\u{2028}'\"`${x}", 200, None, i, 1)).collect();
+        let v: Vec<Exchange> = (0..5)
+            .map(|i| ex("GET", "/q?\u{2028}'\"`${x}", 200, None, i, 1))
+            .collect();
         let s = script(K6Config::default(), &v);
         let dir = std::env::temp_dir().join(format!("vxtap-k6-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("load.mjs");
         std::fs::write(&f, s).unwrap();
-        let out = std::process::Command::new(node).arg("--check").arg(&f).output().unwrap();
+        let out = std::process::Command::new(node)
+            .arg("--check")
+            .arg(&f)
+            .output()
+            .unwrap();
         std::fs::remove_dir_all(&dir).ok();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn which(name: &str) -> Result<std::path::PathBuf, ()> {

@@ -59,7 +59,14 @@ pub(crate) mod testutil {
     use vxtap_http::{Exchange, FlagSet};
 
     /// A request/response exchange at `ts_s` seconds (2026-01-01 + ts_s), lasting `ms`.
-    pub fn ex(method: &str, uri: &str, status: u16, body: Option<&str>, ts_s: u64, ms: u64) -> Exchange {
+    pub fn ex(
+        method: &str,
+        uri: &str,
+        status: u16,
+        body: Option<&str>,
+        ts_s: u64,
+        ms: u64,
+    ) -> Exchange {
         let start = 1_767_225_600_000_000_000 + ts_s * 1_000_000_000;
         let msg_body = |b: Option<&str>| {
             b.map(|b| Body {

@@ -121,7 +121,13 @@ pub struct OpenApiBuilder {
 /// The media type of a message, without parameters, lower case.
 fn media_type(m: &Message) -> String {
     m.header("content-type")
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "application/octet-stream".into())
 }
@@ -185,7 +191,13 @@ impl Param {
     }
 }
 
-fn add_param(map: &mut BTreeMap<String, Param>, over: &mut u64, name: &str, value: &str, limits: &ShapeLimits) {
+fn add_param(
+    map: &mut BTreeMap<String, Param>,
+    over: &mut u64,
+    name: &str,
+    value: &str,
+    limits: &ShapeLimits,
+) {
     if let Some(p) = map.get_mut(name) {
         p.add(value, limits);
     } else if map.len() < MAX_PARAMS {
@@ -254,11 +266,20 @@ impl OpenApiBuilder {
             if IGNORED_HEADERS.contains(&lower.as_str()) || !seen.insert(lower.clone()) {
                 continue;
             }
-            add_param(&mut op.headers, &mut op.params_over_cap, &lower, v, &cfg.limits);
+            add_param(
+                &mut op.headers,
+                &mut op.params_over_cap,
+                &lower,
+                v,
+                &cfg.limits,
+            );
         }
         if req.body.is_some() || req.body_len > 0 {
             let media = media_type(req);
-            op.request.entry(media.clone()).or_default().add(req, &media, cfg);
+            op.request
+                .entry(media.clone())
+                .or_default()
+                .add(req, &media, cfg);
         }
         match ex.response.as_ref().and_then(|r| r.status.map(|s| (r, s))) {
             Some((resp, status)) => {
@@ -269,7 +290,10 @@ impl OpenApiBuilder {
                 }
                 if resp.body.is_some() || resp.body_len > 0 {
                     let media = media_type(resp);
-                    r.media.entry(media.clone()).or_default().add(resp, &media, cfg);
+                    r.media
+                        .entry(media.clone())
+                        .or_default()
+                        .add(resp, &media, cfg);
                 }
             }
             None => op.no_response += 1,
@@ -415,10 +439,16 @@ impl OpenApiBuilder {
         doc["paths"] = Value::Object(out_paths);
         let mut schemes = Map::new();
         if uses_bearer {
-            schemes.insert("bearerAuth".into(), json!({"type": "http", "scheme": "bearer"}));
+            schemes.insert(
+                "bearerAuth".into(),
+                json!({"type": "http", "scheme": "bearer"}),
+            );
         }
         if uses_basic {
-            schemes.insert("basicAuth".into(), json!({"type": "http", "scheme": "basic"}));
+            schemes.insert(
+                "basicAuth".into(),
+                json!({"type": "http", "scheme": "basic"}),
+            );
         }
         if !schemes.is_empty() {
             doc["components"] = json!({"securitySchemes": schemes});
@@ -482,10 +512,21 @@ mod tests {
                 i,
                 if i % 2 == 0 { "on" } else { "off" }
             );
-            let uri = if i % 2 == 0 { format!("/items?limit={i}&q=x") } else { format!("/items?limit={i}") };
+            let uri = if i % 2 == 0 {
+                format!("/items?limit={i}&q=x")
+            } else {
+                format!("/items?limit={i}")
+            };
             v.push(ex("GET", &uri, 200, Some(&body), i, 5));
         }
-        v.push(ex("GET", "/items?limit=1", 404, Some("{\"error\":\"nope\"}"), 20, 5));
+        v.push(ex(
+            "GET",
+            "/items?limit=1",
+            404,
+            Some("{\"error\":\"nope\"}"),
+            20,
+            5,
+        ));
         let doc = build(&v, true);
         let op = &doc["paths"]["/items"]["get"];
         assert_eq!(op["operationId"], "get_items");
@@ -497,21 +538,29 @@ mod tests {
         assert_eq!(q["required"], false);
         let ok = &op["responses"]["200"]["content"]["application/json"];
         assert_eq!(ok["schema"]["properties"]["id"]["format"], "uuid");
-        assert_eq!(ok["schema"]["properties"]["state"]["enum"], json!(["off", "on"]));
+        assert_eq!(
+            ok["schema"]["properties"]["state"]["enum"],
+            json!(["off", "on"])
+        );
         assert_eq!(ok["schema"]["required"], json!(["id", "n", "state"]));
         assert!(ok.get("example").is_some());
         assert!(op["responses"]["404"].is_object());
         assert_eq!(op["security"], json!([{"bearerAuth": []}]));
-        assert_eq!(doc["components"]["securitySchemes"]["bearerAuth"]["scheme"], "bearer");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearerAuth"]["scheme"],
+            "bearer"
+        );
         assert_eq!(doc["servers"][0]["url"], "http://api.example.com");
     }
 
     #[test]
     fn examples_only_when_asked() {
         let doc = build(&[ex("GET", "/a", 200, Some("{\"k\":1}"), 0, 1)], false);
-        assert!(doc["paths"]["/a"]["get"]["responses"]["200"]["content"]["application/json"]
-            .get("example")
-            .is_none());
+        assert!(
+            doc["paths"]["/a"]["get"]["responses"]["200"]["content"]["application/json"]
+                .get("example")
+                .is_none()
+        );
     }
 
     #[test]

@@ -301,7 +301,8 @@ fn is_uuid(s: &str) -> bool {
 
 fn is_date_time(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     if b.len() < 20
         || !digits(0..4)
         || b[4] != b'-'
@@ -437,7 +438,10 @@ mod tests {
     fn merge_equals_adding_everything_to_one() {
         let l = ShapeLimits::default();
         let a = [json!({"a": 1, "s": "x"}), json!({"a": 2, "s": "y"})];
-        let b = [json!({"a": 3}), json!({"b": "2026-01-01T00:00:00Z", "s": "x"})];
+        let b = [
+            json!({"a": 3}),
+            json!({"b": "2026-01-01T00:00:00Z", "s": "x"}),
+        ];
         let mut one = Shape::default();
         for v in a.iter().chain(b.iter()) {
             one.add(v, &l);

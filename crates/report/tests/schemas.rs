@@ -76,7 +76,11 @@ fn har_of_every_golden_record_validates_against_har_1_2() {
     }
     assert!(w.written() > 50);
     let doc: Value = serde_json::from_slice(&w.finish().unwrap()).unwrap();
-    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{e} at {}", e.instance_path())).take(10).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .take(10)
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
     // The validator does reject what breaks the schema.
     let mut broken = doc.clone();
@@ -88,7 +92,8 @@ fn har_of_every_golden_record_validates_against_har_1_2() {
 }
 
 fn openapi_validator() -> jsonschema::Validator {
-    let text = std::fs::read_to_string(root().join("schema/openapi/openapi-3.1.schema.json")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("schema/openapi/openapi-3.1.schema.json")).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
     jsonschema::options().build(&schema).unwrap()
 }
@@ -102,7 +107,11 @@ fn openapi_of_every_golden_record_validates_against_openapi_3_1() {
     }
     let doc = b.document("golden", "test");
     assert!(doc["paths"].as_object().unwrap().len() > 3);
-    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{e} at {}", e.instance_path())).take(10).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .take(10)
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
     let mut broken = doc.clone();
     broken.as_object_mut().unwrap().remove("info");

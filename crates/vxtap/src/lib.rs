@@ -14,6 +14,7 @@ pub mod ordered;
 pub mod packet_filter;
 pub mod pipeline;
 pub mod replay;
+pub mod report_cmd;
 pub mod send;
 pub mod size;
 pub mod tools;
