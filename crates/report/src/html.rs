@@ -184,13 +184,13 @@ pub fn render(inv: &Inventory, title: &str, inputs: &[String]) -> Result<String,
     } else {
         "no exchanges".into()
     };
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<table><tr><th class=l>exchanges</th><td>{}</td></tr><tr><th class=l>endpoints</th><td>{}</td></tr>\
 <tr><th class=l>time</th><td>{span}</td></tr><tr><th class=l>errors (5xx or no response)</th><td>{}</td></tr>\
 <tr><th class=l>4xx</th><td>{}</td></tr><tr><th class=l>latency p50 / p95 / p99 ms</th><td>{} / {} / {}</td></tr>\
 <tr><th class=l>responses without their request</th><td>{}</td></tr>\
-<tr><th class=l>exchanges past the endpoint cap</th><td>{}</td></tr></table>\n",
+<tr><th class=l>exchanges past the endpoint cap</th><td>{}</td></tr></table>",
         all.count,
         inv.endpoints.map.len(),
         all.errors(),
@@ -213,16 +213,16 @@ pub fn render(inv: &Inventory, title: &str, inputs: &[String]) -> Result<String,
     let listed = ranked.len().min(TABLE_ROWS);
     let rest: u64 = ranked.iter().skip(TABLE_ROWS).map(|(_, s)| s.count).sum();
     if ranked.len() > TABLE_ROWS {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<p class=\"note\">The {listed} most called endpoints are listed; {} more endpoints with {rest} requests are not.</p>\n",
+            "<p class=\"note\">The {listed} most called endpoints are listed; {} more endpoints with {rest} requests are not.</p>",
             ranked.len() - listed
         );
     }
     if inv.endpoints.overflowed > 0 {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<p class=\"note\">{} exchanges of further endpoints went past the endpoint cap and are counted together.</p>\n",
+            "<p class=\"note\">{} exchanges of further endpoints went past the endpoint cap and are counted together.</p>",
             inv.endpoints.overflowed
         );
     }
@@ -260,7 +260,7 @@ pub fn render(inv: &Inventory, title: &str, inputs: &[String]) -> Result<String,
             .filter(|f| s.flags[f.index()] > 0)
             .map(|f| (s.flags[f.index()], *f))
             .collect();
-        flags.sort_by(|a, b| b.0.cmp(&a.0));
+        flags.sort_by_key(|f| std::cmp::Reverse(f.0));
         let text: Vec<String> = flags
             .iter()
             .take(3)

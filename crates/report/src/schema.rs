@@ -15,7 +15,7 @@
 //! past a bound is summarised (counted in [`Shape::truncated`]), never stored.
 
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Bounds on what one [`Shape`] keeps.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +69,7 @@ pub struct Shape {
     /// Items of every array seen, merged.
     items: Option<Box<Shape>>,
     /// Distinct strings (None once there were too many, or one too long to be an enum value).
-    strings: Option<BTreeMap<String, ()>>,
+    strings: Option<BTreeSet<String>>,
     strings_seen: u64,
     formats: u8,
     /// Values not described because of a bound (depth, property count).
@@ -135,17 +135,17 @@ impl Shape {
             self.formats & f
         };
         if self.strings_seen == 0 {
-            self.strings = Some(BTreeMap::new());
+            self.strings = Some(BTreeSet::new());
         }
         self.strings_seen += 1;
         if let Some(set) = &mut self.strings {
             if s.len() > limits.enum_value_max_len {
                 self.strings = None;
-            } else if !set.contains_key(s) {
+            } else if !set.contains(s) {
                 if set.len() >= limits.enum_max {
                     self.strings = None;
                 } else {
-                    set.insert(s.to_string(), ());
+                    set.insert(s.to_string());
                 }
             }
         }
@@ -161,7 +161,7 @@ impl Shape {
         };
         self.strings = match (self.strings.take(), &other.strings) {
             (Some(mut a), Some(b)) if both_strings => {
-                a.extend(b.iter().map(|(k, _)| (k.clone(), ())));
+                a.extend(b.iter().cloned());
                 (a.len() <= limits.enum_max).then_some(a)
             }
             (a, b) if !both_strings => a.or_else(|| b.clone()),
@@ -226,7 +226,7 @@ impl Shape {
                     && (set.len() as u64) * 2 <= self.strings_seen
                     && self.types == T_STR
                 {
-                    let vals: Vec<Value> = set.keys().map(|k| json!(k)).collect();
+                    let vals: Vec<Value> = set.iter().map(|k| json!(k)).collect();
                     out.insert("enum".into(), Value::Array(vals));
                 }
             }
