@@ -262,10 +262,11 @@ fn document(path: &Path, a: &ExportArgs, settings: &Settings) -> Result<serde_js
         .is_some_and(|e| e == "yaml" || e == "yml" || e == "json");
     if is_doc {
         let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
-        let v: serde_json::Value = serde_yaml_ng::from_str(&text)
-            .with_context(|| format!("{}: not YAML or JSON", path.display()))?;
-        if v.get("openapi").is_some() {
-            return Ok(v);
+        // Not a document (an exchange file named .json, say): inferred below like any input.
+        if let Ok(v) = serde_yaml_ng::from_str::<serde_json::Value>(&text) {
+            if v.get("openapi").is_some() {
+                return Ok(v);
+            }
         }
     }
     Ok(infer(&[path.to_path_buf()], a, settings)?.0)
