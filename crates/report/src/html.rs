@@ -269,6 +269,21 @@ pub fn render(inv: &Inventory, title: &str, inputs: &[String]) -> Result<String,
         esc(&mut h, &text.join(", "));
         h.push_str("</td></tr>\n");
     }
+    if inv.endpoints.overflowed > 0 {
+        // Outside the paged body: always shown, whatever the filter.
+        let o = &inv.endpoints.overflow;
+        let _ = write!(
+            h,
+            "</tbody><tfoot><tr><td class=l>(endpoints past the cap)</td><td>{}</td><td colspan=4></td>\
+<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td></tr></tfoot>",
+            o.count,
+            o.no_response,
+            ms(o.quantile_us(0.5)),
+            ms(o.quantile_us(0.95)),
+            ms(o.quantile_us(0.99)),
+        );
+        h.push_str("<tbody>");
+    }
     h.push_str("</tbody></table>\n<h2>Flags</h2>\n<table><tr><th class=l>flag</th><th>exchanges</th></tr>\n");
     for f in Flag::ALL {
         let n = all.flags[f.index()];
@@ -342,6 +357,7 @@ mod tests {
         assert_eq!(html.matches("<tr><td class=l>GET /e/").count(), TABLE_ROWS);
         assert!(html.contains("8000 more endpoints with 8000 requests are not"));
         assert!(html.contains("2000 exchanges of further endpoints went past the endpoint cap"));
+        assert!(html.contains("(endpoints past the cap)</td><td>2000</td>"));
         assert!(html.len() < 2_000_000, "{}", html.len());
     }
 
