@@ -175,7 +175,8 @@ fn readme_command_lines_run_as_written() {
 fn readme_flags_exist() {
     let mut known = BTreeSet::new();
     for sub in [
-        "replay", "listen", "shadow", "send", "encap", "decap", "stats", "compare",
+        "replay", "listen", "shadow", "send", "encap", "decap", "stats", "compare", "report",
+        "openapi", "har", "k6",
     ] {
         let out = vxtap().args([sub, "--help"]).output().unwrap();
         for word in String::from_utf8_lossy(&out.stdout)

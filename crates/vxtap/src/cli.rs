@@ -62,6 +62,61 @@ pub enum Command {
     /// Compare two exchange files (production first, e.g. blue and green mirrors), pairing
     /// identical requests: one record per pair with its differences, and a per-endpoint summary.
     Compare(Box<crate::compare::CompareArgs>),
+    /// One self-contained HTML report of the endpoints (captures or exchange files).
+    Report(Box<ExportArgs>),
+    /// Infer an OpenAPI 3.1 document, or compare two (`--diff OLD NEW`).
+    Openapi(Box<OpenapiArgs>),
+    /// Export exchanges as HAR 1.2 (streamed).
+    Har(Box<ExportArgs>),
+    /// Write a k6 script reproducing the observed endpoint mix and rate.
+    K6(Box<K6Args>),
+}
+
+/// Inputs and pipeline of the offline exports (`report`, `openapi`, `har`, `k6`).
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Captures (pcap, pcapng, optionally .gz) or exchange files (JSON lines from `replay`).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output file [default: stdout].
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Configuration file (TOML), as for replay.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Endpoints kept (the rest are counted together).
+    #[arg(long, default_value_t = vxtap_report::endpoint::DEFAULT_MAX_ENDPOINTS)]
+    pub max_endpoints: usize,
+    #[command(flatten)]
+    pub decode: DecodeOpts,
+    #[command(flatten)]
+    pub pipeline: PipelineOpts,
+    #[command(flatten)]
+    pub privacy: PrivacyOpts,
+}
+
+/// `vxtap openapi`.
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {
+    /// Compare two documents (or captures, or exchange files: inferred first) given as the two
+    /// inputs, old then new; exits 1 when a change breaks existing clients.
+    #[arg(long)]
+    pub diff: bool,
+    #[command(flatten)]
+    pub export: ExportArgs,
+}
+
+/// `vxtap k6`.
+#[derive(Debug, Args)]
+pub struct K6Args {
+    /// Rate multiplier over the observed rate.
+    #[arg(long, default_value_t = 1.0)]
+    pub multiplier: f64,
+    /// Methods replayed (repeatable) [default: GET, HEAD, OPTIONS].
+    #[arg(long = "replay-method", value_name = "METHOD")]
+    pub replay_methods: Vec<String>,
+    #[command(flatten)]
+    pub export: ExportArgs,
 }
 
 /// How packets are decapsulated.

@@ -15,6 +15,7 @@ pub mod ordered;
 pub mod packet_filter;
 pub mod pipeline;
 pub mod replay;
+pub mod report_cmd;
 pub mod send;
 pub mod shadow;
 pub mod size;

@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::Parser;
 use vxtap::cli::{Cli, Command, LogFormat};
 use vxtap::config::{FileConfig, ListenSettings, Settings};
-use vxtap::{listen, replay, send, shadow, tools};
+use vxtap::{listen, replay, report_cmd, send, shadow, tools};
 use vxtap_sink::JsonLinesConfig;
 use vxtap_wire::OuterParams;
 
@@ -77,6 +77,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Send(a) => vec![&a.file],
         Command::Listen(_) => Vec::new(),
         Command::Compare(a) => vec![&a.production, &a.candidate],
+        // Exchange files, captures or `kafka://` topics: checked by report_cmd.
+        Command::Report(_) | Command::Openapi(_) | Command::Har(_) | Command::K6(_) => Vec::new(),
     };
     if let Err(e) = check_inputs(inputs) {
         eprintln!("vxtap: error: {e}");
@@ -260,6 +262,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             vxtap::compare::run(&a)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report(a) => report_cmd::report(*a),
+        Command::Openapi(a) => report_cmd::openapi(*a),
+        Command::Har(a) => report_cmd::har(*a),
+        Command::K6(a) => report_cmd::k6(*a),
         Command::Send(a) => {
             let pace = match (a.pps, a.speed) {
                 (Some(p), _) => send::Pace::Pps(p),

@@ -149,6 +149,39 @@ pub fn replay(
     Ok(report)
 }
 
+/// Runs a replay of `files` on the reading thread (one worker, whatever `settings.threads`
+/// says) into `sink`, after the same transforms (filters, redaction) as the JSON output: the
+/// offline stages (`report`, `openapi`, `har`, `k6`) take the typed exchanges here instead of
+/// parsing the JSON lines back.
+pub fn replay_into<S: Sink>(
+    files: &[PathBuf],
+    settings: &Settings,
+    sink: S,
+) -> Result<(ReplayReport, S)> {
+    let mut settings = settings.clone();
+    settings.threads = 1;
+    let mut out = ExchangePipeline::new(transforms(&settings)?, sink);
+    let mut front = Front::new(&settings)?;
+    let progress = Progress::new(false);
+    let mut report = ReplayReport::default();
+    let workers = replay_inline(
+        files,
+        &settings,
+        &mut front,
+        &mut out,
+        &progress,
+        &mut report,
+    )?;
+    if let Err(e) = out.flush() {
+        report.output_error.get_or_insert(e.to_string());
+    }
+    report.totals.add_front(&front);
+    report.totals.workers = workers;
+    report.totals.transforms.merge(&out.transforms.stats());
+    report.totals.files = files.len() as u64;
+    Ok((report, out.sink))
+}
+
 /// Reads every file and calls `frame` for each packet; damaged files are reported and the
 /// next file is read. With `lend`, `frame` also gets the file's mapping (when it is mapped) so
 /// payloads can be lent to other threads by offset, and returns the oldest offset still lent:
