@@ -343,6 +343,8 @@ fi
 for t in "${templates[@]}"; do
   rel=${t#"$repo"/}
   check "cfn-lint $rel" "$venv/bin/cfn-lint" --include-checks I -- "$t"
+  # CloudFormation takes at most 1 MB through --template-url (51,200 bytes inline).
+  check "template size of $rel <= 1000000 bytes" test "$(wc -c <"$t")" -le 1000000
   check "shellcheck user data of $rel" shellcheck_user_data "$t"
 done
 if [[ -f $here/cloudformation/vxtap.yaml ]]; then
