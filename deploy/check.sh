@@ -32,7 +32,9 @@ hadolint_version=2.15.1
 export DEBIAN_FRONTEND=noninteractive
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# Background helpers (fake IMDS, vxtap under test) record their pid here, so that a check
+# failing half-way leaves no process behind.
+trap '[[ -f $work/pids ]] && xargs -r kill 2>/dev/null <"$work/pids"; rm -rf "$work"' EXIT
 
 passed=0
 failed=0
@@ -610,6 +612,7 @@ s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 open(portfile, "w").write(str(s.server_address[1]))
 s.serve_forever()
 PY
+  echo $! >>"$work/pids"
   local i
   for i in $(seq 1 50); do [[ -s $3 ]] && return 0; sleep 0.1; done
   echo "fake IMDS did not start"
@@ -928,6 +931,7 @@ drain_real() {
     -e '/^rotate_/d' "$here/config/vxtap.toml" >"$cfg"
   "$bin" listen --config "$cfg" &
   pid=$!
+  echo "$pid" >>"$work/pids"
   for _ in $(seq 1 50); do
     "$venv/bin/python" -c 'import sys,urllib.request as u; u.urlopen(sys.argv[1], timeout=1)' \
       "http://127.0.0.1:$admin/readyz" 2>/dev/null && break
