@@ -14,7 +14,9 @@
 #
 # Idempotent: an existing /etc/vxtap/vxtap.toml is kept (the example is refreshed beside it as
 # vxtap.toml.example); rerunning with a new binary upgrades and restarts the service.
-# The S3 shipper timer is enabled only when /etc/vxtap/ship.env exists.
+# The S3 shipper timer is enabled only when /etc/vxtap/ship.env exists, the retention timer
+# only with /etc/vxtap/retain.env, the Auto Scaling drain service only with
+# /etc/vxtap/lifecycle.env.
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,8 +40,11 @@ done
 root=${root%/}
 
 install -D -m 0755 "$binary" "$root/usr/local/bin/vxtap"
-install -D -m 0755 "$src/ship/vxtap-ship" "$root/usr/local/libexec/vxtap-ship"
-for unit in vxtap.service vxtap-ship.service vxtap-ship.timer; do
+for script in vxtap-ship vxtap-drain vxtap-retain; do
+  install -D -m 0755 "$src/ship/$script" "$root/usr/local/libexec/$script"
+done
+for unit in vxtap.service vxtap-ship.service vxtap-ship.timer vxtap-lifecycle.service \
+  vxtap-retain.service vxtap-retain.timer; do
   install -D -m 0644 "$src/systemd/$unit" "$root/etc/systemd/system/$unit"
 done
 install -D -m 0644 "$src/systemd/99-vxtap.conf" "$root/etc/sysctl.d/99-vxtap.conf"
@@ -67,5 +72,12 @@ systemctl enable vxtap.service
 systemctl restart vxtap.service
 if [[ -e /etc/vxtap/ship.env ]]; then
   systemctl enable --now vxtap-ship.timer
+fi
+if [[ -e /etc/vxtap/retain.env ]]; then
+  systemctl enable --now vxtap-retain.timer
+fi
+if [[ -e /etc/vxtap/lifecycle.env ]]; then
+  systemctl enable vxtap-lifecycle.service
+  systemctl restart vxtap-lifecycle.service
 fi
 echo "vxtap installed and started: systemctl status vxtap; curl -s localhost:9090/metrics"

@@ -5,7 +5,8 @@
 #
 # Produces DIR/vxtap-<version>-linux-<arch>.tar.gz containing
 #   vxtap/bin/vxtap  vxtap/install.sh  vxtap/systemd/*  vxtap/logrotate/vxtap
-#   vxtap/config/vxtap.toml  vxtap/ship/vxtap-ship
+#   vxtap/config/vxtap.toml  vxtap/ship/vxtap-{ship,drain,retain}
+#   vxtap/cloudwatch/*  (CloudWatch agent config template, rsyslog drop-in)
 # and prints its path. Upload it to S3 and pass the s3:// URI as the stack's BundleS3Uri.
 set -euo pipefail
 
@@ -37,14 +38,17 @@ version=${version:-0.0.0}
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 b=$stage/vxtap
-mkdir -p "$b/bin" "$b/systemd" "$b/logrotate" "$b/config" "$b/ship"
+mkdir -p "$b/bin" "$b/systemd" "$b/logrotate" "$b/config" "$b/ship" "$b/cloudwatch"
 install -m 0755 "$binary" "$b/bin/vxtap"
 install -m 0755 "$here/install.sh" "$b/install.sh"
 install -m 0644 "$here"/systemd/vxtap.service "$here"/systemd/vxtap-ship.service \
-  "$here"/systemd/vxtap-ship.timer "$here"/systemd/99-vxtap.conf "$b/systemd/"
+  "$here"/systemd/vxtap-ship.timer "$here"/systemd/vxtap-lifecycle.service \
+  "$here"/systemd/vxtap-retain.service "$here"/systemd/vxtap-retain.timer \
+  "$here"/systemd/99-vxtap.conf "$b/systemd/"
 install -m 0644 "$here/logrotate/vxtap" "$b/logrotate/vxtap"
 install -m 0644 "$here/config/vxtap.toml" "$b/config/vxtap.toml"
-install -m 0755 "$here/ship/vxtap-ship" "$b/ship/vxtap-ship"
+install -m 0755 "$here/ship/vxtap-ship" "$here/ship/vxtap-drain" "$here/ship/vxtap-retain" "$b/ship/"
+install -m 0644 "$here"/cloudwatch/* "$b/cloudwatch/"
 
 mkdir -p "$out"
 tarball=$out/vxtap-$version-linux-$arch.tar.gz
