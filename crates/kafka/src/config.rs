@@ -296,7 +296,10 @@ impl ProducerSettings {
             segment_bytes: options.spool_segment_bytes.unwrap_or(16 << 20).max(4096),
         });
         Ok(ProducerSettings {
-            queue_records: options.queue_records.unwrap_or(100_000).clamp(1, 10_000_000),
+            queue_records: options
+                .queue_records
+                .unwrap_or(100_000)
+                .clamp(1, 10_000_000),
             queue_bytes,
             statistics_interval: dur(&options.statistics_interval, Duration::from_secs(1))?
                 .max(Duration::from_millis(10)),
@@ -315,7 +318,10 @@ impl ProducerSettings {
     }
 
     /// The settings common to producer and consumer: brokers, client id, TLS, SASL.
-    pub fn client_config(target: &KafkaTarget, o: &KafkaOptions) -> Result<ClientConfig, KafkaError> {
+    pub fn client_config(
+        target: &KafkaTarget,
+        o: &KafkaOptions,
+    ) -> Result<ClientConfig, KafkaError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &target.brokers);
         c.set("client.id", o.client_id.as_deref().unwrap_or("vxtap"));
@@ -373,7 +379,10 @@ impl ProducerSettings {
                 Acks::None => "0",
             },
         );
-        c.set("compression.codec", o.compression.unwrap_or_default().as_str());
+        c.set(
+            "compression.codec",
+            o.compression.unwrap_or_default().as_str(),
+        );
         let linger = o
             .linger
             .as_ref()
@@ -468,7 +477,10 @@ mod tests {
         let t = KafkaTarget::parse("kafka://b:9096/t").unwrap();
         let s = ProducerSettings::new(t.clone(), o.clone(), None).unwrap();
         assert_eq!(s.message_timeout, None);
-        assert_eq!(s.memory_reservation(), (1 << 20) + 100_000 * PER_RECORD_OVERHEAD);
+        assert_eq!(
+            s.memory_reservation(),
+            (1 << 20) + 100_000 * PER_RECORD_OVERHEAD
+        );
         // The password comes from the environment, or the configuration is refused.
         assert!(s.producer_config().is_err());
         std::env::set_var("VXTAP_TEST_KAFKA_PASSWORD", "pw");

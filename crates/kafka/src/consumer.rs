@@ -62,9 +62,15 @@ pub struct ExchangeConsumer {
 impl ExchangeConsumer {
     /// Joins `group` and subscribes to the target's topic. A new group starts at the oldest
     /// record (`auto.offset.reset=earliest`); a known one where it committed last.
-    pub fn new(target: &KafkaTarget, options: &KafkaOptions, group: &str) -> Result<Self, KafkaError> {
+    pub fn new(
+        target: &KafkaTarget,
+        options: &KafkaOptions,
+        group: &str,
+    ) -> Result<Self, KafkaError> {
         if group.is_empty() {
-            return Err(KafkaError::Config("the consumer group must not be empty".into()));
+            return Err(KafkaError::Config(
+                "the consumer group must not be empty".into(),
+            ));
         }
         let mut c = ProducerSettings::client_config(target, options)?;
         c.set("group.id", group)

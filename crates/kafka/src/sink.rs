@@ -365,7 +365,8 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             shared,
-            encoder: KafkaEncoder::new(sample_rate).map_err(|e| KafkaError::Config(e.to_string()))?,
+            encoder: KafkaEncoder::new(sample_rate)
+                .map_err(|e| KafkaError::Config(e.to_string()))?,
             settings,
             buf: Vec::with_capacity(4096),
             finished: None,
@@ -523,10 +524,7 @@ impl KafkaSink {
                 .spool
                 .as_ref()
                 .is_none_or(|sp| lock(sp).is_empty());
-            let reachable = self.shared.down_since_ms.load(Ordering::Relaxed) == 0;
-            if (self.producer.in_flight_count() == 0 && (spool_done || !reachable))
-                || Instant::now() >= deadline
-            {
+            if (self.producer.in_flight_count() == 0 && spool_done) || Instant::now() >= deadline {
                 break;
             }
         }
@@ -543,7 +541,8 @@ impl KafkaSink {
             }
         }
         let after = self.stats();
-        let spooled = after.spooled_by(SpoolReason::Shutdown) - before.spooled_by(SpoolReason::Shutdown);
+        let spooled =
+            after.spooled_by(SpoolReason::Shutdown) - before.spooled_by(SpoolReason::Shutdown);
         let mut waiting = 0;
         if let Some(sp) = &self.shared.spool {
             let mut sp = lock(sp);

@@ -217,7 +217,9 @@ impl Spool {
             return Ok(false);
         }
         let roll = match (&self.tail, self.segments.back()) {
-            (Some(_), Some(seg)) => seg.size > 0 && seg.size + 8 + rec.len() as u64 > self.cfg.segment_bytes,
+            (Some(_), Some(seg)) => {
+                seg.size > 0 && seg.size + 8 + rec.len() as u64 > self.cfg.segment_bytes
+            }
             _ => true,
         };
         if roll {
@@ -435,8 +437,7 @@ impl Spool {
 }
 
 fn append(app: &mut Appender, seg: &mut Segment, rec: &[u8]) {
-    app.buf
-        .extend_from_slice(&(rec.len() as u32).to_le_bytes());
+    app.buf.extend_from_slice(&(rec.len() as u32).to_le_bytes());
     app.buf
         .extend_from_slice(&crc32fast::hash(rec).to_le_bytes());
     app.buf.extend_from_slice(rec);
