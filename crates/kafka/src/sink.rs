@@ -57,7 +57,7 @@ fn now_ms() -> u64 {
 #[derive(Debug)]
 struct Shared {
     produced: AtomicU64,
-    delivered: AtomicU64,
+    delivered: Arc<AtomicU64>,
     delivered_bytes: AtomicU64,
     dropped: [AtomicU64; 6],
     spooled: [AtomicU64; 4],
@@ -340,7 +340,7 @@ impl KafkaSink {
         };
         let shared = Arc::new(Shared {
             produced: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
+            delivered: Arc::new(AtomicU64::new(0)),
             delivered_bytes: AtomicU64::new(0),
             dropped: Default::default(),
             spooled: Default::default(),
@@ -395,6 +395,11 @@ impl KafkaSink {
     /// Records the broker acknowledged, readable from another thread.
     pub fn delivered(&self) -> u64 {
         self.shared.delivered.load(Ordering::Relaxed)
+    }
+
+    /// The count of [`KafkaSink::delivered`], shared (the shutdown deadline reads it).
+    pub fn delivered_counter(&self) -> Arc<AtomicU64> {
+        self.shared.delivered.clone()
     }
 
     /// A snapshot of every counter.

@@ -74,7 +74,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Decap(a) => vec![&a.input],
         Command::Encap(a) => vec![&a.input],
         Command::Send(a) => vec![&a.file],
-        Command::Listen(_) => Vec::new(),
+        Command::Listen(_) | Command::Consume(_) => Vec::new(),
     };
     if let Err(e) = check_inputs(inputs) {
         eprintln!("vxtap: error: {e}");
@@ -88,10 +88,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let settings =
                 Settings::resolve(&file, &args.decode, &args.pipeline, &args.privacy, 1)?;
-            let sink = JsonLinesConfig {
-                path: args.output.clone(),
-                ..JsonLinesConfig::default()
-            };
+            let sink = vxtap::output::OutputConfig::resolve(
+                args.output.as_ref(),
+                file.output.as_ref(),
+                args.spool.clone().or(file.spool.clone()),
+                JsonLinesConfig::default(),
+            )?;
             let report = replay::replay(&args.files, &settings, sink, !args.no_progress)?;
             if report.output_closed {
                 // `vxtap replay ... | head`: the reader had what it wanted. Quiet, with the
@@ -204,12 +206,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("vxtap: error: output blocked at shutdown: {lost} records not written");
                 return Ok(ExitCode::from(1));
             }
+            if let Some(f) = &totals.kafka_finish {
+                if f.undelivered > 0 {
+                    eprintln!(
+                        "vxtap: kafka: {} records not acknowledged by the drain deadline: {} \
+                         spooled for the next run, {} lost",
+                        f.undelivered,
+                        f.spooled,
+                        f.undelivered - f.spooled.min(f.undelivered)
+                    );
+                }
+            }
             if w.failed > 0 || w.errors > 0 {
                 eprintln!(
                     "vxtap: error: output failed: {} records not written ({} errors)",
                     w.failed, w.errors
                 );
                 return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Consume(a) => {
+            let r = vxtap::consume::consume(&a)?;
+            if !a.quiet {
+                eprintln!(
+                    "vxtap: consumed {} records ({} not exchange records, {} consumer errors)",
+                    r.read, r.rejected, r.consumer_errors
+                );
+                eprint!("{}", r.totals.summary());
+            }
+            if let Some(e) = &r.output_error {
+                eprintln!("vxtap: output error: {e}");
+                return Ok(ExitCode::from(EXIT_IO));
             }
             Ok(ExitCode::SUCCESS)
         }
