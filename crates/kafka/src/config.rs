@@ -225,9 +225,9 @@ pub struct KafkaOptions {
     /// `message.timeout.ms`: a record not acknowledged by then fails (and is spooled when
     /// a spool is configured) [default: 120s; 0 = never].
     pub message_timeout: Option<Millis>,
-    /// Records the producer may hold (queued and in flight) [default: 100000].
+    /// Records the producer may hold (queued and in flight) [default: 20000].
     pub queue_records: Option<u64>,
-    /// Bytes of records the producer may hold [default: 64MiB]; charged to --max-memory.
+    /// Bytes of records the producer may hold [default: 16MiB]; charged to --max-memory.
     pub queue_bytes: Option<u64>,
     /// How often librdkafka reports its statistics (metrics, reachability) [default: 1s].
     pub statistics_interval: Option<Millis>,
@@ -284,7 +284,7 @@ impl ProducerSettings {
     ) -> Result<ProducerSettings, KafkaError> {
         let dur = |v: &Option<Millis>, d: Duration| v.as_ref().map_or(Ok(d), Millis::duration);
         let message_timeout = dur(&options.message_timeout, Duration::from_secs(120))?;
-        let queue_bytes = options.queue_bytes.unwrap_or(64 << 20);
+        let queue_bytes = options.queue_bytes.unwrap_or(16 << 20);
         if queue_bytes < 1024 {
             return Err(KafkaError::Config(
                 "queue_bytes must be at least 1KiB".into(),
@@ -296,10 +296,7 @@ impl ProducerSettings {
             segment_bytes: options.spool_segment_bytes.unwrap_or(16 << 20).max(4096),
         });
         Ok(ProducerSettings {
-            queue_records: options
-                .queue_records
-                .unwrap_or(100_000)
-                .clamp(1, 10_000_000),
+            queue_records: options.queue_records.unwrap_or(20_000).clamp(1, 10_000_000),
             queue_bytes,
             statistics_interval: dur(&options.statistics_interval, Duration::from_secs(1))?
                 .max(Duration::from_millis(10)),
@@ -479,7 +476,7 @@ mod tests {
         assert_eq!(s.message_timeout, None);
         assert_eq!(
             s.memory_reservation(),
-            (1 << 20) + 100_000 * PER_RECORD_OVERHEAD
+            (1 << 20) + 20_000 * PER_RECORD_OVERHEAD
         );
         // The password comes from the environment, or the configuration is refused.
         assert!(s.producer_config().is_err());

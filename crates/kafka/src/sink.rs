@@ -172,11 +172,14 @@ impl ClientContext for Context {
         }
     }
 
-    fn stats(&self, statistics: Statistics) {
-        let snap = ClientSnapshot::from_statistics(&statistics);
-        self.shared.set_up(snap.any_up());
-        *lock(&self.shared.client) = snap;
+    fn stats_raw(&self, json: &[u8]) {
+        if let Some(snap) = ClientSnapshot::from_json(json) {
+            self.shared.set_up(snap.any_up());
+            *lock(&self.shared.client) = snap;
+        }
     }
+
+    fn stats(&self, _: Statistics) {}
 
     fn error(&self, error: RdError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {

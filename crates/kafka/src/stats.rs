@@ -155,6 +155,50 @@ impl ClientSnapshot {
         }
     }
 
+    /// Takes the same from the statistics JSON as librdkafka sends it, leniently: a field
+    /// missing or of another type (brokers and librdkafka versions differ) is taken as 0,
+    /// where the typed [`Statistics`] would reject the whole report.
+    pub fn from_json(json: &[u8]) -> Option<ClientSnapshot> {
+        use serde_json::Value;
+        let v: Value = serde_json::from_slice(json).ok()?;
+        let u = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let i = |v: &Value, k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let mut brokers: Vec<BrokerSnapshot> = v
+            .get("brokers")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.values()
+                    .filter(|b| s(b, "source") != "internal")
+                    .map(|b| {
+                        let rtt = b.get("rtt").cloned().unwrap_or(Value::Null);
+                        BrokerSnapshot {
+                            name: s(b, "name"),
+                            up: s(b, "state") == "UP",
+                            state: s(b, "state"),
+                            rtt_avg_us: i(&rtt, "avg"),
+                            rtt_p99_us: i(&rtt, "p99"),
+                            outbuf: i(b, "outbuf_cnt"),
+                            waitresp: i(b, "waitresp_cnt"),
+                            req_timeouts: u(b, "req_timeouts"),
+                            tx_errors: u(b, "txerrs"),
+                            disconnects: i(b, "disconnects"),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        brokers.sort_by(|a, b| a.name.cmp(&b.name));
+        brokers.truncate(MAX_BROKER_LABELS);
+        Some(ClientSnapshot {
+            queue_records: u(&v, "msg_cnt"),
+            queue_bytes: u(&v, "msg_size"),
+            queue_max_records: u(&v, "msg_max"),
+            queue_max_bytes: u(&v, "msg_size_max"),
+            brokers,
+        })
+    }
+
     /// True when some broker is up.
     pub fn any_up(&self) -> bool {
         self.brokers.iter().any(|b| b.up)
@@ -257,6 +301,14 @@ mod tests {
           "topics":{}}"#;
         let s: Statistics = serde_json::from_str(json).unwrap();
         let c = ClientSnapshot::from_statistics(&s);
+        assert_eq!(ClientSnapshot::from_json(json.as_bytes()), Some(c.clone()));
+        // Lenient where the typed form is not.
+        let partial = ClientSnapshot::from_json(
+            br#"{"msg_cnt":3,"brokers":{"b":{"name":"b","state":"UP"}}}"#,
+        )
+        .unwrap();
+        assert!(partial.any_up() && partial.queue_records == 3);
+        assert_eq!(ClientSnapshot::from_json(b"not json"), None);
         assert_eq!((c.queue_records, c.queue_bytes), (12, 3400));
         assert_eq!(c.brokers.len(), 1, "the internal broker is left out");
         let b = &c.brokers[0];

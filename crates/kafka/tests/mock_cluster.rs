@@ -313,3 +313,19 @@ fn shutdown_with_the_broker_gone_spools_and_the_next_run_delivers_in_order() {
     assert_eq!((r.undelivered, r.spool_waiting), (0, 0));
     check(&consume_all(&brokers, "sd", 60), 2, 30);
 }
+
+#[test]
+fn statistics_report_the_brokers_and_reachability() {
+    let cluster = MockCluster::new(2).unwrap();
+    cluster.create_topic("st", 1, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let sink = KafkaSink::new(settings(&brokers, "st", fast(), None), None).unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sink.stats().reachable && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let st = sink.stats();
+    assert!(st.reachable, "{st:?}");
+    assert!(st.client.any_up(), "{st:?}");
+    assert!(st.client.queue_max_records > 0, "{st:?}");
+}

@@ -73,21 +73,12 @@ pub fn consume(args: &ConsumeArgs) -> Result<ConsumeReport> {
         Some(crate::output::OutputValue::Table(t)) => t.kafka.clone().unwrap_or_default(),
         _ => Default::default(),
     };
-    let sink = OutputConfig::resolve(
-        args.output.as_ref(),
-        None,
-        None,
-        JsonLinesConfig::default(),
-    )?;
+    let sink = OutputConfig::resolve(args.output.as_ref(), None, None, JsonLinesConfig::default())?;
     let sink = match sink {
         // The output topic takes the same client options as the input.
-        OutputConfig::Kafka(k) => {
-            OutputConfig::Kafka(Box::new(vxtap_kafka::ProducerSettings::new(
-                k.target.clone(),
-                kafka_options.clone(),
-                None,
-            )?))
-        }
+        OutputConfig::Kafka(k) => OutputConfig::Kafka(Box::new(
+            vxtap_kafka::ProducerSettings::new(k.target.clone(), kafka_options.clone(), None)?,
+        )),
         other => other,
     };
     let mut out: ExchangePipeline<Transforms, OutputSink> = output_pipeline(&settings, sink)?;

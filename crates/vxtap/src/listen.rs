@@ -31,8 +31,8 @@ use crate::batch::SegmentBatch;
 use crate::config::ListenSettings;
 use crate::health::{Beat, Every, Health, RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::metrics::MetricSet;
-use crate::packet_filter::{Decision, FilterReason, FilterStats, PacketFilter};
 use crate::output::{OutputConfig, OutputSink};
+use crate::packet_filter::{Decision, FilterReason, FilterStats, PacketFilter};
 use crate::pipeline::{output_pipeline, Totals, Worker, WorkerStats, MAX_SILENCE};
 
 /// The output stage: transforms, then JSON lines or Kafka.
@@ -466,11 +466,7 @@ impl Listener {
     }
 
     /// Spawns the output thread, which owns `out` and ends when every worker has.
-    fn spawn_output(
-        &self,
-        out: Pipeline,
-        out_rx: Receiver<OutBatch>,
-    ) -> Result<JoinHandle<()>> {
+    fn spawn_output(&self, out: Pipeline, out_rx: Receiver<OutBatch>) -> Result<JoinHandle<()>> {
         let shared = &self.shared;
         let thread = OutputThread {
             out,

@@ -22,7 +22,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VXTAP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rdkafka warns once per librdkafka error event it does not handle itself; the Kafka
+        // sink reports those errors (rate-limited) on its own.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,rdkafka::producer::base_producer=error")
+        });
     // Colour only for a person at a terminal: journald, Docker logs and files would keep the
     // escape codes as garbage. NO_COLOR (no-color.org) turns it off there too.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();

@@ -82,7 +82,10 @@ impl OutputConfig {
         match target {
             Some(t) if KafkaTarget::is_kafka(&t) => {
                 let target = KafkaTarget::parse(&t)?;
-                let options = file.and_then(OutputValue::kafka).cloned().unwrap_or_default();
+                let options = file
+                    .and_then(OutputValue::kafka)
+                    .cloned()
+                    .unwrap_or_default();
                 Ok(OutputConfig::Kafka(Box::new(
                     vxtap_kafka::ProducerSettings::new(target, options, spool)?,
                 )))
@@ -140,10 +143,9 @@ impl OutputSink {
     /// Opens the output; `sample_rate` is added to every record when sampling is on.
     pub fn open(cfg: OutputConfig, sample_rate: Option<f64>) -> Result<OutputSink> {
         Ok(match cfg {
-            OutputConfig::Lines(c) => OutputSink::Lines(JsonLinesWriter::new(JsonLinesConfig {
-                sample_rate,
-                ..c
-            })?),
+            OutputConfig::Lines(c) => {
+                OutputSink::Lines(JsonLinesWriter::new(JsonLinesConfig { sample_rate, ..c })?)
+            }
             OutputConfig::Kafka(k) => {
                 let target = k.target.to_string();
                 OutputSink::Kafka(Box::new(

@@ -12,14 +12,13 @@ use anyhow::Result;
 use vxtap_flow::{FlowConfig, FlowStats, FlowTable};
 use vxtap_http::{Exchange, HttpConfig, HttpHandler, HttpStats};
 use vxtap_sink::{
-    ExchangeFilter, ExchangePipeline, Redactor, TransformStats,
-    Transforms, WriterStats,
+    ExchangeFilter, ExchangePipeline, Redactor, TransformStats, Transforms, WriterStats,
 };
 use vxtap_wire::{DecapStats, Decapsulator, Decoded, LinkType, Segment};
 
 use crate::config::Settings;
-use crate::output::{OutputConfig, OutputSink};
 use crate::metrics::MetricSet;
+use crate::output::{OutputConfig, OutputSink};
 use crate::packet_filter::{FilterStats, PacketFilter};
 
 /// Packet time between timer runs of a flow table.

@@ -101,15 +101,20 @@ pub fn replay(
     let mut settings = settings.clone();
     if output_reserved > 0 {
         let reserved = usize::try_from(output_reserved).unwrap_or(usize::MAX);
-        settings.flow.max_memory = settings.flow.max_memory.checked_sub(reserved).ok_or_else(|| {
-            anyhow!(
+        settings.flow.max_memory =
+            settings
+                .flow
+                .max_memory
+                .checked_sub(reserved)
+                .ok_or_else(|| {
+                    anyhow!(
                 "--max-memory {} cannot hold the Kafka producer's queue ({reserved} bytes: \
                  queue_bytes plus {} bytes a record of queue_records; raise --max-memory or \
                  lower them in [output.kafka])",
                 settings.flow.max_memory,
                 vxtap_kafka::config::PER_RECORD_OVERHEAD
             )
-        })?;
+                })?;
         settings.check_worker_memory()?;
     }
     if settings.threads > 1 {
