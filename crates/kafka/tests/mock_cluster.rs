@@ -59,12 +59,11 @@ fn fast() -> KafkaOptions {
     }
 }
 
-/// Every record of `topic`: (key, value, vni header, mirror_source header, partition).
-fn consume_all(
-    brokers: &str,
-    topic: &str,
-    want: usize,
-) -> Vec<(String, String, Option<String>, Option<String>, i32)> {
+/// A record as read back: (key, value, vni header, mirror_source header, partition).
+type Got = (String, String, Option<String>, Option<String>, i32);
+
+/// Every record of `topic`.
+fn consume_all(brokers: &str, topic: &str, want: usize) -> Vec<Got> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "test")
@@ -122,7 +121,7 @@ fn consume_all(
 
 /// Checks that the records are exactly `conns x per` exchanges, once each, in order per
 /// connection, each connection on one partition, values as the file output writes them.
-fn check(got: &[(String, String, Option<String>, Option<String>, i32)], conns: u16, per: u64) {
+fn check(got: &[Got], conns: u16, per: u64) {
     let enc = LineEncoder::new(None).unwrap();
     assert_eq!(got.len() as u64, u64::from(conns) * per, "records");
     let mut next: HashMap<String, u64> = HashMap::new();

@@ -56,7 +56,7 @@ pub enum Command {
     /// Send a capture's packets as VXLAN datagrams to a vxtap listener (load generator).
     Send(SendArgs),
     /// Read exchange records back from Kafka as a consumer-group member and write them on.
-    Consume(ConsumeArgs),
+    Consume(Box<ConsumeArgs>),
 }
 
 /// Arguments of `vxtap consume`.

@@ -28,7 +28,7 @@ pub enum OutputValue {
     /// `output = "/var/lib/vxtap/x.jsonl"` or `output = "kafka://b:9092/topic"`.
     Target(String),
     /// `[output]` with `target = ...` and `[output.kafka]`.
-    Table(OutputTable),
+    Table(Box<OutputTable>),
 }
 
 /// The `[output]` table.
@@ -113,6 +113,9 @@ impl OutputConfig {
 }
 
 /// The output (see the module doc).
+// One per process, on the output thread: the file writer stays inline (no indirection per
+// record), the Kafka sink is boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum OutputSink {
     /// JSON lines.
