@@ -154,7 +154,9 @@ fn readme_command_lines_run_as_written() {
 #[test]
 fn readme_flags_exist() {
     let mut known = BTreeSet::new();
-    for sub in ["replay", "listen", "send", "encap", "decap", "stats"] {
+    for sub in [
+        "replay", "listen", "send", "encap", "decap", "stats", "consume",
+    ] {
         let out = vxtap().args([sub, "--help"]).output().unwrap();
         for word in String::from_utf8_lossy(&out.stdout)
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))

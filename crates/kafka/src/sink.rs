@@ -174,8 +174,10 @@ impl ClientContext for Context {
 
     fn stats_raw(&self, json: &[u8]) {
         if let Some(snap) = ClientSnapshot::from_json(json) {
-            self.shared.set_up(snap.any_up());
+            // The snapshot first: whoever sees the broker up finds its statistics too.
+            let up = snap.any_up();
             *lock(&self.shared.client) = snap;
+            self.shared.set_up(up);
         }
     }
 
@@ -420,7 +422,7 @@ impl KafkaSink {
             spool: s.spool.as_ref().map(|sp| lock(sp).stats()),
             client: lock(&s.client).clone(),
             in_flight: self.producer.in_flight_count().max(0) as u64,
-            reachable: unreachable.is_zero(),
+            reachable: s.down_since_ms.load(Ordering::Relaxed) == 0,
             unreachable_ms: unreachable.as_millis() as u64,
         }
     }
