@@ -289,6 +289,8 @@ pub struct KafkaSink {
     /// Reused for each record.
     buf: Vec<u8>,
     finished: Option<FinishReport>,
+    /// Wait for room instead of dropping or spooling (see [`KafkaSink::block_when_full`]).
+    block: bool,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -375,7 +377,16 @@ impl KafkaSink {
             settings,
             buf: Vec::with_capacity(4096),
             finished: None,
+            block: false,
         })
+    }
+
+    /// For inputs that can wait (`replay` of a file, `consume`): a full queue makes the
+    /// caller wait for room, as a full disk would, instead of dropping or spooling; only a
+    /// queue that stays full for `flush_timeout` (no broker taking records) falls back to
+    /// the spool or a counted drop. Never for `listen`: capture must not wait.
+    pub fn block_when_full(&mut self) {
+        self.block = true;
     }
 
     /// The settings it runs with.
@@ -447,7 +458,16 @@ impl KafkaSink {
                 }
             }
         }
-        match send(&self.producer, &self.settings.target.topic, &frame) {
+        let mut sent = send(&self.producer, &self.settings.target.topic, &frame);
+        if self.block && matches!(sent, Sent::QueueFull) {
+            let give_up = Instant::now() + self.settings.flush_timeout;
+            while matches!(sent, Sent::QueueFull) && Instant::now() < give_up {
+                // Delivery reports free room; the polling thread serves them meanwhile.
+                std::thread::sleep(Duration::from_micros(500));
+                sent = send(&self.producer, &self.settings.target.topic, &frame);
+            }
+        }
+        match sent {
             Sent::Ok => {
                 s.produced.fetch_add(1, Ordering::Relaxed);
             }

@@ -328,3 +328,24 @@ fn statistics_report_the_brokers_and_reachability() {
     assert!(st.client.any_up(), "{st:?}");
     assert!(st.client.queue_max_records > 0, "{st:?}");
 }
+
+#[test]
+fn inputs_that_can_wait_lose_nothing_to_a_small_queue() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("bl", 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut opts = fast();
+    opts.queue_records = Some(10);
+    let mut sink = KafkaSink::new(settings(&brokers, "bl", opts, None), None).unwrap();
+    sink.block_when_full();
+    for i in 0..100 {
+        for c in 0..3 {
+            sink.write(&exchange(c, i)).unwrap();
+        }
+    }
+    let r = sink.finish(Instant::now() + Duration::from_secs(20));
+    assert_eq!(r.undelivered, 0);
+    let st = sink.stats();
+    assert_eq!((st.delivered, st.dropped_total()), (300, 0), "{st:?}");
+    check(&consume_all(&brokers, "bl", 300), 3, 100);
+}

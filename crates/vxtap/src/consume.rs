@@ -82,6 +82,8 @@ pub fn consume(args: &ConsumeArgs) -> Result<ConsumeReport> {
         other => other,
     };
     let mut out: ExchangePipeline<Transforms, OutputSink> = output_pipeline(&settings, sink)?;
+    // The topic waits for a slow output topic (at least once: nothing is committed before).
+    out.sink.block_when_full();
     let mut consumer = ExchangeConsumer::new(&target, &kafka_options, &args.group)
         .with_context(|| target.to_string())?;
 

@@ -198,6 +198,14 @@ impl OutputSink {
         }
     }
 
+    /// Inputs that can wait (`replay`, `consume`): a full Kafka queue makes them wait for
+    /// room instead of dropping (see [`KafkaSink::block_when_full`]); nothing for files.
+    pub fn block_when_full(&mut self) {
+        if let OutputSink::Kafka(k) = self {
+            k.block_when_full();
+        }
+    }
+
     /// The Kafka output's counters, when it is one.
     pub fn kafka_stats(&self) -> Option<KafkaStats> {
         match self {

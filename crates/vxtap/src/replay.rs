@@ -96,6 +96,8 @@ pub fn replay(
     } else {
         writer_only(settings, sink)?
     };
+    // A file can wait for a slow output; capture (listen) never does.
+    out.sink.block_when_full();
     // `--max-memory` covers the worker queues too: with several workers, what their batches can
     // hold at most is taken off the flow tables' budget.
     let mut settings = settings.clone();
