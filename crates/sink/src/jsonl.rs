@@ -143,7 +143,8 @@ impl Serialize for MessageJson<'_> {
             None => st.serialize_field("body", &None::<&str>)?,
             // Bodies that are valid UTF-8 go out as text (borrowed, no copy); anything else as
             // base64 so that the line stays valid JSON and the bytes survive.
-            Some(b) => match std::str::from_utf8(&b.bytes) {
+            // simdutf8: the same verdict as std, several times faster on long bodies.
+            Some(b) => match simdutf8::basic::from_utf8(&b.bytes) {
                 Ok(text) => {
                     st.serialize_field("body", text)?;
                     st.serialize_field("body_encoding", "utf8")?;
