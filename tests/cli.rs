@@ -176,7 +176,7 @@ fn readme_flags_exist() {
     let mut known = BTreeSet::new();
     for sub in [
         "replay", "listen", "shadow", "send", "encap", "decap", "stats", "compare", "report",
-        "openapi", "har", "k6",
+        "openapi", "har", "k6", "consume",
     ] {
         let out = vxtap().args([sub, "--help"]).output().unwrap();
         for word in String::from_utf8_lossy(&out.stdout)

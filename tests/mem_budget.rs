@@ -174,7 +174,13 @@ fn sharded_replay_with_queues_stays_within_budget() {
     let base = LIVE.load(Ordering::Relaxed);
     PEAK.store(base, Ordering::Relaxed);
     COUNTING.store(true, Ordering::Relaxed);
-    let report = vxtap::replay::replay(std::slice::from_ref(&input), &s, sink, false).unwrap();
+    let report = vxtap::replay::replay(
+        std::slice::from_ref(&input),
+        &s,
+        vxtap::output::OutputConfig::Lines(sink),
+        false,
+    )
+    .unwrap();
     COUNTING.store(false, Ordering::Relaxed);
     let peak = PEAK.load(Ordering::Relaxed) - base;
     let _ = std::fs::remove_file(&input);

@@ -70,6 +70,8 @@ pub enum Command {
     Har(Box<ExportArgs>),
     /// Write a k6 script reproducing the observed endpoint mix and rate.
     K6(Box<K6Args>),
+    /// Read exchange records back from Kafka as a consumer-group member and write them on.
+    Consume(Box<ConsumeArgs>),
 }
 
 /// Inputs and pipeline of the offline exports (`report`, `openapi`, `har`, `k6`).
@@ -117,6 +119,36 @@ pub struct K6Args {
     pub replay_methods: Vec<String>,
     #[command(flatten)]
     pub export: ExportArgs,
+}
+
+/// Arguments of `vxtap consume`.
+#[derive(Debug, Args)]
+#[command(after_help = "SIGNALS:
+  SIGTERM, SIGINT  stop reading, flush the output, commit what was written, exit")]
+pub struct ConsumeArgs {
+    /// The topic: kafka://BROKER[,BROKER...]/TOPIC.
+    pub source: String,
+    /// Consumer group: the members of a group share the topic's partitions.
+    #[arg(long)]
+    pub group: String,
+    /// Write the records here (JSON lines, or another kafka:// topic) instead of stdout.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// TOML config file: [output.kafka] holds the client options (TLS, SASL) for both sides,
+    /// and the HTTP-level filters and redaction apply as in `replay`.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Exit once no record arrived for this long (default: run until a signal).
+    #[arg(long, value_parser = parse_duration)]
+    pub idle_exit: Option<std::time::Duration>,
+    /// Exit after this many records.
+    #[arg(long)]
+    pub max_records: Option<u64>,
+    /// Print no summary on stderr at the end.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub privacy: PrivacyOpts,
 }
 
 /// How packets are decapsulated.
@@ -259,9 +291,12 @@ pub struct ReplayArgs {
     /// Capture files (pcap, pcapng, optionally gzip-compressed; `-` for stdin).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Write JSON lines here instead of stdout.
+    /// Write JSON lines here instead of stdout, or to Kafka: kafka://BROKER[,BROKER...]/TOPIC.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+    /// Kafka output: spool what the broker cannot take to this directory (see `listen`).
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
     /// Optional TOML config file (same keys as `listen`).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
@@ -299,9 +334,14 @@ pub struct ListenArgs {
     /// Admin HTTP address (/metrics, /healthz, /readyz) [default: 127.0.0.1:9090].
     #[arg(long)]
     pub admin_bind: Option<SocketAddr>,
-    /// Write JSON lines here instead of stdout.
+    /// Write JSON lines here instead of stdout, or to Kafka: kafka://BROKER[,BROKER...]/TOPIC
+    /// (client options in the config file's [output.kafka]).
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
+    /// Kafka output: records the broker cannot take now (queue full, broker unreachable,
+    /// undelivered at shutdown) go to a bounded spool in this directory, replayed in order.
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
     /// Rotate the output file when it reaches this size.
     #[arg(long, value_parser = parse_size)]
     pub rotate_size: Option<u64>,

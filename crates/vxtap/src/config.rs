@@ -62,8 +62,10 @@ pub struct FileConfig {
     pub bind: Option<SocketAddr>,
     /// Admin HTTP address.
     pub admin_bind: Option<SocketAddr>,
-    /// Output file.
-    pub output: Option<PathBuf>,
+    /// Output file or `kafka://` URL, or an `[output]` table (with `[output.kafka]`).
+    pub output: Option<crate::output::OutputValue>,
+    /// Spool directory for a Kafka output.
+    pub spool: Option<PathBuf>,
     /// Rotate at this size.
     pub rotate_size: Option<SizeValue>,
     /// Rotate at this age.
@@ -407,6 +409,8 @@ pub struct ListenSettings {
     pub recv_buffer: usize,
     /// Shutdown: longest wait for queued records to be written.
     pub drain_timeout: Duration,
+    /// The Kafka output, when the output is a `kafka://` URL (then `output` is `None`).
+    pub kafka: Option<Box<vxtap_kafka::ProducerSettings>>,
     /// Shadow replay beside the output (`--shadow-target`).
     pub shadow: Option<ShadowSettings>,
 }
@@ -476,6 +480,15 @@ impl ListenSettings {
             (None, Some(v)) => v.bytes()?,
             _ => 256 << 20,
         };
+        let (output, kafka) = match crate::output::OutputConfig::resolve(
+            args.output.as_ref(),
+            file.output.as_ref(),
+            args.spool.clone().or(file.spool.clone()),
+            vxtap_sink::JsonLinesConfig::default(),
+        )? {
+            crate::output::OutputConfig::Lines(l) => (l.path, None),
+            crate::output::OutputConfig::Kafka(k) => (None, Some(k)),
+        };
         Ok(ListenSettings {
             common,
             bind: args
@@ -486,7 +499,8 @@ impl ListenSettings {
                 .admin_bind
                 .or(file.admin_bind)
                 .unwrap_or_else(|| "127.0.0.1:9090".parse().expect("static address")),
-            output: args.output.clone().or(file.output.clone()),
+            output,
+            kafka,
             rotate_size,
             rotate_interval,
             recv_threads: args.recv_threads.or(file.recv_threads).unwrap_or(1).max(1),

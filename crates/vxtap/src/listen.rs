@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use vxtap_capture::{RecvBatch, RecvStats, UdpConfig, UdpReceiver, DATAGRAM_BUF};
 use vxtap_http::Exchange;
-use vxtap_sink::JsonLinesConfig;
+use vxtap_sink::{JsonLinesConfig, Sink};
 use vxtap_wire::{DecapStats, Decapsulator, Decoded};
 
 use crate::admin::AdminServer;
@@ -31,10 +31,18 @@ use crate::batch::SegmentBatch;
 use crate::config::ListenSettings;
 use crate::health::{Beat, Every, Health, RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
 use crate::metrics::MetricSet;
+use crate::output::{OutputConfig, OutputSink};
 use crate::packet_filter::{Decision, FilterReason, FilterStats, PacketFilter};
 use crate::pipeline::{output_pipeline_with, Totals, Worker, WorkerStats, MAX_SILENCE};
 use crate::shadow::Feed;
 use vxtap_shadow::ShadowStage;
+
+/// The output stage: transforms, then JSON lines or Kafka.
+type Pipeline = vxtap_sink::ExchangePipeline<vxtap_sink::Transforms, OutputSink>;
+
+/// Time the Kafka output's end of run keeps for itself before the drain deadline: purging
+/// what is left into the spool and syncing it.
+const FINISH_MARGIN: Duration = Duration::from_millis(300);
 
 /// Distinct VNIs given their own metric label; the rest share `other` (bounded cardinality).
 const MAX_VNI_LABELS: usize = 64;
@@ -293,6 +301,8 @@ struct Listener {
     shared: Shared,
     /// Bytes of the exchanges on the output queue (see [`OUTPUT_QUEUE_BYTES`]).
     queued_out: Arc<AtomicUsize>,
+    /// When the drain must be done (set when it starts), for the output's end of run.
+    drain_deadline: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Listener {
@@ -315,6 +325,23 @@ impl Listener {
         )?;
         let mut settings = settings;
         settings.common.flow.max_memory -= plan.reserved;
+        // The Kafka producer's queue grows with traffic too: charged to the same budget.
+        if let Some(k) = &settings.kafka {
+            let reserved = usize::try_from(k.memory_reservation()).unwrap_or(usize::MAX);
+            settings.common.flow.max_memory = settings
+                .common
+                .flow
+                .max_memory
+                .checked_sub(reserved)
+                .with_context(|| {
+                    format!(
+                        "--max-memory cannot hold the Kafka producer's queue ({reserved} \
+                         bytes: queue_bytes plus {} bytes a record of queue_records; raise \
+                         --max-memory or lower them in [output.kafka])",
+                        vxtap_kafka::config::PER_RECORD_OVERHEAD
+                    )
+                })?;
+        }
         settings.common.check_worker_memory()?;
         let shared = Shared {
             health: Arc::new(Health::default()),
@@ -349,24 +376,25 @@ impl Listener {
             reopen,
             shared,
             queued_out: Arc::new(AtomicUsize::new(0)),
+            drain_deadline: Arc::new(Mutex::new(None)),
         })
     }
 
-    /// The output stage (transforms and the JSON lines writer), opened, and the shadow stage
-    /// (`--shadow-target`) started with the same redactor.
-    fn output_pipeline(&self) -> Result<(vxtap_sink::ExchangePipeline, Option<Arc<ShadowStage>>)> {
+    /// The output stage (transforms and the writer: JSON lines or Kafka), opened, and the
+    /// shadow stage (`--shadow-target`) started with the same redactor.
+    fn output_pipeline(&self) -> Result<(Pipeline, Option<Arc<ShadowStage>>)> {
         let settings = &self.settings;
         let redactor = crate::pipeline::redactor(&settings.common)?;
-        let out = output_pipeline_with(
-            &settings.common,
-            JsonLinesConfig {
+        let cfg = match &settings.kafka {
+            Some(k) => OutputConfig::Kafka(k.clone()),
+            None => OutputConfig::Lines(JsonLinesConfig {
                 path: settings.output.clone(),
                 rotate_bytes: settings.rotate_size,
                 rotate_interval: settings.rotate_interval,
                 ..JsonLinesConfig::default()
-            },
-            redactor.clone(),
-        )?;
+            }),
+        };
+        let out = output_pipeline_with(&settings.common, cfg, redactor.clone())?;
         let shadow = match (&settings.shadow, &self.shared.shadow) {
             (Some(sh), Some(stats)) => {
                 let records = crate::shadow::open_output(sh.output.as_deref())?;
@@ -481,7 +509,7 @@ impl Listener {
     /// Spawns the output thread, which owns `out` and ends when every worker has.
     fn spawn_output(
         &self,
-        out: vxtap_sink::ExchangePipeline,
+        out: Pipeline,
         out_rx: Receiver<OutBatch>,
         shadow: Option<Arc<ShadowStage>>,
     ) -> Result<JoinHandle<()>> {
@@ -501,6 +529,8 @@ impl Listener {
             metrics: shared.metrics.clone(),
             settled: shared.unwritten_settled.clone(),
             reopen: self.reopen.clone(),
+            drain_deadline: self.drain_deadline.clone(),
+            drain_timeout: self.settings.drain_timeout,
         };
         Ok(thread::Builder::new()
             .name("output".into())
@@ -567,6 +597,7 @@ impl Listener {
         // is blocked (a FIFO or a pipe whose reader stopped): a write(2) cannot be called off, so
         // past the deadline the process gives up on it and says what was lost.
         let deadline = Instant::now() + settings.drain_timeout;
+        *lock(&self.drain_deadline) = Some(deadline);
         while !output.is_finished() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
@@ -607,7 +638,7 @@ impl Listener {
 /// The output thread: transforms and writes what the workers hand over, reopens the file on
 /// SIGHUP, and publishes its totals and health.
 struct OutputThread {
-    out: vxtap_sink::ExchangePipeline,
+    out: Pipeline,
     /// Shadow replay: every exchange is offered to it before redaction (it never blocks).
     shadow: Option<(Arc<ShadowStage>, Feed)>,
     rx: Receiver<OutBatch>,
@@ -620,6 +651,8 @@ struct OutputThread {
     /// Exchanges dealt with without writing them, for the shutdown deadline.
     settled: Arc<AtomicU64>,
     reopen: Arc<AtomicBool>,
+    drain_deadline: Arc<Mutex<Option<Instant>>>,
+    drain_timeout: Duration,
 }
 
 impl OutputThread {
@@ -635,12 +668,14 @@ impl OutputThread {
             metrics: out_metrics,
             settled,
             reopen,
+            drain_deadline,
+            drain_timeout,
         } = self;
         let mut tick = Every::new(Duration::from_millis(500));
         let mut errors = RateLimitedLog::new(OUTPUT_ERROR_LOG_EVERY);
         // Published after each batch for the shutdown deadline: what this thread dealt
         // with without writing it.
-        let publish_settled = |out: &vxtap_sink::ExchangePipeline| {
+        let publish_settled = |out: &Pipeline| {
             let f = out.transforms.stats().filter;
             let filtered = f.host + f.path + f.method + f.status;
             settled.store(filtered + out.sink.stats().failed, Ordering::Relaxed);
@@ -702,9 +737,26 @@ impl OutputThread {
             // The last flush is reported whatever the rate limit says.
             tracing::error!("output failing at shutdown: {e}");
         }
+        // Kafka: wait for the acknowledgements until just before the drain deadline, then
+        // spool (or count as lost) what is still undelivered.
+        let deadline = lock(&drain_deadline)
+            .unwrap_or_else(|| Instant::now() + drain_timeout)
+            .checked_sub(FINISH_MARGIN)
+            .unwrap_or_else(Instant::now);
+        let finish = out.sink.finish(deadline);
+        if let Some(f) = finish {
+            if f.undelivered > 0 {
+                tracing::warn!(
+                    undelivered = f.undelivered,
+                    spooled = f.spooled,
+                    "kafka: records not acknowledged by the drain deadline"
+                );
+            }
+        }
         let mut t = lock(&out_totals);
         *t = Totals::default();
         t.add_output(&out);
+        t.kafka_finish = finish;
     }
 }
 

@@ -22,7 +22,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VXTAP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rdkafka warns once per librdkafka error event it does not handle itself; the Kafka
+        // sink reports those errors (rate-limited) on its own.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,rdkafka::producer::base_producer=error")
+        });
     // Colour only for a person at a terminal: journald, Docker logs and files would keep the
     // escape codes as garbage. NO_COLOR (no-color.org) turns it off there too.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -75,7 +79,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Decap(a) => vec![&a.input],
         Command::Encap(a) => vec![&a.input],
         Command::Send(a) => vec![&a.file],
-        Command::Listen(_) => Vec::new(),
+        Command::Listen(_) | Command::Consume(_) => Vec::new(),
         Command::Compare(a) => vec![&a.production, &a.candidate],
         // Exchange files, captures or `kafka://` topics: checked by report_cmd.
         Command::Report(_) | Command::Openapi(_) | Command::Har(_) | Command::K6(_) => Vec::new(),
@@ -92,10 +96,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let settings =
                 Settings::resolve(&file, &args.decode, &args.pipeline, &args.privacy, 1)?;
-            let sink = JsonLinesConfig {
-                path: args.output.clone(),
-                ..JsonLinesConfig::default()
-            };
+            let sink = vxtap::output::OutputConfig::resolve(
+                args.output.as_ref(),
+                file.output.as_ref(),
+                args.spool.clone().or(file.spool.clone()),
+                JsonLinesConfig::default(),
+            )?;
             let report = replay::replay(&args.files, &settings, sink, !args.no_progress)?;
             if report.output_closed {
                 // `vxtap replay ... | head`: the reader had what it wanted. Quiet, with the
@@ -249,6 +255,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("vxtap: error: output blocked at shutdown: {lost} records not written");
                 return Ok(ExitCode::from(1));
             }
+            if let Some(f) = &totals.kafka_finish {
+                if f.undelivered > 0 {
+                    eprintln!(
+                        "vxtap: kafka: {} records not acknowledged by the drain deadline: {} \
+                         spooled for the next run, {} lost",
+                        f.undelivered,
+                        f.spooled,
+                        f.undelivered - f.spooled.min(f.undelivered)
+                    );
+                }
+            }
             if w.failed > 0 || w.errors > 0 {
                 eprintln!(
                     "vxtap: error: output failed: {} records not written ({} errors)",
@@ -266,6 +283,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Openapi(a) => report_cmd::openapi(*a),
         Command::Har(a) => report_cmd::har(*a),
         Command::K6(a) => report_cmd::k6(*a),
+        Command::Consume(a) => {
+            let r = vxtap::consume::consume(&a)?;
+            if !a.quiet {
+                eprintln!(
+                    "vxtap: consumed {} records ({} not exchange records, {} consumer errors)",
+                    r.read, r.rejected, r.consumer_errors
+                );
+                eprint!("{}", r.totals.summary());
+            }
+            if let Some(e) = &r.output_error {
+                eprintln!("vxtap: output error: {e}");
+                return Ok(ExitCode::from(EXIT_IO));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Send(a) => {
             let pace = match (a.pps, a.speed) {
                 (Some(p), _) => send::Pace::Pps(p),

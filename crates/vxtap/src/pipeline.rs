@@ -12,13 +12,13 @@ use anyhow::Result;
 use vxtap_flow::{FlowConfig, FlowStats, FlowTable};
 use vxtap_http::{Exchange, HttpConfig, HttpHandler, HttpStats};
 use vxtap_sink::{
-    ExchangeFilter, ExchangePipeline, JsonLinesConfig, JsonLinesWriter, Redactor, TransformStats,
-    Transforms, WriterStats,
+    ExchangeFilter, ExchangePipeline, Redactor, TransformStats, Transforms, WriterStats,
 };
 use vxtap_wire::{DecapStats, Decapsulator, Decoded, LinkType, Segment};
 
 use crate::config::Settings;
 use crate::metrics::MetricSet;
+use crate::output::{OutputConfig, OutputSink};
 use crate::packet_filter::{FilterStats, PacketFilter};
 
 /// Packet time between timer runs of a flow table.
@@ -188,18 +188,15 @@ pub fn redactor(settings: &Settings) -> Result<Redactor> {
     })
 }
 
-fn writer(settings: &Settings, sink: JsonLinesConfig) -> Result<JsonLinesWriter> {
-    Ok(JsonLinesWriter::new(JsonLinesConfig {
-        sample_rate: settings.packet_filter.sample,
-        ..sink
-    })?)
+fn writer(settings: &Settings, sink: OutputConfig) -> Result<OutputSink> {
+    OutputSink::open(sink, settings.packet_filter.sample)
 }
 
 /// The output stage when the workers already ran [`transforms`]: it only writes.
 pub fn writer_only(
     settings: &Settings,
-    sink: JsonLinesConfig,
-) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>> {
+    sink: OutputConfig,
+) -> Result<ExchangePipeline<Transforms, OutputSink>> {
     Ok(ExchangePipeline::new(
         Transforms::passthrough(),
         writer(settings, sink)?,
@@ -209,8 +206,8 @@ pub fn writer_only(
 /// Builds the exchange output stage: the whole chain, then the writer.
 pub fn output_pipeline(
     settings: &Settings,
-    sink: JsonLinesConfig,
-) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>> {
+    sink: OutputConfig,
+) -> Result<ExchangePipeline<Transforms, OutputSink>> {
     Ok(ExchangePipeline::new(
         transforms(settings)?,
         writer(settings, sink)?,
@@ -220,9 +217,9 @@ pub fn output_pipeline(
 /// [`output_pipeline`] with a given redactor (shared with the shadow records).
 pub fn output_pipeline_with(
     settings: &Settings,
-    sink: JsonLinesConfig,
+    sink: OutputConfig,
     redactor: Redactor,
-) -> Result<ExchangePipeline<Transforms, JsonLinesWriter>> {
+) -> Result<ExchangePipeline<Transforms, OutputSink>> {
     let filter = ExchangeFilter::new(&settings.exchange_filter)?;
     Ok(ExchangePipeline::new(
         Transforms::new(filter, redactor),
@@ -252,6 +249,10 @@ pub struct Totals {
     /// Records given up at shutdown because the drain deadline passed with the output still
     /// blocked (`listen`); `None` when the drain finished.
     pub abandoned_at_shutdown: Option<u64>,
+    /// The Kafka output's counters, when the output is Kafka.
+    pub kafka: Option<vxtap_kafka::KafkaStats>,
+    /// What the Kafka output's end of run left undelivered.
+    pub kafka_finish: Option<vxtap_kafka::FinishReport>,
 }
 
 impl Totals {
@@ -268,14 +269,18 @@ impl Totals {
     }
 
     /// Adds the output stage's counters.
-    pub fn add_output(&mut self, out: &ExchangePipeline<Transforms, JsonLinesWriter>) {
+    pub fn add_output(&mut self, out: &ExchangePipeline<Transforms, OutputSink>) {
         self.transforms.merge(&out.transforms.stats());
         let w = out.sink.stats();
         self.writer = w;
+        self.kafka = out.sink.kafka_stats();
     }
 
     /// Exports everything into Prometheus families.
     pub fn export(&self, m: &mut MetricSet) {
+        if let Some(k) = &self.kafka {
+            crate::output::export_kafka(k, m);
+        }
         for c in self.decap.counters() {
             match c.label {
                 Some(l) => m.counter(c.name, "Decapsulation counter.", &[l], c.value),
@@ -530,6 +535,33 @@ impl Totals {
                 ),
             ],
         );
+        if let Some(k) = &self.kafka {
+            use vxtap_kafka::stats::{DropReason, SpoolReason};
+            let mut items: Vec<(String, u64)> = vec![
+                ("produced".into(), k.produced),
+                ("delivered".into(), k.delivered),
+            ];
+            items.extend(
+                DropReason::ALL
+                    .iter()
+                    .map(|r| (format!("dropped_{}", r.as_str()), k.dropped_by(*r))),
+            );
+            items.extend(
+                SpoolReason::ALL
+                    .iter()
+                    .map(|r| (format!("spooled_{}", r.as_str()), k.spooled_by(*r))),
+            );
+            items.extend(
+                k.delivery_errors
+                    .iter()
+                    .map(|(e, n)| (format!("error_{e}"), *n)),
+            );
+            if let Some(f) = &self.kafka_finish {
+                items.push(("undelivered_at_shutdown".into(), f.undelivered));
+                items.push(("spool_waiting".into(), f.spool_waiting));
+            }
+            line("kafka", items);
+        }
         s
     }
 }

@@ -11,6 +11,8 @@ use vxtap_capture::{CaptureError, CaptureReader, SharedMap};
 use vxtap_http::Exchange;
 use vxtap_sink::{Encode, EncodedSink, ExchangePipeline, JsonLinesConfig, Sink, Transforms};
 
+use crate::output::OutputConfig;
+
 use crate::batch::{SegmentBatch, ARENA_MAX};
 use crate::config::Settings;
 use crate::health::{RateLimitedLog, OUTPUT_ERROR_LOG_EVERY};
@@ -74,14 +76,19 @@ fn output_closed<S: Sink>(out: &ExchangePipeline<Transforms, S>) -> bool {
 pub fn replay(
     files: &[PathBuf],
     settings: &Settings,
-    sink: JsonLinesConfig,
+    sink: OutputConfig,
     show_progress: bool,
 ) -> Result<ReplayReport> {
     // A replay's output is the output of this replay only: start the file afresh (the writer
     // appends, which is right for `listen` restarts).
-    if let Some(path) = &sink.path {
+    if let OutputConfig::Lines(JsonLinesConfig {
+        path: Some(path), ..
+    }) = &sink
+    {
         std::fs::File::create(path).with_context(|| path.display().to_string())?;
     }
+    // The Kafka producer's queue is memory that grows with traffic: charged to the budget.
+    let output_reserved = sink.memory_reservation();
     // With several workers, filtering and redaction run in the workers (in parallel); the
     // writer only serializes.
     let mut out = if settings.threads <= 1 {
@@ -89,9 +96,29 @@ pub fn replay(
     } else {
         writer_only(settings, sink)?
     };
+    // A file can wait for a slow output; capture (listen) never does.
+    out.sink.block_when_full();
     // `--max-memory` covers the worker queues too: with several workers, what their batches can
     // hold at most is taken off the flow tables' budget.
     let mut settings = settings.clone();
+    if output_reserved > 0 {
+        let reserved = usize::try_from(output_reserved).unwrap_or(usize::MAX);
+        settings.flow.max_memory =
+            settings
+                .flow
+                .max_memory
+                .checked_sub(reserved)
+                .ok_or_else(|| {
+                    anyhow!(
+                "--max-memory {} cannot hold the Kafka producer's queue ({reserved} bytes: \
+                 queue_bytes plus {} bytes a record of queue_records; raise --max-memory or \
+                 lower them in [output.kafka])",
+                settings.flow.max_memory,
+                vxtap_kafka::config::PER_RECORD_OVERHEAD
+            )
+                })?;
+        settings.check_worker_memory()?;
+    }
     if settings.threads > 1 {
         let reserved = queue_reservation(settings.threads);
         settings.flow.max_memory =
@@ -137,6 +164,7 @@ pub fn replay(
     if let Err(e) = out.flush() {
         report.output_error.get_or_insert(e.to_string());
     }
+    report.totals.kafka_finish = out.sink.finish_default();
     report.totals.add_front(&front);
     report.totals.workers = workers;
     report.totals.add_output(&out);
