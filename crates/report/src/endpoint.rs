@@ -1,10 +1,12 @@
 //! Which endpoint an exchange belongs to: its method and its route.
 //!
-//! The route is the request path without the query string, as sent. Grouping paths into
-//! templates (`/users/{id}`) is the job of the `vxtap-routes` crate (template inference,
-//! declared `--route` templates); until it lands on this branch the literal path is the route,
-//! and the [`EndpointCap`] keeps the number of endpoints bounded: past it, exchanges of new
-//! endpoints are counted in one overflow endpoint instead of getting their own.
+//! The route is the template `vxtap-routes` infers from the traffic (`/users/{id}`: numeric,
+//! UUID, hex and high-cardinality segments become parameters), through [`Routes`]. Templates
+//! are learned online: a segment that turns into `{param}` only after many distinct values
+//! (no shape gave it away) leaves the exchanges counted before that under their literal paths.
+//! The router caps its endpoints (`other`), and the [`EndpointCap`] keeps the number of
+//! endpoints bounded too: past it, exchanges of new endpoints are counted in one overflow
+//! endpoint instead of getting their own.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -49,15 +51,50 @@ pub fn split_target(uri: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// The endpoint of an exchange, or None when its request was not seen.
-pub fn endpoint_of(ex: &Exchange) -> Option<EndpointKey> {
-    let req = ex.request.as_ref()?;
-    let method = req.method.as_deref()?;
-    let (path, _) = split_target(req.uri.as_deref().unwrap_or(""));
-    Some(EndpointKey {
-        method: method.to_string(),
-        route: path.to_string(),
-    })
+/// Route templates, learned from the exchanges as they come.
+pub struct Routes(vxtap_routes::Router);
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes(vxtap_routes::Router::new(
+            vxtap_routes::RouterConfig::default(),
+        ))
+    }
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Routes")
+    }
+}
+
+impl Routes {
+    /// Routes with at most `max` learned endpoints (the rest are `other`).
+    pub fn with_max(max: usize) -> Self {
+        Routes(vxtap_routes::Router::new(vxtap_routes::RouterConfig {
+            max_endpoints: max,
+            ..vxtap_routes::RouterConfig::default()
+        }))
+    }
+
+    /// The route template of `method` `uri` (`/users/{id}`; `other` past the router's cap).
+    pub fn route(&mut self, method: &str, uri: &str) -> String {
+        let id = self.0.endpoint(method, uri);
+        let id = self.0.resolve(id);
+        let name = self.0.name(id);
+        name.split_once(' ').map_or(name, |(_, r)| r).to_string()
+    }
+
+    /// The endpoint of an exchange, or None when its request was not seen.
+    pub fn endpoint_of(&mut self, ex: &Exchange) -> Option<EndpointKey> {
+        let req = ex.request.as_ref()?;
+        let method = req.method.as_deref()?;
+        let route = self.route(method, req.uri.as_deref().unwrap_or(""));
+        Some(EndpointKey {
+            method: method.to_string(),
+            route,
+        })
+    }
 }
 
 /// A map of endpoints with a cap: past `max` distinct keys, new keys share one overflow value.

@@ -344,14 +344,19 @@ mod tests {
     fn ten_thousand_endpoints_stay_readable() {
         let mut inv = Inventory::new(10_000);
         for i in 0..12_000u64 {
-            inv.add(&ex(
-                "GET",
-                &format!("/e/{i}"),
-                200,
-                None,
-                i % 600,
-                1 + i % 50,
-            ));
+            // Three literal levels with few values each, so that every path stays its own
+            // template (ids would collapse into one `/e/{id}`).
+            let code = |n: u64| {
+                let n = n as u8;
+                format!("{}{}", char::from(b'a' + n / 26), char::from(b'a' + n % 26))
+            };
+            let path = format!(
+                "/e/s{}/t{}/u{}",
+                code(i / 600),
+                code((i / 30) % 20),
+                code(i % 30)
+            );
+            inv.add(&ex("GET", &path, 200, None, i % 600, 1 + i % 50));
         }
         let html = render(&inv, "big", &[]).unwrap();
         assert_eq!(html.matches("<tr><td class=l>GET /e/").count(), TABLE_ROWS);

@@ -6,7 +6,7 @@
 //! 1.7 KiB per endpoint, so 10,000 endpoints (the default cap) take about 17 MiB. Exchanges
 //! whose request was not seen are counted apart (they have no endpoint).
 
-use crate::endpoint::{endpoint_of, EndpointCap, EndpointKey, DEFAULT_MAX_ENDPOINTS};
+use crate::endpoint::{EndpointCap, EndpointKey, Routes, DEFAULT_MAX_ENDPOINTS};
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -150,6 +150,8 @@ pub struct Inventory {
     pub mirror_sources: BTreeMap<Option<IpAddr>, u64>,
     /// Exchanges whose VNI or mirror source did not fit under the cap.
     pub labels_overflow: u64,
+    /// Route templates.
+    routes: Routes,
 }
 
 impl Default for Inventory {
@@ -169,13 +171,14 @@ impl Inventory {
             vnis: BTreeMap::new(),
             mirror_sources: BTreeMap::new(),
             labels_overflow: 0,
+            routes: Routes::with_max(max_endpoints),
         }
     }
 
     /// Counts one exchange.
     pub fn add(&mut self, ex: &Exchange) {
         self.all.add(ex);
-        match endpoint_of(ex) {
+        match self.routes.endpoint_of(ex) {
             Some(k) => self.endpoints.entry(k).add(ex),
             None => self.without_request += 1,
         }
@@ -256,10 +259,26 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_past_the_cap_are_counted_together() {
-        let mut inv = Inventory::new(3);
+    fn ids_in_paths_make_one_template() {
+        let mut inv = Inventory::new(100);
         for i in 0..10 {
             inv.add(&ex("GET", &format!("/item/{i}"), 200, None, i, 1));
+        }
+        assert_eq!(inv.endpoints.map.len(), 1);
+        let key = inv.endpoints.map.keys().next().unwrap();
+        assert_eq!(
+            (key.method.as_str(), key.route.as_str()),
+            ("GET", "/item/{id}")
+        );
+    }
+
+    #[test]
+    fn endpoints_past_the_cap_are_counted_together() {
+        let mut inv = Inventory::new(3);
+        // Literal segments (no id shape, few values): each path is its own template.
+        for i in 0..10u8 {
+            let path = format!("/item/x{}", char::from(b'a' + i));
+            inv.add(&ex("GET", &path, 200, None, u64::from(i), 1));
         }
         assert_eq!(inv.endpoints.map.len(), 3);
         assert_eq!(inv.endpoints.overflow.count, 7);

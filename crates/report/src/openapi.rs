@@ -116,6 +116,8 @@ pub struct OpenApiBuilder {
     /// Exchanges without a request, or whose target is not a path (`*`, CONNECT).
     pub skipped: u64,
     exchanges: u64,
+    /// Route templates: the OpenAPI paths (`{id}` segments become path parameters).
+    routes: crate::endpoint::Routes,
 }
 
 /// The media type of a message, without parameters, lower case.
@@ -216,6 +218,7 @@ impl OpenApiBuilder {
             servers: BTreeMap::new(),
             skipped: 0,
             exchanges: 0,
+            routes: crate::endpoint::Routes::default(),
         }
     }
 
@@ -242,7 +245,7 @@ impl OpenApiBuilder {
         }
         let key = EndpointKey {
             method: method.to_ascii_uppercase(),
-            route: path.to_string(),
+            route: self.routes.route(method, path),
         };
         let cfg = &self.cfg;
         let op = self.ops.entry(key);
@@ -566,7 +569,8 @@ mod tests {
     #[test]
     fn template_segments_become_path_parameters() {
         assert_eq!(path_params("/users/{id}/posts/{post}"), vec!["id", "post"]);
-        let doc = build(&[ex("GET", "/users/{id}", 200, None, 0, 1)], false);
+        // A numeric id is a parameter from the first request on.
+        let doc = build(&[ex("GET", "/users/42", 200, None, 0, 1)], false);
         let p = &doc["paths"]["/users/{id}"]["get"]["parameters"][0];
         assert_eq!(p["in"], "path");
         assert_eq!(p["required"], true);

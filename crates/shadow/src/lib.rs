@@ -21,7 +21,7 @@ pub mod summary;
 
 pub use config::{parse_header, ShadowConfig, Target, WhenFull, MARKER_HEADER};
 pub use record::{Compare, NoCompare, Outcome, Response, ShadowRecord, SkipReason, Verdict};
-pub use stage::{Endpoints, PathEndpoints, ShadowReport, ShadowStage};
+pub use stage::{Endpoints, PathEndpoints, RouteEndpoints, ShadowReport, ShadowStage};
 pub use stats::{ShadowStats, StatsSnapshot};
 pub use summary::Summary;
 

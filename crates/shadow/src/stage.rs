@@ -49,8 +49,29 @@ pub trait Endpoints: Send {
     fn endpoint(&mut self, method: &str, uri: &str) -> String;
 }
 
-/// Method and path without the query string: the endpoint until route templates (the
-/// `routes` crate) replace it. The summary caps the distinct values it keeps.
+/// Route templates learned from the traffic (`vxtap_routes`): `GET /users/{id}`; the router
+/// caps the endpoints (the rest are `other`), so the summary's keys stay bounded.
+pub struct RouteEndpoints(pub vxtap_routes::Router);
+
+impl Default for RouteEndpoints {
+    fn default() -> Self {
+        RouteEndpoints(vxtap_routes::Router::new(
+            vxtap_routes::RouterConfig::default(),
+        ))
+    }
+}
+
+impl Endpoints for RouteEndpoints {
+    fn endpoint(&mut self, method: &str, uri: &str) -> String {
+        let id = self.0.endpoint(method, uri);
+        // A template refined since (a segment became a parameter) names the endpoint now.
+        let id = self.0.resolve(id);
+        self.0.name(id).to_string()
+    }
+}
+
+/// Method and path without the query string (for tests that want literal endpoints). The
+/// summary caps the distinct values it keeps.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PathEndpoints;
 

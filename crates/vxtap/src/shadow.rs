@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use vxtap_http::Exchange;
 use vxtap_shadow::{
-    parse_header, NoCompare, PathEndpoints, ShadowConfig, ShadowReport, ShadowStage, ShadowStats,
+    parse_header, NoCompare, RouteEndpoints, ShadowConfig, ShadowReport, ShadowStage, ShadowStats,
     StatsSnapshot, Target, WhenFull,
 };
 use vxtap_sink::{ExchangeFilter, ExchangeFilterStats, Redactor};
@@ -111,7 +111,7 @@ pub fn start(
         cfg,
         out,
         redactor,
-        Box::new(PathEndpoints),
+        Box::new(RouteEndpoints::default()),
         Box::new(NoCompare),
         stats,
     )?)
