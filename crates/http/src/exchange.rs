@@ -92,6 +92,24 @@ impl Version {
             Version::Http2 => "HTTP/2",
         }
     }
+
+    /// The version whose record label ([`Version::as_str`]) is `s`.
+    ///
+    /// ```
+    /// use vxtap_http::Version;
+    /// for v in [Version::Http10, Version::Http11, Version::Http2] {
+    ///     assert_eq!(Version::from_label(v.as_str()), Some(v));
+    /// }
+    /// assert_eq!(Version::from_label("HTTP/3"), None);
+    /// ```
+    pub fn from_label(s: &str) -> Option<Version> {
+        match s {
+            "HTTP/1.0" => Some(Version::Http10),
+            "HTTP/1.1" => Some(Version::Http11),
+            "HTTP/2" => Some(Version::Http2),
+            _ => None,
+        }
+    }
 }
 
 /// A content coding (`Content-Encoding`) vxtap can undo.

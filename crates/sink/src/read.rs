@@ -169,20 +169,16 @@ pub fn parse_record(text: &[u8], line: u64) -> Result<Exchange, ReadError> {
 
     let mut flags = FlagSet::EMPTY;
     for f in &rec.flags {
-        let flag = Flag::ALL
-            .iter()
-            .find(|x| x.as_str() == f.as_ref())
-            .ok_or_else(|| field("flags", format!("unknown flag {f:?}")))?;
-        flags.insert(*flag);
+        let flag =
+            Flag::from_label(f).ok_or_else(|| field("flags", format!("unknown flag {f:?}")))?;
+        flags.insert(flag);
     }
     let tunnel = match rec.tunnel.as_deref() {
         None => None,
         Some(t) => Some(
-            TunnelKind::ALL
-                .iter()
-                .map(|k| k.as_str())
-                .find(|label| *label == t)
-                .ok_or_else(|| field("tunnel", format!("unknown tunnel {t:?}")))?,
+            TunnelKind::from_label(t)
+                .ok_or_else(|| field("tunnel", format!("unknown tunnel {t:?}")))?
+                .as_str(),
         ),
     };
     let ts_ns = parse_rfc3339_ns(&rec.ts).ok_or_else(|| field("ts", rec.ts.to_string()))?;
@@ -249,7 +245,7 @@ pub fn parse_record(text: &[u8], line: u64) -> Result<Exchange, ReadError> {
 
 fn message(m: MessageIn<'_>, flags: FlagSet, line: u64) -> Result<Message, ReadError> {
     let field = |field: &'static str, why: String| ReadError::Field { line, field, why };
-    let version = parse_version(&m.version)
+    let version = Version::from_label(&m.version)
         .ok_or_else(|| field("version", format!("unknown version {:?}", m.version)))?;
     let body = match m.body {
         None => None,
@@ -317,13 +313,6 @@ fn message(m: MessageIn<'_>, flags: FlagSet, line: u64) -> Result<Message, ReadE
         // Not in the record: it is the capture kept for a shadow replay, never written.
         replay_body: None,
     })
-}
-
-/// The [`Version`] whose record label is `s`.
-fn parse_version(s: &str) -> Option<Version> {
-    [Version::Http10, Version::Http11, Version::Http2]
-        .into_iter()
-        .find(|v| v.as_str() == s)
 }
 
 /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction]Z` (what the writer emits; other offsets are refused)

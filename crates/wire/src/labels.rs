@@ -19,6 +19,7 @@
 /// }
 /// assert_eq!(Reason::ALL.map(Reason::as_str), ["first", "other"]);
 /// assert_eq!((Reason::COUNT, Reason::Other.index()), (2, 1));
+/// assert_eq!((Reason::from_label("other"), Reason::from_label("Other")), (Some(Reason::Other), None));
 /// ```
 #[macro_export]
 macro_rules! labeled_enum {
@@ -49,6 +50,14 @@ macro_rules! labeled_enum {
             /// Position in `ALL`, for indexing counter arrays.
             pub const fn index(self) -> usize {
                 self as usize
+            }
+
+            /// The variant whose label is `label` (reading records and configs back).
+            pub fn from_label(label: &str) -> Option<Self> {
+                match label {
+                    $($label => Some($name::$var),)*
+                    _ => None,
+                }
             }
         }
     };
