@@ -79,9 +79,7 @@ impl Routes {
 
     /// The route template of `method` `uri` (`/users/{id}`; `other` past the router's cap).
     pub fn route(&mut self, method: &str, uri: &str) -> String {
-        let id = self.0.endpoint(method, uri);
-        let id = self.0.resolve(id);
-        let name = self.0.name(id);
+        let name = self.0.template(method, uri);
         name.split_once(' ').map_or(name, |(_, r)| r).to_string()
     }
 

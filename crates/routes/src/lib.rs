@@ -426,6 +426,13 @@ impl Router {
         id
     }
 
+    /// The name of the endpoint `method` `uri` belongs to ([`Router::endpoint`] already
+    /// answers with the template that superseded a collapsed one).
+    pub fn template(&mut self, method: &str, uri: &str) -> &str {
+        let id = self.endpoint(method, uri);
+        self.name(id)
+    }
+
     /// The endpoint's name: `GET /users/{id}`, `* /health` (declared for any method), `other`.
     pub fn name(&self, id: EndpointId) -> &str {
         self.endpoints.get(id.index()).map_or("other", |e| &e.name)

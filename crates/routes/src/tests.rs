@@ -265,3 +265,10 @@ fn a_million_distinct_paths_stay_bounded() {
         "GET /t3/{param}/{param}"
     );
 }
+
+#[test]
+fn template_names_the_endpoint_of_a_request() {
+    let mut r = Router::new(RouterConfig::default());
+    assert_eq!(r.template("GET", "/users/42?x=1"), "GET /users/{id}");
+    assert_eq!(r.template("GET", "/users/7"), "GET /users/{id}");
+}

@@ -63,10 +63,7 @@ impl Default for RouteEndpoints {
 
 impl Endpoints for RouteEndpoints {
     fn endpoint(&mut self, method: &str, uri: &str) -> String {
-        let id = self.0.endpoint(method, uri);
-        // A template refined since (a segment became a parameter) names the endpoint now.
-        let id = self.0.resolve(id);
-        self.0.name(id).to_string()
+        self.0.template(method, uri).to_string()
     }
 }
 
